@@ -1,0 +1,95 @@
+"""Apiary: warehouse tables, lookups, scikit-learn models and Python functions as key-gated REST endpoints."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Flask, g, request
+
+from config import ROOT, load_config
+
+
+def create_app(config_name: str | None = None, overrides: dict | None = None) -> Flask:
+    app = Flask(__name__)
+    config = load_config(config_name)
+    app.config.from_object(config)
+    if overrides:
+        app.config.update(overrides)
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    register_request_ids(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from app import db as _models  # noqa: F401 - registers every model on the metadata
+    from app.extensions import db, jwt, ma, migrate, redis_store, warehouse
+    from app.ops.metrics import init_metrics
+    from tasks.celery_app import celery_init_app
+
+    app.config["JWT_TOKEN_LOCATION"] = ["headers"]
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
+    jwt.init_app(app)
+    ma.init_app(app)
+    redis_store.init_app(app)
+    warehouse.init_app(app)
+    celery_init_app(app)
+    init_metrics(app)
+    _point_jwt_errors_at_envelope(jwt)
+
+
+def _point_jwt_errors_at_envelope(jwt) -> None:
+    from app.errors import envelope
+
+    def unauthorized(message: str = "invalid or expired credentials"):
+        return envelope(401, "unauthorized", message)
+
+    jwt.unauthorized_loader(lambda reason: unauthorized(f"missing credentials: {reason}"))
+    jwt.invalid_token_loader(lambda reason: unauthorized(f"invalid token: {reason}"))
+    jwt.expired_token_loader(lambda _header, _payload: unauthorized("token has expired"))
+    jwt.revoked_token_loader(lambda _header, _payload: unauthorized("token has been revoked"))
+    jwt.user_lookup_error_loader(lambda _header, _payload: unauthorized("user no longer exists"))
+
+
+def register_blueprints(app: Flask) -> None:
+    from app.auth.routes import bp as auth_bp
+    from app.console.routes import bp as console_bp
+    from app.datasets.routes import bp as datasets_bp
+    from app.keys.routes import bp as keys_bp
+    from app.models.routes import bp as models_bp
+    from app.ops.routes import bp as ops_bp
+    from app.projects.routes import bp as projects_bp
+    from app.publishing.routes import bp as publishing_bp
+    from app.serving.routes import bp as serving_bp
+
+    for bp in (ops_bp, auth_bp, projects_bp, datasets_bp, publishing_bp, keys_bp, models_bp, serving_bp, console_bp):
+        app.register_blueprint(bp)
+
+
+def register_error_handlers(app: Flask) -> None:
+    from app.errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from app.cli import register_cli
+
+    register_cli(app)
+
+
+def register_request_ids(app: Flask) -> None:
+    @app.before_request
+    def _request_id():
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+
+    @app.after_request
+    def _echo_request_id(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response

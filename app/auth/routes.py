@@ -1,0 +1,93 @@
+"""Auth routes: login, me, sign-up, users and personal access tokens."""
+
+from flask import Blueprint, current_app
+
+from app.auth import service
+from app.auth.permissions import current_user, login_required
+from app.auth.schemas import (
+    LoginResultSchema,
+    LoginSchema,
+    MeSchema,
+    RegisterResultSchema,
+    RegisterSchema,
+    TokenCreatedSchema,
+    TokenCreateSchema,
+    TokenListSchema,
+    UserCreateSchema,
+    UserListSchema,
+    UserSchema,
+)
+from app.errors import APIError
+from app.http import json_body
+from app.openapi import doc
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.post("/api/auth/login")
+@doc("Log in with username (or e-mail) and password", body=LoginSchema, response=LoginResultSchema, auth=False)
+def login():
+    data = LoginSchema().load(json_body())
+    result = service.login(data["username"], data["password"], current_app.config["JWT_EXPIRES_MINUTES"])
+    return LoginResultSchema().dump(result)
+
+
+@bp.get("/api/auth/me")
+@doc("The calling user", response=MeSchema)
+@login_required()
+def me():
+    return MeSchema().dump(current_user())
+
+
+@bp.post("/api/auth/register")
+@doc("Self-service sign-up: a new organization with this user as its admin", body=RegisterSchema,
+     response=RegisterResultSchema, status=201, auth=False)  # fmt: skip
+def register():
+    if not current_app.config["ALLOW_SIGNUP"]:
+        raise APIError(403, "signup_disabled", "self-service sign-up is turned off on this server")
+    data = RegisterSchema().load(json_body())
+    user = service.register_organization(**data)
+    return RegisterResultSchema().dump({"user_id": user.id, "org_id": user.org_id}), 201
+
+
+@bp.post("/api/users")
+@doc("Add a user to the caller's organization (org admin)", body=UserCreateSchema, response=UserSchema, status=201)
+@login_required("org.admin")
+def create_user():
+    data = UserCreateSchema().load(json_body())
+    user = service.create_user(current_user().org_id, **data)
+    return UserSchema().dump(user), 201
+
+
+@bp.get("/api/users")
+@doc("Users of the caller's organization (org admin)", response=UserListSchema)
+@login_required("org.admin")
+def list_users():
+    return UserListSchema().dump({"items": service.list_users(current_user().org_id)})
+
+
+@bp.post("/api/auth/tokens")
+@doc("Mint a personal access token; the secret is returned once", body=TokenCreateSchema,
+     response=TokenCreatedSchema, status=201)  # fmt: skip
+@login_required()
+def create_token():
+    data = TokenCreateSchema().load(json_body())
+    token, secret = service.create_personal_token(current_user(), data["name"], data["expires_days"])
+    result = TokenCreatedSchema().dump(token)
+    result["token"] = secret
+    return result, 201
+
+
+@bp.get("/api/auth/tokens")
+@doc("The caller's personal access tokens (never the secrets)", response=TokenListSchema)
+@login_required()
+def list_tokens():
+    return TokenListSchema().dump({"items": service.list_personal_tokens(current_user())})
+
+
+@bp.delete("/api/auth/tokens/<int:token_id>")
+@doc("Revoke one of the caller's personal access tokens", status=204)
+@login_required()
+def delete_token(token_id: int):
+    service.delete_personal_token(current_user(), token_id)
+    return "", 204

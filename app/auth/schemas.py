@@ -1,0 +1,83 @@
+"""Bodies of the auth area: login, sign-up, users and personal access tokens."""
+
+from marshmallow import Schema, fields, validate
+
+from app.db.users import ROLES
+
+USERNAME = validate.Regexp(r"^[A-Za-z0-9_.@-]{3,80}$", error="3-80 letters, digits or _ . @ -")
+PASSWORD = validate.Length(min=8, max=256, error="must be 8 to 256 characters")
+
+
+class LoginSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=256))
+
+
+class LoginResultSchema(Schema):
+    access_token = fields.String()
+    token_type = fields.String()
+    must_reset_password = fields.Boolean()
+    expires_in = fields.Integer()
+
+
+class MeSchema(Schema):
+    user_id = fields.Integer(attribute="id")
+    username = fields.String()
+    email = fields.String()
+    org_id = fields.Integer()
+    role = fields.String()
+
+
+class RegisterSchema(Schema):
+    org_name = fields.String(required=True, validate=validate.Length(min=2, max=200))
+    username = fields.String(required=True, validate=USERNAME)
+    email = fields.Email(required=True)
+    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+
+
+class RegisterResultSchema(Schema):
+    user_id = fields.Integer()
+    org_id = fields.Integer()
+
+
+class UserCreateSchema(Schema):
+    username = fields.String(required=True, validate=USERNAME)
+    email = fields.Email(required=True)
+    password = fields.String(required=True, load_only=True, validate=PASSWORD)
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+
+
+class UserSchema(Schema):
+    user_id = fields.Integer(attribute="id", dump_only=True)
+    username = fields.String()
+    email = fields.String()
+    role = fields.String()
+    org_id = fields.Integer(dump_only=True)
+    is_active = fields.Boolean(dump_only=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class UserListSchema(Schema):
+    items = fields.List(fields.Nested(UserSchema))
+
+
+class TokenCreateSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    expires_days = fields.Integer(load_default=90, allow_none=True, validate=validate.Range(min=0, max=3650))
+
+
+class TokenSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    name = fields.String()
+    prefix = fields.String(dump_only=True)
+    expires_at = fields.DateTime(dump_only=True, allow_none=True)
+    last_used_at = fields.DateTime(dump_only=True, allow_none=True)
+    created_at = fields.DateTime(dump_only=True)
+
+
+class TokenCreatedSchema(TokenSchema):
+    token = fields.String(dump_only=True)
+
+
+class TokenListSchema(Schema):
+    items = fields.List(fields.Nested(TokenSchema))

@@ -1,0 +1,24 @@
+"""SQLAlchemy models, one module per aggregate; importing this package registers them all."""
+
+from app.db.assets import AssetVersion, PublishedAsset
+from app.db.audit import AuditLog
+from app.db.datasets import Dataset
+from app.db.keys import ApiKey
+from app.db.models import MLModel, Recipe, RecipeRun
+from app.db.projects import Project
+from app.db.users import Organization, PersonalAccessToken, User
+
+__all__ = [
+    "ApiKey",
+    "AssetVersion",
+    "AuditLog",
+    "Dataset",
+    "MLModel",
+    "Organization",
+    "PersonalAccessToken",
+    "Project",
+    "PublishedAsset",
+    "Recipe",
+    "RecipeRun",
+    "User",
+]

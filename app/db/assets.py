@@ -1,0 +1,55 @@
+"""Published assets (data APIs and API services) and their immutable published versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db.columns import JSONType, UTCDateTime, utcnow
+from app.extensions import db
+
+ASSET_TYPES = ("data_api", "api_service")
+
+
+class PublishedAsset(db.Model):
+    """The draft lives on this row; serving reads only the AssetVersion named by published_version."""
+
+    __tablename__ = "published_assets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    asset_type: Mapped[str] = mapped_column(sa.String(20))
+    asset_key: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    title: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    config: Mapped[dict] = mapped_column(JSONType, default=dict)
+    draft_note: Mapped[str] = mapped_column(sa.Text, default="")
+    status: Mapped[str] = mapped_column(sa.String(20), default="draft")
+    published_version: Mapped[int | None] = mapped_column()
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        sa.CheckConstraint(f"asset_type IN {ASSET_TYPES}", name="ck_published_assets_type"),
+        sa.CheckConstraint("status IN ('draft', 'published')", name="ck_published_assets_status"),
+    )
+
+
+class AssetVersion(db.Model):
+    __tablename__ = "asset_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    asset_id: Mapped[int] = mapped_column(sa.ForeignKey("published_assets.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column()
+    title: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    config: Mapped[dict] = mapped_column(JSONType)
+    published_by: Mapped[str] = mapped_column(sa.String(80))
+    change_note: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (sa.UniqueConstraint("asset_id", "version", name="uq_asset_versions_asset_version"),)

@@ -1,0 +1,65 @@
+"""Unbound extensions: bound to an app by create_app, connections made lazily in each process."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from flask import Flask, current_app
+from flask_jwt_extended import JWTManager
+from flask_marshmallow import Marshmallow
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+jwt = JWTManager()
+ma = Marshmallow()
+
+
+class _PerProcess:
+    """Holds per-process resources (pools, clients), rebuilt after a fork so nothing is shared across processes."""
+
+    def __init__(self, name: str, factory):
+        self.name = name
+        self.factory = factory
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[self.name] = {"pid": None, "value": None}
+
+    def get(self, app: Flask | None = None):
+        app = app or current_app._get_current_object()
+        slot = app.extensions[self.name]
+        if slot["pid"] != os.getpid() or slot["value"] is None:
+            slot["value"] = self.factory(app)
+            slot["pid"] = os.getpid()
+        return slot["value"]
+
+
+def _make_redis(app: Flask) -> redis.Redis:
+    # No retry loop: when Redis is down, serving degrades (uncached, rate limits open) at once instead of stalling.
+    return redis.Redis.from_url(
+        app.config["REDIS_URL"],
+        socket_connect_timeout=0.5,
+        socket_timeout=2,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+def _make_warehouse(app: Flask):
+    from app.warehouse.engine import create_warehouse_engine
+
+    return create_warehouse_engine(app.config["WAREHOUSE_URL"], app.config["WAREHOUSE_DIR"])
+
+
+redis_store = _PerProcess("apiary_redis", _make_redis)
+warehouse = _PerProcess("apiary_warehouse", _make_warehouse)

@@ -1,0 +1,54 @@
+"""Readiness checks of the database, Redis and the Celery workers."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask
+from sqlalchemy import text
+
+from app.extensions import db, redis_store
+
+
+def _timed(check) -> dict:
+    started = time.perf_counter()
+    try:
+        detail = check()
+        result = {"ok": True}
+        if detail:
+            result.update(detail)
+    except Exception as exc:  # noqa: BLE001 - readiness reports every failure instead of raising
+        result = {"ok": False, "error": type(exc).__name__ + ": " + str(exc)[:200]}
+    result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def live_workers(app: Flask, timeout: float = 1.0) -> dict[str, list[str]]:
+    """Workers answering a broadcast ping, with the queues each consumes."""
+    control = app.extensions["celery"].control
+    replies = control.ping(timeout=timeout) or []
+    names = [name for reply in replies for name in reply]
+    queues: dict[str, list[str]] = {name: [] for name in names}
+    if names:
+        active = control.inspect(destination=names, timeout=timeout).active_queues() or {}
+        for name, qs in active.items():
+            queues[name] = sorted(q["name"] for q in qs)
+    return queues
+
+
+def readiness(app: Flask) -> dict:
+    def database():
+        db.session.execute(text("SELECT 1"))
+
+    def redis_check():
+        redis_store.get(app).ping()
+
+    def workers():
+        found = live_workers(app)
+        if not found:
+            raise RuntimeError("no Celery worker answered a ping within 1 s")
+        return {"workers": found}
+
+    checks = {"database": _timed(database), "redis": _timed(redis_check)}
+    checks["worker"] = _timed(workers) if checks["redis"]["ok"] else {"ok": False, "error": "redis is down"}
+    return {"status": "ok" if all(c["ok"] for c in checks.values()) else "unavailable", "checks": checks}

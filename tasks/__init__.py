@@ -1,0 +1,1 @@
+"""Celery: the app binding and one module of tasks per queue."""

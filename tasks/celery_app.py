@@ -1,0 +1,57 @@
+"""Celery bound to the Flask app: Redis broker and backend, named queues, tasks run inside an app context."""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+from kombu import Queue
+
+QUEUES = ("predict", "train", "functions", "default")
+
+TASK_MODULES = [
+    "tasks.system",
+    "tasks.heartbeat",
+    "tasks.predict",
+    "tasks.train",
+    "tasks.functions",
+    "tasks.maintenance",
+]
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.conf.update(
+        broker_url=app.config["CELERY_BROKER_URL"],
+        result_backend=app.config["CELERY_RESULT_BACKEND"],
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="default",
+        task_routes={
+            "tasks.predict.*": {"queue": "predict"},
+            "tasks.train.*": {"queue": "train"},
+            "tasks.functions.*": {"queue": "functions"},
+        },
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=3600,
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=600,
+        task_time_limit=660,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600, "socket_connect_timeout": 1},
+        result_backend_transport_options={"socket_connect_timeout": 1},
+        redis_socket_connect_timeout=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        imports=TASK_MODULES,
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

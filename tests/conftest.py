@@ -1,0 +1,236 @@
+"""Shared fixtures: a real Redis, databases, the app, a live Celery worker, users and projects.
+
+The suite runs on SQLite; with TEST_DATABASE_URL set (a PostgreSQL URL) the metadata and the warehouse live there
+instead, each run in schemas of its own that are dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app.redis_server import redis_answers, start_private_redis
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    """REDIS_URL when it answers (database 15, so nothing else is touched), else a private redis-server."""
+    env_url = os.environ.get("REDIS_URL")
+    if redis_answers(env_url):
+        base = env_url.rsplit("/", 1)[0] if env_url.count("/") > 2 else env_url
+        url = f"{base}/15"
+        import redis
+
+        redis.Redis.from_url(url).flushdb()
+        yield url
+        return
+    proc, url = start_private_redis(str(tmp_path_factory.mktemp("redis")))
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def redis_client(redis_url):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    _forget_apiary_keys(client)
+    yield client
+    client.close()
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("TEST_DATABASE_URL") or None
+
+
+@pytest.fixture(scope="session")
+def metadata_schema():
+    """On PostgreSQL, a private schema for this run's metadata tables (dropped at the end)."""
+    pg = _postgres_url()
+    if not pg:
+        yield None
+        return
+    schema = f"apiary_test_{RUN_ID}"
+    engine = sa.create_engine(pg)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    yield schema
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        for (name,) in conn.exec_driver_sql(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %(p)s", {"p": f"w{RUN_ID}%"}
+        ):
+            conn.exec_driver_sql(f'DROP SCHEMA "{name}" CASCADE')
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def test_env(tmp_path_factory, redis_url, metadata_schema) -> dict[str, str]:
+    """The environment the app and the worker share; also exported to os.environ for create_app."""
+    var = tmp_path_factory.mktemp("var")
+    pg = _postgres_url()
+    env = {
+        "APP_CONFIG": "testing",
+        "APIARY_VAR_DIR": str(var),
+        "REDIS_URL": redis_url,
+        "MODEL_STORE": str(var / "models"),
+        "LOG_LEVEL": "WARNING",
+        "PREDICT_TIMEOUT_SECONDS": "10",
+    }
+    if pg:
+        sep = "&" if "?" in pg else "?"
+        env["DATABASE_URL"] = f"{pg}{sep}options=-csearch_path%3D{metadata_schema}"
+        env["WAREHOUSE_URL"] = pg
+        env["WAREHOUSE_SCHEMA_PREFIX"] = f"w{RUN_ID}_"
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{var / 'apiary.db'}"
+        env["WAREHOUSE_URL"] = f"sqlite:///{var / 'warehouse' / 'main.db'}"
+    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SECRET_KEY", "JWT_SECRET_KEY", "WAREHOUSE_DIR"):
+        os.environ.pop(name, None)
+    os.environ.update(env)
+    return env
+
+
+@pytest.fixture(scope="session")
+def app(test_env):
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    application = create_app("testing")
+    with application.app_context():
+        upgrade()
+    return application
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request):
+    """After each test that used the app: empty every metadata table and the Redis database."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    application = request.getfixturevalue("app")
+    from app.extensions import db, redis_store
+
+    with application.app_context():
+        db.session.remove()
+        with db.engine.begin() as conn:
+            for table in reversed(db.metadata.sorted_tables):
+                conn.execute(table.delete())
+        _forget_apiary_keys(redis_store.get(application))
+
+
+def _forget_apiary_keys(client) -> None:
+    """Drop Apiary's own Redis state (cache, rate limits, audit buffer); keep Celery's broker state and the
+    workers' heartbeats, which belong to the session-long worker."""
+    for key in client.scan_iter(match="apiary:*", count=1000):
+        if not key.startswith(b"apiary:queue_alive:"):
+            client.delete(key)
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@dataclass
+class Account:
+    user_id: int
+    org_id: int
+    username: str
+    password: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def project_headers(self, project_id: int) -> dict[str, str]:
+        return {**self.headers, "X-Project-Id": str(project_id)}
+
+
+def sign_up(client, org_name: str | None = None, username: str | None = None) -> Account:
+    """Register a new organization through the API and log its admin in."""
+    suffix = uuid.uuid4().hex[:8]
+    username = username or f"admin_{suffix}"
+    password = "correct horse battery staple"
+    resp = client.post(
+        "/api/auth/register",
+        json={"org_name": org_name or f"Org {suffix}", "username": username, "email": f"{username}@example.com",
+              "password": password},
+    )  # fmt: skip
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    return Account(body["user_id"], body["org_id"], username, password, log_in(client, username, password))
+
+
+def log_in(client, username: str, password: str) -> str:
+    resp = client.post("/api/auth/login", json={"username": username, "password": password})
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()["access_token"]
+
+
+def add_user(client, admin: Account, role: str) -> Account:
+    suffix = uuid.uuid4().hex[:8]
+    username, password = f"{role}_{suffix}", "another long password"
+    resp = client.post(
+        "/api/users",
+        headers=admin.headers,
+        json={"username": username, "email": f"{username}@example.com", "password": password, "role": role},
+    )
+    assert resp.status_code == 201, resp.get_json()
+    return Account(resp.get_json()["user_id"], admin.org_id, username, password, log_in(client, username, password))
+
+
+@pytest.fixture()
+def admin(client) -> Account:
+    return sign_up(client)
+
+
+@pytest.fixture()
+def project(client, admin) -> dict:
+    resp = client.post("/api/projects", headers=admin.headers, json={"name": "Sales", "slug": "sales"})
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+@pytest.fixture(scope="session")
+def worker(app, test_env, tmp_path_factory):
+    """A real Celery worker process consuming every queue, against the same database, warehouse and Redis."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {**os.environ, **test_env}
+    cmd = [
+        sys.executable, "-m", "celery", "-A", "celery_worker", "worker",
+        "-Q", "predict,train,functions,default", "--concurrency", "2", "--pool", "prefork",
+        "--loglevel", "INFO", "--hostname", f"test-{RUN_ID}@%h", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    celery = app.extensions["celery"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-4000:]}")
+        if celery.control.ping(timeout=0.5):
+            break
+    else:
+        proc.kill()
+        raise RuntimeError(f"worker did not answer within 60 s:\n{log_path.read_text()[-4000:]}")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()

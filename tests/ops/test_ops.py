@@ -1,0 +1,59 @@
+"""Liveness, readiness with a real worker, Prometheus metrics and the OpenAPI document."""
+
+import re
+
+
+def test_healthz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_readyz_reports_database_redis_and_worker(client, worker):
+    resp = client.get("/readyz")
+    body = resp.get_json()
+    assert resp.status_code == 200, body
+    assert body["status"] == "ok"
+    assert {"database", "redis", "worker"} <= set(body["checks"])
+    queues = next(iter(body["checks"]["worker"]["workers"].values()))
+    assert {"predict", "train", "functions", "default"} <= set(queues)
+
+
+def test_ping_task_runs_on_the_worker(app, worker):
+    from tasks.system import ping
+
+    with app.app_context():
+        result = ping.delay().get(timeout=10)
+    assert result["pong"] is True and result["pid"] != __import__("os").getpid()
+
+
+def test_readyz_is_503_when_redis_is_down(test_env):
+    from app import create_app
+
+    broken = create_app("testing", {"REDIS_URL": "redis://127.0.0.1:1/0"})
+    resp = broken.test_client().get("/readyz")
+    body = resp.get_json()
+    assert resp.status_code == 503
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["redis"]["ok"] is False and body["checks"]["worker"]["ok"] is False
+
+
+def test_metrics_count_requests_by_route_and_status(client):
+    client.get("/healthz")
+    client.get("/api/does-not-exist")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'apiary_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert 'status="404"' in text
+    assert "apiary_http_request_duration_seconds_bucket" in text
+
+
+def test_openapi_covers_every_route(app, client):
+    spec = client.get("/api/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-zA-Z_]+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert (path, method.lower()) in documented, (path, method)
+    login = spec["paths"]["/api/auth/login"]["post"]
+    assert "requestBody" in login and login["security"] == []

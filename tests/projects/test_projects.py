@@ -1,0 +1,38 @@
+"""Projects: create, list, fetch by id or slug, and isolation between organizations."""
+
+from tests.conftest import add_user, sign_up
+
+
+def test_create_list_get(client, admin, project):
+    assert project["slug"] == "sales" and isinstance(project["project_id"], int)
+    items = client.get("/api/projects", headers=admin.headers).get_json()["items"]
+    assert [(p["project_id"], p["slug"], p["name"]) for p in items] == [(project["project_id"], "sales", "Sales")]
+    for ref in (project["project_id"], "sales"):
+        assert client.get(f"/api/projects/{ref}", headers=admin.headers).get_json()["name"] == "Sales"
+
+
+def test_duplicate_slug_is_409(client, admin, project):
+    resp = client.post("/api/projects", headers=admin.headers, json={"name": "Again", "slug": "sales"})
+    assert resp.status_code == 409
+
+
+def test_other_organization_sees_404_and_empty_list(client, admin, project):
+    other = sign_up(client)
+    assert client.get(f"/api/projects/{project['project_id']}", headers=other.headers).status_code == 404
+    assert client.get("/api/projects/sales", headers=other.headers).status_code == 404
+    assert client.get("/api/projects", headers=other.headers).get_json()["items"] == []
+    # The same slug is free in another organization.
+    assert client.post("/api/projects", headers=other.headers, json={"name": "S", "slug": "sales"}).status_code == 201
+
+
+def test_viewer_can_list_but_not_create(client, admin, project):
+    viewer = add_user(client, admin, "viewer")
+    assert len(client.get("/api/projects", headers=viewer.headers).get_json()["items"]) == 1
+    resp = client.post("/api/projects", headers=viewer.headers, json={"name": "X", "slug": "x"})
+    assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "permission_denied"
+
+
+def test_bad_slug_names_the_field(client, admin):
+    resp = client.post("/api/projects", headers=admin.headers, json={"name": "X", "slug": "Not A Slug!"})
+    assert resp.status_code == 422
+    assert list(resp.get_json()["error"]["details"]["fields"]) == ["slug"]
