@@ -1,0 +1,110 @@
+"""Dataset routes: upload a CSV, register a warehouse table, list, metadata, settings and preview."""
+
+from flask import Blueprint, current_app, request
+
+from app.auth.permissions import current_user, login_required, project_in_scope
+from app.datasets import service
+from app.datasets.schemas import (
+    DatasetListSchema,
+    DatasetSchema,
+    PreviewSchema,
+    RegisterSchema,
+    SettingsSchema,
+    UploadFormSchema,
+)
+from app.errors import invalid
+from app.extensions import warehouse
+from app.http import json_body
+from app.openapi import doc
+
+bp = Blueprint("datasets", __name__)
+
+
+@bp.post("/api/datasets/file/upload")
+@doc("Upload a CSV file as a dataset (multipart: file, name, friendly_name, description, replace, types)",
+     response=DatasetSchema, status=201)  # fmt: skip
+@login_required()
+def upload_file():
+    project = project_in_scope("project.edit")
+    upload = request.files.get("file")
+    if upload is None:
+        raise invalid("file", "a CSV file is required in the multipart field 'file'")
+    form = UploadFormSchema().load(request.form.to_dict())
+    dataset = service.upload_dataset(
+        warehouse.get(),
+        project,
+        upload,
+        upload.filename or "",
+        schema_prefix=current_app.config["WAREHOUSE_SCHEMA_PREFIX"],
+        max_bytes=current_app.config["UPLOAD_MAX_BYTES"],
+        created_by=current_user().id,
+        **form,
+    )
+    return DatasetSchema().dump(service.dataset_view(dataset)), 201
+
+
+@bp.post("/api/flow/datasets/register")
+@doc("Register a table that already exists in the warehouse as a dataset (org admin)", body=RegisterSchema,
+     response=DatasetSchema, status=201)  # fmt: skip
+@login_required()
+def register_table():
+    project = project_in_scope("org.admin")
+    data = RegisterSchema().load(json_body())
+    dataset = service.register_dataset(
+        warehouse.get(),
+        project,
+        timeout_s=current_app.config["STATEMENT_TIMEOUT_SECONDS"],
+        created_by=current_user().id,
+        **data,
+    )
+    return DatasetSchema().dump(service.dataset_view(dataset)), 201
+
+
+@bp.get("/api/datasets")
+@doc("Datasets of the project", response=DatasetListSchema)
+@login_required()
+def list_datasets():
+    project = project_in_scope("project.view")
+    return DatasetListSchema().dump({"items": [service.dataset_view(d) for d in service.list_datasets(project)]})
+
+
+@bp.get("/api/datasets/<name>")
+@doc("One dataset: columns with their effective masking, row count, masking overrides", response=DatasetSchema)
+@login_required()
+def get_dataset(name: str):
+    dataset = service.get_dataset(project_in_scope("project.view"), name)
+    return DatasetSchema().dump(service.dataset_view(dataset))
+
+
+@bp.get("/api/datasets/<name>/settings")
+@doc("A dataset's friendly name, description and masking overrides", response=SettingsSchema)
+@login_required()
+def get_settings(name: str):
+    dataset = service.get_dataset(project_in_scope("project.view"), name)
+    return SettingsSchema().dump(service.settings_view(dataset))
+
+
+@bp.put("/api/datasets/<name>/settings")
+@doc("Change the fields sent; masking replaces every override (org admin)", body=SettingsSchema,
+     response=SettingsSchema)  # fmt: skip
+@login_required()
+def put_settings(name: str):
+    dataset = service.get_dataset(project_in_scope("org.admin"), name)
+    data = SettingsSchema().load(json_body())
+    return SettingsSchema().dump(service.settings_view(service.update_settings(dataset, data)))
+
+
+@bp.get("/api/datasets/<name>/preview")
+@doc("At most 100 rows, masked for the caller's role", response=PreviewSchema,
+     query={"limit": "rows to return, 1 to 100 (default 100)"})  # fmt: skip
+@login_required()
+def preview(name: str):
+    dataset = service.get_dataset(project_in_scope("project.view"), name)
+    body = service.preview_dataset(
+        warehouse.get(),
+        dataset,
+        current_user().role,
+        request.args.get("limit"),
+        current_app.config["STATEMENT_TIMEOUT_SECONDS"],
+    )
+    return PreviewSchema().dump(body)

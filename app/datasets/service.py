@@ -1,0 +1,290 @@
+"""Datasets of a project: CSV uploads, registered warehouse tables, settings and masked previews."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import BinaryIO
+
+import sqlalchemy as sa
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from app.datasets.catalog import Catalog
+from app.db import Dataset, Project
+from app.errors import APIError, invalid, not_found
+from app.extensions import db
+from app.query.executor import run_query
+from app.query.masking import effective_masking, validate_masking_settings
+from app.query.policy import KeyPolicy
+from app.warehouse.engine import (
+    QueryTimeout,
+    TableNotFound,
+    check_identifier,
+    execute_readonly,
+    is_sqlite,
+    list_columns,
+    reflect_table,
+)
+from app.warehouse.loader import TableExists, load_csv
+from app.warehouse.naming import normalise_column_name, normalise_dataset_name
+
+PREVIEW_MAX_ROWS = 100
+# Uploaded tables are stored as `p<project id>__<table>`; registering one would hand a project another's upload.
+_UPLOAD_TABLE = re.compile(r"^p\d+__")
+
+
+def _conflict(name: str) -> APIError:
+    message = f"dataset {name!r} already exists in this project; upload with replace=true to overwrite it"
+    return APIError(409, "conflict", message, {"fields": {"name": ["already exists"]}})
+
+
+def physical_location(project_id: int, schema: str, table: str, schema_prefix: str = "") -> tuple[str, str]:
+    """Where an uploaded dataset's rows live: projects share logical names but never warehouse tables."""
+    physical = (schema_prefix + schema, f"p{project_id}__{table}")
+    for part in physical:
+        try:
+            check_identifier(part)
+        except ValueError:
+            raise invalid("name", f"{schema}.{table} is too long to store: {part!r} exceeds 63 characters") from None
+    return physical
+
+
+def find_dataset(project: Project, name: str) -> Dataset | None:
+    return db.session.scalar(select(Dataset).where(Dataset.project_id == project.id, Dataset.name == name))
+
+
+def get_dataset(project: Project, name: str) -> Dataset:
+    """A dataset of the project by name, as typed in a URL (`uploads.sales`, `Sales` ...); 404 otherwise."""
+    try:
+        schema, table = normalise_dataset_name(name)
+    except APIError:
+        raise not_found("dataset") from None
+    dataset = find_dataset(project, f"{schema}.{table}")
+    if dataset is None:
+        raise not_found("dataset")
+    return dataset
+
+
+def list_datasets(project: Project) -> list[Dataset]:
+    return list(db.session.scalars(select(Dataset).where(Dataset.project_id == project.id).order_by(Dataset.name)))
+
+
+def upload_dataset(
+    engine: Engine,
+    project: Project,
+    source: BinaryIO | str | os.PathLike,
+    filename: str,
+    name: str | None = None,
+    friendly_name: str | None = None,
+    description: str | None = None,
+    replace: bool = False,
+    types: dict | None = None,
+    schema_prefix: str = "",
+    max_bytes: int | None = None,
+    created_by: int | None = None,
+) -> Dataset:
+    """Load a CSV file into the project's table `name` (default: the file's name) and record it as a dataset.
+
+    The load is one warehouse transaction: on any error the previous table and dataset row are left as they were.
+    A dataset that exists is only overwritten with `replace`; its masking overrides survive for the columns kept.
+    """
+    if not filename or not filename.lower().endswith(".csv"):
+        raise invalid("file", "expected a .csv file")
+    typed_name = name if name is not None else os.path.splitext(os.path.basename(filename))[0]
+    schema, table = normalise_dataset_name(typed_name)
+    full_name = f"{schema}.{table}"
+    physical_schema, physical_table = physical_location(project.id, schema, table, schema_prefix)
+    existing = find_dataset(project, full_name)
+    if existing is not None and not replace:
+        raise _conflict(full_name)
+    forced = {normalise_column_name(str(column)): kind for column, kind in (types or {}).items()}
+    try:
+        # replace=True also when no dataset row exists: a table left at this project-private location belongs to
+        # no dataset (its row went with a deleted project whose id SQLite reused), so it is ours to overwrite.
+        result = load_csv(
+            engine, source, physical_schema, physical_table, replace=True, max_bytes=max_bytes, types=forced
+        )
+    except TableExists:
+        raise _conflict(full_name) from None  # a concurrent upload of the same name got there first
+    columns = [{"name": c.name, "type": c.type} for c in result.columns]
+    dataset = existing or Dataset(project_id=project.id, name=full_name, masking={}, created_by=created_by)
+    dataset.schema_name, dataset.table_name, dataset.source = physical_schema, physical_table, "upload"
+    dataset.columns, dataset.row_count = columns, result.row_count
+    kept = {c["name"] for c in columns}
+    dataset.masking = {col: m for col, m in (dataset.masking or {}).items() if col in kept}
+    if existing is None:
+        dataset.friendly_name = friendly_name if friendly_name is not None else typed_name.strip()
+        dataset.description = description or ""
+    else:
+        if friendly_name is not None:
+            dataset.friendly_name = friendly_name
+        if description is not None:
+            dataset.description = description
+    return _save(dataset, full_name)
+
+
+def _save(dataset: Dataset, name: str) -> Dataset:
+    db.session.add(dataset)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise _conflict(name) from None
+    return dataset
+
+
+def register_dataset(
+    engine: Engine,
+    project: Project,
+    schema: str,
+    table: str,
+    name: str | None = None,
+    friendly_name: str | None = None,
+    description: str | None = None,
+    timeout_s: float = 5.0,
+    created_by: int | None = None,
+) -> Dataset:
+    """Expose an existing warehouse table `schema.table` to the project as dataset `name` (default schema.table)."""
+    for field, value in (("schema", schema), ("table", table)):
+        try:
+            check_identifier(value)
+        except ValueError as exc:
+            raise invalid(field, str(exc)) from None
+    if schema == "information_schema" or schema.startswith("pg_"):
+        raise invalid("schema", f"{schema!r} is the database's own catalog, not warehouse data")
+    if _UPLOAD_TABLE.match(table):
+        raise invalid(
+            "table", "tables named p<id>__... hold uploaded datasets; upload the file to this project instead"
+        )
+    if _is_metadata_table(engine, schema, table):
+        raise invalid("table", f"{schema}.{table} is one of Apiary's own tables, not warehouse data")
+    try:
+        columns = list_columns(engine, schema, table)
+    except TableNotFound:
+        raise invalid("table", f"table {schema}.{table} does not exist in the warehouse") from None
+    logical_schema, logical_table = normalise_dataset_name(name if name is not None else f"{schema}.{table}")
+    full_name = f"{logical_schema}.{logical_table}"
+    if find_dataset(project, full_name) is not None:
+        raise APIError(409, "conflict", f"dataset {full_name!r} already exists in this project",
+                       {"fields": {"name": ["already exists"]}})  # fmt: skip
+    dataset = Dataset(
+        project_id=project.id,
+        name=full_name,
+        schema_name=schema,
+        table_name=table,
+        source="registered",
+        friendly_name=friendly_name if friendly_name is not None else full_name,
+        description=description or "",
+        masking={},
+        columns=[{"name": c.name, "type": c.type} for c in columns],
+        row_count=_count_rows(engine, schema, table, timeout_s),
+        created_by=created_by,
+    )
+    return _save(dataset, full_name)
+
+
+def _count_rows(engine: Engine, schema: str, table: str, timeout_s: float) -> int | None:
+    """The table's row count, or None when counting a very large table would take longer than `timeout_s`."""
+    stmt = sa.select(sa.func.count().label("n")).select_from(reflect_table(engine, schema, table))
+    try:
+        return int(execute_readonly(engine, stmt, timeout_s)[0]["n"])
+    except QueryTimeout:
+        return None
+
+
+def _is_metadata_table(engine: Engine, schema: str, table: str) -> bool:
+    """Whether schema.table is Apiary's own metadata (users, keys ...) because both live in one database."""
+    if table not in db.metadata.tables:
+        return False
+    meta_url, warehouse_url = db.engine.url, engine.url
+    if (meta_url.get_backend_name(), meta_url.host, meta_url.port, meta_url.database) != (
+        warehouse_url.get_backend_name(),
+        warehouse_url.host,
+        warehouse_url.port,
+        warehouse_url.database,
+    ):
+        return False
+    metadata_schema = "main" if is_sqlite(engine) else db.session.scalar(sa.text("SELECT current_schema()"))
+    return schema == metadata_schema
+
+
+def dataset_view(dataset: Dataset) -> dict:
+    """A dataset's metadata with each column's effective sensitivity and strategy."""
+    return {
+        "dataset_id": dataset.id,
+        "project_id": dataset.project_id,
+        "name": dataset.name,
+        "friendly_name": dataset.friendly_name,
+        "description": dataset.description,
+        "source": dataset.source,
+        "row_count": dataset.row_count,
+        "columns": column_views(dataset),
+        "masking": dataset.masking or {},
+        "created_at": dataset.created_at,
+        "updated_at": dataset.updated_at,
+    }
+
+
+def column_views(dataset: Dataset) -> list[dict]:
+    effective = effective_masking([c["name"] for c in dataset.columns], dataset.masking)
+    views = []
+    for column in dataset.columns:
+        masking = effective[column["name"]]
+        views.append({**column, "sensitivity": masking.sensitivity, "strategy": masking.strategy})
+    return views
+
+
+def settings_view(dataset: Dataset) -> dict:
+    return {"friendly_name": dataset.friendly_name, "description": dataset.description, "masking": dataset.masking}
+
+
+def update_settings(dataset: Dataset, data: dict) -> Dataset:
+    """Write only the fields in `data`; `masking` replaces the override map (send `{}` to clear it)."""
+    if "masking" in data:
+        names = [c["name"] for c in dataset.columns]
+        dataset.masking = validate_masking_settings(data["masking"], names)
+    for field in ("friendly_name", "description"):
+        if field in data:
+            setattr(dataset, field, data[field])
+    db.session.commit()
+    return dataset
+
+
+def preview_policy(role: str) -> KeyPolicy:
+    """What a member of the organization sees in a preview, by role.
+
+    - admin: everything as stored (`KeyPolicy.admin()`: unmasked, nothing blocked);
+    - designer, analyst: masked (medium and high columns through their strategy), critical columns blocked;
+    - viewer, and any role not listed: masked, high and critical columns blocked.
+    """
+    if role == "admin":
+        return KeyPolicy.admin()
+    if role in ("designer", "analyst"):
+        return KeyPolicy(masking_level="masked", sensitivity_max="high")
+    return KeyPolicy(masking_level="masked", sensitivity_max="medium")
+
+
+def preview_dataset(engine: Engine, dataset: Dataset, role: str, limit: str | None, timeout_s: float) -> dict:
+    """At most 100 rows of the dataset as `role` may see them; `limit` (1..100) is checked by the query engine."""
+    try:
+        list_columns(engine, dataset.schema_name, dataset.table_name)
+    except TableNotFound:
+        message = f"the warehouse table behind dataset {dataset.name!r} no longer exists"
+        raise APIError(409, "table_missing", message) from None
+    config = {
+        "source": {"schema": dataset.schema_name, "table": dataset.table_name},
+        "pagination": {"default_limit": PREVIEW_MAX_ROWS, "max_limit": PREVIEW_MAX_ROWS},
+    }
+    params = {} if limit is None else {"limit": limit}
+    policy = preview_policy(role)
+    result = run_query(engine, config, params, policy, Catalog([dataset]).masking(), timeout_s, "preview")
+    return {
+        "name": dataset.name,
+        "columns": column_views(dataset),
+        "rows": result["rows"],
+        "count": result["count"],
+        "limit": result["limit"],
+        "masked": policy.masking_level == "masked",
+    }

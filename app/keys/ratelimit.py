@@ -1,0 +1,103 @@
+"""Per-key rate limits kept in Redis with one atomic GCRA script, so every web process shares the same budget."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import redis
+
+log = logging.getLogger(__name__)
+
+_WARN_EVERY_S = 60.0
+
+# GCRA (generic cell rate algorithm): one number per bucket, the "theoretical arrival time" (TAT) of the next
+# request in microseconds. The script reads the server's TIME so the clocks of web processes don't matter; since
+# Redis 5 scripts replicate their effects, so TIME before a write needs no redis.replicate_commands().
+# Numbers are written with %.0f because Lua's default number-to-string keeps only 14 digits.
+_GCRA = """
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then
+  return {0, 0, string.format('%.0f', tat - now), string.format('%.0f', allow_at - now)}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+local remaining = math.floor((now - allow_at) / interval)
+return {1, remaining, string.format('%.0f', new_tat - now), '0'}
+"""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one hit: whether it may proceed and what to tell the client about its budget."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int  # until the whole budget is back
+    retry_after_seconds: int  # 0 when allowed, else >= 1
+
+    def headers(self) -> dict[str, str]:
+        """`RateLimit-*` headers for every response, plus `Retry-After` on a refusal."""
+        out = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_seconds),
+        }
+        if not self.allowed:
+            out["Retry-After"] = str(self.retry_after_seconds)
+        return out
+
+
+class RateLimiter:
+    """`limit_per_minute` requests a minute per bucket (GCRA), with a burst of the whole limit.
+
+    A fresh bucket admits exactly `limit` immediate calls; after that one call is admitted every `60 / limit`
+    seconds, and a bucket left alone refills to the full limit within a minute. So the sustained rate is `limit`
+    a minute, and no 60 s window ever sees more than `2 * limit - 1` (a full burst, then the refill).
+
+    When Redis cannot be reached the limiter fails open: the call is allowed and a warning is logged (at most once
+    per 60 s per limiter). Rate limiting protects capacity; refusing every paying client because the limiter's
+    store is down would turn a Redis outage into a full serving outage, which is the worse failure.
+    """
+
+    def __init__(self, redis_client: redis.Redis, prefix: str = "apiary:rl"):
+        self.redis = redis_client
+        self.prefix = prefix
+        # register_script runs EVALSHA and loads the script on NOSCRIPT (a restarted or flushed server).
+        self._script = redis_client.register_script(_GCRA)
+        self._last_warning = -math.inf
+
+    def hit(self, bucket: str, limit_per_minute: int) -> Decision:
+        """Count one request against `bucket` (e.g. `key:42`) and say whether it is within `limit_per_minute`."""
+        if isinstance(limit_per_minute, bool) or not isinstance(limit_per_minute, int) or limit_per_minute < 1:
+            raise ValueError(f"limit_per_minute must be a positive integer, got {limit_per_minute!r}")
+        interval_us = max(1, round(60_000_000 / limit_per_minute))
+        try:
+            allowed, remaining, reset_us, retry_us = self._script(
+                keys=[f"{self.prefix}:{bucket}"], args=[interval_us, limit_per_minute]
+            )
+        except (redis.RedisError, OSError) as exc:
+            self._warn(exc)
+            return Decision(True, limit_per_minute, limit_per_minute, 0, 0)
+        return Decision(
+            allowed=bool(allowed),
+            limit=limit_per_minute,
+            remaining=max(0, int(remaining)),
+            reset_seconds=math.ceil(int(reset_us) / 1_000_000),
+            retry_after_seconds=0 if allowed else max(1, math.ceil(int(retry_us) / 1_000_000)),
+        )
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_EVERY_S:
+            self._last_warning = now
+            log.warning("rate limiter cannot reach Redis, letting requests through: %s", exc)

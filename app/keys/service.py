@@ -1,0 +1,103 @@
+"""Data-API keys: mint (secret shown once), list without secrets, revoke, and resolve a presented key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import bindparam, select, update
+
+from app.db import ApiKey, PublishedAsset, User
+from app.db.columns import utcnow
+from app.errors import APIError, invalid, not_found
+from app.extensions import db
+from app.keys.secrets import generate_api_key, hash_api_key, looks_like_api_key
+from app.query.policy import KeyPolicy
+
+
+def _endpoint_ids(asset: PublishedAsset) -> set[str]:
+    return {ep.get("id") for ep in (asset.config or {}).get("endpoints", []) if isinstance(ep, dict)}
+
+
+def mint_api_key(user: User, asset: PublishedAsset, data: dict) -> tuple[ApiKey, str]:
+    """A new key for `asset`; returns the row and the secret, which is never stored or shown again."""
+    # Validates masking_level, allowed_columns, sensitivity_max and row_scope exactly as serving will read them.
+    policy = KeyPolicy.from_key_fields(
+        data["masking_level"], data["allowed_columns"], data["sensitivity_max"], data.get("row_scope")
+    )
+    allowed_endpoints = data.get("allowed_endpoints")
+    if allowed_endpoints is not None:
+        if asset.asset_type != "api_service":
+            raise invalid("allowed_endpoints", "only an api_service has endpoints")
+        known = _endpoint_ids(asset)
+        for i, endpoint_id in enumerate(allowed_endpoints):
+            if endpoint_id not in known:
+                raise invalid(f"allowed_endpoints[{i}]", f"the service has no endpoint {endpoint_id!r}")
+        allowed_endpoints = list(dict.fromkeys(allowed_endpoints)) or None
+    minted = generate_api_key()
+    key = ApiKey(
+        asset_id=asset.id,
+        org_id=asset.org_id,
+        name=data["name"],
+        prefix=minted.prefix,
+        key_hash=minted.key_hash,
+        rate_limit=data["rate_limit"],
+        expires_at=utcnow() + timedelta(days=data["expires_days"]) if data.get("expires_days") else None,
+        masking_level=policy.masking_level,
+        sensitivity_max=policy.sensitivity_max,
+        allowed_columns=list(policy.allowed_columns),
+        allowed_endpoints=allowed_endpoints,
+        row_scope={col: list(values) for col, values in policy.row_scope} or None,
+        created_by=user.id,
+    )
+    db.session.add(key)
+    db.session.commit()
+    return key, minted.key
+
+
+def list_api_keys(asset: PublishedAsset) -> list[ApiKey]:
+    return list(db.session.scalars(select(ApiKey).where(ApiKey.asset_id == asset.id).order_by(ApiKey.id)))
+
+
+def revoke_api_key(asset: PublishedAsset, key_id: int) -> None:
+    key = db.session.get(ApiKey, key_id)
+    if key is None or key.asset_id != asset.id:
+        raise not_found("api key")
+    key.is_active = False
+    key.revoked_at = key.revoked_at or utcnow()
+    db.session.commit()
+
+
+def authenticate_api_key(presented: str | None) -> ApiKey:
+    """The key named by an X-API-Key value: 401 when unknown, 403 when revoked or expired.
+
+    Looked up in the database on every call, so a revocation is effective on the next request everywhere.
+    """
+    if not presented:
+        raise APIError(401, "unauthorized", "missing X-API-Key header")
+    if not looks_like_api_key(presented):
+        raise APIError(401, "unauthorized", "invalid API key")
+    key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(presented)))
+    if key is None:
+        raise APIError(401, "unauthorized", "invalid API key")
+    if not key.is_active:
+        raise APIError(403, "key_revoked", "this API key has been revoked")
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        raise APIError(403, "key_expired", "this API key has expired")
+    return key
+
+
+def key_policy(key: ApiKey) -> KeyPolicy:
+    return KeyPolicy.from_key_fields(key.masking_level, key.allowed_columns, key.sensitivity_max, key.row_scope)
+
+
+def store_last_used(times: dict[int, object]) -> int:
+    """Write drained last-used times in one batch; returns how many keys were updated."""
+    if not times:
+        return 0
+    table = ApiKey.__table__
+    db.session.execute(
+        update(table).where(table.c.id == bindparam("key_id")).values(last_used_at=bindparam("ts")),
+        [{"key_id": key_id, "ts": ts} for key_id, ts in times.items()],
+    )
+    db.session.commit()
+    return len(times)

@@ -1,0 +1,138 @@
+"""Operator CLI for published assets and their keys: `flask services ...`, `flask keys ...`."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from app.db import ApiKey, PublishedAsset, User
+from app.errors import APIError
+from app.extensions import db
+
+services_cli = AppGroup("services", help="Published assets (API services and data APIs).")
+keys_cli = AppGroup("keys", help="Data-API keys of a published asset.")
+
+
+def _asset(asset_key: str) -> PublishedAsset:
+    asset = db.session.scalar(select(PublishedAsset).where(PublishedAsset.asset_key == asset_key))
+    if asset is None:
+        raise click.ClickException(f"no asset with key {asset_key!r}")
+    return asset
+
+
+def _actor(asset: PublishedAsset, email: str | None) -> User:
+    """The user the command acts as: --user, else the organization's first admin."""
+    stmt = select(User).where(User.org_id == asset.org_id, User.is_active.is_(True))
+    if email:
+        stmt = stmt.where(func.lower(User.email) == email.lower())
+    else:
+        stmt = stmt.where(User.role == "admin").order_by(User.id)
+    user = db.session.scalars(stmt).first()
+    if user is None:
+        raise click.ClickException(f"no {'user ' + email if email else 'admin'} in the asset's organization")
+    return user
+
+
+def _run(fn):
+    try:
+        return fn()
+    except APIError as err:
+        raise click.ClickException(err.message) from None
+
+
+user_option = click.option(
+    "--user", "email", help="Act as this user (e-mail); default: the organization's first admin."
+)
+
+
+@services_cli.command("list")
+@click.option("--org-id", type=int, help="Only this organization.")
+@click.option("--project-id", type=int, help="Only this project.")
+def list_services(org_id, project_id):
+    """List published assets with their status and published version."""
+    stmt = select(PublishedAsset).order_by(PublishedAsset.id)
+    if org_id:
+        stmt = stmt.where(PublishedAsset.org_id == org_id)
+    if project_id:
+        stmt = stmt.where(PublishedAsset.project_id == project_id)
+    click.echo("id\tasset_key\ttype\tstatus\tversion\tendpoints")
+    for asset in db.session.scalars(stmt):
+        endpoints = ",".join(ep.get("id", "?") for ep in (asset.config or {}).get("endpoints", []))
+        version = asset.published_version if asset.status == "published" else "-"
+        click.echo(f"{asset.id}\t{asset.asset_key}\t{asset.asset_type}\t{asset.status}\t{version}\t{endpoints}")
+
+
+@services_cli.command("publish")
+@click.argument("asset_key")
+@click.option("--note", default=None, help="Change note for the new version.")
+@user_option
+def publish_service(asset_key, note, email):
+    """Publish the draft of ASSET_KEY as a new version."""
+    from app.publishing.service import publish_asset
+
+    asset = _asset(asset_key)
+    version = _run(lambda: publish_asset(_actor(asset, email), asset, note))
+    click.echo(f"published {asset_key} as version {version}")
+
+
+@services_cli.command("unpublish")
+@click.argument("asset_key")
+def unpublish_service(asset_key):
+    """Stop serving ASSET_KEY (it goes back to draft)."""
+    from app.publishing.service import unpublish_asset
+
+    unpublish_asset(_asset(asset_key))
+    click.echo(f"unpublished {asset_key}")
+
+
+@keys_cli.command("mint")
+@click.argument("asset_key")
+@click.option("--name", required=True)
+@click.option("--endpoint", "endpoints", multiple=True, help="Allowed endpoint id (repeat); none = every endpoint.")
+@click.option("--rate-limit", type=int, default=100, show_default=True, help="Requests per minute.")
+@click.option("--expires-days", type=int, default=90, show_default=True, help="0 = never.")
+@click.option("--masking-level", type=click.Choice(["masked", "unmasked"]), default="masked", show_default=True)
+@click.option("--sensitivity-max", type=click.Choice(["low", "medium", "high", "critical"]), default="medium",
+              show_default=True)  # fmt: skip
+@user_option
+def mint_key(asset_key, name, endpoints, rate_limit, expires_days, masking_level, sensitivity_max, email):
+    """Mint a key for ASSET_KEY and print it (shown this once)."""
+    from app.keys.service import mint_api_key
+
+    asset = _asset(asset_key)
+    data = {"name": name, "rate_limit": rate_limit, "expires_days": expires_days, "masking_level": masking_level,
+            "sensitivity_max": sensitivity_max, "allowed_columns": [], "allowed_endpoints": list(endpoints) or None,
+            "row_scope": None}  # fmt: skip
+    key, secret = _run(lambda: mint_api_key(_actor(asset, email), asset, data))
+    click.echo(f"key id {key.id} ({key.prefix}…), store it now, it is not shown again:")
+    click.echo(secret)
+
+
+@keys_cli.command("list")
+@click.argument("asset_key")
+def list_keys(asset_key):
+    """List the keys of ASSET_KEY (prefixes only)."""
+    rows = db.session.scalars(select(ApiKey).where(ApiKey.asset_id == _asset(asset_key).id).order_by(ApiKey.id))
+    click.echo("id\tprefix\tname\tactive\trate_limit\texpires_at\tendpoints")
+    for key in rows:
+        expires = key.expires_at.isoformat() if key.expires_at else "never"
+        scope = ",".join(key.allowed_endpoints) if key.allowed_endpoints else "all"
+        click.echo(f"{key.id}\t{key.prefix}\t{key.name}\t{key.is_active}\t{key.rate_limit}\t{expires}\t{scope}")
+
+
+@keys_cli.command("revoke")
+@click.argument("asset_key")
+@click.argument("key_id", type=int)
+def revoke_key(asset_key, key_id):
+    """Revoke key KEY_ID of ASSET_KEY, effective at once."""
+    from app.keys.service import revoke_api_key
+
+    _run(lambda: revoke_api_key(_asset(asset_key), key_id))
+    click.echo(f"revoked key {key_id}")
+
+
+def register_publishing_cli(app: Flask) -> None:
+    app.cli.add_command(services_cli)
+    app.cli.add_command(keys_cli)

@@ -1,0 +1,103 @@
+"""Published-asset routes: create, list, edit the draft, publish, unpublish, versions, rollback, diff."""
+
+from flask import Blueprint, request
+
+from app.auth.permissions import current_user, login_required, project_in_scope
+from app.http import json_body
+from app.openapi import doc
+from app.publishing import service
+from app.publishing.schemas import (
+    AssetCreateSchema,
+    AssetDetailSchema,
+    AssetListQuerySchema,
+    AssetListSchema,
+    AssetSchema,
+    AssetUpdateSchema,
+    DiffSchema,
+    PublishResultSchema,
+    PublishSchema,
+)
+
+bp = Blueprint("publishing", __name__)
+
+
+def _detail(asset) -> dict:
+    body = AssetDetailSchema().dump(asset)
+    body["versions"] = AssetDetailSchema().dump({"versions": service.list_versions(asset)})["versions"]
+    return body
+
+
+@bp.post("/api/publish/assets")
+@doc("Create a published asset as a draft (X-Project-Id required for api_service)", body=AssetCreateSchema,
+     response=AssetSchema, status=201)  # fmt: skip
+@login_required("project.edit")
+def create_asset():
+    data = AssetCreateSchema().load(json_body())
+    project = project_in_scope("project.edit", required=False)
+    return AssetSchema().dump(service.create_asset(current_user(), project, data)), 201
+
+
+@bp.get("/api/publish/assets")
+@doc("List the organization's assets", response=AssetListSchema,
+     query={"asset_type": "data_api | api_service", "status": "draft | published", "project_id": "a project id"})  # fmt: skip
+@login_required("project.view")
+def list_assets():
+    args = AssetListQuerySchema().load(request.args.to_dict())
+    items = service.list_assets(current_user(), args.get("asset_type"), args.get("status"), args.get("project_id"))
+    return AssetListSchema().dump({"items": items})
+
+
+@bp.get("/api/publish/assets/<int:asset_id>")
+@doc("One asset with its versions, newest first", response=AssetDetailSchema)
+@login_required()
+def get_asset(asset_id: int):
+    return _detail(service.get_asset(current_user(), asset_id))
+
+
+@bp.put("/api/publish/assets/<int:asset_id>")
+@doc("Edit the draft; serving keeps the published version until the next publish", body=AssetUpdateSchema,
+     response=AssetDetailSchema)  # fmt: skip
+@login_required()
+def update_asset(asset_id: int):
+    user = current_user()
+    asset = service.get_asset(user, asset_id, "project.edit")
+    data = AssetUpdateSchema().load(json_body())
+    return _detail(service.update_asset(user, asset, data))
+
+
+@bp.post("/api/publish/assets/<int:asset_id>/publish")
+@doc("Publish the draft as a new immutable version", body=PublishSchema, response=PublishResultSchema)
+@login_required()
+def publish(asset_id: int):
+    user = current_user()
+    asset = service.get_asset(user, asset_id, "project.edit")
+    data = PublishSchema().load(json_body() if request.get_data() else {})
+    version = service.publish_asset(user, asset, data.get("change_note"))
+    return PublishResultSchema().dump({"ok": True, "status": "published", "version": version})
+
+
+@bp.post("/api/publish/assets/<int:asset_id>/unpublish")
+@doc("Stop serving the asset; it goes back to draft", response=PublishResultSchema)
+@login_required()
+def unpublish(asset_id: int):
+    asset = service.get_asset(current_user(), asset_id, "project.edit")
+    service.unpublish_asset(asset)
+    return {"ok": True, "status": "draft"}
+
+
+@bp.post("/api/publish/assets/<int:asset_id>/rollback/<int:version>")
+@doc("Re-apply an old version as a new published version (org admin)", response=PublishResultSchema)
+@login_required()
+def rollback(asset_id: int, version: int):
+    user = current_user()
+    asset = service.get_asset(user, asset_id, "project.edit")
+    new_version = service.rollback_asset(user, asset, version)
+    return PublishResultSchema().dump({"ok": True, "status": "published", "version": new_version})
+
+
+@bp.get("/api/publish/assets/<int:asset_id>/versions/<int:a>/diff/<int:b>")
+@doc("What changed between two versions", response=DiffSchema)
+@login_required()
+def diff(asset_id: int, a: int, b: int):
+    asset = service.get_asset(current_user(), asset_id)
+    return DiffSchema().dump(service.diff_versions(asset, a, b))

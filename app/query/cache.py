@@ -1,0 +1,108 @@
+"""The result cache: served query results in Redis, keyed by asset version, generation, params and key policy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from app.query.policy import KeyPolicy
+
+log = logging.getLogger(__name__)
+
+_UNCACHED = "uncached"
+
+
+class ResultCache:
+    """Best-effort cache: every Redis failure is swallowed so serving carries on uncached.
+
+    Old entries are never deleted, they become unreachable: the published version is part of the key (a publish or
+    rollback makes a new version), and so is a per-asset generation counter that `invalidate_asset` bumps (call it
+    on publish, unpublish and rollback, which also covers unpublishing and republishing the same version). Entries
+    expire by their TTL.
+
+    After a Redis failure the cache stays off for `retry_after_s` seconds, so a Redis outage costs one failed call
+    rather than a connect timeout on every request; the failure is logged once per outage.
+    """
+
+    def __init__(self, redis_client: Any, prefix: str = "apiary:rc", retry_after_s: float = 5.0):
+        self.redis = redis_client
+        self.prefix = prefix
+        self.retry_after_s = retry_after_s
+        self._down_until = 0.0
+        self._outage_logged = False
+
+    def make_key(
+        self,
+        asset_id: int,
+        version: int,
+        endpoint_id: str,
+        params: Mapping[str, Any],
+        policy: KeyPolicy,
+        used_params: Iterable[str] | None = None,
+    ) -> str:
+        """The cache key of one request; with `used_params`, params the query ignores do not split the cache."""
+        keep = set(used_params) if used_params is not None else None
+        normalised = sorted((str(k), str(v)) for k, v in params.items() if keep is None or k in keep)
+        body = json.dumps([str(endpoint_id), normalised, policy.fingerprint()], separators=(",", ":"))
+        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
+        generation = self.generation(asset_id)
+        if generation is None:
+            # Without the generation an old, invalidated entry could be hit: this request goes uncached.
+            return f"{self.prefix}:{asset_id}:{_UNCACHED}"
+        return f"{self.prefix}:{asset_id}:g{generation}:v{version}:{digest}"
+
+    def generation(self, asset_id: int) -> int | None:
+        """The asset's invalidation counter (0 before the first invalidation); None when Redis cannot say."""
+        ok, raw = self._call(lambda: self.redis.get(self._generation_key(asset_id)), with_status=True)
+        if not ok:
+            return None
+        try:
+            return int(raw) if raw is not None else 0
+        except (TypeError, ValueError):
+            return None
+
+    def get(self, key: str) -> dict | None:
+        if key.endswith(_UNCACHED):
+            return None
+        raw = self._call(lambda: self.redis.get(key))
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except (TypeError, ValueError):
+            return None
+
+    def set(self, key: str, value: dict, ttl_seconds: int) -> None:
+        """Store `value` for `ttl_seconds`; a TTL of 0 (or less) means the endpoint is not cached."""
+        if not ttl_seconds or ttl_seconds <= 0 or key.endswith(_UNCACHED):
+            return
+        payload = json.dumps(value, separators=(",", ":"), default=str)
+        self._call(lambda: self.redis.set(key, payload, ex=int(ttl_seconds)))
+
+    def invalidate_asset(self, asset_id: int) -> None:
+        """Make every cached result of the asset unreachable (publish, unpublish, rollback)."""
+        self._call(lambda: self.redis.incr(self._generation_key(asset_id)))
+
+    def _generation_key(self, asset_id: int) -> str:
+        return f"{self.prefix}:gen:{asset_id}"
+
+    def _call(self, fn, with_status: bool = False) -> Any:
+        """fn()'s result, or None when Redis fails; with_status, (succeeded, result)."""
+        if time.monotonic() < self._down_until:
+            return (False, None) if with_status else None
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - any Redis or socket failure must leave serving working
+            self._down_until = time.monotonic() + self.retry_after_s
+            if not self._outage_logged:
+                log.warning("result cache unavailable, serving uncached: %s", exc)
+                self._outage_logged = True
+            return (False, None) if with_status else None
+        if self._outage_logged:
+            log.info("result cache available again")
+            self._outage_logged = False
+        return (True, result) if with_status else result

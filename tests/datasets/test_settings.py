@@ -1,0 +1,84 @@
+"""Dataset settings: friendly name, description and masking overrides; only org admins change them."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import add_user
+
+PEOPLE = "id,email,full_name,ssn,region\n1,ada@example.com,Ada Lovelace,111-22-3333,EU\n"
+
+
+@pytest.fixture()
+def people(upload) -> str:
+    resp = upload(PEOPLE, name="people", friendly_name="People", description="Everyone")
+    assert resp.status_code == 201, resp.get_json()
+    return "/api/datasets/uploads.people"
+
+
+def test_get_settings_and_partial_put(client, admin, project, people):
+    headers = admin.project_headers(project["project_id"])
+    assert client.get(f"{people}/settings", headers=headers).get_json() == {
+        "friendly_name": "People",
+        "description": "Everyone",
+        "masking": {},
+    }
+    put = client.put(f"{people}/settings", headers=headers, json={"description": "Customers and staff"})
+    assert put.status_code == 200, put.get_json()
+    assert put.get_json() == {"friendly_name": "People", "description": "Customers and staff", "masking": {}}
+
+    masking = {"region": {"sensitivity": "high"}, "ssn": {"strategy": "redact"}}
+    put = client.put(f"{people}/settings", headers=headers, json={"masking": masking})
+    assert put.get_json()["masking"] == masking
+    assert put.get_json()["description"] == "Customers and staff"
+
+    detail = client.get(people, headers=headers).get_json()
+    assert detail["masking"] == masking
+    effective = {c["name"]: (c["sensitivity"], c["strategy"]) for c in detail["columns"]}
+    assert effective == {
+        "id": ("low", "none"),
+        "email": ("high", "partial"),
+        "full_name": ("medium", "partial"),
+        "ssn": ("critical", "redact"),
+        "region": ("high", "partial"),
+    }
+    assert detail["row_count"] == 1 and detail["source"] == "upload"
+    assert detail["created_at"] and detail["updated_at"]
+
+    cleared = client.put(f"{people}/settings", headers=headers, json={"masking": {}})
+    assert cleared.get_json()["masking"] == {}
+
+
+def test_masking_errors_name_the_column_and_key(client, admin, project, people):
+    headers = admin.project_headers(project["project_id"])
+    cases = {
+        "masking.email.strategy": {"email": {"strategy": "scramble"}},
+        "masking.email.sensitivity": {"email": {"sensitivity": "secret"}},
+        "masking.email.colour": {"email": {"colour": "red"}},
+        "masking.nope": {"nope": {"strategy": "full"}},
+        "masking.ssn": {"ssn": "full"},
+    }
+    for field, masking in cases.items():
+        resp = client.put(f"{people}/settings", headers=headers, json={"masking": masking})
+        assert resp.status_code == 422, (field, resp.get_json())
+        assert field in resp.get_json()["error"]["details"]["fields"], resp.get_json()
+    not_object = client.put(f"{people}/settings", headers=headers, json={"masking": ["email"]})
+    assert not_object.status_code == 422
+    assert "masking" in not_object.get_json()["error"]["details"]["fields"]
+    too_long = client.put(f"{people}/settings", headers=headers, json={"friendly_name": "x" * 201})
+    assert "friendly_name" in too_long.get_json()["error"]["details"]["fields"]
+    # Nothing of the refused bodies was written.
+    assert client.get(f"{people}/settings", headers=headers).get_json()["masking"] == {}
+
+
+def test_only_org_admins_change_settings(client, admin, project, people):
+    designer = add_user(client, admin, "designer")
+    headers = designer.project_headers(project["project_id"])
+    assert client.get(f"{people}/settings", headers=headers).status_code == 200
+    denied = client.put(f"{people}/settings", headers=headers, json={"description": "mine now"})
+    assert denied.status_code == 403
+    assert denied.get_json()["error"]["code"] == "permission_denied"
+    assert client.get(f"{people}/settings", headers=headers).get_json()["description"] == "Everyone"
+    missing = client.put("/api/datasets/uploads.nothing/settings", headers=admin.project_headers(project["project_id"]),
+                         json={"description": "x"})  # fmt: skip
+    assert missing.status_code == 404
