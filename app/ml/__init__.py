@@ -1,0 +1,1 @@
+"""Machine learning: training configs, pipelines, input schemas, the model store and scoring."""

@@ -1,0 +1,83 @@
+"""Scoring validated rows with a fitted pipeline, and the per-process cache of loaded pipelines."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from app.ml.frames import json_safe, model_frame
+from app.ml.store import load_artifact
+
+
+def class_key(value: Any) -> str:
+    """A class label as a JSON object key: booleans as JSON spells them, everything else as str()."""
+    value = json_safe(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def score_rows(pipeline: Any, rows: list[dict], input_schema: list[dict]) -> dict:
+    """`{"predictions": [...], "probabilities": [{class: p}, ...] | None}` for rows already checked by validate_rows.
+
+    Probabilities are given for classifiers (keys are the class labels as strings), None for regressors.
+    """
+    frame = model_frame(rows, input_schema)
+    if not hasattr(pipeline, "predict_proba"):
+        return {"predictions": [json_safe(p) for p in pipeline.predict(frame)], "probabilities": None}
+    # One pass through the pipeline: a classifier's prediction is its most probable class (what predict does).
+    matrix = pipeline.predict_proba(frame)
+    classes = pipeline.classes_
+    keys = [class_key(c) for c in classes]
+    predictions = [json_safe(classes[i]) for i in matrix.argmax(axis=1)]
+    probabilities = [{key: float(p) for key, p in zip(keys, row, strict=True)} for row in matrix]
+    return {"predictions": predictions, "probabilities": probabilities}
+
+
+class ModelCache:
+    """A bounded LRU of loaded pipelines keyed by model id, reloaded only when the recorded sha256 changes.
+
+    One per worker process, built after fork. Thread-safe: loads happen outside the lock, so a slow load of one
+    model does not hold up hits on others (two threads missing the same model may both load it; the last wins).
+    """
+
+    def __init__(self, maxsize: int = 8, loader: Callable[[str, str, str], Any] = load_artifact):
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
+        self._loader = loader
+        self._entries: OrderedDict[Any, tuple[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model_id: Any, path: str, sha256: str, sklearn_version: str) -> Any:
+        """The pipeline of `model_id`, loaded from `path` unless the cached copy has the same sha256.
+
+        Raises ArtifactRejected (from the loader) when the stored file fails its checks.
+        """
+        with self._lock:
+            entry = self._entries.get(model_id)
+            if entry is not None and entry[0] == sha256:
+                self._entries.move_to_end(model_id)
+                return entry[1]
+        pipeline = self._loader(path, sha256, sklearn_version)
+        with self._lock:
+            self._entries[model_id] = (sha256, pipeline)
+            self._entries.move_to_end(model_id)
+            while len(self._entries) > self.maxsize:
+                self._entries.popitem(last=False)
+        return pipeline
+
+    def invalidate(self, model_id: Any) -> None:
+        """Forget a model (deleted, or its file replaced)."""
+        with self._lock:
+            self._entries.pop(model_id, None)
+
+    def __contains__(self, model_id: Any) -> bool:
+        with self._lock:
+            return model_id in self._entries
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)

@@ -1,0 +1,1 @@
+"""Models: training recipes run on the train queue and the versioned model registry."""

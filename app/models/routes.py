@@ -1,0 +1,114 @@
+"""Model routes: training recipes and their runs, and the project's versioned model registry."""
+
+from flask import Blueprint, request
+
+from app.auth.permissions import current_user, login_required, project_in_scope
+from app.http import json_body
+from app.models import service
+from app.models.schemas import (
+    DeletedSchema,
+    ModelDetailSchema,
+    ModelListQuerySchema,
+    ModelListSchema,
+    RecipeCreatedSchema,
+    RecipeCreateSchema,
+    RecipeSchema,
+    RunListSchema,
+    RunQuerySchema,
+    RunResultSchema,
+)
+from app.openapi import doc
+
+bp = Blueprint("models", __name__)
+
+PROJECT_HEADER = "X-Project-Id (optional here): when sent, the object must belong to that project"
+
+
+def _recipe_body(recipe) -> dict:
+    body = RecipeSchema().dump(recipe)
+    body["run_config"] = service.run_config(recipe)
+    return body
+
+
+def _model_detail(model) -> dict:
+    body = ModelDetailSchema().dump(model)
+    body["versions"] = ModelDetailSchema().dump({"versions": service.versions_of(model)})["versions"]
+    return body
+
+
+@bp.post("/api/flow/ai-recipes")
+@doc("Create a train_model recipe in the X-Project-Id project; its config is checked against the input table",
+     body=RecipeCreateSchema, response=RecipeCreatedSchema, status=201, tags=["models"])  # fmt: skip
+@login_required("project.edit")
+def create_recipe():
+    project = project_in_scope("project.edit")
+    data = RecipeCreateSchema().load(json_body())
+    return RecipeCreatedSchema().dump(service.create_recipe(current_user(), project, data)), 201
+
+
+@bp.get("/api/flow/ai-recipes/<int:recipe_id>")
+@doc("A recipe with the run_config its runs train with", response=RecipeSchema, tags=["models"])
+@login_required("project.view")
+def get_recipe(recipe_id: int):
+    project = project_in_scope("project.view", required=False)
+    return _recipe_body(service.get_recipe(current_user(), project, recipe_id))
+
+
+@bp.get("/api/flow/ai-recipes/<int:recipe_id>/runs")
+@doc("The recipe's runs, newest first", response=RunListSchema, tags=["models"])
+@login_required("project.view")
+def list_runs(recipe_id: int):
+    project = project_in_scope("project.view", required=False)
+    recipe = service.get_recipe(current_user(), project, recipe_id)
+    return RunListSchema().dump({"runs": service.list_runs(recipe)})
+
+
+@bp.post("/api/flow/ai-recipes/<int:recipe_id>/run")
+@doc("Train on a worker; waits for the outcome unless wait=false (then 202 and poll the runs)",
+     response=RunResultSchema, query={"wait": "true (default) or false"}, tags=["models"])  # fmt: skip
+@login_required("project.edit")
+def run_recipe(recipe_id: int):
+    project = project_in_scope("project.edit", required=False)
+    recipe = service.get_recipe(current_user(), project, recipe_id, "project.edit")
+    args = RunQuerySchema().load(request.args.to_dict())
+    body, status = service.run_recipe(recipe, args["wait"])
+    return RunResultSchema().dump(body), status
+
+
+@bp.get("/api/models")
+@doc("The X-Project-Id project's models, every version", response=ModelListSchema,
+     query={"name": "only the versions of this model name"}, tags=["models"])  # fmt: skip
+@login_required("project.view")
+def list_models():
+    project = project_in_scope("project.view")
+    args = ModelListQuerySchema().load(request.args.to_dict())
+    return ModelListSchema().dump({"models": service.list_models(project, args.get("name"))})
+
+
+@bp.get("/api/models/<int:model_id>")
+@doc("One model version with its feature importance, input schema and every version of its name",
+     response=ModelDetailSchema, tags=["models"])  # fmt: skip
+@login_required("project.view")
+def get_model(model_id: int):
+    project = project_in_scope("project.view", required=False)
+    return _model_detail(service.get_model(current_user(), project, model_id))
+
+
+@bp.post("/api/models/<int:model_id>/activate")
+@doc("Make this version the active one of its name", response=ModelDetailSchema, tags=["models"])
+@login_required("project.edit")
+def activate_model(model_id: int):
+    project = project_in_scope("project.edit", required=False)
+    model = service.get_model(current_user(), project, model_id, "project.edit")
+    return _model_detail(service.activate_model(model))
+
+
+@bp.delete("/api/models/<int:model_id>")
+@doc("Delete a version and its artifact; the active version only when it is the last one (409 otherwise)",
+     response=DeletedSchema, tags=["models"])  # fmt: skip
+@login_required("project.edit")
+def delete_model(model_id: int):
+    project = project_in_scope("project.edit", required=False)
+    model = service.get_model(current_user(), project, model_id, "project.edit")
+    service.delete_model(model)
+    return DeletedSchema().dump({"ok": True, "model_id": model_id})

@@ -1,0 +1,41 @@
+"""The predict queue: score rows with a model that each worker process loads once and keeps."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.signals import worker_process_init
+
+from app.errors import APIError
+from app.ml.scoring import ModelCache, score_rows
+from app.ml.store import ArtifactRejected
+
+_models: ModelCache | None = None
+
+
+@worker_process_init.connect
+def _fresh_cache(**_kwargs) -> None:
+    # Loaded models are per process, built after the fork, never shared.
+    global _models
+    _models = ModelCache(maxsize=8)
+
+
+def model_cache() -> ModelCache:
+    global _models
+    if _models is None:
+        _models = ModelCache(maxsize=8)
+    return _models
+
+
+@shared_task(name="tasks.predict.score", time_limit=60, soft_time_limit=55, acks_late=False)
+def score(model: dict, rows: list[dict]) -> dict:
+    """Score already-validated rows; `model` carries id, artifact path, sha256, scikit-learn version, input schema."""
+    try:
+        pipeline = model_cache().get(
+            model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"]
+        )
+    except ArtifactRejected as exc:
+        return {"error": {"status": 500, "code": "model_artifact_rejected", "message": exc.reason, "details": {}}}
+    try:
+        return score_rows(pipeline, rows, model["input_schema"])
+    except APIError as err:
+        return {"error": {"status": err.status, "code": err.code, "message": err.message, "details": err.details}}
