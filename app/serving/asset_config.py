@@ -1,0 +1,178 @@
+"""Validation of published-asset configs: a data_api's query, an api_service's endpoints."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from app.auth.permissions import has_permission
+from app.datasets.catalog import Catalog
+from app.db import MLModel, Project, User
+from app.errors import APIError, invalid
+from app.extensions import warehouse
+from app.query.validation import validate_query_config
+
+ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+KINDS = ("sql", "lookup", "model", "function")
+KIND_METHODS = {"sql": "GET", "lookup": "GET", "model": "POST", "function": "POST"}
+MAX_ENDPOINTS = 100
+
+
+def validate_asset_config(
+    asset_type: str, config: dict, user: User, project: Project | None, previous: dict | None
+) -> dict:
+    """The config normalised (defaults filled), or a 400/422 naming the endpoint and the field."""
+    catalog = Catalog.for_scope(user.org_id, project)
+    if asset_type == "data_api":
+        validate_query_config(catalog.physical_query(config, "config"), warehouse.get(), "config")
+        return config
+    return _validate_service(config, user, project, catalog, previous or {})
+
+
+def _validate_service(config: dict, user: User, project: Project, catalog: Catalog, previous: dict) -> dict:
+    if set(config) - {"endpoints"}:
+        raise invalid(
+            f"config.{sorted(set(config) - {'endpoints'})[0]}", "unknown field; an api_service config has endpoints"
+        )
+    endpoints = config.get("endpoints", [])
+    if not isinstance(endpoints, list):
+        raise invalid("config.endpoints", "expected a list of endpoints")
+    if len(endpoints) > MAX_ENDPOINTS:
+        raise invalid("config.endpoints", f"at most {MAX_ENDPOINTS} endpoints")
+    old_handlers = {
+        ep.get("id"): ep.get("handler")
+        for ep in previous.get("endpoints", [])
+        if isinstance(ep, dict) and ep.get("kind") == "function"
+    }
+    seen: set[str] = set()
+    normalised = []
+    for i, endpoint in enumerate(endpoints):
+        field = f"config.endpoints[{i}]"
+        if not isinstance(endpoint, dict):
+            raise invalid(field, "expected an object with id and kind")
+        endpoint_id = endpoint.get("id")
+        if not isinstance(endpoint_id, str) or not ENDPOINT_ID.match(endpoint_id):
+            raise invalid(f"{field}.id", "required: 1-64 letters, digits, _ or -, starting with a letter or digit")
+        if endpoint_id in seen:
+            raise invalid(f"{field}.id", f"duplicate endpoint id {endpoint_id!r}")
+        seen.add(endpoint_id)
+        kind = endpoint.get("kind")
+        if kind not in KINDS:
+            raise invalid(f"{field}.kind", f"endpoint {endpoint_id!r}: kind must be one of {', '.join(KINDS)}")
+        try:
+            normalised.append(_VALIDATORS[kind](endpoint, field, user, project, catalog, old_handlers))
+        except APIError as err:
+            if endpoint_id not in err.message:
+                err.message = f"endpoint {endpoint_id!r}: {err.message}"
+            raise
+    return {"endpoints": normalised}
+
+
+def _cache_ttl(endpoint: dict, field: str) -> int:
+    ttl = endpoint.get("cache_ttl_seconds", 60)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= 86_400:
+        raise invalid(f"{field}.cache_ttl_seconds", "an integer from 0 (off) to 86400")
+    return ttl
+
+
+def _only(endpoint: dict, field: str, allowed: set[str]) -> None:
+    unknown = sorted(set(endpoint) - allowed)
+    if unknown:
+        raise invalid(f"{field}.{unknown[0]}", f"unknown field for a {endpoint['kind']} endpoint")
+
+
+def _sql(endpoint, field, user, project, catalog, _old) -> dict:
+    _only(endpoint, field, {"id", "kind", "query", "cache_ttl_seconds", "description"})
+    if "query" not in endpoint:
+        raise invalid(f"{field}.query", "required: a query config")
+    validate_query_config(
+        catalog.physical_query(endpoint["query"], f"{field}.query"), warehouse.get(), f"{field}.query"
+    )
+    return {**endpoint, "cache_ttl_seconds": _cache_ttl(endpoint, field)}
+
+
+def lookup_as_query(endpoint: dict) -> dict:
+    """A lookup is sugar for one required equality filter on key_column, capped at max_results rows."""
+    schema, _, table = endpoint["dataset"].partition(".")
+    query = {
+        "source": {"schema": schema, "table": table},
+        "filters": [{"column": endpoint["key_column"], "op": "eq", "param": endpoint["key_param"], "required": True}],
+        "pagination": {"default_limit": endpoint["max_results"], "max_limit": endpoint["max_results"]},
+    }
+    if endpoint.get("columns"):
+        query["columns"] = endpoint["columns"]
+    return query
+
+
+def _lookup(endpoint, field, user, project, catalog, _old) -> dict:
+    _only(endpoint, field, {"id", "kind", "dataset", "key_column", "key_param", "columns", "max_results",
+                            "cache_ttl_seconds", "description"})  # fmt: skip
+    dataset = endpoint.get("dataset")
+    if not isinstance(dataset, str) or "." not in dataset:
+        raise invalid(f"{field}.dataset", "required: a dataset name schema.table")
+    catalog.dataset(dataset, f"{field}.dataset")
+    if not isinstance(endpoint.get("key_column"), str):
+        raise invalid(f"{field}.key_column", "required: the column to match")
+    key_param = endpoint.get("key_param") or "id"
+    if not isinstance(key_param, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", key_param):
+        raise invalid(f"{field}.key_param", "a request parameter name (letters, digits, _)")
+    max_results = endpoint.get("max_results") or 100
+    if not isinstance(max_results, int) or isinstance(max_results, bool) or not 1 <= max_results <= 1000:
+        raise invalid(f"{field}.max_results", "an integer from 1 to 1000")
+    columns = endpoint.get("columns")
+    if columns is not None and not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+        raise invalid(f"{field}.columns", "null (all columns) or a list of column names")
+    normal = {**endpoint, "key_param": key_param, "max_results": max_results, "columns": columns,
+              "cache_ttl_seconds": _cache_ttl(endpoint, field)}  # fmt: skip
+    query = catalog.physical_query(lookup_as_query(normal), field)
+    try:
+        validate_query_config(query, warehouse.get(), field)
+    except APIError as err:
+        # Name the lookup's own fields rather than those of the query it expands to.
+        err.details = {
+            "fields": {_lookup_field(field, path): msgs for path, msgs in err.details.get("fields", {}).items()}
+        }
+        raise
+    return normal
+
+
+def _lookup_field(field: str, path: str) -> str:
+    for internal, public in ((".filters[0].column", ".key_column"), (".columns", ".columns")):
+        if internal in path:
+            return field + public
+    return path
+
+
+def _model(endpoint, field, user, project, catalog, _old) -> dict:
+    _only(endpoint, field, {"id", "kind", "model_id", "description"})
+    model_id = endpoint.get("model_id")
+    if not isinstance(model_id, int) or isinstance(model_id, bool):
+        raise invalid(f"{field}.model_id", "required: the id of a trained model")
+    found = project is not None and project.id == _model_project(model_id)
+    if not found:
+        raise invalid(f"{field}.model_id", f"model {model_id} is not a model of this project")
+    return endpoint
+
+
+def _model_project(model_id: int) -> int | None:
+    from app.extensions import db
+
+    return db.session.scalar(select(MLModel.project_id).where(MLModel.id == model_id))
+
+
+def _function(endpoint, field, user, project, catalog, old_handlers) -> dict:
+    from app.sandbox import check_handler_source
+
+    _only(endpoint, field, {"id", "kind", "handler", "description"})
+    handler = endpoint.get("handler")
+    if not isinstance(handler, str):
+        raise invalid(f"{field}.handler", "required: Python source defining handler(payload)")
+    if old_handlers.get(endpoint["id"]) != handler and not has_permission(user, "org.admin"):
+        raise APIError(403, "permission_denied", "only organization admins may create or change function endpoints",
+                       {"fields": {f"{field}.handler": ["org.admin required"]}})  # fmt: skip
+    check_handler_source(handler, f"{field}.handler")
+    return endpoint
+
+
+_VALIDATORS = {"sql": _sql, "lookup": _lookup, "model": _model, "function": _function}

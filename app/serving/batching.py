@@ -1,0 +1,98 @@
+"""Group scoring: requests for the same model that arrive while one is being scored go to the worker together."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+
+class _Waiter:
+    __slots__ = ("rows", "event", "lead", "result", "error")
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+        self.event = threading.Event()
+        self.lead = False
+        self.result: dict | None = None
+        self.error: BaseException | None = None
+
+
+class GroupScorer:
+    """Per process. No waiting window: a request alone is sent at once (no added latency); requests that arrive
+    while a call for the same model is in flight queue up and are sent as one call when it returns."""
+
+    def __init__(self, max_rows: int = 10_000):
+        self.max_rows = max_rows
+        self._lock = threading.Lock()
+        self._queues: dict[tuple, list[_Waiter]] = {}
+        self._busy: set[tuple] = set()
+
+    def score(self, key: tuple, rows: list[dict], send: Callable[[list[dict]], dict], wait_s: float) -> dict:
+        """`send(rows)` scores rows on a worker ({predictions, probabilities}); every caller gets its own slice."""
+        me = _Waiter(rows)
+        with self._lock:
+            self._queues.setdefault(key, []).append(me)
+            if key not in self._busy:
+                self._busy.add(key)
+                me.lead = True
+        if not me.lead:
+            me.event.wait(wait_s)
+            with self._lock:
+                gave_up = me.result is None and me.error is None and not me.lead
+                queue = self._queues.get(key)
+                if gave_up and queue and me in queue:
+                    queue.remove(me)  # never promoted later: a leader must always be someone still waiting
+            if gave_up:
+                from app.errors import APIError
+
+                raise APIError(504, "timeout", f"no answer within {wait_s:g} s")
+        if me.result is None and me.error is None:
+            self._lead(key, send)
+        if me.error is not None:
+            raise me.error
+        return me.result
+
+    def _lead(self, key: tuple, send: Callable[[list[dict]], dict]) -> None:
+        with self._lock:
+            queue = self._queues.get(key, [])
+            batch, total = [], 0
+            while queue and (not batch or total + len(queue[0].rows) <= self.max_rows):
+                waiter = queue.pop(0)
+                batch.append(waiter)
+                total += len(waiter.rows)
+        try:
+            answer = send([row for waiter in batch for row in waiter.rows])
+            start = 0
+            for waiter in batch:
+                end = start + len(waiter.rows)
+                probabilities = answer.get("probabilities")
+                waiter.result = {
+                    "predictions": answer["predictions"][start:end],
+                    "probabilities": probabilities[start:end] if probabilities is not None else None,
+                }
+                start = end
+        except BaseException as exc:  # noqa: BLE001 - every caller of the batch gets the same error
+            for waiter in batch:
+                waiter.error = exc
+        with self._lock:
+            queue = self._queues.get(key)
+            if queue:
+                queue[0].lead = True
+                queue[0].event.set()
+            else:
+                self._queues.pop(key, None)
+                self._busy.discard(key)
+        for waiter in batch:
+            waiter.event.set()
+
+
+_scorer: GroupScorer | None = None
+_scorer_lock = threading.Lock()
+
+
+def group_scorer() -> GroupScorer:
+    global _scorer
+    with _scorer_lock:
+        if _scorer is None:
+            _scorer = GroupScorer()
+        return _scorer

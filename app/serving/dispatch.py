@@ -1,0 +1,146 @@
+"""Run one endpoint of a service: the same code for live serving (with a key) and the Test pane (dry run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import current_app
+from sqlalchemy import select
+
+from app.datasets.catalog import Catalog
+from app.db import MLModel, Project
+from app.errors import APIError, not_found
+from app.extensions import db, warehouse
+from app.ml.input_schema import parse_predict_body, validate_rows
+from app.query.compiler import query_param_names
+from app.query.executor import run_query
+from app.query.policy import KeyPolicy
+from app.serving.asset_config import KIND_METHODS, lookup_as_query
+from app.serving.batching import group_scorer
+from app.serving.cache import result_cache
+from app.serving.workers import call_worker
+
+
+@dataclass
+class Outcome:
+    body: dict
+    headers: dict = field(default_factory=dict)
+    model_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Call:
+    """What arrived: the method, query params and JSON body (None for GET)."""
+
+    method: str
+    params: dict
+    body: object
+
+
+def check_method(endpoint: dict, method: str) -> None:
+    expected = KIND_METHODS[endpoint["kind"]]
+    if method != expected:
+        raise APIError(405, "method_not_allowed", f"endpoint {endpoint['id']!r} ({endpoint['kind']}) is called with {expected}",
+                       headers={"Allow": expected})  # fmt: skip
+
+
+def run_endpoint(
+    endpoint: dict,
+    call: Call,
+    policy: KeyPolicy,
+    org_id: int,
+    project: Project | None,
+    cache_scope: tuple[int, int] | None,
+) -> Outcome:
+    """`cache_scope` is (asset id, published version) for live calls, None for dry runs (never cached)."""
+    check_method(endpoint, call.method)
+    kind = endpoint["kind"]
+    if kind in ("sql", "lookup"):
+        query = endpoint["query"] if kind == "sql" else lookup_as_query(endpoint)
+        ttl = endpoint.get("cache_ttl_seconds", 60) if cache_scope else 0
+        outcome = run_data_query(query, call.params, policy, org_id, project, cache_scope, endpoint["id"], ttl)
+        if kind == "lookup":
+            # A lookup answers {rows, count}: paging belongs to sql endpoints.
+            outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
+        return outcome
+    if kind == "model":
+        return _run_model(endpoint, call.body, project)
+    return _run_function(endpoint, call.body)
+
+
+def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, project: Project | None,
+                   cache_scope: tuple[int, int] | None, endpoint_id: str, ttl: int) -> Outcome:  # fmt: skip
+    """A governed query with the key's policy, through the result cache when `ttl` > 0."""
+    cache = result_cache() if ttl > 0 and cache_scope else None
+    cache_key = None
+    if cache is not None:
+        cache_key = cache.make_key(
+            cache_scope[0], cache_scope[1], endpoint_id, params, policy, query_param_names(query)
+        )
+        hit = cache.get(cache_key)
+        if hit is not None:
+            return Outcome(hit, {"X-Cache": "HIT"})
+    catalog = Catalog.for_scope(org_id, project)
+    physical = catalog.physical_query(query, "query")
+    body = run_query(warehouse.get(), physical, params, policy, catalog.masking(),
+                     current_app.config["STATEMENT_TIMEOUT_SECONDS"])  # fmt: skip
+    if cache is not None:
+        cache.set(cache_key, body, ttl)
+        return Outcome(body, {"X-Cache": "MISS"})
+    return Outcome(body)
+
+
+def model_for_endpoint(model_id: int, project: Project | None) -> MLModel:
+    """Only a model of the service's own project is scored; anything else is a 404."""
+    model = db.session.scalar(select(MLModel).where(MLModel.id == model_id))
+    if model is None or project is None or model.project_id != project.id:
+        raise not_found(f"model {model_id}")
+    return model
+
+
+def score_with_worker(model: MLModel, rows: list[dict]) -> dict:
+    from tasks.predict import score
+
+    payload = {
+        "id": model.id,
+        "artifact_path": model.artifact_path,
+        "artifact_sha256": model.artifact_sha256,
+        "sklearn_version": model.sklearn_version,
+        "input_schema": model.input_schema,
+    }
+    timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
+
+    def send(batch: list[dict]) -> dict:
+        answer = call_worker(score, [payload, batch], "predict", timeout)
+        if "error" in answer:
+            err = answer["error"]
+            raise APIError(err["status"], err["code"], err["message"], err.get("details"))
+        return answer
+
+    scorer = group_scorer()
+    scorer.max_rows = int(current_app.config["PREDICT_MAX_ROWS"])
+    # Queued behind at most one call in flight for the same model, then its own: twice the deadline at worst.
+    return scorer.score((model.id, model.artifact_sha256), rows, send, 2 * timeout)
+
+
+def _run_model(endpoint: dict, body: object, project: Project | None) -> Outcome:
+    model = model_for_endpoint(endpoint["model_id"], project)
+    rows, single = parse_predict_body(body)
+    rows = validate_rows(model.input_schema, rows, current_app.config["PREDICT_MAX_ROWS"], single=single)
+    scored = score_with_worker(model, rows)
+    result = {"predictions": scored["predictions"], "model_id": model.id, "count": len(scored["predictions"])}
+    if scored.get("probabilities") is not None:
+        result["probabilities"] = scored["probabilities"]
+    return Outcome(result, model_id=model.id)
+
+
+def _run_function(endpoint: dict, body: object) -> Outcome:
+    from tasks.functions import run_function
+
+    # Wait past the handler's own deadline and the sandbox's kill grace: the worker reports the 504 itself.
+    wait = float(current_app.config["FUNCTION_TIMEOUT_SECONDS"]) + 5
+    answer = call_worker(run_function, [endpoint["handler"], body], "functions", wait)
+    if "error" in answer:
+        err = answer["error"]
+        raise APIError(err["status"], err["code"], err["message"], err.get("details"))
+    return Outcome({"result": answer["result"]})

@@ -1,0 +1,99 @@
+"""Serving routes: keyed endpoint calls, the data API, the Test pane dry run and the audit log."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, jsonify, request
+
+from app.auth.permissions import current_user, login_required
+from app.errors import APIError
+from app.openapi import doc
+from app.publishing.service import get_asset
+from app.serving import service
+from app.serving.dispatch import Call
+from app.serving.schemas import LogPageSchema, LogQuerySchema
+
+bp = Blueprint("serving", __name__)
+
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _call() -> Call:
+    body = None
+    if request.method != "GET":
+        if not request.get_data():
+            body = {}
+        elif not request.is_json:
+            raise APIError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
+        else:
+            body = request.get_json(silent=True)
+            if body is None and request.get_data().strip() != b"null":
+                raise APIError(400, "bad_request", "request body is not valid JSON")
+    return Call(request.method, request.args.to_dict(), body)
+
+
+def _respond(outcome) -> Response:
+    response = jsonify(outcome.body)
+    for name, value in outcome.headers.items():
+        response.headers[name] = str(value)
+    return response
+
+
+def _served(run) -> Response:
+    """Run a keyed call and leave its audit record, whatever the outcome."""
+    started = time.perf_counter()
+    served = service.Served()
+    status, model_id, code = 500, None, "internal_error"
+    try:
+        outcome = run(served)
+        status, model_id, code = 200, outcome.model_id, None
+        return _respond(outcome)
+    except APIError as err:
+        status, code = err.status, err.code
+        raise
+    finally:
+        service.record_call(served, request.method, status, (time.perf_counter() - started) * 1000, model_id, code)
+
+
+@bp.route("/api/service/<asset_key>/<endpoint_id>", methods=ANY_METHOD)
+@doc("Call an endpoint of a published API service (GET for sql/lookup, POST for model/function)", auth="api_key",
+     tags=["serving"])  # fmt: skip
+def call_endpoint(asset_key: str, endpoint_id: str):
+    # The X-API-Key is the only credential here; an Authorization header is ignored.
+    key = request.headers.get("X-API-Key")
+    return _served(lambda served: service.serve_endpoint(served, asset_key, endpoint_id, key, _call()))
+
+
+@bp.get("/api/data/<asset_key>")
+@doc("Query a published data API", auth="api_key", tags=["serving"])
+def data_api(asset_key: str):
+    key = request.headers.get("X-API-Key")
+    return _served(lambda served: service.serve_data_api(served, asset_key, key, request.args.to_dict()))
+
+
+@bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])
+@doc("Test pane dry run of the draft config: no key, admin-unmasked, same dispatch as serving", tags=["serving"])
+@login_required()
+def test_endpoint(asset_id: int, endpoint_id: str):
+    user = current_user()
+    asset = get_asset(user, asset_id, "project.edit")
+    call = _call()
+    # The Test pane sends one JSON body: params for sql/lookup, the payload for model/function.
+    if request.method == "POST" and isinstance(call.body, dict):
+        kind = next((ep.get("kind") for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
+        if kind in ("sql", "lookup"):
+            params = {**call.params, **{k: v if isinstance(v, str) else str(v) for k, v in call.body.items()}}
+            call = Call("GET", params, None)
+    return _respond(service.dry_run(user, asset, endpoint_id, call))
+
+
+@bp.get("/api/api-services/<int:asset_id>/logs")
+@doc("Audit log of a service's calls, newest first", response=LogPageSchema,
+     query={"endpoint_id": "", "key_id": "", "status": "", "errors_only": "", "since": "ISO 8601", "until": "ISO 8601",
+            "limit": "1..1000", "offset": ">= 0"}, tags=["serving"])  # fmt: skip
+@login_required()
+def logs(asset_id: int):
+    asset = get_asset(current_user(), asset_id, "project.view")
+    filters = LogQuerySchema().load(request.args.to_dict())
+    return LogPageSchema().dump(service.list_logs(asset, filters))

@@ -1,0 +1,33 @@
+"""Bodies of the serving area: audit-log queries and entries."""
+
+from marshmallow import Schema, fields, validate
+
+
+class LogQuerySchema(Schema):
+    endpoint_id = fields.String(validate=validate.Length(max=64))
+    key_id = fields.Integer()
+    status = fields.Integer(validate=validate.Range(min=100, max=599))
+    errors_only = fields.Boolean(load_default=False)
+    since = fields.DateTime()
+    until = fields.DateTime()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class LogEntrySchema(Schema):
+    id = fields.Integer()
+    created_at = fields.DateTime()
+    endpoint_id = fields.String(allow_none=True)
+    key_id = fields.Integer(allow_none=True)
+    method = fields.String()
+    status = fields.Integer()
+    latency_ms = fields.Float()
+    model_id = fields.Integer(allow_none=True)
+    error_code = fields.String(allow_none=True)
+
+
+class LogPageSchema(Schema):
+    items = fields.List(fields.Nested(LogEntrySchema))
+    total = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()

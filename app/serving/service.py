@@ -1,0 +1,200 @@
+"""Serving: the contract's order of checks for keyed calls, the Test pane dry run, and the audit trail."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy import select
+
+from app.db import ApiKey, AssetVersion, AuditLog, Project, PublishedAsset, User
+from app.errors import APIError, not_found
+from app.extensions import db, redis_store
+from app.keys.ratelimit import RateLimiter
+from app.keys.service import authenticate_api_key, key_policy
+from app.keys.usage import UsageTracker
+from app.query.policy import KeyPolicy
+from app.serving.audit_buffer import AuditBuffer, audit_entry
+from app.serving.dispatch import Call, Outcome, run_data_query, run_endpoint
+
+log = logging.getLogger(__name__)
+FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"
+
+
+@dataclass
+class Served:
+    """What a keyed call resolved to, kept for the audit record even when a later check fails."""
+
+    key: ApiKey | None = None
+    asset: PublishedAsset | None = None
+    endpoint_id: str | None = None
+
+
+def _published(asset_key: str, asset_type: str) -> tuple[PublishedAsset, AssetVersion]:
+    asset = db.session.scalar(select(PublishedAsset).where(PublishedAsset.asset_key == asset_key))
+    if (
+        asset is None
+        or asset.asset_type != asset_type
+        or asset.status != "published"
+        or asset.published_version is None
+    ):
+        raise not_found("published asset")
+    version = db.session.scalar(
+        select(AssetVersion).where(AssetVersion.asset_id == asset.id, AssetVersion.version == asset.published_version)
+    )
+    if version is None:
+        raise not_found("published asset")
+    return asset, version
+
+
+def _key_for(asset: PublishedAsset, key: ApiKey) -> None:
+    if key.asset_id != asset.id:
+        raise APIError(403, "permission_denied", "this API key is not valid for this asset")
+
+
+def _rate_limit(key: ApiKey) -> dict:
+    decision = RateLimiter(redis_store.get()).hit(f"key:{key.id}", key.rate_limit)
+    headers = decision.headers()
+    if not decision.allowed:
+        raise APIError(429, "rate_limited", f"rate limit of {key.rate_limit} requests per minute exceeded",
+                       {"retry_after": decision.retry_after_seconds}, headers)  # fmt: skip
+    return headers
+
+
+def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: str | None, call: Call) -> Outcome:
+    """401 key → 403 inactive/expired → 404 asset/endpoint → 403 endpoint scope → 429 → 405 → 400/422 → run."""
+    served.key = key = authenticate_api_key(api_key)
+    served.asset, version = asset, version = _published(asset_key, "api_service")
+    _key_for(asset, key)
+    endpoint = next((ep for ep in version.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
+    if endpoint is None:
+        raise not_found(f"endpoint {endpoint_id!r}")
+    served.endpoint_id = endpoint_id
+    if key.allowed_endpoints and endpoint_id not in key.allowed_endpoints:
+        raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
+    headers = _rate_limit(key)
+    project = db.session.get(Project, asset.project_id) if asset.project_id else None
+    outcome = run_endpoint(endpoint, call, key_policy(key), asset.org_id, project, (asset.id, version.version))
+    outcome.headers.update(headers)
+    return outcome
+
+
+def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: dict) -> Outcome:
+    served.key = key = authenticate_api_key(api_key)
+    served.asset, version = asset, version = _published(asset_key, "data_api")
+    _key_for(asset, key)
+    headers = _rate_limit(key)
+    project = db.session.get(Project, asset.project_id) if asset.project_id else None
+    ttl = version.config.get("cache_ttl_seconds", 60)
+    outcome = run_data_query(version.config, params, key_policy(key), asset.org_id, project,
+                             (asset.id, version.version), "_data", ttl)  # fmt: skip
+    outcome.headers.update(headers)
+    return outcome
+
+
+def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> Outcome:
+    """The Test pane: the draft config, admin-unmasked, never cached, no key."""
+    if asset.asset_type != "api_service":
+        raise not_found("api service")
+    endpoint = next((ep for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None)
+    if endpoint is None:
+        raise not_found(f"endpoint {endpoint_id!r}")
+    project = db.session.get(Project, asset.project_id) if asset.project_id else None
+    outcome = run_endpoint(endpoint, call, KeyPolicy.admin(), asset.org_id, project, None)
+    outcome.body = {**outcome.body, "dry": True}
+    return outcome
+
+
+def record_call(
+    served: Served, method: str, status: int, latency_ms: float, model_id: int | None, error_code: str | None
+) -> None:
+    """Buffer the audit record and the key's last use in Redis; a worker writes them to the database."""
+    if served.asset is None:
+        return  # nothing to attribute the call to (bad key, unknown asset)
+    client = redis_store.get()
+    AuditBuffer(client).record(
+        audit_entry(
+            asset_id=served.asset.id,
+            endpoint_id=served.endpoint_id,
+            key_id=served.key.id if served.key else None,
+            status=status,
+            latency_ms=latency_ms,
+            method=method,
+            org_id=served.asset.org_id,
+            project_id=served.asset.project_id,
+            model_id=model_id,
+            error_code=error_code,
+        )
+    )
+    if served.key is not None:
+        UsageTracker(client).touch(served.key.id)
+    _schedule_flush(client)
+
+
+def _schedule_flush(client: redis.Redis) -> None:
+    """At most one flush task every 2 s, whatever the request rate."""
+    try:
+        if client.set(FLUSH_THROTTLE_KEY, 1, nx=True, ex=2):
+            from tasks.maintenance import flush_serving_records
+
+            flush_serving_records.apply_async(countdown=1)
+    except Exception as exc:  # noqa: BLE001 - auditing must never fail a served call
+        log.warning("could not schedule the audit flush: %s", exc)
+
+
+def flush_serving_records(batch: int = 1000) -> int:
+    """Move buffered audit records and last-used times into the database; returns how many records."""
+    from app.keys.service import store_last_used
+
+    client = redis_store.get()
+    buffer = AuditBuffer(client)
+    written = 0
+    while True:
+        entries = buffer.drain(batch)
+        if not entries:
+            break
+        db.session.execute(AuditLog.__table__.insert(), [_audit_row(e) for e in entries])
+        db.session.commit()
+        written += len(entries)
+    store_last_used(UsageTracker(client).drain())
+    return written
+
+
+def _audit_row(entry: dict) -> dict:
+    from datetime import datetime
+
+    ts = datetime.fromisoformat(entry["ts"].replace("Z", "+00:00"))
+    return {
+        "created_at": ts.replace(tzinfo=None),
+        "org_id": entry.get("org_id"),
+        "project_id": entry.get("project_id"),
+        "asset_id": entry["asset_id"],
+        "endpoint_id": entry.get("endpoint_id"),
+        "key_id": entry.get("key_id"),
+        "method": entry.get("method") or "",
+        "status": entry["status"],
+        "latency_ms": entry["latency_ms"],
+        "model_id": entry.get("model_id"),
+        "error_code": entry.get("error_code"),
+    }
+
+
+def list_logs(asset: PublishedAsset, filters: dict) -> dict:
+    stmt = select(AuditLog).where(AuditLog.asset_id == asset.id)
+    for name in ("endpoint_id", "key_id", "status"):
+        if filters.get(name) is not None:
+            stmt = stmt.where(getattr(AuditLog, name) == filters[name])
+    if filters.get("since") is not None:
+        stmt = stmt.where(AuditLog.created_at >= filters["since"])
+    if filters.get("until") is not None:
+        stmt = stmt.where(AuditLog.created_at < filters["until"])
+    if filters.get("errors_only"):
+        stmt = stmt.where(AuditLog.status >= 400)
+    from sqlalchemy import func
+
+    total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = db.session.scalars(
+        stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(filters["limit"]).offset(filters["offset"])
+    )
+    return {"items": list(rows), "total": total, "limit": filters["limit"], "offset": filters["offset"]}

@@ -1,0 +1,46 @@
+"""Send work to a Celery queue and wait for its answer with a deadline: 503 with no live worker, 504 past it."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from celery.exceptions import TimeoutError as CeleryTimeout
+from flask import current_app
+
+from app.errors import APIError
+from app.extensions import redis_store
+from tasks.heartbeat import HEARTBEAT_KEY
+
+log = logging.getLogger(__name__)
+
+
+def queue_has_worker(queue: str) -> bool:
+    try:
+        return redis_store.get().exists(HEARTBEAT_KEY.format(queue=queue)) > 0
+    except redis.RedisError:
+        return False
+
+
+def call_worker(task, args: list, queue: str, timeout_s: float) -> dict:
+    """Run `task` on `queue` and return its result. The task expires unrun past the deadline, so a late worker
+    never does work nobody waits for, and a retry by the client never finds the first attempt still queued."""
+    if not queue_has_worker(queue):
+        raise APIError(503, "no_worker", f"no worker is consuming the {queue} queue; try again shortly",
+                       headers={"Retry-After": 5})  # fmt: skip
+    try:
+        result = task.apply_async(args=args, queue=queue, expires=timeout_s)
+    except Exception as exc:  # noqa: BLE001 - kombu raises many types when the broker is unreachable
+        log.warning("could not enqueue %s: %s", task.name, exc)
+        raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
+    try:
+        return result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)
+    except CeleryTimeout:
+        result.revoke()
+        raise APIError(504, "timeout", f"no answer within {timeout_s:g} s") from None
+    finally:
+        result.forget()
+
+
+def predict_timeout() -> float:
+    return float(current_app.config["PREDICT_TIMEOUT_SECONDS"])

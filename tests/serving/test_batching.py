@@ -1,0 +1,105 @@
+"""Group scoring: concurrent requests for one model share worker calls and each gets its own rows back."""
+
+import threading
+import time
+
+import pytest
+
+from app.errors import APIError
+from app.serving.batching import GroupScorer
+
+
+def test_concurrent_requests_are_grouped_and_sliced_correctly():
+    scorer = GroupScorer()
+    calls = []
+
+    def send(rows):
+        calls.append(len(rows))
+        time.sleep(0.05)
+        return {"predictions": [r["x"] * 10 for r in rows], "probabilities": [{"a": r["x"]} for r in rows]}
+
+    results = {}
+
+    def request(i):
+        results[i] = scorer.score(("m", "sha"), [{"x": i}, {"x": i + 100}], send, 5)
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(20):
+        assert results[i]["predictions"] == [i * 10, (i + 100) * 10]
+        assert results[i]["probabilities"] == [{"a": i}, {"a": i + 100}]
+    assert sum(calls) == 40 and len(calls) < 20  # fewer worker calls than requests
+
+
+def test_an_error_reaches_every_request_of_its_batch_and_the_next_call_works():
+    scorer = GroupScorer()
+    fail = threading.Event()
+    fail.set()
+
+    def send(rows):
+        time.sleep(0.02)
+        if fail.is_set():
+            raise APIError(504, "timeout", "no answer")
+        return {"predictions": [0] * len(rows), "probabilities": None}
+
+    errors = []
+
+    def request():
+        try:
+            scorer.score(("m",), [{"x": 1}], send, 5)
+        except APIError as err:
+            errors.append(err.status)
+
+    threads = [threading.Thread(target=request) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [504] * 5
+    fail.clear()
+    assert scorer.score(("m",), [{"x": 1}], send, 5) == {"predictions": [0], "probabilities": None}
+
+
+def test_max_rows_splits_batches():
+    scorer = GroupScorer(max_rows=3)
+    sizes = []
+    gate = threading.Event()
+
+    def send(rows):
+        gate.wait(1)
+        sizes.append(len(rows))
+        return {"predictions": [0] * len(rows), "probabilities": None}
+
+    threads = [threading.Thread(target=scorer.score, args=(("m",), [{"x": 1}, {"x": 2}], send, 5)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    gate.set()
+    for t in threads:
+        t.join()
+    assert max(sizes) <= 3 and sum(sizes) == 8
+
+
+@pytest.mark.parametrize("wait", [0.05])
+def test_a_waiter_gives_up_after_its_deadline(wait):
+    scorer = GroupScorer()
+    release = threading.Event()
+
+    def slow(rows):
+        release.wait(2)
+        return {"predictions": [0] * len(rows), "probabilities": None}
+
+    leader = threading.Thread(target=scorer.score, args=(("m",), [{"x": 1}], slow, 5))
+    leader.start()
+    time.sleep(0.02)
+    with pytest.raises(APIError) as err:
+        scorer.score(("m",), [{"x": 2}], slow, wait)
+    assert err.value.status == 504
+    release.set()
+    leader.join()
+    assert scorer.score(("m",), [{"x": 3}], lambda rows: {"predictions": [1], "probabilities": None}, 1)[
+        "predictions"
+    ] == [1]
