@@ -1,0 +1,109 @@
+"""A service's keys (mint with a copy-once reveal, revoke), its Test pane and its audit log."""
+
+from __future__ import annotations
+
+import time
+
+from flask import flash, jsonify, redirect, render_template, request, url_for
+
+from app.console.blueprint import bp, console_user, signed_in
+from app.console.forms import FormErrors, from_api_error, load, text
+from app.console.service_pages import endpoints_of, load_service, render_service
+from app.errors import APIError
+from app.keys import service as keys
+from app.keys.schemas import KeyCreateSchema
+from app.serving import service as serving
+from app.serving.dispatch import Call
+from app.serving.schemas import LogQuerySchema
+
+KEY_FIELDS = ("name", "rate_limit", "expires_days", "masking_level", "sensitivity_max")
+
+
+@bp.post("/projects/<int:project_id>/settings/services/<int:service_id>/keys")
+@signed_in
+def mint_key(project_id: int, service_id: int):
+    user = console_user()
+    project, asset = load_service(project_id, service_id, "project.edit")
+    values = {name: text(request.form, name) for name in KEY_FIELDS}
+    scope = request.form.getlist("allowed_endpoints")
+    errors = FormErrors()
+    body = {k: v for k, v in values.items() if v != ""}
+    body["allowed_endpoints"] = scope or None  # none checked = every endpoint
+    data = load(KeyCreateSchema(), body, errors)
+    if data is not None:
+        try:
+            key, secret = keys.mint_api_key(user, asset, data)
+        except APIError as err:
+            from_api_error(err, errors)
+        else:
+            # Rendered in this response only: the secret is never stored, redirected with, or shown again.
+            response, status = render_service(project, asset, 201, revealed={"key": key, "secret": secret})
+            return response, status
+    return render_service(project, asset, 422, key_errors=errors, key_values=values, key_scope=scope)
+
+
+@bp.post("/projects/<int:project_id>/settings/services/<int:service_id>/keys/<int:key_id>/revoke")
+@signed_in
+def revoke_key(project_id: int, service_id: int, key_id: int):
+    project, asset = load_service(project_id, service_id, "project.edit")
+    keys.revoke_api_key(asset, key_id)
+    flash("Key revoked: calls with it are refused from now on.", "success")
+    return redirect(url_for("console.service", project_id=project.id, service_id=asset.id) + "#keys")
+
+
+def _call_for(kind: str | None, payload: object) -> Call:
+    """What the serving route would receive: query parameters for sql and lookup, a JSON body otherwise."""
+    if kind in ("sql", "lookup"):
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise APIError(400, "bad_request", 'send the query parameters as a JSON object, e.g. {"id": 42}')
+        return Call("GET", {k: v if isinstance(v, str) else str(v) for k, v in payload.items()}, None)
+    return Call("POST", {}, {} if payload is None else payload)
+
+
+@bp.post("/projects/<int:project_id>/settings/services/<int:service_id>/test")
+@signed_in
+def test_endpoint(project_id: int, service_id: int):
+    """The Test pane: {endpoint_id, body} in; the dry run's status, JSON result and latency out."""
+    user = console_user()
+    _project, asset = load_service(project_id, service_id, "project.edit")
+    sent = request.get_json(silent=True)
+    if not isinstance(sent, dict) or not isinstance(sent.get("endpoint_id"), str):
+        return jsonify({"status": 400, "latency_ms": 0, "body": {"error": {"message": "pick an endpoint"}}}), 200
+    endpoint_id, payload = sent["endpoint_id"], sent.get("body")
+    kind = next((ep.get("kind") for ep in endpoints_of(asset) if ep.get("id") == endpoint_id), None)
+    started = time.perf_counter()
+    try:
+        outcome = serving.dry_run(user, asset, endpoint_id, _call_for(kind, payload))
+        status, body = 200, outcome.body
+    except APIError as err:
+        status, body = err.status, {"error": {"code": err.code, "message": err.message, "details": err.details}}
+    latency_ms = round((time.perf_counter() - started) * 1000, 1)
+    return jsonify({"status": status, "latency_ms": latency_ms, "body": body})
+
+
+LOG_FILTERS = ("endpoint_id", "key_id", "status", "errors_only", "since", "until")
+PAGE_SIZE = 50
+
+
+@bp.get("/projects/<int:project_id>/settings/services/<int:service_id>/logs")
+@signed_in
+def service_logs(project_id: int, service_id: int):
+    project, asset = load_service(project_id, service_id)
+    values = {name: text(request.args, name) for name in (*LOG_FILTERS, "offset")}
+    errors = FormErrors()
+    query = {k: v for k, v in values.items() if v}
+    filters = load(LogQuerySchema(), {**query, "limit": PAGE_SIZE}, errors)
+    page = serving.list_logs(asset, filters) if filters is not None else {"items": [], "total": 0, "offset": 0,
+                                                                          "limit": PAGE_SIZE}  # fmt: skip
+    key_names = {k.id: f"{k.name} ({k.prefix}…)" for k in keys.list_api_keys(asset)}
+    base = {k: v for k, v in query.items() if k != "offset"}
+    pages = {
+        "newer": {**base, "offset": max(page["offset"] - PAGE_SIZE, 0)} if page["offset"] > 0 else None,
+        "older": {**base, "offset": page["offset"] + PAGE_SIZE} if page["offset"] + PAGE_SIZE < page["total"] else None,
+    }
+    status = 422 if errors else 200
+    return render_template("console/logs.html", project=project, service=asset, page=page, values=values,
+                           errors=errors, endpoints=endpoints_of(asset), key_names=key_names,
+                           pages=pages), status  # fmt: skip

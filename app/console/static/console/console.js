@@ -1,0 +1,188 @@
+// Apiary console: small progressive enhancements. Everything works as plain forms without it, except the
+// Test pane and upload progress. Data is only ever written with textContent, never innerHTML.
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  }
+
+  // Destructive actions ask first.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  });
+
+  // Copy buttons (the one-time key reveal).
+  document.querySelectorAll("[data-copy]").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var input = document.querySelector(button.getAttribute("data-copy"));
+      input.select();
+      var done = function () { button.textContent = "Copied"; };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(input.value).then(done, function () { document.execCommand("copy"); done(); });
+      } else {
+        document.execCommand("copy");
+        done();
+      }
+    });
+  });
+
+  // Pages with work in progress (training runs) refresh themselves until it is done.
+  var main = document.querySelector("main[data-refresh-seconds]");
+  if (main) {
+    window.setTimeout(function () { window.location.reload(); }, 1000 * Number(main.getAttribute("data-refresh-seconds")));
+  }
+
+  // Endpoint editor: show only the fields of the chosen kind.
+  var kindSwitch = document.querySelector("[data-kind-switch]");
+  if (kindSwitch) {
+    var showKind = function () {
+      document.querySelectorAll("fieldset[data-kind]").forEach(function (set) {
+        var kinds = set.getAttribute("data-kind").split(" ");
+        set.hidden = kinds.indexOf(kindSwitch.value) === -1;
+        set.disabled = set.hidden;
+      });
+    };
+    kindSwitch.addEventListener("change", showKind);
+    showKind();
+  }
+
+  // Training form: target columns of the chosen dataset, algorithms of the chosen task.
+  var trainForm = document.getElementById("train-form");
+  if (trainForm) {
+    var columns = JSON.parse(document.getElementById("dataset-columns").textContent);
+    var algorithms = JSON.parse(document.getElementById("algorithms").textContent);
+    var fill = function (select, names) {
+      var keep = select.value || select.getAttribute("data-selected");
+      while (select.firstChild) { select.removeChild(select.firstChild); }
+      names.forEach(function (name) {
+        var option = document.createElement("option");
+        option.value = name;
+        option.textContent = name;
+        if (name === keep) { option.selected = true; }
+        select.appendChild(option);
+      });
+    };
+    var table = trainForm.querySelector('[name="input_table"]');
+    var target = trainForm.querySelector('[name="target_column"]');
+    var task = trainForm.querySelector('[name="task_type"]');
+    var algorithm = trainForm.querySelector('[name="algorithm"]');
+    var sync = function () {
+      fill(target, columns[table.value] || []);
+      fill(algorithm, algorithms[task.value] || []);
+    };
+    table.addEventListener("change", function () { target.value = ""; sync(); });
+    task.addEventListener("change", function () { algorithm.value = ""; sync(); });
+    sync();
+  }
+
+  // CSV upload with a progress bar; the server answers JSON to this request.
+  var uploadForm = document.getElementById("upload-form");
+  if (uploadForm) {
+    uploadForm.addEventListener("submit", function (event) {
+      if (!window.FormData || !window.XMLHttpRequest) { return; }
+      event.preventDefault();
+      var box = document.getElementById("upload-progress");
+      var bar = box.querySelector("progress");
+      var label = box.querySelector("[data-progress-label]");
+      var button = uploadForm.querySelector('button[type="submit"]');
+      uploadForm.querySelectorAll(".js-error").forEach(function (el) { el.remove(); });
+      uploadForm.querySelectorAll(".has-error").forEach(function (el) { el.classList.remove("has-error"); });
+      box.hidden = false;
+      button.disabled = true;
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", uploadForm.action);
+      xhr.setRequestHeader("X-CSRF-Token", csrfToken());
+      xhr.setRequestHeader("X-Requested-With", "fetch");
+      xhr.upload.addEventListener("progress", function (e) {
+        if (e.lengthComputable) {
+          var pct = Math.round((e.loaded / e.total) * 100);
+          bar.value = pct;
+          label.textContent = pct < 100 ? pct + "%" : "Loading into the warehouse…";
+        }
+      });
+      xhr.addEventListener("load", function () {
+        var body = null;
+        try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
+        if (body && body.ok) { window.location.assign(body.redirect); return; }
+        button.disabled = false;
+        box.hidden = true;
+        var errors = (body && body.errors) || { "": [(body && body.error && body.error.message) || "Upload failed (" + xhr.status + ")."] };
+        Object.keys(errors).forEach(function (field) {
+          var input = field ? uploadForm.querySelector('[name="' + CSS.escape(field) + '"]') : null;
+          var holder = input ? input.closest(".field") : uploadForm;
+          (errors[field] || []).forEach(function (message) {
+            var p = document.createElement("p");
+            p.className = "field-error js-error";
+            p.setAttribute("role", "alert");
+            p.textContent = message;
+            if (input) { holder.classList.add("has-error"); holder.appendChild(p); } else { uploadForm.prepend(p); }
+          });
+        });
+      });
+      xhr.addEventListener("error", function () {
+        button.disabled = false;
+        label.textContent = "The upload was interrupted. Try again.";
+      });
+      xhr.send(new FormData(uploadForm));
+    });
+  }
+
+  // Test pane: send JSON to the dry run, show the status, latency and JSON result.
+  var pane = document.getElementById("test-pane");
+  if (pane) {
+    var select = pane.querySelector("#test-endpoint");
+    var bodyInput = pane.querySelector("#test-body");
+    var hint = pane.querySelector("[data-test-hint]");
+    var error = pane.querySelector("[data-test-error]");
+    var result = document.getElementById("test-result");
+    var loadExample = function () {
+      var option = select.options[select.selectedIndex];
+      bodyInput.value = option.getAttribute("data-example") || "{}";
+      hint.textContent = "(" + option.getAttribute("data-hint") + ")";
+    };
+    select.addEventListener("change", loadExample);
+    loadExample();
+    pane.addEventListener("submit", function (event) {
+      event.preventDefault();
+      error.hidden = true;
+      var payload;
+      try {
+        payload = bodyInput.value.trim() ? JSON.parse(bodyInput.value) : null;
+      } catch (err) {
+        error.textContent = "Not valid JSON: " + err.message;
+        error.hidden = false;
+        return;
+      }
+      var button = pane.querySelector('button[type="submit"]');
+      button.disabled = true;
+      fetch(pane.getAttribute("data-url"), {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken(), "X-Requested-With": "fetch" },
+        body: JSON.stringify({ endpoint_id: select.value, body: payload })
+      }).then(function (response) {
+        return response.json().then(function (data) {
+          if (data.status === undefined) { data = { status: response.status, latency_ms: null, body: data }; }
+          return data;
+        });
+      }).then(function (data) {
+        var badge = result.querySelector("[data-result-status]");
+        badge.textContent = String(data.status);
+        badge.className = "badge " + (data.status < 400 ? "badge-published" : "badge-revoked");
+        result.querySelector("[data-result-latency]").textContent =
+          data.latency_ms === null ? "" : data.latency_ms + " ms";
+        result.querySelector("[data-result-body]").textContent = JSON.stringify(data.body, null, 2);
+        result.hidden = false;
+      }).catch(function (err) {
+        error.textContent = "The request failed: " + err.message;
+        error.hidden = false;
+      }).finally(function () { button.disabled = false; });
+    });
+  }
+})();

@@ -1,0 +1,114 @@
+"""Console fixtures: a Flask test client signed in through the login form, with the session's CSRF token at hand."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+
+from tests.conftest import Account
+
+CUSTOMERS_CSV = (
+    "customer_key,name,email,region,tenure\n"
+    "1,Ada Lovelace,ada@example.com,EU,12\n"
+    "2,Grace Hopper,grace@example.com,US,40\n"
+    "3,Alan Turing,alan@example.com,EU,7\n"
+)
+
+
+class Console:
+    """A browser-like client: the session cookie, and the CSRF token sent with every form post."""
+
+    def __init__(self, client):
+        self.client = client
+
+    @property
+    def token(self) -> str:
+        with self.client.session_transaction() as session:
+            return session.get("csrf", "")
+
+    def get(self, path: str, **kwargs):
+        return self.client.get(path, **kwargs)
+
+    def post(self, path: str, data: dict | None = None, csrf: bool = True, **kwargs):
+        data = dict(data or {})
+        if csrf:
+            data.setdefault("csrf_token", self.token)
+        return self.client.post(path, data=data, **kwargs)
+
+    def post_json(self, path: str, body: dict):
+        headers = {"X-CSRF-Token": self.token, "X-Requested-With": "fetch"}
+        return self.client.post(path, json=body, headers=headers)
+
+    def login(self, username: str, password: str):
+        page = self.client.get("/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+        return self.client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+
+    def upload(self, project_id: int, csv_text: str, filename: str = "customers.csv", **fields):
+        data = {"file": (io.BytesIO(csv_text.encode()), filename), **fields}
+        return self.post(f"/projects/{project_id}/datasets", data, content_type="multipart/form-data")
+
+
+def signed_in(app, account: Account) -> Console:
+    console = Console(app.test_client())
+    resp = console.login(account.username, account.password)
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    return console
+
+
+@pytest.fixture()
+def console(app, admin) -> Console:
+    return signed_in(app, admin)
+
+
+@pytest.fixture()
+def customers(console, project) -> str:
+    """The project's dataset uploads.customers, uploaded through the console."""
+    resp = console.upload(project["project_id"], CUSTOMERS_CSV)
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    return "uploads.customers"
+
+
+@pytest.fixture()
+def service(console, project) -> dict:
+    """A draft API service of the project, created on the Settings page."""
+    pid = project["project_id"]
+    resp = console.post(f"/projects/{pid}/settings/services", {"title": "Sales serving", "asset_key": "sales-serving"})
+    assert resp.status_code == 302, resp.get_data(as_text=True)
+    service_id = int(resp.headers["Location"].rstrip("/").split("/")[-1])
+    return {"id": service_id, "url": f"/projects/{pid}/settings/services/{service_id}", "project_id": pid}
+
+
+def lookup_form(endpoint_id: str = "customer", **overrides) -> dict:
+    return {"id": endpoint_id, "kind": "lookup", "dataset": "uploads.customers", "key_column": "customer_key",
+            "key_param": "id", "columns": "", "max_results": "10", "cache_ttl_seconds": "0", **overrides}  # fmt: skip
+
+
+def churn_csv(n: int = 120, seed: int = 7) -> str:
+    """A learnable churn table: short tenure on the basic plan churns."""
+    import random
+
+    rng = random.Random(seed)
+    lines = ["customer_key,tenure,monthly,plan,churned"]
+    for i in range(n):
+        tenure, plan = rng.randint(1, 60), rng.choice(["basic", "premium"])
+        churned = int((tenure < 20 and plan == "basic") or rng.random() < 0.05)
+        lines.append(f"{i + 1},{tenure},{round(rng.uniform(10, 90), 2)},{plan},{churned}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture()
+def live_worker(app, worker):
+    """The session's worker, once its heartbeat is back (every test starts with Redis flushed)."""
+    import time
+
+    from app.serving.workers import queue_has_worker
+
+    deadline = time.monotonic() + 15
+    with app.app_context():
+        while not (queue_has_worker("train") and queue_has_worker("predict")):
+            assert time.monotonic() < deadline, "the worker's heartbeat did not come back"
+            time.sleep(0.1)
+    return worker
