@@ -23,7 +23,7 @@ def _project(ref: str, org_name: str | None):
         raise click.ClickException(err.message) from None
 
 
-class _ProgressReader:
+class ProgressReader:
     """A binary file that advances a click progress bar as it is read."""
 
     def __init__(self, raw, bar):
@@ -59,7 +59,7 @@ def upload_command(file, name, project_ref, org_name, replace, friendly_name, de
             dataset = upload_dataset(
                 warehouse.get(),
                 project,
-                _ProgressReader(raw, bar),
+                ProgressReader(raw, bar),
                 file,
                 name=name,
                 friendly_name=friendly_name,

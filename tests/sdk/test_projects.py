@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import apiary
+from apiary import lookup_endpoint
 
 
 def test_log_in_with_a_password_or_a_personal_token(login, api):
@@ -68,6 +69,34 @@ def test_upload_a_csv_file_and_a_dataframe(sdk_project, churn_csv):
     assert fetched.row_count == 3 and fetched.raw["friendly_name"] == "Prices"
     with pytest.raises(TypeError):
         sdk_project.upload_dataframe("x", [1, 2, 3])
+
+
+def test_upload_a_list_of_dicts_or_anything_with_to_csv(sdk_project):
+    rows = [
+        {"sku": "a-1", "price": 1.5, "tags": ["new"]},
+        {"sku": "b-2", "price": 2, "note": "back, soon"},
+        {"sku": "c-3", "price": None, "note": None},
+    ]
+    uploaded = sdk_project.upload_dataframe("marts.items", rows)
+    assert uploaded.name == "marts.items" and uploaded.row_count == 3
+    # Columns are every key in order of first appearance; None and missing keys are empty cells.
+    assert uploaded.column_names == ["sku", "price", "tags", "note"]
+    assert {c["name"]: c["type"] for c in uploaded.columns}["price"] == "float"
+    svc = sdk_project.create_api_service("items", "Items", endpoints=[lookup_endpoint("item", "marts.items", "sku")])
+    found = svc.test("item", {"id": "b-2"})["rows"][0]
+    assert found == {"sku": "b-2", "price": 2.0, "tags": None, "note": "back, soon"}
+    assert svc.test("item", {"id": "a-1"})["rows"][0]["tags"] == '["new"]'
+
+    class Table:
+        """Not pandas: a to_csv() without pandas' index flag is called as it is."""
+
+        def to_csv(self):
+            return "day,amount\n2024-01-01,3\n"
+
+    assert sdk_project.upload_dataframe("daily", Table()).column_names == ["day", "amount"]
+    for bad in ([], [{"a": 1}, "b"], {"a": [1]}, "a,b\n1,2\n"):
+        with pytest.raises(TypeError):
+            sdk_project.upload_dataframe("bad", bad)
 
 
 def test_train_a_model_and_read_it_back(sdk_project, churn_csv, live_worker):

@@ -81,12 +81,16 @@ def test_keys_scope_rate_limit_listing_and_revocation(customers):
                               allowed_columns=["customer_key", "name"])  # fmt: skip
     row = svc.call("customer", api_key=unmasked.key, method="GET", params={"id": 7})["rows"][0]
     assert row["name"] == "Customer 7" and "plan" not in row
+    strict = svc.create_key(name="strict", masking_level="unmasked", sensitivity_max="low")
+    row = svc.call("customer", api_key=strict.key, method="GET", params={"id": 7})["rows"][0]
+    assert row["name"] == "[BLOCKED]" and row["customer_key"] == 7  # a person's name is above `low`
 
     listed = svc.list_keys()
-    assert sorted(k.name for k in listed) == ["ops", "scoped"]
+    assert sorted(k.name for k in listed) == ["ops", "scoped", "strict"]
     assert all(k.key is None and k.prefix for k in listed)
     svc.revoke_key(scoped)
     svc.revoke_key(unmasked.id)
+    svc.revoke_key(strict)
     with pytest.raises(apiary.AuthError):
         svc.call("customer", api_key=unmasked.key, method="GET", params={"id": 7})
     assert not any(k.is_active for k in svc.list_keys())

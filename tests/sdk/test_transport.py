@@ -234,3 +234,21 @@ def test_builders_produce_the_contract_config():
     assert apiary.model_endpoint("risk", model_id=12) == {"id": "risk", "kind": "model", "model_id": 12}
     assert apiary.function_endpoint("f", "def handler(p):\n    return p\n") == {
         "id": "f", "kind": "function", "handler": "def handler(p):\n    return p\n"}  # fmt: skip
+
+
+def test_the_sdk_depends_only_on_httpx():
+    import subprocess
+    import sys
+    import tomllib
+
+    from tests.sdk.conftest import ROOT, SDK_SRC
+
+    project = tomllib.loads((ROOT / "sdk" / "pyproject.toml").read_text())["project"]
+    assert [dep.split(">")[0].split("=")[0].strip() for dep in project["dependencies"]] == ["httpx"]
+    # Importing it, and turning a list of dicts into an upload, pulls in neither pandas nor the server's stack.
+    code = ("import sys, apiary; from apiary.frames import csv_bytes; csv_bytes([{'a': 1}]); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'numpy', 'flask', 'sqlalchemy', 'app'}))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(SDK_SRC)}, capture_output=True, text=True,
+                          cwd=SDK_SRC, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from apiary.endpoints import Endpoint
 from apiary.errors import TrainingError
+from apiary.frames import csv_bytes
 from apiary.services import APIService
 from apiary.transport import Transport
 
@@ -126,11 +127,10 @@ class Project:
         description: str | None = None,
         types: Mapping[str, str] | None = None,
     ) -> Dataset:
-        """Upload a pandas DataFrame as the table `name` (sent as CSV, without the index)."""
-        # Duck-typed on to_csv, so the SDK never imports pandas itself.
-        if not callable(getattr(frame, "to_csv", None)):
-            raise TypeError("frame must be a pandas DataFrame (anything with .to_csv)")
-        data = io.BytesIO(frame.to_csv(index=False).encode("utf-8"))
+        """Upload tabular data as the table `name`, sent as CSV: a pandas DataFrame (without its index), any
+        object with a `.to_csv()` returning the CSV text, or a list of dicts (one per row; the columns are every
+        key, in order of first appearance; a missing key or None is an empty cell)."""
+        data = io.BytesIO(csv_bytes(frame))
         filename = name.rsplit(".", 1)[-1] + ".csv"
         return self._upload(name, filename, data, replace, friendly_name, description, types)
 
