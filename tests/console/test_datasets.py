@@ -58,6 +58,11 @@ def test_masking_settings_change_what_a_viewer_sees(app, client, admin, console,
                         {"friendly_name": "Customers", "description": "", "sensitivity_1": "low"})  # fmt: skip
     assert resp.status_code == 302
     assert "Grace Hopper" in viewer.get(f"/projects/{pid}/datasets/uploads.customers").get_data(as_text=True)
+    # Back to "auto": the override is gone and the name is masked again.
+    resp = console.post(f"/projects/{pid}/datasets/uploads.customers/settings",
+                        {"friendly_name": "Customers", "description": "", "sensitivity_1": ""})  # fmt: skip
+    assert resp.status_code == 302
+    assert "Grace Hopper" not in viewer.get(f"/projects/{pid}/datasets/uploads.customers").get_data(as_text=True)
 
 
 def test_settings_errors_are_shown(console, project, customers):

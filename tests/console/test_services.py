@@ -113,6 +113,23 @@ def test_no_endpoint_checked_means_every_endpoint(console, client, customers, se
     console.post(service["url"] + "/publish")
     secret = re.search(r'value="(dk_[^"]+)"', _html(_mint(console, service))).group(1)
     assert client.get("/api/service/sales-serving/customer?id=1", headers={"X-API-Key": secret}).status_code == 200
+    assert '<td class="small">all</td>' in _html(console.get(service["url"]))
+    # ... including an endpoint added after the key was minted.
+    console.post(service["url"] + "/endpoints", lookup_form("later"))
+    console.post(service["url"] + "/publish")
+    assert client.get("/api/service/sales-serving/later?id=1", headers={"X-API-Key": secret}).status_code == 200
+
+
+def test_the_key_form_has_a_checkbox_per_endpoint_and_keeps_them_on_errors(console, customers, service):
+    console.post(service["url"] + "/endpoints", lookup_form())
+    console.post(service["url"] + "/endpoints", lookup_form("other"))
+    html = _html(console.get(service["url"]))
+    boxes = re.findall(r'<input type="checkbox" name="allowed_endpoints" value="([^"]+)"', html)
+    assert boxes == ["customer", "other"]
+    resp = _mint(console, service, name="", allowed_endpoints="other")
+    assert resp.status_code == 422
+    assert re.search(r'name="allowed_endpoints" value="other" checked', _html(resp))
+    assert not re.search(r'name="allowed_endpoints" value="customer" checked', _html(resp))
 
 
 def test_mint_errors_are_shown_next_to_the_field(console, customers, service):
@@ -180,6 +197,44 @@ def test_audit_log_lists_keyed_calls_with_filters(app, console, client, customer
     bad = console.get(service["url"] + "/logs?status=abc")
     assert bad.status_code == 422
     assert re.search(r'id="f-status".*?class="field-error"', _html(bad), re.S)
+
+
+def test_audit_log_filters_by_endpoint_key_status_and_time(app, console, client, customers, service):
+    from app.serving.service import flush_serving_records
+
+    console.post(service["url"] + "/endpoints", lookup_form())
+    console.post(service["url"] + "/endpoints", lookup_form("other"))
+    console.post(service["url"] + "/publish")
+    first = re.search(r'value="(dk_[^"]+)"', _html(_mint(console, service, name="first"))).group(1)
+    second = re.search(r'value="(dk_[^"]+)"', _html(_mint(console, service, name="second"))).group(1)
+    for secret, path in ((first, "customer?id=1"), (first, "other?id=2"), (second, "other?id=3"), (second, "other")):
+        client.get(f"/api/service/sales-serving/{path}", headers={"X-API-Key": secret})
+    with app.app_context():
+        assert flush_serving_records() == 4
+    key_ids = dict(
+        re.findall(r'<option value="(\d+)" >(first|second) \(', _html(console.get(service["url"] + "/logs")))
+    )
+    key_ids = {name: key_id for key_id, name in key_ids.items()}
+    assert set(key_ids) == {"first", "second"}
+
+    def rows(**query) -> list[str]:
+        html = _html(console.get(service["url"] + "/logs", query_string=query))
+        body = html.split("<tbody>")[1].split("</tbody>")[0] if "<tbody>" in html else ""
+        return re.findall(r'<td class="mono">(customer|other)</td>', body)
+
+    assert sorted(rows()) == ["customer", "other", "other", "other"]
+    assert rows(endpoint_id="customer") == ["customer"]
+    assert rows(key_id=key_ids["second"]) == ["other", "other"]
+    assert rows(key_id=key_ids["first"], endpoint_id="other") == ["other"]
+    assert rows(status="400") == ["other"]
+    # since/until as the browser's datetime-local inputs send them.
+    assert rows(since="2000-01-01T00:00", until="2999-01-01T00:00") != []
+    assert rows(since="2999-01-01T00:00") == []
+    assert rows(until="2000-01-01T00:00") == []
+    # The chosen filters stay selected.
+    html = _html(console.get(service["url"] + "/logs", query_string={"endpoint_id": "other", "errors_only": "true"}))
+    assert '<option value="other" selected>' in html
+    assert re.search(r'name="errors_only" value="true" checked', html)
 
 
 def test_audit_log_has_an_empty_state(console, service):
