@@ -48,6 +48,8 @@ class BaseConfig:
         self.JWT_SECRET_KEY = env.get("JWT_SECRET_KEY") or self._default_secret(var, "jwt_secret_key")
         self.JWT_EXPIRES_MINUTES = int(env.get("JWT_EXPIRES_MINUTES") or 60)
         self.ALLOW_SIGNUP = _bool(env.get("ALLOW_SIGNUP"), True)
+        # The console's session cookie travels only over HTTPS in production unless told otherwise.
+        self.SESSION_COOKIE_SECURE = _bool(env.get("SESSION_COOKIE_SECURE"), self.ENV_NAME == "production")
         self.STATEMENT_TIMEOUT_SECONDS = float(env.get("STATEMENT_TIMEOUT_SECONDS") or 5)
         self.PREDICT_TIMEOUT_SECONDS = float(env.get("PREDICT_TIMEOUT_SECONDS") or 10)
         self.PREDICT_MAX_ROWS = int(env.get("PREDICT_MAX_ROWS") or 10_000)

@@ -41,7 +41,7 @@ def _cookie_defaults(state) -> None:
     config["SESSION_COOKIE_HTTPONLY"] = True
     if not config.get("SESSION_COOKIE_SAMESITE"):
         config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    # SESSION_COOKIE_SECURE is the config's call (Flask's default is False): set it where the console is served over HTTPS.
+    # SESSION_COOKIE_SECURE comes from config (on in production, SESSION_COOKIE_SECURE overrides).
 
 
 def console_user() -> User | None:
