@@ -19,6 +19,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -44,18 +45,18 @@ def bench_app():
     from app.db import MLModel
     from app.extensions import db
     from app.ml.input_schema import parse_predict_body, validate_rows
-    from app.ml.scoring import ModelCache, score_rows
+    from app.ml.scoring import ModelCache, load_scorer
 
     app = create_app()
-    cache = ModelCache(maxsize=4)  # thread-safe: gunicorn's threads share it
+    cache = ModelCache(maxsize=4, loader=load_scorer)  # thread-safe: gunicorn's threads share it
 
     @app.post("/bench/ceiling/<int:model_id>")
     def ceiling(model_id: int):
         model = db.session.get(MLModel, model_id)
         rows, _single = parse_predict_body(request.get_json())
         rows = validate_rows(model.input_schema, rows, app.config["PREDICT_MAX_ROWS"])
-        pipeline = cache.get(model.id, model.artifact_path, model.artifact_sha256, model.sklearn_version)
-        scored = score_rows(pipeline, rows, model.input_schema)
+        scorer = cache.get(model.id, model.artifact_path, model.artifact_sha256, model.sklearn_version)
+        scored = scorer.score(rows, model.input_schema)
         return {"predictions": scored["predictions"], "model_id": model.id, "count": len(scored["predictions"])}
 
     return app
@@ -91,13 +92,15 @@ class Stack:
                               "--without-gossip", "--without-mingle"])  # fmt: skip
         self.port = free_port()
         self.spawn("web", [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
-                           "--threads", "8", "--keep-alive", "30", "bench.predict:bench_app()"])  # fmt: skip
+                           "--threads", "8", "--keep-alive", "30", "--graceful-timeout", "5", "bench.predict:bench_app()"])  # fmt: skip
         self.wait_until(lambda: self.get("/healthz")[0] == 200, "web")
         self.wait_until(lambda: self.get("/readyz")[0] == 200, "worker")
 
     def spawn(self, name: str, cmd: list[str]) -> None:
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it for its lifetime
-        self.children.append((name, subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log)))
+        # Own process group: stop() signals the whole group, so no forked worker outlives the benchmark.
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        self.children.append((name, proc))
 
     def wait_until(self, ready, what: str, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -128,16 +131,26 @@ class Stack:
         return self.request("GET", path)
 
     def stop(self) -> None:
-        for _name, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.terminate()
-        for _name, proc in reversed(self.children):
+        for name, proc in reversed(self.children):
+            self._signal(name, proc, signal.SIGTERM)
+        for name, proc in reversed(self.children):
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                self._signal(name, proc, signal.SIGKILL)
+                proc.wait(timeout=5)
         if not self.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @staticmethod
+    def _signal(name: str, proc: subprocess.Popen, sig: int) -> None:
+        try:
+            if name == "redis":
+                proc.send_signal(sig)
+            else:
+                os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def _ok(result: tuple[int, dict], what: str, status: int = 200) -> dict:

@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.signals import worker_process_init
 
 from app.errors import APIError
-from app.ml.scoring import ModelCache, score_rows
+from app.ml.scoring import ModelCache, load_scorer
 from app.ml.store import ArtifactRejected
 
 _models: ModelCache | None = None
@@ -16,13 +16,13 @@ _models: ModelCache | None = None
 def _fresh_cache(**_kwargs) -> None:
     # Loaded models are per process, built after the fork, never shared.
     global _models
-    _models = ModelCache(maxsize=8)
+    _models = ModelCache(maxsize=8, loader=load_scorer)
 
 
 def model_cache() -> ModelCache:
     global _models
     if _models is None:
-        _models = ModelCache(maxsize=8)
+        _models = ModelCache(maxsize=8, loader=load_scorer)
     return _models
 
 
@@ -30,12 +30,12 @@ def model_cache() -> ModelCache:
 def score(model: dict, rows: list[dict]) -> dict:
     """Score already-validated rows; `model` carries id, artifact path, sha256, scikit-learn version, input schema."""
     try:
-        pipeline = model_cache().get(
+        scorer = model_cache().get(
             model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"]
         )
     except ArtifactRejected as exc:
         return {"error": {"status": 500, "code": "model_artifact_rejected", "message": exc.reason, "details": {}}}
     try:
-        return score_rows(pipeline, rows, model["input_schema"])
+        return scorer.score(rows, model["input_schema"])
     except APIError as err:
         return {"error": {"status": err.status, "code": err.code, "message": err.message, "details": err.details}}

@@ -10,21 +10,23 @@ from app.ml.input_schema import as_bool
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
 
-def _to_days(series: pd.Series) -> pd.Series:
+def to_day_numbers(series: pd.Series) -> pd.Series:
     """Dates and timestamps become days since 1970 (a float), so every algorithm can use them as numbers."""
     stamps = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
     return ((stamps - _EPOCH) / pd.Timedelta(days=1)).astype("float64")
 
 
-def _to_category(series: pd.Series, ftype: str) -> pd.Series:
-    # Plain object columns holding str (or NaN) values: what SimpleImputer and OneHotEncoder handle the same way
-    # at fit and at score time, whatever dtype the warehouse driver or pandas' string inference produced.
+def to_category_values(values, ftype: str) -> list:
+    """str (or NaN) values: what SimpleImputer and OneHotEncoder handle the same way at fit and at score time,
+    whatever dtype the warehouse driver or pandas' string inference produced. Booleans become "true"/"false"."""
     if ftype == "boolean":
-        values = [as_bool(v) if not _is_missing(v) else None for v in series]
-        out = ["true" if v is True else "false" if v is False else np.nan for v in values]
-    else:
-        out = [np.nan if _is_missing(v) else str(v) for v in series]
-    return pd.Series(out, index=series.index, dtype=object)
+        flags = [as_bool(v) if not _is_missing(v) else None for v in values]
+        return ["true" if v is True else "false" if v is False else np.nan for v in flags]
+    return [np.nan if _is_missing(v) else str(v) for v in values]
+
+
+def _to_category(series: pd.Series, ftype: str) -> pd.Series:
+    return pd.Series(to_category_values(series, ftype), index=series.index, dtype=object)
 
 
 def _is_missing(value) -> bool:
@@ -54,7 +56,7 @@ def model_frame(data: pd.DataFrame | list[dict], schema: list[dict]) -> pd.DataF
                 series = series.map(lambda v: np.nan if _is_missing(v) else v)
             columns[name] = pd.to_numeric(series, errors="coerce").astype("float64")
         elif ftype in ("date", "timestamp"):
-            columns[name] = _to_days(series)
+            columns[name] = to_day_numbers(series)
         else:
             columns[name] = _to_category(series, ftype)
     return pd.DataFrame(columns, index=frame.index)

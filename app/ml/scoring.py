@@ -36,8 +36,37 @@ def score_rows(pipeline: Any, rows: list[dict], input_schema: list[dict]) -> dic
     return {"predictions": predictions, "probabilities": probabilities}
 
 
+class Scorer:
+    """A loaded pipeline as a scoring process keeps it: scored through its compiled form (`fast_scoring`) when
+    that agrees with scikit-learn, else through scikit-learn. Same answers as `score_rows` either way."""
+
+    def __init__(self, pipeline: Any):
+        self.pipeline = pipeline
+        self._schema: list[dict] | None = None
+        self._compiled: Any = None
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled is not None
+
+    def score(self, rows: list[dict], input_schema: list[dict]) -> dict:
+        if self._schema != input_schema:
+            from app.ml.fast_scoring import compile_pipeline
+
+            self._compiled = compile_pipeline(self.pipeline, input_schema)
+            self._schema = input_schema
+        if self._compiled is None:
+            return score_rows(self.pipeline, rows, input_schema)
+        return self._compiled.score(rows)
+
+
+def load_scorer(path: str, sha256: str, sklearn_version: str) -> Scorer:
+    """A ModelCache loader: the checked artifact, ready to score."""
+    return Scorer(load_artifact(path, sha256, sklearn_version))
+
+
 class ModelCache:
-    """A bounded LRU of loaded pipelines keyed by model id, reloaded only when the recorded sha256 changes.
+    """A bounded LRU of loaded models (what `loader` returns: a pipeline, or a Scorer) keyed by model id, reloaded only when the recorded sha256 changes.
 
     One per worker process, built after fork. Thread-safe: loads happen outside the lock, so a slow load of one
     model does not hold up hits on others (two threads missing the same model may both load it; the last wins).
