@@ -49,7 +49,7 @@ def run_endpoint(
     call: Call,
     policy: KeyPolicy,
     org_id: int,
-    project: Project | None,
+    project_id: int | None,
     cache_scope: tuple[int, int] | None,
 ) -> Outcome:
     """`cache_scope` is (asset id, published version) for live calls, None for dry runs (never cached)."""
@@ -58,13 +58,14 @@ def run_endpoint(
     if kind in ("sql", "lookup"):
         query = endpoint["query"] if kind == "sql" else lookup_as_query(endpoint)
         ttl = endpoint.get("cache_ttl_seconds", 60) if cache_scope else 0
+        project = db.session.get(Project, project_id) if project_id else None
         outcome = run_data_query(query, call.params, policy, org_id, project, cache_scope, endpoint["id"], ttl)
         if kind == "lookup":
             # A lookup answers {rows, count}: paging belongs to sql endpoints.
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
         return outcome
     if kind == "model":
-        return _run_model(endpoint, call.body, project)
+        return _run_model(endpoint, call.body, project_id)
     return _run_function(endpoint, call.body)
 
 
@@ -90,10 +91,10 @@ def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, pr
     return Outcome(body)
 
 
-def model_for_endpoint(model_id: int, project: Project | None) -> MLModel:
+def model_for_endpoint(model_id: int, project_id: int | None) -> MLModel:
     """Only a model of the service's own project is scored; anything else is a 404."""
     model = db.session.scalar(select(MLModel).where(MLModel.id == model_id))
-    if model is None or project is None or model.project_id != project.id:
+    if model is None or project_id is None or model.project_id != project_id:
         raise not_found(f"model {model_id}")
     return model
 
@@ -123,8 +124,8 @@ def score_with_worker(model: MLModel, rows: list[dict]) -> dict:
     return scorer.score((model.id, model.artifact_sha256), rows, send, 2 * timeout)
 
 
-def _run_model(endpoint: dict, body: object, project: Project | None) -> Outcome:
-    model = model_for_endpoint(endpoint["model_id"], project)
+def _run_model(endpoint: dict, body: object, project_id: int | None) -> Outcome:
+    model = model_for_endpoint(endpoint["model_id"], project_id)
     rows, single = parse_predict_body(body)
     rows = validate_rows(model.input_schema, rows, current_app.config["PREDICT_MAX_ROWS"], single=single)
     scored = score_with_worker(model, rows)

@@ -31,7 +31,8 @@ class Served:
     endpoint_id: str | None = None
 
 
-def _published(asset_key: str, asset_type: str) -> tuple[PublishedAsset, AssetVersion]:
+def _published(asset_key: str, asset_type: str) -> tuple[PublishedAsset, int, dict]:
+    """The asset, its published version number and that version's config (the immutable snapshot served)."""
     asset = db.session.scalar(select(PublishedAsset).where(PublishedAsset.asset_key == asset_key))
     if (
         asset is None
@@ -40,12 +41,14 @@ def _published(asset_key: str, asset_type: str) -> tuple[PublishedAsset, AssetVe
         or asset.published_version is None
     ):
         raise not_found("published asset")
-    version = db.session.scalar(
-        select(AssetVersion).where(AssetVersion.asset_id == asset.id, AssetVersion.version == asset.published_version)
+    config = db.session.scalar(
+        select(AssetVersion.config).where(
+            AssetVersion.asset_id == asset.id, AssetVersion.version == asset.published_version
+        )
     )
-    if version is None:
+    if config is None:
         raise not_found("published asset")
-    return asset, version
+    return asset, asset.published_version, config
 
 
 def _key_for(asset: PublishedAsset, key: ApiKey) -> None:
@@ -65,30 +68,30 @@ def _rate_limit(key: ApiKey) -> dict:
 def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: str | None, call: Call) -> Outcome:
     """401 key → 403 inactive/expired → 404 asset/endpoint → 403 endpoint scope → 429 → 405 → 400/422 → run."""
     served.key = key = authenticate_api_key(api_key)
-    served.asset, version = asset, version = _published(asset_key, "api_service")
+    asset, version, config = _published(asset_key, "api_service")
+    served.asset = asset
     _key_for(asset, key)
-    endpoint = next((ep for ep in version.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
+    endpoint = next((ep for ep in config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
     served.endpoint_id = endpoint_id
     if key.allowed_endpoints and endpoint_id not in key.allowed_endpoints:
         raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
     headers = _rate_limit(key)
-    project = db.session.get(Project, asset.project_id) if asset.project_id else None
-    outcome = run_endpoint(endpoint, call, key_policy(key), asset.org_id, project, (asset.id, version.version))
+    outcome = run_endpoint(endpoint, call, key_policy(key), asset.org_id, asset.project_id, (asset.id, version))
     outcome.headers.update(headers)
     return outcome
 
 
 def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: dict) -> Outcome:
     served.key = key = authenticate_api_key(api_key)
-    served.asset, version = asset, version = _published(asset_key, "data_api")
+    asset, version, config = _published(asset_key, "data_api")
+    served.asset = asset
     _key_for(asset, key)
     headers = _rate_limit(key)
     project = db.session.get(Project, asset.project_id) if asset.project_id else None
-    ttl = version.config.get("cache_ttl_seconds", 60)
-    outcome = run_data_query(version.config, params, key_policy(key), asset.org_id, project,
-                             (asset.id, version.version), "_data", ttl)  # fmt: skip
+    ttl = config.get("cache_ttl_seconds", 60)
+    outcome = run_data_query(config, params, key_policy(key), asset.org_id, project, (asset.id, version), "_data", ttl)
     outcome.headers.update(headers)
     return outcome
 
@@ -100,8 +103,7 @@ def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> 
     endpoint = next((ep for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None)
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
-    project = db.session.get(Project, asset.project_id) if asset.project_id else None
-    outcome = run_endpoint(endpoint, call, KeyPolicy.admin(), asset.org_id, project, None)
+    outcome = run_endpoint(endpoint, call, KeyPolicy.admin(), asset.org_id, asset.project_id, None)
     outcome.body = {**outcome.body, "dry": True}
     return outcome
 
