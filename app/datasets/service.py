@@ -135,6 +135,20 @@ def _save(dataset: Dataset, name: str) -> Dataset:
     return dataset
 
 
+def _refuse_other_organizations_table(project: Project, schema: str, table: str) -> None:
+    """A warehouse table registered by one organization cannot be registered by another: the first registration
+    claims it, so a second tenant cannot read another's data by naming its table."""
+    claimed = db.session.scalar(
+        select(Project.org_id)
+        .join(Dataset, Dataset.project_id == Project.id)
+        .where(Dataset.schema_name == schema, Dataset.table_name == table, Project.org_id != project.org_id)
+        .limit(1)
+    )
+    if claimed is not None:
+        raise APIError(403, "permission_denied", f"table {schema}.{table} is registered by another organization",
+                       {"fields": {"table": ["registered by another organization"]}})  # fmt: skip
+
+
 def register_dataset(
     engine: Engine,
     project: Project,
@@ -164,6 +178,7 @@ def register_dataset(
         columns = list_columns(engine, schema, table)
     except TableNotFound:
         raise invalid("table", f"table {schema}.{table} does not exist in the warehouse") from None
+    _refuse_other_organizations_table(project, schema, table)
     logical_schema, logical_table = normalise_dataset_name(name if name is not None else f"{schema}.{table}")
     full_name = f"{logical_schema}.{logical_table}"
     if find_dataset(project, full_name) is not None:

@@ -118,3 +118,29 @@ def test_preview_after_the_table_was_dropped_says_so(app, client, admin, project
     assert resp.status_code == 409
     assert resp.get_json()["error"]["code"] == "table_missing"
     assert client.get("/api/datasets/ext.gone", headers=headers).status_code == 200
+
+
+def test_a_table_registered_by_one_organization_cannot_be_registered_by_another(client, admin, project, external_table):
+    from tests.conftest import sign_up
+
+    schema, table = external_table
+    first = client.post("/api/flow/datasets/register", headers=admin.project_headers(project["project_id"]),
+                        json={"schema": schema, "table": table})  # fmt: skip
+    assert first.status_code == 201, first.get_json()
+
+    other = sign_up(client)
+    other_project = client.post("/api/projects", headers=other.headers, json={"name": "Theirs", "slug": "theirs"})
+    headers = other.project_headers(other_project.get_json()["project_id"])
+    resp = client.post("/api/flow/datasets/register", headers=headers, json={"schema": schema, "table": table})
+    assert resp.status_code == 403, resp.get_json()
+    assert resp.get_json()["error"]["details"]["fields"] == {"table": ["registered by another organization"]}
+    listed = client.get("/api/datasets", headers=headers).get_json()
+    assert all(
+        d["name"] != f"{schema}.{table}" for d in listed.get("items", listed if isinstance(listed, list) else [])
+    )
+
+    # The owning organization can still register it in another of its projects.
+    second = client.post("/api/projects", headers=admin.headers, json={"name": "Second", "slug": "second"})
+    again = client.post("/api/flow/datasets/register", headers=admin.project_headers(second.get_json()["project_id"]),
+                        json={"schema": schema, "table": table})  # fmt: skip
+    assert again.status_code == 201, again.get_json()
