@@ -137,6 +137,7 @@ class Supervisor:
         print(
             f"""
 Apiary is up.
+  Console:    {base}/
   API:        {base}/api
   OpenAPI:    {base}/api/openapi.json
   Health:     {base}/readyz   Metrics: {base}/metrics
