@@ -8,6 +8,8 @@ from flask import Flask
 from sqlalchemy import text
 
 from app.extensions import db, redis_store
+from tasks.celery_app import QUEUES
+from tasks.heartbeat import HEARTBEAT_KEY, TTL_SECONDS
 
 
 def _timed(check) -> dict:
@@ -36,6 +38,18 @@ def live_workers(app: Flask, timeout: float = 1.0) -> dict[str, list[str]]:
     return queues
 
 
+def heartbeat_workers(app: Flask) -> dict[str, list[str]]:
+    """Workers seen through their heartbeats (one MGET, no broadcast wait): `{hostname: [queues]}`, where each
+    queue lists the last live worker that announced it. A worker gone for TTL_SECONDS is no longer listed."""
+    values = redis_store.get(app).mget([HEARTBEAT_KEY.format(queue=queue) for queue in QUEUES])
+    found: dict[str, list[str]] = {}
+    for queue, value in zip(QUEUES, values, strict=True):
+        if value is not None:
+            name = value.decode() if isinstance(value, bytes) else str(value)
+            found.setdefault(name, []).append(queue)
+    return {name: sorted(queues) for name, queues in found.items()}
+
+
 def readiness(app: Flask) -> dict:
     def database():
         db.session.execute(text("SELECT 1"))
@@ -44,9 +58,9 @@ def readiness(app: Flask) -> dict:
         redis_store.get(app).ping()
 
     def workers():
-        found = live_workers(app)
+        found = heartbeat_workers(app)
         if not found:
-            raise RuntimeError("no Celery worker answered a ping within 1 s")
+            raise RuntimeError(f"no Celery worker has announced itself in the last {TTL_SECONDS} s")
         return {"workers": found}
 
     checks = {"database": _timed(database), "redis": _timed(redis_check)}

@@ -17,6 +17,20 @@ def test_readyz_reports_database_redis_and_worker(client, worker):
     assert {"predict", "train", "functions", "default"} <= set(queues)
 
 
+def test_readyz_is_503_without_a_live_worker(test_env, redis_url):
+    """Another Redis database: Redis answers, but no worker has announced itself there."""
+    from app import create_app
+
+    base = redis_url.rsplit("/", 1)[0]
+    lonely = create_app("testing", {"REDIS_URL": f"{base}/14"})
+    resp = lonely.test_client().get("/readyz")
+    body = resp.get_json()
+    assert resp.status_code == 503, body
+    assert body["checks"]["redis"]["ok"] is True
+    assert body["checks"]["worker"]["ok"] is False
+    assert "no Celery worker has announced itself" in body["checks"]["worker"]["error"]
+
+
 def test_ping_task_runs_on_the_worker(app, worker):
     from tasks.system import ping
 
