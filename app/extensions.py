@@ -16,7 +16,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 
 class Base(DeclarativeBase):
-    pass
+    """The declarative base of every metadata model (app/db); no shared columns."""
 
 
 db = SQLAlchemy(model_class=Base)

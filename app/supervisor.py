@@ -78,7 +78,7 @@ class Supervisor:
                     if resp.status == 200:
                         return True
             except OSError:
-                pass
+                pass  # not listening or not ready yet: poll again
             self.check_children()
             time.sleep(0.5)
         return False
@@ -100,7 +100,7 @@ class Supervisor:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM) if _name != "redis" else proc.terminate()
                 except ProcessLookupError:
-                    pass
+                    pass  # already gone
         deadline = time.monotonic() + 20
         for _name, proc in reversed(self.children):
             try:

@@ -44,7 +44,8 @@ def upload_file():
 
 
 @bp.post("/api/flow/datasets/register")
-@doc("Register a table that already exists in the warehouse as a dataset (org admin)", body=RegisterSchema,
+@doc("Register a table that already exists in the warehouse as a dataset (org admin; a table registered by another "
+     "organization is refused with 403)", body=RegisterSchema,
      response=DatasetSchema, status=201)  # fmt: skip
 @login_required()
 def register_table():

@@ -22,8 +22,9 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
-from app.ml.frames import json_safe, to_category_values, to_day_numbers
+from app.ml.frames import model_frame, to_category_values, to_day_numbers
 from app.ml.input_schema import CATEGORICAL_FEATURE_TYPES
+from app.ml.predictions import predictions_body
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +89,7 @@ class CompiledPipeline:
         return matrix
 
     def score(self, rows: list[dict]) -> dict:
-        from app.ml.scoring import class_key
-
-        matrix = self.encode(rows)
-        if not hasattr(self.estimator, "predict_proba"):
-            return {"predictions": [json_safe(p) for p in self.estimator.predict(matrix)], "probabilities": None}
-        probabilities = self.estimator.predict_proba(matrix)
-        classes = self.estimator.classes_
-        keys = [class_key(c) for c in classes]
-        return {
-            "predictions": [json_safe(classes[i]) for i in probabilities.argmax(axis=1)],
-            "probabilities": [{key: float(p) for key, p in zip(keys, row, strict=True)} for row in probabilities],
-        }
+        return predictions_body(self.estimator, self.encode(rows))
 
 
 def _numbers(values: list, ftype: str) -> np.ndarray:
@@ -194,10 +184,8 @@ def _categorical_block(branch: Any, names: list[str], types: list[str], out: sli
 
 
 def _agrees(compiled: CompiledPipeline, pipeline: Any, input_schema: list[dict]) -> bool:
-    from app.ml.scoring import score_rows
-
     rows = probe_rows(input_schema)
-    expected = score_rows(pipeline, rows, input_schema)
+    expected = predictions_body(pipeline, model_frame(rows, input_schema))  # what scoring.score_rows answers
     actual = compiled.score(rows)
     if expected["predictions"] != actual["predictions"] and not _close(expected["predictions"], actual["predictions"]):
         return False

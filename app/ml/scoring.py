@@ -7,42 +7,27 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from app.ml.frames import json_safe, model_frame
+from app.ml.fast_scoring import compile_pipeline
+from app.ml.frames import model_frame
+from app.ml.predictions import predictions_body
 from app.ml.store import load_artifact
 
 
-def class_key(value: Any) -> str:
-    """A class label as a JSON object key: booleans as JSON spells them, everything else as str()."""
-    value = json_safe(value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def score_rows(pipeline: Any, rows: list[dict], input_schema: list[dict]) -> dict:
-    """`{"predictions": [...], "probabilities": [{class: p}, ...] | None}` for rows already checked by validate_rows.
-
-    Probabilities are given for classifiers (keys are the class labels as strings), None for regressors.
-    """
-    frame = model_frame(rows, input_schema)
-    if not hasattr(pipeline, "predict_proba"):
-        return {"predictions": [json_safe(p) for p in pipeline.predict(frame)], "probabilities": None}
-    # One pass through the pipeline: a classifier's prediction is its most probable class (what predict does).
-    matrix = pipeline.predict_proba(frame)
-    classes = pipeline.classes_
-    keys = [class_key(c) for c in classes]
-    predictions = [json_safe(classes[i]) for i in matrix.argmax(axis=1)]
-    probabilities = [{key: float(p) for key, p in zip(keys, row, strict=True)} for row in matrix]
-    return {"predictions": predictions, "probabilities": probabilities}
+    """Scores of rows already checked by validate_rows, through scikit-learn (see `predictions_body`)."""
+    return predictions_body(pipeline, model_frame(rows, input_schema))
 
 
 class Scorer:
     """A loaded pipeline as a scoring process keeps it: scored through its compiled form (`fast_scoring`) when
-    that agrees with scikit-learn, else through scikit-learn. Same answers as `score_rows` either way."""
+    that agrees with scikit-learn, else through scikit-learn. Same answers as `score_rows` either way.
+
+    Compiled on the first call: a model's input schema is recorded with its artifact and never changes after.
+    """
 
     def __init__(self, pipeline: Any):
         self.pipeline = pipeline
-        self._schema: list[dict] | None = None
+        self._prepared = False
         self._compiled: Any = None
 
     @property
@@ -50,11 +35,9 @@ class Scorer:
         return self._compiled is not None
 
     def score(self, rows: list[dict], input_schema: list[dict]) -> dict:
-        if self._schema != input_schema:
-            from app.ml.fast_scoring import compile_pipeline
-
+        if not self._prepared:
             self._compiled = compile_pipeline(self.pipeline, input_schema)
-            self._schema = input_schema
+            self._prepared = True
         if self._compiled is None:
             return score_rows(self.pipeline, rows, input_schema)
         return self._compiled.score(rows)

@@ -160,7 +160,7 @@ def _open_jail_init(info_fd: int, outcome: _Outcome) -> int | None:
         while len(outcome.info) < STDERR_KEEP and (chunk := os.read(info_fd, READ_CHUNK)):
             outcome.info += chunk
     except BlockingIOError:
-        pass
+        pass  # bwrap has written all it will for now; parse what arrived
     try:
         pid = int(json.loads(outcome.info)["child-pid"])
         return os.pidfd_open(pid)
@@ -174,11 +174,11 @@ def _kill_jail(proc: subprocess.Popen, jail_init: int | None) -> None:
         try:
             signal.pidfd_send_signal(jail_init, signal.SIGKILL)
         except ProcessLookupError:
-            pass
+            pass  # the jail's init already exited
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        pass  # bwrap's group already exited
 
 
 def _await_jail_gone(jail_init: int | None) -> None:
@@ -190,7 +190,7 @@ def _await_jail_gone(jail_init: int | None) -> None:
             signal.pidfd_send_signal(jail_init, signal.SIGKILL)
             select.select([jail_init], [], [], KILL_GRACE_S)
     except ProcessLookupError:
-        pass
+        pass  # the namespace emptied between the two checks
     finally:
         os.close(jail_init)
 
