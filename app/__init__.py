@@ -18,6 +18,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
         app.config.update(overrides)
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_extensions(app)
+    register_url_converters(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)
@@ -54,6 +55,24 @@ def _point_jwt_errors_at_envelope(jwt) -> None:
     jwt.expired_token_loader(lambda _header, _payload: unauthorized("token has expired"))
     jwt.revoked_token_loader(lambda _header, _payload: unauthorized("token has been revoked"))
     jwt.user_lookup_error_loader(lambda _header, _payload: unauthorized("user no longer exists"))
+
+
+def register_url_converters(app: Flask) -> None:
+    """`<int:...>` path ids beyond the largest stored id are a 404 at routing, never a database overflow."""
+    from werkzeug.exceptions import NotFound
+    from werkzeug.routing import IntegerConverter
+
+    from app.db.columns import MAX_ID
+
+    class IdConverter(IntegerConverter):
+        def to_python(self, value: str) -> int:
+            number = super().to_python(value)
+            if number > MAX_ID:
+                # Not ValidationError: with it, werkzeug would answer 405 when a sibling rule has other methods.
+                raise NotFound()
+            return number
+
+    app.url_map.converters["int"] = IdConverter
 
 
 def register_blueprints(app: Flask) -> None:

@@ -9,6 +9,7 @@ from flask import g, request
 from flask_jwt_extended import get_jwt_identity, verify_jwt_in_request
 
 from app.db import Project, User
+from app.db.columns import parse_id
 from app.errors import APIError, not_found
 from app.extensions import db
 
@@ -92,10 +93,13 @@ def project_in_scope(permission: str = "project.view", required: bool = True) ->
                 400, "validation_error", "X-Project-Id header is required", {"fields": {"X-Project-Id": ["required"]}}
             )
         return None
-    if not raw.strip().isdigit():
+    if not (raw.strip().isascii() and raw.strip().isdigit()):
         raise APIError(
             400, "validation_error", "X-Project-Id must be an integer", {"fields": {"X-Project-Id": ["not an integer"]}}
         )
-    project = get_project_for(user, int(raw))
+    project_id = parse_id(raw)
+    if project_id is None:
+        raise not_found("project")
+    project = get_project_for(user, project_id)
     require_permission(user, permission)
     return project

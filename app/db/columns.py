@@ -8,6 +8,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
 
+# The largest id an INTEGER primary key holds on every backend (PostgreSQL's int4); larger ids name nothing.
+MAX_ID = 2**31 - 1
+
+
+def parse_id(text: str) -> int | None:
+    """`text` as a row id when it is plain ASCII digits within MAX_ID, else None."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if value <= MAX_ID else None
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.db import Project, User
+from app.db.columns import parse_id
 from app.errors import APIError, not_found
 from app.extensions import db
 
@@ -25,8 +26,8 @@ def list_projects(org_id: int) -> list[Project]:
 def find_project(user: User, id_or_slug: str) -> Project:
     """A project of the user's organization by id or slug; 404 for anything else."""
     stmt = select(Project).where(Project.org_id == user.org_id)
-    if id_or_slug.isdigit():
-        stmt = stmt.where(Project.id == int(id_or_slug))
+    if id_or_slug.isascii() and id_or_slug.isdigit():
+        stmt = stmt.where(Project.id == parse_id(id_or_slug))
     else:
         stmt = stmt.where(Project.slug == id_or_slug)
     project = db.session.scalar(stmt)
@@ -48,7 +49,8 @@ def project_by_ref(ref: str, org_name: str | None = None) -> Project:
         if org is None:
             raise not_found(f"organization {org_name!r}")
         stmt = stmt.where(Project.org_id == org.id)
-    stmt = stmt.where(Project.id == int(ref)) if ref.isdigit() else stmt.where(Project.slug == ref)
+    digits = ref.isascii() and ref.isdigit()
+    stmt = stmt.where(Project.id == parse_id(ref)) if digits else stmt.where(Project.slug == ref)
     found = list(db.session.scalars(stmt))
     if not found:
         raise not_found(f"project {ref!r}" + (f" in organization {org_name!r}" if org_name else ""))

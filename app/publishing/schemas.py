@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from app.db.assets import ASSET_TYPES
+from app.db.columns import MAX_ID
 
 ASSET_KEY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,99}$", error="lower-case letters, digits, _ and -, at most 100")
 
@@ -59,7 +60,7 @@ class AssetListSchema(Schema):
 class AssetListQuerySchema(Schema):
     asset_type = fields.String(validate=validate.OneOf(ASSET_TYPES))
     status = fields.String(validate=validate.OneOf(("draft", "published")))
-    project_id = fields.Integer()
+    project_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
 
 
 class PublishResultSchema(Schema):

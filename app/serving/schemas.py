@@ -2,16 +2,18 @@
 
 from marshmallow import Schema, fields, validate
 
+from app.db.columns import MAX_ID
+
 
 class LogQuerySchema(Schema):
     endpoint_id = fields.String(validate=validate.Length(max=64))
-    key_id = fields.Integer()
+    key_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     status = fields.Integer(validate=validate.Range(min=100, max=599))
     errors_only = fields.Boolean(load_default=False)
     since = fields.DateTime()
     until = fields.DateTime()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_ID))
 
 
 class LogEntrySchema(Schema):

@@ -36,3 +36,13 @@ def test_bad_slug_names_the_field(client, admin):
     resp = client.post("/api/projects", headers=admin.headers, json={"name": "X", "slug": "Not A Slug!"})
     assert resp.status_code == 422
     assert list(resp.get_json()["error"]["details"]["fields"]) == ["slug"]
+
+
+def test_out_of_range_ids_are_404_not_500(client, admin, project):
+    # Larger than any stored id (PostgreSQL INTEGER): not found, never a database overflow.
+    for ref in ("2147483648", "999999999999999999999", "1" * 400, "\u00b2"):
+        assert client.get(f"/api/projects/{ref}", headers=admin.headers).status_code == 404, ref
+        resp = client.get("/api/datasets", headers={**admin.headers, "X-Project-Id": ref})
+        assert resp.status_code in (400, 404), (ref, resp.get_json())
+        if resp.status_code == 400:
+            assert "X-Project-Id" in resp.get_json()["error"]["details"]["fields"]

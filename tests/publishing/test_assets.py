@@ -132,3 +132,29 @@ def test_rollback_needs_org_admin_and_functions_need_admin(app, client, admin, p
     assert (
         syntax.status_code == 422 and "config.endpoints[0].handler" in syntax.get_json()["error"]["details"]["fields"]
     )
+
+
+def test_out_of_range_ids_are_404_and_bad_filters_name_the_field(app, client, admin, project):
+    create_dataset(app, project["project_id"])
+    asset_id = _create(client, admin, project["project_id"]).get_json()["id"]
+    big = "999999999999999999999"
+    for method, path in (
+        ("get", f"/api/publish/assets/{big}"),
+        ("put", f"/api/publish/assets/{big}"),
+        ("post", f"/api/publish/assets/{big}/publish"),
+        ("post", f"/api/publish/assets/{asset_id}/rollback/{big}"),
+        ("get", f"/api/publish/assets/{asset_id}/versions/{big}/diff/1"),
+        ("get", f"/api/publish/assets/{big}/api-keys"),
+        ("delete", f"/api/publish/assets/{asset_id}/api-keys/{big}"),
+        ("get", f"/api/flow/ai-recipes/{big}"),
+        ("get", f"/api/models/{big}"),
+        ("delete", f"/api/auth/tokens/{big}"),
+        ("get", f"/api/api-services/{big}/logs"),
+        ("post", f"/api/api-services/{big}/endpoints/customer/test"),
+        ("get", "/api/publish/assets/2147483648"),
+    ):
+        resp = getattr(client, method)(path, headers=admin.headers, json={"title": "x"})
+        assert resp.status_code == 404, (method, path, resp.get_json())
+    for value in (big, "-5", "0"):
+        resp = client.get("/api/publish/assets", headers=admin.headers, query_string={"project_id": value})
+        assert resp.status_code == 422 and "project_id" in resp.get_json()["error"]["details"]["fields"], value

@@ -43,3 +43,12 @@ def test_calls_are_audited_and_filterable(client, admin, service, worker):  # no
             break
         time.sleep(0.2)
     assert listed[0]["last_used_at"] is not None
+
+
+def test_out_of_range_log_filters_name_the_field(client, admin, service):  # noqa: F811
+    url = f"/api/api-services/{service}/logs"
+    for name, value in (("offset", "99999999999999999999"), ("key_id", "99999999999999999999"), ("key_id", "-1")):
+        resp = client.get(url, headers=admin.headers, query_string={name: value})
+        assert resp.status_code == 422, (name, value, resp.get_json())
+        assert name in resp.get_json()["error"]["details"]["fields"]
+    assert client.get(url, headers=admin.headers, query_string={"offset": "5", "key_id": "7"}).status_code == 200
