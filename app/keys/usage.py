@@ -23,9 +23,13 @@ class UsageTracker:
     def touch(self, key_id: int) -> None:
         """Note that key `key_id` was used now; never raises, since losing a timestamp must not fail a request."""
         try:
-            self.redis.hset(self.key, str(key_id), f"{time.time():.3f}")
+            self.queue_touch(self.redis, key_id)
         except (redis.RedisError, OSError) as exc:
             log.debug("could not record last use of key %s: %s", key_id, exc)
+
+    def queue_touch(self, pipe: redis.Redis | redis.client.Pipeline, key_id: int) -> None:
+        """The HSET of `touch`, sent on `pipe` (a client, or a pipeline the caller executes)."""
+        pipe.hset(self.key, str(key_id), f"{time.time():.3f}")
 
     def drain(self) -> dict[int, datetime]:
         """Read and clear the hash in one transaction: `{key_id: last_used_at (UTC)}`; raises if Redis is down.

@@ -112,7 +112,7 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
         return {"run_id": run_id, "status": "queued"}, 202
     timeout = float(current_app.config["TRAIN_TIMEOUT_SECONDS"])
     try:
-        call_worker(train_recipe, [run_id], TRAIN_QUEUE, timeout)
+        call_worker(train_recipe, [run_id], TRAIN_QUEUE, timeout, f"(run {run_id})")
     except APIError as err:
         if err.status == 504:
             # Expired unrun: record it. Already started: it finishes on its own and the run says how.

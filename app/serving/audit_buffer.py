@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
@@ -66,8 +67,12 @@ class AuditBuffer:
         """Records this process lost since start: Redis errors plus the oldest ones trimmed by the cap."""
         return self._dropped
 
-    def record(self, entry: dict) -> None:
-        """Append `entry` (see `audit_entry`) at the tail; fills `ts` when missing."""
+    def record(self, entry: dict, with_commands: Callable[[redis.client.Pipeline], None] | None = None) -> list:
+        """Append `entry` (see `audit_entry`) at the tail; fills `ts` when missing.
+
+        `with_commands(pipe)` may queue more commands on the same MULTI, so a served call pays one round trip for
+        all its bookkeeping; their replies are returned, or [] when Redis could not be reached.
+        """
         if "ts" not in entry:
             entry = {**entry, "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
         try:
@@ -75,13 +80,16 @@ class AuditBuffer:
             pipe = self.redis.pipeline(transaction=True)
             pipe.rpush(self.key, json.dumps(entry, default=str, separators=(",", ":")))
             pipe.ltrim(self.key, -self.max_len, -1)
-            length, _ = pipe.execute()
+            if with_commands is not None:
+                with_commands(pipe)
+            length, _, *replies = pipe.execute()
         except (redis.RedisError, OSError, TypeError, ValueError) as exc:
             self._count_drops(1)
             log.debug("audit record dropped: %s", exc)
-            return
+            return []
         if length > self.max_len:
             self._count_drops(length - self.max_len)
+        return replies
 
     def drain(self, batch: int = 1000) -> list[dict]:
         """Remove and return up to `batch` of the oldest records, oldest first; raises if Redis is down."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 
 from app.datasets.catalog import Catalog
 from app.db import MLModel, Project
@@ -91,15 +91,24 @@ def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, pr
     return Outcome(body)
 
 
-def model_for_endpoint(model_id: int, project_id: int | None) -> MLModel:
-    """Only a model of the service's own project is scored; anything else is a 404."""
-    model = db.session.scalar(select(MLModel).where(MLModel.id == model_id))
+_MODELS = MLModel.__table__
+# Read on every model call: the fields scoring needs, one statement built once, no ORM entity to load.
+_SCORING_MODEL = select(
+    _MODELS.c.id, _MODELS.c.project_id, _MODELS.c.artifact_path, _MODELS.c.artifact_sha256, _MODELS.c.sklearn_version,
+    _MODELS.c.input_schema,
+).where(_MODELS.c.id == bindparam("model_id"))  # fmt: skip
+
+
+def model_for_endpoint(model_id: int, project_id: int | None) -> Row:
+    """The scoring fields of the model; only a model of the service's own project is scored, anything else is a
+    404."""
+    model = db.session.execute(_SCORING_MODEL, {"model_id": model_id}).first()
     if model is None or project_id is None or model.project_id != project_id:
         raise not_found(f"model {model_id}")
     return model
 
 
-def score_with_worker(model: MLModel, rows: list[dict]) -> dict:
+def score_with_worker(model: Row, rows: list[dict]) -> dict:
     from tasks.predict import score
 
     payload = {
@@ -112,7 +121,7 @@ def score_with_worker(model: MLModel, rows: list[dict]) -> dict:
     timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
 
     def send(batch: list[dict]) -> dict:
-        answer = call_worker(score, [payload, batch], "predict", timeout)
+        answer = call_worker(score, [payload, batch], "predict", timeout, f"(model {model.id}, {len(batch)} rows)")
         if "error" in answer:
             err = answer["error"]
             raise APIError(err["status"], err["code"], err["message"], err.get("details"))
@@ -140,7 +149,7 @@ def _run_function(endpoint: dict, body: object) -> Outcome:
 
     # Wait past the handler's own deadline and the sandbox's kill grace: the worker reports the 504 itself.
     wait = float(current_app.config["FUNCTION_TIMEOUT_SECONDS"]) + 5
-    answer = call_worker(run_function, [endpoint["handler"], body], "functions", wait)
+    answer = call_worker(run_function, [endpoint["handler"], body], "functions", wait, f"(endpoint {endpoint['id']!r})")
     if "error" in answer:
         err = answer["error"]
         raise APIError(err["status"], err["code"], err["message"], err.get("details"))

@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import redis
-from sqlalchemy import select
+from sqlalchemy import Row, bindparam, select
 
-from app.db import ApiKey, AssetVersion, AuditLog, Project, PublishedAsset, User
+from app.db import AssetVersion, AuditLog, Project, PublishedAsset, User
 from app.errors import APIError, not_found
 from app.extensions import db, redis_store
 from app.keys.ratelimit import RateLimiter
@@ -26,37 +25,49 @@ FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"
 class Served:
     """What a keyed call resolved to, kept for the audit record even when a later check fails."""
 
-    key: ApiKey | None = None
-    asset: PublishedAsset | None = None
+    key: Row | None = None  # serving fields of the key (authenticate_api_key)
+    asset: Row | None = None  # the published asset (_published)
     endpoint_id: str | None = None
 
 
-def _published(asset_key: str, asset_type: str) -> tuple[PublishedAsset, int, dict]:
-    """The asset, its published version number and that version's config (the immutable snapshot served)."""
-    asset = db.session.scalar(select(PublishedAsset).where(PublishedAsset.asset_key == asset_key))
+_ASSETS, _VERSIONS = PublishedAsset.__table__, AssetVersion.__table__
+# Every keyed call reads its asset and the published version's config: one statement, built once.
+_PUBLISHED = (
+    select(
+        _ASSETS.c.id,
+        _ASSETS.c.org_id,
+        _ASSETS.c.project_id,
+        _ASSETS.c.asset_type,
+        _ASSETS.c.status,
+        _ASSETS.c.published_version,
+        _VERSIONS.c.config,
+    )  # fmt: skip
+    .outerjoin(_VERSIONS, (_VERSIONS.c.asset_id == _ASSETS.c.id) & (_VERSIONS.c.version == _ASSETS.c.published_version))
+    .where(_ASSETS.c.asset_key == bindparam("asset_key"))
+)
+
+
+def _published(asset_key: str, asset_type: str) -> Row:
+    """The published asset (id, org_id, project_id, published_version) and that version's `config`, the immutable
+    snapshot served; 404 when it is not a published asset of `asset_type`."""
+    asset = db.session.execute(_PUBLISHED, {"asset_key": asset_key}).first()
     if (
         asset is None
         or asset.asset_type != asset_type
         or asset.status != "published"
         or asset.published_version is None
+        or asset.config is None
     ):
         raise not_found("published asset")
-    config = db.session.scalar(
-        select(AssetVersion.config).where(
-            AssetVersion.asset_id == asset.id, AssetVersion.version == asset.published_version
-        )
-    )
-    if config is None:
-        raise not_found("published asset")
-    return asset, asset.published_version, config
+    return asset
 
 
-def _key_for(asset: PublishedAsset, key: ApiKey) -> None:
+def _key_for(asset: Row, key: Row) -> None:
     if key.asset_id != asset.id:
         raise APIError(403, "permission_denied", "this API key is not valid for this asset")
 
 
-def _rate_limit(key: ApiKey) -> dict:
+def _rate_limit(key: Row) -> dict:
     decision = RateLimiter(redis_store.get()).hit(f"key:{key.id}", key.rate_limit)
     headers = decision.headers()
     if not decision.allowed:
@@ -68,30 +79,30 @@ def _rate_limit(key: ApiKey) -> dict:
 def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: str | None, call: Call) -> Outcome:
     """401 key → 403 inactive/expired → 404 asset/endpoint → 403 endpoint scope → 429 → 405 → 400/422 → run."""
     served.key = key = authenticate_api_key(api_key)
-    asset, version, config = _published(asset_key, "api_service")
-    served.asset = asset
+    served.asset = asset = _published(asset_key, "api_service")
     _key_for(asset, key)
-    endpoint = next((ep for ep in config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
+    endpoint = next((ep for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
     served.endpoint_id = endpoint_id
     if key.allowed_endpoints and endpoint_id not in key.allowed_endpoints:
         raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
     headers = _rate_limit(key)
-    outcome = run_endpoint(endpoint, call, key_policy(key), asset.org_id, asset.project_id, (asset.id, version))
+    scope = (asset.id, asset.published_version)
+    outcome = run_endpoint(endpoint, call, key_policy(key), asset.org_id, asset.project_id, scope)
     outcome.headers.update(headers)
     return outcome
 
 
 def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: dict) -> Outcome:
     served.key = key = authenticate_api_key(api_key)
-    asset, version, config = _published(asset_key, "data_api")
-    served.asset = asset
+    served.asset = asset = _published(asset_key, "data_api")
     _key_for(asset, key)
     headers = _rate_limit(key)
     project = db.session.get(Project, asset.project_id) if asset.project_id else None
-    ttl = config.get("cache_ttl_seconds", 60)
-    outcome = run_data_query(config, params, key_policy(key), asset.org_id, project, (asset.id, version), "_data", ttl)
+    ttl = asset.config.get("cache_ttl_seconds", 60)
+    scope = (asset.id, asset.published_version)
+    outcome = run_data_query(asset.config, params, key_policy(key), asset.org_id, project, scope, "_data", ttl)
     outcome.headers.update(headers)
     return outcome
 
@@ -111,36 +122,39 @@ def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> 
 def record_call(
     served: Served, method: str, status: int, latency_ms: float, model_id: int | None, error_code: str | None
 ) -> None:
-    """Buffer the audit record and the key's last use in Redis; a worker writes them to the database."""
+    """Buffer the audit record and the key's last use in Redis, in one round trip; a worker writes them to the
+    database, and at most one flush task is scheduled every 2 s whatever the request rate."""
     if served.asset is None:
         return  # nothing to attribute the call to (bad key, unknown asset)
     client = redis_store.get()
-    AuditBuffer(client).record(
-        audit_entry(
-            asset_id=served.asset.id,
-            endpoint_id=served.endpoint_id,
-            key_id=served.key.id if served.key else None,
-            status=status,
-            latency_ms=latency_ms,
-            method=method,
-            org_id=served.asset.org_id,
-            project_id=served.asset.project_id,
-            model_id=model_id,
-            error_code=error_code,
-        )
+    entry = audit_entry(
+        asset_id=served.asset.id,
+        endpoint_id=served.endpoint_id,
+        key_id=served.key.id if served.key else None,
+        status=status,
+        latency_ms=latency_ms,
+        method=method,
+        org_id=served.asset.org_id,
+        project_id=served.asset.project_id,
+        model_id=model_id,
+        error_code=error_code,
     )
-    if served.key is not None:
-        UsageTracker(client).touch(served.key.id)
-    _schedule_flush(client)
+
+    def bookkeeping(pipe) -> None:
+        if served.key is not None:
+            UsageTracker(client).queue_touch(pipe, served.key.id)
+        pipe.set(FLUSH_THROTTLE_KEY, 1, nx=True, ex=2)
+
+    replies = AuditBuffer(client).record(entry, bookkeeping)
+    if replies and replies[-1]:
+        _schedule_flush()
 
 
-def _schedule_flush(client: redis.Redis) -> None:
-    """At most one flush task every 2 s, whatever the request rate."""
+def _schedule_flush() -> None:
     try:
-        if client.set(FLUSH_THROTTLE_KEY, 1, nx=True, ex=2):
-            from tasks.maintenance import flush_serving_records
+        from tasks.maintenance import flush_serving_records
 
-            flush_serving_records.apply_async(countdown=1)
+        flush_serving_records.apply_async(countdown=1)
     except Exception as exc:  # noqa: BLE001 - auditing must never fail a served call
         log.warning("could not schedule the audit flush: %s", exc)
 

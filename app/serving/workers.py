@@ -22,14 +22,18 @@ def queue_has_worker(queue: str) -> bool:
         return False
 
 
-def call_worker(task, args: list, queue: str, timeout_s: float) -> dict:
+def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) -> dict:
     """Run `task` on `queue` and return its result. The task expires unrun past the deadline, so a late worker
-    never does work nobody waits for, and a retry by the client never finds the first attempt still queued."""
+    never does work nobody waits for, and a retry by the client never finds the first attempt still queued.
+
+    `summary` stands for the arguments in the message headers (worker logs, events, monitoring tools): callers'
+    payloads (feature rows, function input) stay out of them, and Celery skips building a repr of every row.
+    """
     if not queue_has_worker(queue):
         raise APIError(503, "no_worker", f"no worker is consuming the {queue} queue; try again shortly",
                        headers={"Retry-After": 5})  # fmt: skip
     try:
-        result = task.apply_async(args=args, queue=queue, expires=timeout_s)
+        result = task.apply_async(args=args, queue=queue, expires=timeout_s, argsrepr=summary, kwargsrepr="{}")
     except Exception as exc:  # noqa: BLE001 - kombu raises many types when the broker is unreachable
         log.warning("could not enqueue %s: %s", task.name, exc)
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None

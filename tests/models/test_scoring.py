@@ -62,6 +62,27 @@ def test_single_and_batch_predictions_with_probabilities(client, served):
     assert batch.get_json()["predictions"] == [0, 1, 0] and batch.get_json()["count"] == 3
 
 
+def test_feature_values_stay_out_of_the_task_message(client, served):
+    """Task headers show in worker logs and monitoring tools: they name the model and the row count only."""
+    from celery.signals import before_task_publish
+
+    published = []
+
+    def capture(sender=None, headers=None, **_kwargs):
+        if sender == "tasks.predict.score":
+            published.append(headers)
+
+    before_task_publish.connect(capture)
+    try:
+        resp = predict(client, served.key, "churn", {"rows": [STAYS, LEAVES]})
+    finally:
+        before_task_publish.disconnect(capture)
+    assert resp.status_code == 200, resp.get_json()
+    [headers] = published
+    assert headers["argsrepr"] == f"(model {served.classifier_id}, 2 rows)"
+    assert headers["kwargsrepr"] == "{}"
+
+
 def test_regression_predictions_are_numbers(client, served):
     resp = predict(client, served.key, "spend", {"rows": [{"tenure": 5, "monthly": 20.0, "plan": "basic"},
                                                           {"tenure": 55, "monthly": 80.0, "plan": "premium"}]})  # fmt: skip

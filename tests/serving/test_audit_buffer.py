@@ -82,6 +82,19 @@ def test_concurrent_writers_and_a_drainer_lose_nothing(redis_client, redis_url):
         assert mine == sorted(mine)
 
 
+def test_more_commands_ride_on_the_same_transaction(redis_client):
+    buffer = AuditBuffer(redis_client)
+
+    def more(pipe):
+        pipe.hset("usage-test", "7", "1.5")
+        pipe.set("throttle-test", 1, nx=True, ex=2)
+
+    assert buffer.record(_entry(1), more) == [1, True]
+    assert buffer.record(_entry(2), more) == [0, None]  # the field existed; the throttle key was already set
+    assert redis_client.hget("usage-test", "7") == b"1.5"
+    assert [e["key_id"] for e in buffer.drain()] == [1, 2]
+
+
 def test_malformed_records_are_skipped(redis_client):
     redis_client.rpush(AUDIT_KEY, b"{not json", b'{"key_id": 1}')
     assert AuditBuffer(redis_client).drain() == [{"key_id": 1}]
@@ -91,5 +104,5 @@ def test_redis_down_drops_the_record_without_raising():
     down = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     buffer = AuditBuffer(down)
     buffer.record(_entry(1))
-    buffer.record(_entry(2))
+    assert buffer.record(_entry(2), lambda pipe: pipe.set("x", 1)) == []
     assert buffer.dropped == 2
