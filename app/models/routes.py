@@ -104,7 +104,8 @@ def activate_model(model_id: int):
 
 
 @bp.delete("/api/models/<int:model_id>")
-@doc("Delete a version and its artifact; the active version only when it is the last one (409 otherwise)",
+@doc("Delete a version and its artifact; 409 for the active version while others exist, and for a version a "
+     "published API service scores with",
      response=DeletedSchema, tags=["models"])  # fmt: skip
 @login_required("project.edit")
 def delete_model(model_id: int):

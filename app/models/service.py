@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from app.auth.permissions import require_permission
 from app.datasets.catalog import Catalog
-from app.db import MLModel, Project, Recipe, RecipeRun, User
+from app.db import AssetVersion, MLModel, Project, PublishedAsset, Recipe, RecipeRun, User
 from app.db.columns import utcnow
 from app.errors import APIError, invalid, not_found
 from app.extensions import db, warehouse
@@ -195,17 +195,49 @@ def activate_model(model: MLModel) -> MLModel:
 
 
 def delete_model(model: MLModel) -> None:
-    """Delete a version and its artifact. The active version goes last: 409 while other versions exist."""
+    """Delete a version and its artifact. The active version goes last: 409 while other versions exist. A version
+    that a published API service scores with is a 409 too: deleting it would break that service's callers."""
     others = [m for m in versions_of(model) if m.id != model.id]
     if model.is_active and others:
         versions = ", ".join(str(m.version) for m in others)
         raise APIError(409, "conflict", f"version {model.version} is the active version of {model.name!r}; "
                        f"activate another version ({versions}) before deleting it",
                        {"active_version": model.version, "other_versions": [m.id for m in others]})  # fmt: skip
+    served_by = services_serving(model)
+    if served_by:
+        raise APIError(409, "conflict", f"model {model.id} is served by the published API service(s) "
+                       f"{', '.join(served_by)}; unpublish them or publish a version that uses another model first",
+                       {"served_by": served_by})  # fmt: skip
     path = model.artifact_path
     db.session.delete(model)
     db.session.commit()
     remove_artifact(path)
+
+
+def services_serving(model: MLModel) -> list[str]:
+    """Asset keys of the published API services of the model's project whose live version scores with it."""
+    live = db.session.execute(
+        select(PublishedAsset.asset_key, AssetVersion.config)
+        .join(
+            AssetVersion,
+            (AssetVersion.asset_id == PublishedAsset.id) & (AssetVersion.version == PublishedAsset.published_version),
+        )
+        .where(
+            PublishedAsset.project_id == model.project_id,
+            PublishedAsset.asset_type == "api_service",
+            PublishedAsset.status == "published",
+        )
+        .order_by(PublishedAsset.asset_key)
+    )
+    return [
+        asset_key
+        for asset_key, config in live
+        if any(
+            ep.get("kind") == "model" and ep.get("model_id") == model.id
+            for ep in (config or {}).get("endpoints", [])
+            if isinstance(ep, dict)
+        )
+    ]
 
 
 def remove_artifact(path: str | None) -> None:

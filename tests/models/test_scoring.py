@@ -83,6 +83,19 @@ def test_feature_values_stay_out_of_the_task_message(client, served):
     assert headers["kwargsrepr"] == "{}"
 
 
+def test_a_model_a_published_service_scores_with_cannot_be_deleted(client, admin, project, served):
+    headers = admin.project_headers(project["project_id"])
+    refused = client.delete(f"/api/models/{served.classifier_id}", headers=headers)
+    assert refused.status_code == 409, refused.get_json()
+    assert refused.get_json()["error"]["details"] == {"served_by": [SERVICE]}
+    assert predict(client, served.key, "churn", {"features": LEAVES}).status_code == 200  # still served
+
+    listed = client.get(f"/api/publish/assets?project_id={project['project_id']}", headers=admin.headers).get_json()
+    [asset] = [a for a in listed["items"] if a["asset_key"] == SERVICE]
+    assert client.post(f"/api/publish/assets/{asset['id']}/unpublish", headers=admin.headers).status_code == 200
+    assert client.delete(f"/api/models/{served.classifier_id}", headers=headers).status_code == 200
+
+
 def test_regression_predictions_are_numbers(client, served):
     resp = predict(client, served.key, "spend", {"rows": [{"tenure": 5, "monthly": 20.0, "plan": "basic"},
                                                           {"tenure": 55, "monthly": 80.0, "plan": "premium"}]})  # fmt: skip
