@@ -11,14 +11,20 @@ from flask import Flask
 _PATH_PARAM = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>[a-zA-Z_]+)>")
 
 
-def doc(summary: str, *, body=None, response=None, status: int = 200, auth: bool | str = True,
-        query: dict | None = None, tags: list[str] | None = None):  # fmt: skip
-    """Describe a view for the OpenAPI document; `auth` is True (bearer), False, or "api_key"."""
+def doc(summary: str, *, body=None, form=None, files: tuple[str, ...] = (), response=None, status: int = 200,
+        auth: bool | str = True, query: dict | None = None, tags: list[str] | None = None):  # fmt: skip
+    """Describe a view for the OpenAPI document; `auth` is True (bearer), False, or "api_key".
+
+    `body` is a JSON request body's schema; `form` and `files` describe a multipart/form-data body instead (the
+    schema of its text fields, and the names of its required file fields).
+    """
 
     def decorator(view):
         view._apiary_doc = {
             "summary": summary,
             "body": body,
+            "form": form,
+            "files": files,
             "response": response,
             "status": status,
             "auth": auth,
@@ -28,6 +34,11 @@ def doc(summary: str, *, body=None, response=None, status: int = 200, auth: bool
         return view
 
     return decorator
+
+
+def _multipart(meta: dict) -> dict:
+    files = {name: {"type": "string", "format": "binary"} for name in meta["files"]}
+    return {"allOf": [meta["form"], {"type": "object", "properties": files, "required": list(files)}]}
 
 
 def _error_response(description: str) -> dict:
@@ -104,6 +115,11 @@ def build_spec(app: Flask) -> dict:
             operation["responses"] = {status: ok, "default": _error_response("error envelope")}
             if meta.get("body") is not None:
                 operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": meta["body"]}}}
+            if meta.get("form") is not None:
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {"multipart/form-data": {"schema": _multipart(meta)}},
+                }
             auth = meta.get("auth", True)
             if auth == "api_key":
                 operation["security"] = [{"api_key": []}]

@@ -8,7 +8,7 @@ from app.datasets.schemas import (
     DatasetListSchema,
     DatasetSchema,
     PreviewSchema,
-    RegisterSchema,
+    RegisterTableSchema,
     SettingsSchema,
     UploadFormSchema,
 )
@@ -22,7 +22,7 @@ bp = Blueprint("datasets", __name__)
 
 @bp.post("/api/datasets/file/upload")
 @doc("Upload a CSV file as a dataset (multipart: file, name, friendly_name, description, replace, types)",
-     response=DatasetSchema, status=201)  # fmt: skip
+     form=UploadFormSchema, files=("file",), response=DatasetSchema, status=201)  # fmt: skip
 @login_required()
 def upload_file():
     project = project_in_scope("project.edit")
@@ -45,12 +45,12 @@ def upload_file():
 
 @bp.post("/api/flow/datasets/register")
 @doc("Register a table that already exists in the warehouse as a dataset (org admin; a table registered by another "
-     "organization is refused with 403)", body=RegisterSchema,
+     "organization is refused with 403)", body=RegisterTableSchema,
      response=DatasetSchema, status=201)  # fmt: skip
 @login_required()
 def register_table():
     project = project_in_scope("org.admin")
-    data = RegisterSchema().load(json_body())
+    data = RegisterTableSchema().load(json_body())
     dataset = service.register_dataset(
         warehouse.get(),
         project,

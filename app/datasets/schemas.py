@@ -34,7 +34,7 @@ class UploadFormSchema(Schema):
     types = JSONObject(load_default=None, metadata={"description": "column -> forced logical type"})
 
 
-class RegisterSchema(Schema):
+class RegisterTableSchema(Schema):
     schema = fields.String(required=True, validate=validate.Length(min=1, max=63))
     table = fields.String(required=True, validate=validate.Length(min=1, max=63))
     name = fields.String(load_default=None, validate=validate.Length(min=1, max=200))

@@ -71,3 +71,19 @@ def test_openapi_covers_every_route(app, client):
             assert (path, method.lower()) in documented, (path, method)
     login = spec["paths"]["/api/auth/login"]["post"]
     assert "requestBody" in login and login["security"] == []
+    upload = spec["paths"]["/api/datasets/file/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    form, file_part = upload["schema"]["allOf"]
+    assert form == {"$ref": "#/components/schemas/UploadForm"}
+    assert file_part == {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
+                         "required": ["file"]}  # fmt: skip
+    assert {"name", "replace", "types"} <= set(spec["components"]["schemas"]["UploadForm"]["properties"])
+
+
+def test_openapi_builds_without_warnings(app):
+    import warnings
+
+    from app.openapi import build_spec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. two schemas resolving to one component name
+        build_spec(app)
