@@ -41,7 +41,7 @@ _PUBLISHED = (
         _ASSETS.c.status,
         _ASSETS.c.published_version,
         _VERSIONS.c.config,
-    )  # fmt: skip
+    )
     .outerjoin(_VERSIONS, (_VERSIONS.c.asset_id == _ASSETS.c.id) & (_VERSIONS.c.version == _ASSETS.c.published_version))
     .where(_ASSETS.c.asset_key == bindparam("asset_key"))
 )
