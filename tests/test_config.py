@@ -11,6 +11,7 @@ def test_production_requires_secrets_and_secures_the_session_cookie(tmp_path):
         load_config("production", env)
     config = load_config("production", {**env, "SECRET_KEY": "s" * 40, "JWT_SECRET_KEY": "j" * 40})
     assert config.SESSION_COOKIE_SECURE is True
+    assert config.REGISTER_REQUIRES_GRANT is True
     relaxed = load_config("production", {**env, "SECRET_KEY": "s" * 40, "JWT_SECRET_KEY": "j" * 40,
                                          "SESSION_COOKIE_SECURE": "false"})  # fmt: skip
     assert relaxed.SESSION_COOKIE_SECURE is False
@@ -19,6 +20,10 @@ def test_production_requires_secrets_and_secures_the_session_cookie(tmp_path):
 def test_development_keeps_the_cookie_usable_over_plain_http(tmp_path):
     config = load_config("development", {"APIARY_VAR_DIR": str(tmp_path)})
     assert config.SESSION_COOKIE_SECURE is False
+    assert config.REGISTER_REQUIRES_GRANT is False
+    assert load_config(
+        "development", {"APIARY_VAR_DIR": str(tmp_path), "REGISTER_REQUIRES_GRANT": "1"}
+    ).REGISTER_REQUIRES_GRANT
     assert (tmp_path / "secret_key").read_text() == config.SECRET_KEY
 
 

@@ -1,4 +1,5 @@
-"""`flask datasets upload|list`: load CSV files into a project's datasets from the command line."""
+"""`flask datasets upload|list`: load CSV files into a project's datasets from the command line; `grant-schema`,
+`revoke-schema`, `schema-grants`: which warehouse schemas an organization may register tables from."""
 
 from __future__ import annotations
 
@@ -84,6 +85,50 @@ def list_command(project_ref, org_name):
     for dataset in list_datasets(_project(project_ref, org_name)):
         rows = "?" if dataset.row_count is None else dataset.row_count
         click.echo(f"{dataset.name}\t{dataset.source}\t{rows} rows\t{len(dataset.columns)} columns")
+
+
+def _org_id(name: str) -> int:
+    from app.cli import _org_by_name
+
+    return _org_by_name(name, create=False).id
+
+
+@datasets_cli.command("grant-schema")
+@click.argument("org_name")
+@click.argument("schema")
+def grant_schema_command(org_name, schema):
+    """Let organization ORG_NAME register the existing tables of warehouse SCHEMA."""
+    from app.datasets.service import grant_schema
+
+    try:
+        granted = grant_schema(_org_id(org_name), schema)
+    except APIError as err:
+        raise click.ClickException(err.message) from None
+    click.echo(f"{org_name} may register tables of {schema}" + ("" if granted else " (already could)"))
+
+
+@datasets_cli.command("revoke-schema")
+@click.argument("org_name")
+@click.argument("schema")
+def revoke_schema_command(org_name, schema):
+    """Take back a grant; datasets the organization already registered stay."""
+    from app.datasets.service import revoke_schema
+
+    if not revoke_schema(_org_id(org_name), schema):
+        raise click.ClickException(f"{org_name} has no grant of schema {schema}")
+    click.echo(f"{org_name} may no longer register tables of {schema}")
+
+
+@datasets_cli.command("schema-grants")
+@click.option("--org", "org_name", help="Only this organization.")
+def schema_grants_command(org_name):
+    """List the schema grants: organization, schema."""
+    from app.datasets.service import schema_grants
+    from app.db import Organization
+    from app.extensions import db
+
+    for grant in schema_grants(_org_id(org_name) if org_name else None):
+        click.echo(f"{db.session.get(Organization, grant.org_id).name}\t{grant.schema_name}")
 
 
 def register_datasets_cli(app: Flask) -> None:

@@ -44,8 +44,8 @@ def upload_file():
 
 
 @bp.post("/api/flow/datasets/register")
-@doc("Register a table that already exists in the warehouse as a dataset (org admin; a table registered by another "
-     "organization is refused with 403)", body=RegisterTableSchema,
+@doc("Register a table that already exists in the warehouse as a dataset (org admin; 403 for a table registered by "
+     "another organization, and for a schema not granted to the organization when REGISTER_REQUIRES_GRANT is on)", body=RegisterTableSchema,
      response=DatasetSchema, status=201)  # fmt: skip
 @login_required()
 def register_table():
@@ -56,6 +56,7 @@ def register_table():
         project,
         timeout_s=current_app.config["STATEMENT_TIMEOUT_SECONDS"],
         created_by=current_user().id,
+        requires_grant=current_app.config["REGISTER_REQUIRES_GRANT"],
         **data,
     )
     return DatasetSchema().dump(service.dataset_view(dataset)), 201

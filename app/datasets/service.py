@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from app.datasets.catalog import Catalog
-from app.db import Dataset, Project
+from app.db import Dataset, Project, SchemaGrant
 from app.errors import APIError, invalid, not_found
 from app.extensions import db
 from app.query.executor import run_query
@@ -159,8 +159,12 @@ def register_dataset(
     description: str | None = None,
     timeout_s: float = 5.0,
     created_by: int | None = None,
+    requires_grant: bool = False,
 ) -> Dataset:
-    """Expose an existing warehouse table `schema.table` to the project as dataset `name` (default schema.table)."""
+    """Expose an existing warehouse table `schema.table` to the project as dataset `name` (default schema.table).
+
+    With `requires_grant` (REGISTER_REQUIRES_GRANT) the organization needs an operator's grant of `schema`; without
+    one the answer is 403 whether or not the table exists, so an ungranted schema's contents are not probed."""
     for field, value in (("schema", schema), ("table", table)):
         try:
             check_identifier(value)
@@ -168,6 +172,10 @@ def register_dataset(
             raise invalid(field, str(exc)) from None
     if schema == "information_schema" or schema.startswith("pg_"):
         raise invalid("schema", f"{schema!r} is the database's own catalog, not warehouse data")
+    if requires_grant and not schema_granted(project.org_id, schema):
+        raise APIError(403, "permission_denied", f"this organization may not register tables of schema {schema!r}; "
+                       "an operator grants it with `flask datasets grant-schema`",
+                       {"fields": {"schema": ["not granted to this organization"]}})  # fmt: skip
     if _UPLOAD_TABLE.match(table):
         raise invalid(
             "table", "tables named p<id>__... hold uploaded datasets; upload the file to this project instead"
@@ -198,6 +206,45 @@ def register_dataset(
         created_by=created_by,
     )
     return _save(dataset, full_name)
+
+
+def schema_granted(org_id: int, schema: str) -> bool:
+    return (
+        db.session.scalar(select(SchemaGrant.id).where(SchemaGrant.org_id == org_id, SchemaGrant.schema_name == schema))
+        is not None
+    )
+
+
+def grant_schema(org_id: int, schema: str) -> bool:
+    """Let organization `org_id` register tables of `schema`; False when it already could."""
+    try:
+        check_identifier(schema)
+    except ValueError as exc:
+        raise invalid("schema", str(exc)) from None
+    if schema_granted(org_id, schema):
+        return False
+    db.session.add(SchemaGrant(org_id=org_id, schema_name=schema))
+    db.session.commit()
+    return True
+
+
+def revoke_schema(org_id: int, schema: str) -> bool:
+    """Take a grant back; datasets already registered stay. False when there was none."""
+    grant = db.session.scalar(
+        select(SchemaGrant).where(SchemaGrant.org_id == org_id, SchemaGrant.schema_name == schema)
+    )
+    if grant is None:
+        return False
+    db.session.delete(grant)
+    db.session.commit()
+    return True
+
+
+def schema_grants(org_id: int | None = None) -> list[SchemaGrant]:
+    stmt = select(SchemaGrant).order_by(SchemaGrant.org_id, SchemaGrant.schema_name)
+    if org_id is not None:
+        stmt = stmt.where(SchemaGrant.org_id == org_id)
+    return list(db.session.scalars(stmt))
 
 
 def _count_rows(engine: Engine, schema: str, table: str, timeout_s: float) -> int | None:

@@ -32,3 +32,16 @@ class Dataset(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     __table_args__ = (sa.UniqueConstraint("project_id", "name", name="uq_datasets_project_name"),)
+
+
+class SchemaGrant(db.Model):
+    """An operator's grant: organization `org_id` may register the existing tables of warehouse schema
+    `schema_name` (required when REGISTER_REQUIRES_GRANT is on; `flask datasets grant-schema`)."""
+
+    __tablename__ = "schema_grants"
+    __table_args__ = (sa.UniqueConstraint("org_id", "schema_name", name="uq_schema_grants_org_schema"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"))
+    schema_name: Mapped[str] = mapped_column(sa.String(63))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

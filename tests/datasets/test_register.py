@@ -144,3 +144,56 @@ def test_a_table_registered_by_one_organization_cannot_be_registered_by_another(
     again = client.post("/api/flow/datasets/register", headers=admin.project_headers(second.get_json()["project_id"]),
                         json={"schema": schema, "table": table})  # fmt: skip
     assert again.status_code == 201, again.get_json()
+
+
+def test_with_grants_required_only_a_granted_schema_can_be_registered(app, client, admin, project, external_table,
+                                                                       monkeypatch):  # fmt: skip
+    from app.datasets.cli import register_datasets_cli
+    from app.db import Organization
+    from app.extensions import db
+
+    if "datasets" not in app.cli.commands:
+        register_datasets_cli(app)
+    runner = app.test_cli_runner()
+    monkeypatch.setitem(app.config, "REGISTER_REQUIRES_GRANT", True)
+    schema, table = external_table
+    headers = admin.project_headers(project["project_id"])
+    with app.app_context():
+        org_name = db.session.get(Organization, admin.org_id).name
+
+    def register(name: str | None = None, table_name: str = table):
+        return client.post("/api/flow/datasets/register", headers=headers,
+                           json={"schema": schema, "table": table_name, **({"name": name} if name else {})})  # fmt: skip
+
+    refused = register()
+    assert refused.status_code == 403, refused.get_json()
+    assert refused.get_json()["error"]["details"]["fields"] == {"schema": ["not granted to this organization"]}
+    # The same answer for a table that does not exist: an ungranted schema cannot be probed.
+    assert register(table_name="no_such_table").get_json()["error"]["details"]["fields"] == refused.get_json()[
+        "error"]["details"]["fields"]  # fmt: skip
+    assert client.get("/api/datasets", headers=headers).get_json() == {"items": []}
+
+    granted = runner.invoke(args=["datasets", "grant-schema", org_name, schema])
+    assert granted.exit_code == 0 and f"may register tables of {schema}" in granted.output, granted.output
+    assert "already could" in runner.invoke(args=["datasets", "grant-schema", org_name, schema]).output
+    listed = runner.invoke(args=["datasets", "schema-grants", "--org", org_name])
+    assert listed.output.splitlines() == [f"{org_name}\t{schema}"]
+    assert register().status_code == 201
+
+    # Another organization is not covered by this grant.
+    from tests.conftest import sign_up
+
+    other = sign_up(client)
+    theirs = client.post("/api/projects", headers=other.headers, json={"name": "Theirs", "slug": "theirs"}).get_json()
+    resp = client.post("/api/flow/datasets/register", headers=other.project_headers(theirs["project_id"]),
+                       json={"schema": schema, "table": table})  # fmt: skip
+    assert resp.get_json()["error"]["details"]["fields"] == {"schema": ["not granted to this organization"]}
+
+    revoked = runner.invoke(args=["datasets", "revoke-schema", org_name, schema])
+    assert revoked.exit_code == 0, revoked.output
+    assert register(name="ext.second").status_code == 403  # registered datasets stay; new ones need a grant again
+    assert client.get(f"/api/datasets/{schema}.{table}", headers=headers).status_code == 200
+    assert runner.invoke(args=["datasets", "revoke-schema", org_name, schema]).exit_code != 0
+    bad = runner.invoke(args=["datasets", "grant-schema", org_name, "Bad Schema"])
+    assert bad.exit_code != 0
+    assert runner.invoke(args=["datasets", "grant-schema", "No Such Org", schema]).exit_code != 0
