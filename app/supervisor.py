@@ -5,6 +5,7 @@ Every process it starts is stopped on Ctrl-C or SIGTERM, and running it again re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -73,12 +74,10 @@ class Supervisor:
     def wait_ready(self, port: int, timeout: float = 90) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stopping:
-            try:
+            with contextlib.suppress(OSError):  # not listening or not ready yet: poll again
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=3) as resp:
                     if resp.status == 200:
                         return True
-            except OSError:
-                pass  # not listening or not ready yet: poll again
             self.check_children()
             time.sleep(0.5)
         return False
@@ -97,10 +96,8 @@ class Supervisor:
         _log("stopping...")
         for _name, proc in reversed(self.children):
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):  # already gone
                     os.killpg(proc.pid, signal.SIGTERM) if _name != "redis" else proc.terminate()
-                except ProcessLookupError:
-                    pass  # already gone
         deadline = time.monotonic() + 20
         for _name, proc in reversed(self.children):
             try:

@@ -12,7 +12,9 @@ from flask.cli import AppGroup
 
 from app.errors import APIError
 
-datasets_cli = AppGroup("datasets", help="Datasets of a project.")
+datasets_cli = AppGroup(
+    "datasets", help="Datasets of a project; the warehouse schemas an organization may register from."
+)
 
 
 def _project(ref: str, org_name: str | None):

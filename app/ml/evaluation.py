@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -29,19 +30,16 @@ def classification_metrics(pipeline: Pipeline, x_test, y_test) -> dict:
         "f1": _num(skm.f1_score(y_test, predicted, zero_division=0, **averaging)),
         "roc_auc": None,
     }
-    # ROC AUC is undefined when the test split holds one class only (tiny or very skewed data): report None.
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            proba = pipeline.predict_proba(x_test)
-            if binary:
-                out["roc_auc"] = _num(skm.roc_auc_score(y_test == classes[1], proba[:, 1]))
-            else:
-                out["roc_auc"] = _num(
-                    skm.roc_auc_score(y_test, proba, multi_class="ovr", average="weighted", labels=classes)
-                )
-    except ValueError:
-        pass  # one class in the test split: roc_auc stays None, as documented above
+    # ROC AUC is undefined when the test split holds one class only (tiny or very skewed data): it stays None.
+    with contextlib.suppress(ValueError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proba = pipeline.predict_proba(x_test)
+        if binary:
+            out["roc_auc"] = _num(skm.roc_auc_score(y_test == classes[1], proba[:, 1]))
+        else:
+            out["roc_auc"] = _num(
+                skm.roc_auc_score(y_test, proba, multi_class="ovr", average="weighted", labels=classes)
+            )
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -156,11 +157,9 @@ def _exchange(
 
 def _open_jail_init(info_fd: int, outcome: _Outcome) -> int | None:
     """A pidfd on the jail's init (from bwrap's --info-fd), or None when bwrap never got that far."""
-    try:
+    with contextlib.suppress(BlockingIOError):  # bwrap has written all it will for now; parse what arrived
         while len(outcome.info) < STDERR_KEEP and (chunk := os.read(info_fd, READ_CHUNK)):
             outcome.info += chunk
-    except BlockingIOError:
-        pass  # bwrap has written all it will for now; parse what arrived
     try:
         pid = int(json.loads(outcome.info)["child-pid"])
         return os.pidfd_open(pid)
@@ -171,14 +170,10 @@ def _open_jail_init(info_fd: int, outcome: _Outcome) -> int | None:
 def _kill_jail(proc: subprocess.Popen, jail_init: int | None) -> None:
     """SIGKILL bwrap's process group and the jail's init; the kernel then kills everything in its pid namespace."""
     if jail_init is not None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # the jail's init already exited
             signal.pidfd_send_signal(jail_init, signal.SIGKILL)
-        except ProcessLookupError:
-            pass  # the jail's init already exited
-    try:
+    with contextlib.suppress(ProcessLookupError):  # bwrap's group already exited
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # bwrap's group already exited
 
 
 def _await_jail_gone(jail_init: int | None) -> None:
@@ -186,11 +181,10 @@ def _await_jail_gone(jail_init: int | None) -> None:
     if jail_init is None:
         return
     try:
-        if not select.select([jail_init], [], [], KILL_GRACE_S)[0]:
-            signal.pidfd_send_signal(jail_init, signal.SIGKILL)
-            select.select([jail_init], [], [], KILL_GRACE_S)
-    except ProcessLookupError:
-        pass  # the namespace emptied between the two checks
+        with contextlib.suppress(ProcessLookupError):  # the namespace emptied between the two checks
+            if not select.select([jail_init], [], [], KILL_GRACE_S)[0]:
+                signal.pidfd_send_signal(jail_init, signal.SIGKILL)
+                select.select([jail_init], [], [], KILL_GRACE_S)
     finally:
         os.close(jail_init)
 
