@@ -267,7 +267,7 @@ def two_web_processes(test_env, tmp_path):
             cwd=ROOT, env={**os.environ, **test_env}, stdout=log, stderr=subprocess.STDOUT,
         ))  # fmt: skip
         ports.append(port)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     for port in ports:
         while True:
             try:

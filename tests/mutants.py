@@ -143,6 +143,8 @@ def _run_tests(tree: Path, tests: tuple[str, ...]) -> tuple[int, str]:
         text=True,
     )
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode not in (0, 1):  # not a plain test failure: show what went wrong
+        return proc.returncode, "\n".join(lines[-30:])
     failure = next((line for line in lines if line.startswith(("FAILED", "ERROR"))), lines[-1] if lines else "")
     return proc.returncode, failure
 
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         every_test = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
         code, failure = _run_tests(tree, every_test)
         if code != 0:
-            print(f"the tests fail on the unmutated tree, nothing to measure: {failure}")
+            print(f"the tests fail on the unmutated tree, nothing to measure:\n{failure}")
             return 2
         for mutant in chosen:
             started = time.monotonic()
@@ -180,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                 outcome, detail = "stale", problem
             else:
                 code, detail = _run_tests(tree, mutant.tests)
-                outcome = {0: "survived", 1: "killed"}.get(code, f"error (pytest exit {code})")
+                # Killed means a test failed on the mutant; an error in a fixture proves nothing either way.
+                killed = code == 1 and detail.startswith("FAILED")
+                outcome = "survived" if code == 0 else "killed" if killed else f"error (pytest exit {code})"
             shutil.copy2(ROOT / mutant.path, tree / mutant.path)
             results.append({"mutant": mutant.name, "file": mutant.path, "tests": list(mutant.tests),
                             "outcome": outcome, "detail": detail, "seconds": round(time.monotonic() - started, 1)})  # fmt: skip

@@ -151,6 +151,13 @@ def own_stack(test_env, tmp_path):
         worker_log.close()
 
 
+def _scores(url: str, key: str) -> int:
+    try:
+        return httpx.post(url, headers={"X-API-Key": key}, json=ONE_ROW, timeout=30).status_code
+    except httpx.HTTPError:
+        return 0
+
+
 def test_a_killed_worker_turns_readyz_and_model_calls_into_503_within_the_heartbeat_window(
     app, client, admin, project, own_stack, tmp_path
 ):
@@ -167,16 +174,17 @@ def test_a_killed_worker_turns_readyz_and_model_calls_into_503_within_the_heartb
 
     _wait_for(lambda: (r := ready()) is not None and r.status_code == 200, 60, "the own stack to be ready")
     url = f"{base}/api/service/models-serving/risk"
-    assert httpx.post(url, headers={"X-API-Key": key}, json=ONE_ROW, timeout=10).status_code == 200
-    assert recorded_calls(marker) == [1]
+    # The first call loads the model on the worker: on a loaded machine that may take a few tries.
+    _wait_for(lambda: _scores(url, key) == 200, 60, "the worker to score a first call")
+    scored = len(recorded_calls(marker))
 
     os.killpg(worker.pid, signal.SIGKILL)  # the worker and its pool, as the OOM killer would
     worker.wait(timeout=10)
     killed = time.monotonic()
-    _wait_for(lambda: ready().status_code == 503, HEARTBEAT_WINDOW_S, "/readyz to turn 503")
+    _wait_for(lambda: (r := ready()) is not None and r.status_code == 503, HEARTBEAT_WINDOW_S, "/readyz to be 503")
     assert time.monotonic() - killed <= HEARTBEAT_WINDOW_S
     started = time.monotonic()
     resp = httpx.post(url, headers={"X-API-Key": key}, json=ONE_ROW, timeout=10)
     assert resp.status_code == 503 and resp.json()["error"]["code"] == "no_worker", resp.text
     assert time.monotonic() - started < 1, "a call with no live worker must be refused at once"
-    assert recorded_calls(marker) == [1]
+    assert len(recorded_calls(marker)) == scored
