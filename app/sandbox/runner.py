@@ -139,7 +139,7 @@ def _exchange(
                 outcome.timed_out = True
                 return
             memory = memory or _watch_memory(outcome)
-            if memory is not None and memory.total_bytes() > max_memory:
+            if memory is not None and memory.exceeds(max_memory):
                 outcome.memory_exceeded = True
                 return
             for key, _ in selector.select(min(remaining, MEMORY_CHECK_S)):
