@@ -32,6 +32,8 @@ def _recipe_body(recipe) -> dict:
 
 def _model_detail(model) -> dict:
     body = ModelDetailSchema().dump(model)
+    # Category values and classes are training data: masked by the caller's role, as a preview would be.
+    body.update(service.model_metadata_for(current_user(), model))
     body["versions"] = ModelDetailSchema().dump({"versions": service.versions_of(model)})["versions"]
     return body
 
