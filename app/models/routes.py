@@ -88,7 +88,8 @@ def list_models():
 
 
 @bp.get("/api/models/<int:model_id>")
-@doc("One model version with its feature importance, input schema and every version of its name",
+@doc("One model version with its feature importance, input schema and every version of its name; categories and "
+     "classes are masked for the caller's role as a preview of the input table would be",
      response=ModelDetailSchema, tags=["models"])  # fmt: skip
 @login_required("project.view")
 def get_model(model_id: int):

@@ -229,3 +229,19 @@ def test_joined_output_names_and_errors_never_show_physical_tables(client, admin
     dry = client.get(f"/api/api-services/{joined_service}/endpoints/joined/test", headers=admin.headers)
     assert dry.status_code == 200, dry.get_json()
     assert "o__region" in dry.get_json()["rows"][0]
+
+
+def test_changing_a_keys_policy_never_reaches_its_old_cached_answers(app, client, admin, probe_service):
+    """What a key update (PATCH) writes: the policy fingerprint is part of the cache key, so the next call misses."""
+    from app.db import ApiKey
+    from app.extensions import db
+
+    minted = mint(client, admin, probe_service)
+    call(client, minted["key"], "customer", query_string={"id": "2"})
+    hit = call(client, minted["key"], "customer", query_string={"id": "2"})
+    assert hit.headers["X-Cache"] == "HIT" and hit.get_json()["rows"][0]["name"] == "Al****"
+    with app.app_context():
+        db.session.get(ApiKey, minted["id"]).sensitivity_max = "low"
+        db.session.commit()
+    after = call(client, minted["key"], "customer", query_string={"id": "2"})
+    assert after.headers["X-Cache"] == "MISS" and after.get_json()["rows"][0]["name"] == "[BLOCKED]"
