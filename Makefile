@@ -13,12 +13,16 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 
 install: $(BIN)/.installed system-deps
 
-# The function sandbox needs bubblewrap; installed when missing and we may use apt-get.
+# The function sandbox needs bubblewrap and libseccomp; installed when missing and we may use apt-get.
 system-deps:
 	@command -v bwrap >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq >/dev/null && apt-get install -y -qq bubblewrap >/dev/null)); \
 	  else echo "bubblewrap (bwrap) is missing: install it with your package manager (Debian: apt-get install bubblewrap)"; exit 1; fi; }
+	@ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq libseccomp2 >/dev/null 2>&1 || (apt-get update -qq >/dev/null && apt-get install -y -qq libseccomp2 >/dev/null)); \
+	  else echo "libseccomp2 is missing: install it with your package manager (Debian: apt-get install libseccomp2)"; exit 1; fi; }
 
 # The console's browser tests drive Debian's Chromium through Playwright.
 browser-deps:

@@ -93,6 +93,9 @@ def test_env(tmp_path_factory, redis_url, metadata_schema) -> dict[str, str]:
         "MODEL_STORE": str(var / "models"),
         "LOG_LEVEL": "WARNING",
         "PREDICT_TIMEOUT_SECONDS": "10",
+        # Secrets the app and the worker really hold, so the sandbox tests show a handler never sees them.
+        "SECRET_KEY": f"test-secret-key-{RUN_ID}-{uuid.uuid4().hex}",
+        "JWT_SECRET_KEY": f"test-jwt-secret-key-{RUN_ID}-{uuid.uuid4().hex}",
     }
     if pg:
         sep = "&" if "?" in pg else "?"

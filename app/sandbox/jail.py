@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import json
@@ -10,12 +11,16 @@ import secrets
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.errors import APIError
+from app.sandbox.syscall_filter import compiled_filter
 
 CHILD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py")
 CHILD_IN_JAIL = "/sandbox/child.py"
+# The interpreter is started through this link, so no process of the jail names a host path on its command line.
+PYTHON_IN_JAIL = "/sandbox/python"
 
 # Only system software is visible: no /etc, /home, /root (beyond the interpreter), /var, /work, /run or /srv.
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
@@ -74,6 +79,15 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
+@dataclass(frozen=True)
+class JailLaunch:
+    """How to start one jail: bwrap's short argv (its options are read from an fd) and the fds it needs."""
+
+    executable: str
+    argv: list[str]
+    pass_fds: tuple[int, ...]
+
+
 def _bind_with_parents(args: list[str], path: str, made: set[str], covered: list[str]) -> None:
     """Bind `path` read-only, creating world-traversable parents so the unprivileged uid can reach it (/root is 0700)."""
     if any(_under(path, root) for root in covered):
@@ -90,7 +104,7 @@ def _bind_with_parents(args: list[str], path: str, made: set[str], covered: list
     covered.append(path)
 
 
-def _filesystem_args(executable: str, prefix: str) -> list[str]:
+def _filesystem_args(executable: str, prefix: str, child_fd: int) -> list[str]:
     args: list[str] = []
     covered: list[str] = []
     made: set[str] = set()
@@ -103,34 +117,45 @@ def _filesystem_args(executable: str, prefix: str) -> list[str]:
     for path in SYSTEM_FILES:
         if os.path.exists(path):
             _bind_with_parents(args, path, made, covered)
+    # The interpreter keeps its host path inside the jail: its shared library may be linked there by absolute path.
     _bind_with_parents(args, prefix, made, covered)
     _bind_with_parents(args, os.path.dirname(executable), made, covered)
     # The interpreter's site-packages may hold anything the host installed; the jail offers the stdlib only.
     for site in sorted(glob.glob(os.path.join(prefix, "lib*", "python3*", "site-packages"))):
         args += ["--tmpfs", site, "--remount-ro", site]
-    args += ["--perms", "0755", "--dir", "/sandbox", "--ro-bind", CHILD_PATH, CHILD_IN_JAIL]
+    args += ["--perms", "0755", "--dir", "/sandbox", "--perms", "0444", "--ro-bind-data", str(child_fd), CHILD_IN_JAIL]
+    args += ["--symlink", executable, PYTHON_IN_JAIL]
     return args
 
 
-def build_command(limits: JailLimits, python: str, info_fd: int | None = None) -> list[str]:
-    """The full argv: bwrap with its namespaces and mounts, then the bootstrap under an isolated interpreter.
+def build_args(
+    limits: JailLimits,
+    python: str,
+    *,
+    seccomp_fd: int,
+    child_fd: int,
+    info_fd: int | None = None,
+) -> tuple[list[str], list[str]]:
+    """(bwrap's options, which it reads from its --args fd; the bootstrap's command, which no host path is part of).
 
     With `info_fd`, bwrap writes {"child-pid": ...} there: the host pid of the jail's init, whose exit means the
     kernel has killed and reaped every process of the jail.
     """
     executable, prefix = interpreter_layout(python)
     as_root = os.geteuid() == 0
-    args = [bwrap_binary(), "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+    args = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
     if not as_root:
-        # Without root, bwrap needs a user namespace; the handler keeps the worker's uid mapped inside it.
-        args.append("--unshare-user")
-    args += ["--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        # Without root, bwrap needs a user namespace; the handler keeps the worker's uid mapped inside it and may not
+        # create a namespace of its own (bwrap caps the namespace count; the seccomp filter refuses it too).
+        args += ["--unshare-user", "--disable-userns", "--assert-userns-disabled"]
+    # The filter refuses new namespaces, mounts, tracing and more (see syscall_filter); bwrap also sets no_new_privs.
+    args += ["--die-with-parent", "--new-session", "--hostname", "sandbox", "--seccomp", str(seccomp_fd)]
     if info_fd is not None:
         args += ["--info-fd", str(info_fd)]
     if as_root:
         # Root keeps every capability in bwrap by default: keep only what the bootstrap needs to leave uid 0.
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    args += _filesystem_args(executable, prefix)
+    args += _filesystem_args(executable, prefix, child_fd)
     args += ["--dir", "/tmp", "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/"]
     args += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/", "--clearenv"]
     for name, value in CHILD_ENV.items():
@@ -143,5 +168,41 @@ def build_command(limits: JailLimits, python: str, info_fd: int | None = None) -
         "max_output_bytes": limits.max_output_bytes,
         "file_bytes": limits.tmp_bytes,
     }
-    args += ["--", executable, "-I", "-S", "-B", CHILD_IN_JAIL, json.dumps(bootstrap_limits)]
-    return args
+    return args, [PYTHON_IN_JAIL, "-I", "-S", "-B", CHILD_IN_JAIL, json.dumps(bootstrap_limits)]
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def prepared_jail(limits: JailLimits, python: str, info_fd: int | None = None) -> Iterator[JailLaunch]:
+    """Everything one call's bwrap needs; its descriptors are closed when the block ends (after bwrap has started).
+
+    bwrap's own command line is only `bwrap --args N -- <command in the jail>`: the jail's init is a fork of bwrap,
+    so whatever bwrap was given on its command line would show in the jail's /proc/1/cmdline, host paths included.
+    """
+    binary = bwrap_binary()
+    fds: list[int] = []
+    try:
+        fds.append(_memfd("apiary-seccomp", compiled_filter()))
+        seccomp_fd = fds[-1]
+        with open(CHILD_PATH, "rb") as handle:
+            fds.append(_memfd("apiary-child", handle.read()))
+        child_fd = fds[-1]
+        options, command = build_args(limits, python, seccomp_fd=seccomp_fd, child_fd=child_fd, info_fd=info_fd)
+        fds.append(_memfd("apiary-bwrap-args", b"".join(arg.encode("utf-8") + b"\0" for arg in options)))
+        argv = ["bwrap", "--args", str(fds[-1]), "--", *command]
+        yield JailLaunch(executable=binary, argv=argv, pass_fds=tuple(fds))
+    finally:
+        for fd in fds:
+            os.close(fd)

@@ -15,7 +15,8 @@ import time
 from typing import Any
 
 from app.errors import APIError, invalid
-from app.sandbox.jail import JailLimits, build_command
+from app.sandbox.jail import JailLimits, prepared_jail
+from app.sandbox.jail_memory import JailMemory
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ STDERR_KEEP = 8192
 # The reply wraps the result in a small envelope; the bootstrap enforces the exact result limit itself.
 ENVELOPE_BYTES = 4096
 KILL_GRACE_S = 2.0
+# How often the whole jail's memory is added up while the handler runs.
+MEMORY_CHECK_S = 0.05
 
 
 def run_handler(
@@ -61,6 +64,7 @@ class _Outcome:
         self.info = bytearray()
         self.timed_out = False
         self.overflowed = False
+        self.memory_exceeded = False
         self.returncode: int | None = None
 
 
@@ -70,16 +74,18 @@ def _run_jailed(limits: JailLimits, python: str, request: bytes, timeout_s: floa
     deadline = time.monotonic() + timeout_s
     info_read, info_write = os.pipe()
     try:
-        # A new session makes bwrap a process-group leader we can kill as one; its pid namespace takes the rest.
-        proc = subprocess.Popen(  # noqa: S603 - argv is built by jail.build_command, never from user input
-            build_command(limits, python, info_fd=info_write),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-            start_new_session=True,
-            pass_fds=(info_write,),
-        )
+        with prepared_jail(limits, python, info_fd=info_write) as launch:
+            # A new session makes bwrap a process-group leader we can kill as one; its pid namespace takes the rest.
+            proc = subprocess.Popen(  # noqa: S603 - argv is built by jail.prepared_jail, never from user input
+                launch.argv,
+                executable=launch.executable,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+                start_new_session=True,
+                pass_fds=(info_write, *launch.pass_fds),
+            )
     except BaseException:
         os.close(info_read)
         raise
@@ -87,9 +93,9 @@ def _run_jailed(limits: JailLimits, python: str, request: bytes, timeout_s: floa
         os.close(info_write)
     jail_init = None
     try:
-        _exchange(proc, request, info_read, deadline, max_reply, outcome)
+        _exchange(proc, request, info_read, deadline, max_reply, outcome, limits.memory_mb * 1024 * 1024)
         jail_init = _open_jail_init(info_read, outcome)
-        if not outcome.timed_out and not outcome.overflowed:
+        if not outcome.timed_out and not outcome.overflowed and not outcome.memory_exceeded:
             try:
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -110,12 +116,19 @@ def _run_jailed(limits: JailLimits, python: str, request: bytes, timeout_s: floa
 
 
 def _exchange(
-    proc: subprocess.Popen, request: bytes, info_fd: int, deadline: float, max_reply: int, outcome: _Outcome
+    proc: subprocess.Popen,
+    request: bytes,
+    info_fd: int,
+    deadline: float,
+    max_reply: int,
+    outcome: _Outcome,
+    max_memory: int,
 ) -> None:
     stdin_fd, stdout_fd, stderr_fd = proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno()
     for fd in (stdin_fd, stdout_fd, stderr_fd, info_fd):
         os.set_blocking(fd, False)
     sent = 0
+    memory: JailMemory | None = None
     with selectors.DefaultSelector() as selector:
         selector.register(stdin_fd, selectors.EVENT_WRITE)
         for fd in (stdout_fd, stderr_fd, info_fd):
@@ -125,7 +138,11 @@ def _exchange(
             if remaining <= 0:
                 outcome.timed_out = True
                 return
-            for key, _ in selector.select(remaining):
+            memory = memory or _watch_memory(outcome)
+            if memory is not None and memory.exceeds(max_memory):
+                outcome.memory_exceeded = True
+                return
+            for key, _ in selector.select(min(remaining, MEMORY_CHECK_S)):
                 fd = key.fd
                 if fd == stdin_fd:
                     try:
@@ -153,6 +170,14 @@ def _exchange(
                         return
                     if b"\n" in chunk:
                         return
+
+
+def _watch_memory(outcome: _Outcome) -> JailMemory | None:
+    """The jail's memory gauge, once bwrap has told us its init's pid."""
+    try:
+        return JailMemory(int(json.loads(outcome.info)["child-pid"]))
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
 
 
 def _open_jail_init(info_fd: int, outcome: _Outcome) -> int | None:
@@ -190,6 +215,13 @@ def _await_jail_gone(jail_init: int | None) -> None:
 
 
 def _interpret(outcome: _Outcome, limits: JailLimits, timeout_s: float) -> Any:
+    if outcome.memory_exceeded:
+        raise APIError(
+            422,
+            "function_resource_limit",
+            f"the function's processes together used more than its {limits.memory_mb} MB of memory",
+            {"memory_mb": limits.memory_mb},
+        )
     reply = _parse_reply(outcome.stdout)
     if reply is not None and not outcome.overflowed:
         if reply.get("ok") is True and "result" in reply:

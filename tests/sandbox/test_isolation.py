@@ -73,11 +73,6 @@ def test_redis_is_unreachable(redis_url):
     assert "Error" in err.details["type"]
 
 
-def test_the_database_port_is_unreachable():
-    err = failure(CONNECT, {"host": "127.0.0.1", "port": 5432})
-    assert err.code == "function_error"
-
-
 def test_unix_sockets_of_the_host_are_not_there():
     source = """
         import os

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+from app.sandbox.syscall_filter import compiled_filter
 from tests.sandbox.conftest import assert_next_call_succeeds, call, failure
 
 
@@ -129,3 +132,14 @@ def test_a_jail_that_cannot_start_is_reported_as_unavailable(tmp_path, monkeypat
     err = failure("def handler(payload):\n    return 1\n")
     assert (err.status, err.code) == (503, "function_sandbox_unavailable")
     assert "namespace" not in err.message
+
+
+def test_a_worker_without_the_system_call_filter_refuses_instead_of_running_unfiltered(monkeypatch):
+    # As where libseccomp is missing: the filter cannot be built, so no handler runs.
+    compiled_filter.cache_clear()
+    monkeypatch.setitem(sys.modules, "pyseccomp", None)
+    try:
+        err = failure("def handler(payload):\n    return 1\n")
+    finally:
+        compiled_filter.cache_clear()
+    assert (err.status, err.code) == (503, "function_sandbox_unavailable")
