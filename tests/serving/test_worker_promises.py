@@ -186,5 +186,5 @@ def test_a_killed_worker_turns_readyz_and_model_calls_into_503_within_the_heartb
     started = time.monotonic()
     resp = httpx.post(url, headers={"X-API-Key": key}, json=ONE_ROW, timeout=10)
     assert resp.status_code == 503 and resp.json()["error"]["code"] == "no_worker", resp.text
-    assert time.monotonic() - started < 1, "a call with no live worker must be refused at once"
+    assert time.monotonic() - started < 2, "a call with no live worker must be refused at once"
     assert len(recorded_calls(marker)) == scored
