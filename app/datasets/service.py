@@ -91,6 +91,7 @@ def upload_dataset(
     created_by: int | None = None,
     upload_schemas: Collection[str] | None = None,
     max_columns: int | None = None,
+    any_schema: bool = False,
 ) -> Dataset:
     """Load a CSV file into the project's table `name` (default: the file's name) and record it as a dataset.
 
@@ -98,7 +99,7 @@ def upload_dataset(
     A dataset that exists is only overwritten with `replace`; its masking overrides survive for the columns kept.
     `name`'s schema must be one of `upload_schemas` (UPLOAD_SCHEMAS), or granted to the organization by an operator
     (`flask datasets grant-schema`), or the schema of this very dataset: tenants never create schemas at will (403 on
-    `name`). `max_columns` (UPLOAD_MAX_COLUMNS) bounds the file's columns (400 on `file`).
+    `name`); `any_schema` is for operators (the CLI). `max_columns` (UPLOAD_MAX_COLUMNS) bounds the file's columns (400 on `file`).
     """
     if not filename or not filename.lower().endswith(".csv"):
         raise invalid("file", "expected a .csv file")
@@ -109,7 +110,7 @@ def upload_dataset(
     existing = find_dataset(project, full_name)
     if existing is not None and not replace:
         raise _conflict(full_name)
-    if existing is None:
+    if existing is None and not any_schema:
         _check_upload_schema(project, schema, upload_schemas)
     if max_columns is None:
         max_columns = current_app.config.get("UPLOAD_MAX_COLUMNS", DEFAULT_MAX_COLUMNS)
