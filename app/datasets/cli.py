@@ -104,7 +104,7 @@ def _org_id(name: str) -> int:
 @click.argument("org_name")
 @click.argument("schema")
 def grant_schema_command(org_name, schema):
-    """Let organization ORG_NAME register the existing tables of warehouse SCHEMA."""
+    """Let organization ORG_NAME register the existing tables of warehouse SCHEMA, and upload into it."""
     from app.datasets.service import grant_schema
 
     try:
