@@ -43,7 +43,11 @@ class ProgressReader:
 
 @datasets_cli.command("upload")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--name", help="Dataset name, schema.table or table (default: the file's name, in `uploads`).")
+@click.option(
+    "--name",
+    help="Dataset name, schema.table or table (default: the file's name, in `uploads`); "
+    "unlike API uploads, any schema.",
+)
 @click.option("--project", "project_ref", required=True, help="Project id or slug.")
 @click.option("--org", "org_name", help="Organization name (needed when several have the slug).")
 @click.option("--replace", is_flag=True, help="Overwrite the dataset when it exists.")
@@ -70,6 +74,7 @@ def upload_command(file, name, project_ref, org_name, replace, friendly_name, de
                 replace=replace,
                 schema_prefix=current_app.config["WAREHOUSE_SCHEMA_PREFIX"],
                 max_bytes=current_app.config["UPLOAD_MAX_BYTES"],
+                any_schema=True,  # the operator: API uploads go only to UPLOAD_SCHEMAS and granted schemas
             )
     except APIError as err:
         raise click.ClickException(err.message) from None
@@ -99,7 +104,7 @@ def _org_id(name: str) -> int:
 @click.argument("org_name")
 @click.argument("schema")
 def grant_schema_command(org_name, schema):
-    """Let organization ORG_NAME register the existing tables of warehouse SCHEMA."""
+    """Let organization ORG_NAME register the existing tables of warehouse SCHEMA, and upload into it."""
     from app.datasets.service import grant_schema
 
     try:
