@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
 
+from app.cli_base import CliGroup
 from app.extensions import redis_store
 from app.ops.health import live_workers
 from tasks.celery_app import QUEUES
 
-workers_cli = AppGroup("workers", help="Celery workers and their queues.")
+workers_cli = CliGroup("workers", help="Celery workers and their queues.")
 
 
 @workers_cli.command("status")
