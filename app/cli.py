@@ -43,7 +43,12 @@ def _org_by_name(name: str, create: bool):
 @click.option("--username", help="Username (defaults to the e-mail address).")
 @click.option("--if-missing", is_flag=True, help="Succeed quietly when a user with this e-mail already exists.")
 def create_user_command(email, password, org_name, role, username, if_missing):
-    """Create a user in an organization."""
+    """Create a user in an organization.
+
+    \b
+    Example:
+      flask users create --email ops@acme.test --org Acme --role designer
+    """
     from app.auth.service import create_user
     from app.db import User
     from app.extensions import db
@@ -97,7 +102,12 @@ def list_users_command(org_name, as_json):
 @click.option("--slug", required=True)
 @click.option("--description", default="")
 def create_project_command(org_name, name, slug, description):
-    """Create a project in an organization."""
+    """Create a project in an organization.
+
+    \b
+    Example:
+      flask projects create --org Acme --name Sales --slug sales
+    """
     from app.projects.service import create_project
 
     org = _org_by_name(org_name, create=False)

@@ -301,3 +301,30 @@ def test_lists_take_json(app, client, admin, project, runner):
     _fails(runner.invoke(args=["projects", "list", "--org", "Nowhere", "--json"]), "no organization named 'Nowhere'")
     _fails(runner.invoke(args=["users", "create", "--email", "x@example.com", "--org", "O", "--role", "boss"]),
            "--role", "boss")  # fmt: skip
+
+
+LIFECYCLE_GROUPS = ("services", "keys", "models", "cache", "users", "projects")
+
+
+def _leaf_commands(app):
+    import click
+
+    def walk(path, command):
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield from walk([*path, name], sub)
+        else:
+            yield path
+
+    for group in LIFECYCLE_GROUPS:
+        yield from walk([group], app.cli.commands[group])
+
+
+def test_every_command_has_an_example_and_one_line_usage_errors(app, runner):
+    paths = list(_leaf_commands(app))
+    assert ["services", "endpoints", "add"] in paths and ["cache", "flush"] in paths and len(paths) >= 25
+    for path in paths:
+        helped = _ok(runner.invoke(args=[*path, "--help"]))
+        assert "Example" in helped.stdout, path
+        line = _fails(runner.invoke(args=[*path, "--no-such-option"]))
+        assert f"{' '.join(path)}: No such option '--no-such-option'." in line, line

@@ -50,7 +50,12 @@ class ProgressReader:
 @click.option("--friendly-name", help="Display name.")
 @click.option("--description", help="What the data is.")
 def upload_command(file, name, project_ref, org_name, replace, friendly_name, description):
-    """Load a CSV FILE into a project's dataset, inferring column types."""
+    """Load a CSV FILE into a project's dataset, inferring column types.
+
+    \b
+    Example:
+      flask datasets upload customers.csv --name marts.dim_customer --project sales
+    """
     from app.datasets.service import upload_dataset
     from app.extensions import warehouse
 
@@ -111,7 +116,12 @@ def _org_id(name: str) -> int:
 @click.argument("org_name")
 @click.argument("schema")
 def grant_schema_command(org_name, schema):
-    """Let organization ORG_NAME register the existing tables of warehouse SCHEMA."""
+    """Let organization ORG_NAME register the existing tables of warehouse SCHEMA.
+
+    \b
+    Example:
+      flask datasets grant-schema Acme marts
+    """
     from app.datasets.service import grant_schema
 
     try:
@@ -125,7 +135,12 @@ def grant_schema_command(org_name, schema):
 @click.argument("org_name")
 @click.argument("schema")
 def revoke_schema_command(org_name, schema):
-    """Take back a grant; datasets the organization already registered stay."""
+    """Take back a grant; datasets the organization already registered stay.
+
+    \b
+    Example:
+      flask datasets revoke-schema Acme marts
+    """
     from app.datasets.service import revoke_schema
 
     if not revoke_schema(_org_id(org_name), schema):
@@ -136,7 +151,12 @@ def revoke_schema_command(org_name, schema):
 @datasets_cli.command("schema-grants")
 @click.option("--org", "org_name", help="Only this organization.")
 def schema_grants_command(org_name):
-    """List the schema grants: organization, schema."""
+    """List the schema grants: organization, schema.
+
+    \b
+    Example:
+      flask datasets schema-grants --org Acme
+    """
     from app.datasets.service import schema_grants
     from app.db import Organization
     from app.extensions import db

@@ -80,7 +80,13 @@ def train(project, table: str, target: str, task_type: str, algorithm: str, name
 @click.option("--name", help="Model name (training the same name again makes a new version).")
 @click.option("--feature", "features", multiple=True, help="Feature column (repeat); default: chosen from the data.")
 def train_command(project_ref, org_name, table, target, task_type, algorithm, name, features):
-    """Train a model on a worker and wait for it, with progress."""
+    """Train a model on a worker and wait for it, with progress.
+
+    \b
+    Example:
+      flask models train --project sales --table marts.churn --target churned \\
+          --task-type classification --algorithm random_forest --name churn_risk
+    """
     from app.projects.service import project_by_ref
 
     try:

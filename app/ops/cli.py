@@ -16,7 +16,12 @@ workers_cli = CliGroup("workers", help="Celery workers and their queues.")
 @workers_cli.command("status")
 @click.option("--timeout", default=1.0, show_default=True, help="Seconds to wait for workers to answer.")
 def workers_status(timeout):
-    """Live workers with the queues they consume, and how many tasks wait in each queue."""
+    """Live workers with the queues they consume, and how many tasks wait in each queue.
+
+    \b
+    Example:
+      flask workers status --timeout 2
+    """
     app = current_app._get_current_object()
     client = redis_store.get()
     try:

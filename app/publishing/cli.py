@@ -80,7 +80,12 @@ def list_services(org_id, project_id, as_json):
 @click.option("--note", default=None, help="Change note for the new version.")
 @user_option
 def publish_service(asset_key, note, email):
-    """Publish the draft of ASSET_KEY as a new version."""
+    """Publish the draft of ASSET_KEY as a new version.
+
+    \b
+    Example:
+      flask services publish sales-serving --note "add churn_risk"
+    """
     from app.publishing.service import publish_asset
 
     asset = _asset(asset_key)
@@ -91,7 +96,12 @@ def publish_service(asset_key, note, email):
 @services_cli.command("unpublish")
 @click.argument("asset_key")
 def unpublish_service(asset_key):
-    """Stop serving ASSET_KEY (it goes back to draft)."""
+    """Stop serving ASSET_KEY (it goes back to draft).
+
+    \b
+    Example:
+      flask services unpublish sales-serving
+    """
     from app.publishing.service import unpublish_asset
 
     unpublish_asset(_asset(asset_key))
@@ -178,7 +188,12 @@ def list_keys(asset_key, as_json):
 @click.argument("asset_key")
 @click.argument("key_id", type=int)
 def revoke_key(asset_key, key_id):
-    """Revoke key KEY_ID of ASSET_KEY, effective at once."""
+    """Revoke key KEY_ID of ASSET_KEY, effective at once.
+
+    \b
+    Example:
+      flask keys revoke sales-serving 3
+    """
     from app.keys.service import revoke_api_key
 
     _run(lambda: revoke_api_key(_asset(asset_key), key_id))
