@@ -96,6 +96,21 @@ def test_create_show_versions_diff_rollback(app, client, admin, project, runner,
     _fails(runner.invoke(args=["services", "create", "--project", "sales", "--key", "k2", "--title", "T", "--config",
                                str(config)]), "--config", "not valid JSON")  # fmt: skip
     _fails(runner.invoke(args=["services", "create", "--key", "k3", "--title", "T"]), "--project")
+
+    # --body: the whole create body as the REST call takes it, options overriding its fields.
+    body = tmp_path / "asset.json"
+    data_api = {"asset_type": "data_api", "asset_key": "customers-api", "title": "From the file",
+                "config": {"source": {"schema": "marts", "table": "dim_customer"}, "columns": ["customer_key"]}}  # fmt: skip
+    body.write_text(json.dumps(data_api))
+    made = _json(runner.invoke(args=["services", "create", "--project", "sales", "--body", str(body), "--title",
+                                     "Customers", "--json"]))  # fmt: skip
+    assert made["asset_type"] == "data_api" and made["title"] == "Customers" and made["config"] == data_api["config"]
+    _fails(runner.invoke(args=["services", "endpoints", "add", "customers-api", "--id", "x", "--kind", "model",
+                               "--model-id", "1"]), "only an api_service has endpoints")  # fmt: skip
+    body.write_text(json.dumps({**data_api, "asset_key": "k4", "colour": "red"}))
+    _fails(runner.invoke(args=["services", "create", "--project", "sales", "--body", str(body)]), "colour", "Unknown")
+    body.write_text(json.dumps({"asset_type": "data_api", "asset_key": "k5", "config": data_api["config"]}))
+    _fails(runner.invoke(args=["services", "create", "--project", "sales", "--body", str(body)]), "title", "Missing")
     _fails(runner.invoke(args=["services", "show"]), "Missing argument 'ASSET_KEY'")
     _fails(runner.invoke(args=["services", "rollback", "sales-serving", "one"]), "VERSION", "not a valid integer")
     _fails(runner.invoke(args=["services", "nope"]), "No such command 'nope'")
@@ -257,7 +272,9 @@ def test_cache_flush_all_and_one_asset(app, client, admin, project, runner):
             from app.extensions import db
 
             asset_id = db.session.scalar(sa.select(PublishedAsset.id).where(PublishedAsset.asset_key == asset_key))
-            return list(redis_store.get(app).scan_iter(match=f"apiary:rc:{asset_id}:*"))
+            from app.serving.cache import result_cache
+
+            return list(redis_store.get(app).scan_iter(match=f"{result_cache().prefix}:{asset_id}:*"))
 
     assert name_served("sales-serving") == name_served("other") == "Ada Lovelace"
     with app.app_context(), warehouse.get().begin() as conn:  # the warehouse changes in place

@@ -37,21 +37,26 @@ def _detail(asset) -> dict:
 @services_cli.command("create")
 @click.option("--project", "project_ref", help="Project id or slug (required for an api_service).")
 @click.option("--org", "org_name", help="Organization name (a slug shared by several; a data_api without project).")
-@click.option("--type", "asset_type", type=click.Choice(["api_service", "data_api"]), default="api_service",
-              show_default=True)  # fmt: skip
-@click.option("--key", "asset_key", required=True, help="The asset key in serving URLs, e.g. sales-serving.")
-@click.option("--title", required=True)
-@click.option("--description", default="")
+@click.option("--body", "body_file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="JSON file with the whole create body, as POST /api/publish/assets takes it ('-' = stdin); "
+                   "the options below override its fields.")  # fmt: skip
+@click.option("--type", "asset_type", type=click.Choice(["api_service", "data_api"]),
+              help="Asset type (default api_service).")  # fmt: skip
+@click.option("--key", "asset_key", help="The asset key in serving URLs, e.g. sales-serving.")
+@click.option("--title")
+@click.option("--description")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, allow_dash=True), help="JSON file with the "
-              "config: {\"endpoints\": [...]} for an api_service, a query config for a data_api ('-' = stdin).")  # fmt: skip
+              "config: {\"endpoints\": [...]} for an api_service (default: none yet), a query config for a data_api.")  # fmt: skip
 @user_option
 @json_option
-def create_service(project_ref, org_name, asset_type, asset_key, title, description, config_file, email, as_json):
+def create_service(project_ref, org_name, body_file, asset_type, asset_key, title, description, config_file, email,
+                   as_json):  # fmt: skip
     """Create a published asset as a draft (publish it with `flask services publish`).
 
     \b
-    Example:
+    Examples:
       flask services create --project sales --key sales-serving --title "Sales serving" --config service.json
+      flask services create --project sales --body asset.json
     """
     from app.cli import _org_by_name
     from app.projects.service import project_by_ref
@@ -64,9 +69,15 @@ def create_service(project_ref, org_name, asset_type, asset_key, title, descript
         project, org_id = None, _org_by_name(org_name, create=False).id
     else:
         raise CommandError("name the project with --project (or the organization with --org for a data_api)")
-    config = read_json_file(config_file, "--config") if config_file else {"endpoints": []}
-    body = {"asset_type": asset_type, "asset_key": asset_key, "title": title, "description": description,
-            "config": config}  # fmt: skip
+    body = read_json_file(body_file, "--body") if body_file else {}
+    if not isinstance(body, dict):
+        raise CommandError("--body: expected a JSON object")
+    options = {"asset_type": asset_type, "asset_key": asset_key, "title": title, "description": description,
+               "config": read_json_file(config_file, "--config") if config_file else None}  # fmt: skip
+    body = {**body, **{k: v for k, v in options.items() if v is not None}}
+    body.setdefault("asset_type", "api_service")
+    if body["asset_type"] == "api_service":
+        body.setdefault("config", {"endpoints": []})
     data = AssetCreateSchema().load(body)
     asset = create_asset(acting_user(org_id, email), project, data)
     if as_json:
