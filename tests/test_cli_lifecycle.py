@@ -345,3 +345,21 @@ def test_every_command_has_an_example_and_one_line_usage_errors(app, runner):
         assert "Example" in helped.stdout, path
         line = _fails(runner.invoke(args=[*path, "--no-such-option"]))
         assert f"{' '.join(path)}: No such option '--no-such-option'." in line, line
+
+
+def test_a_real_flask_process_fails_in_one_line(app, test_env):
+    """The installed `flask` entry point, as an operator runs it: nothing on stderr but the one error line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, **test_env, "FLASK_APP": "wsgi", "LOG_LEVEL": "INFO"}  # the default outside the tests
+    flask = str(Path(sys.executable).parent / "flask")
+    done = subprocess.run([flask, "services", "show", "nope", "--json"], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr == "Error: no asset with key 'nope'\n"
+    bad = subprocess.run([flask, "keys", "mint"], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr == "Error: flask keys mint: Missing argument 'ASSET_KEY'.\n"
