@@ -33,7 +33,9 @@ def _org_by_name(name: str, create: bool):
     return org
 
 
-@users_cli.command("create")
+@users_cli.command(
+    "create", epilog="\b\nExample:\n  flask users create --email ops@acme.test --org Acme --role designer"
+)
 @click.option("--email", required=True, help="E-mail address; also the login.")
 @click.option("--password", help="Password (prompted for when omitted).")
 @click.option("--org", "org_name", required=True, help="Organization name; created when it does not exist.")
@@ -43,12 +45,7 @@ def _org_by_name(name: str, create: bool):
 @click.option("--username", help="Username (defaults to the e-mail address).")
 @click.option("--if-missing", is_flag=True, help="Succeed quietly when a user with this e-mail already exists.")
 def create_user_command(email, password, org_name, role, username, if_missing):
-    """Create a user in an organization.
-
-    \b
-    Example:
-      flask users create --email ops@acme.test --org Acme --role designer
-    """
+    """Create a user in an organization."""
     from app.auth.service import create_user
     from app.db import User
     from app.extensions import db

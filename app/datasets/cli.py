@@ -50,12 +50,7 @@ class ProgressReader:
 @click.option("--friendly-name", help="Display name.")
 @click.option("--description", help="What the data is.")
 def upload_command(file, name, project_ref, org_name, replace, friendly_name, description):
-    """Load a CSV FILE into a project's dataset, inferring column types.
-
-    \b
-    Example:
-      flask datasets upload customers.csv --name marts.dim_customer --project sales
-    """
+    """Load a CSV FILE into a project's dataset, inferring column types."""
     from app.datasets.service import upload_dataset
     from app.extensions import warehouse
 
@@ -116,12 +111,7 @@ def _org_id(name: str) -> int:
 @click.argument("org_name")
 @click.argument("schema")
 def grant_schema_command(org_name, schema):
-    """Let organization ORG_NAME register the existing tables of warehouse SCHEMA.
-
-    \b
-    Example:
-      flask datasets grant-schema Acme marts
-    """
+    """Let organization ORG_NAME register the existing tables of warehouse SCHEMA."""
     from app.datasets.service import grant_schema
 
     try:
@@ -135,12 +125,7 @@ def grant_schema_command(org_name, schema):
 @click.argument("org_name")
 @click.argument("schema")
 def revoke_schema_command(org_name, schema):
-    """Take back a grant; datasets the organization already registered stay.
-
-    \b
-    Example:
-      flask datasets revoke-schema Acme marts
-    """
+    """Take back a grant; datasets the organization already registered stay."""
     from app.datasets.service import revoke_schema
 
     if not revoke_schema(_org_id(org_name), schema):
@@ -151,12 +136,7 @@ def revoke_schema_command(org_name, schema):
 @datasets_cli.command("schema-grants")
 @click.option("--org", "org_name", help="Only this organization.")
 def schema_grants_command(org_name):
-    """List the schema grants: organization, schema.
-
-    \b
-    Example:
-      flask datasets schema-grants --org Acme
-    """
+    """List the schema grants: organization, schema."""
     from app.datasets.service import schema_grants
     from app.db import Organization
     from app.extensions import db

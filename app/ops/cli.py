@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import AppGroup
 
-from app.cli_base import CliGroup
 from app.extensions import redis_store
 from app.ops.health import live_workers
 from tasks.celery_app import QUEUES
 
-workers_cli = CliGroup("workers", help="Celery workers and their queues.")
+workers_cli = AppGroup("workers", help="Celery workers and their queues.")
 
 
 @workers_cli.command("status")
 @click.option("--timeout", default=1.0, show_default=True, help="Seconds to wait for workers to answer.")
 def workers_status(timeout):
-    """Live workers with the queues they consume, and how many tasks wait in each queue.
-
-    \b
-    Example:
-      flask workers status --timeout 2
-    """
+    """Live workers with the queues they consume, and how many tasks wait in each queue."""
     app = current_app._get_current_object()
     client = redis_store.get()
     try:

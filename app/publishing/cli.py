@@ -201,8 +201,5 @@ def revoke_key(asset_key, key_id):
 
 
 def register_publishing_cli(app: Flask) -> None:
-    from app.publishing import lifecycle_cli  # noqa: F401 - adds its commands to `services`
-    from app.serving import cli as serving_cli  # noqa: F401 - adds test, call and logs to `services`
-
     app.cli.add_command(services_cli)
     app.cli.add_command(keys_cli)

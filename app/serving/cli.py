@@ -169,11 +169,11 @@ def flush_command(asset_key):
     """
     import redis
 
-    from app.serving.cache import flush_results
+    from app.serving.cache import result_cache
 
     asset_id = _asset(asset_key).id if asset_key else None
     try:
-        deleted = flush_results(asset_id)
+        deleted = result_cache().flush(asset_id)
     except redis.RedisError as exc:
         raise CommandError(f"Redis is not reachable, nothing was flushed: {exc}") from None
     scope = f"of {asset_key}" if asset_key else "of every asset"
@@ -181,4 +181,7 @@ def flush_command(asset_key):
 
 
 def register_serving_cli(app: Flask) -> None:
+    """`flask cache`, and the lifecycle commands added to `flask services` (by importing their modules)."""
+    from app.publishing import lifecycle_cli  # noqa: F401 - create, show, versions, diff, rollback, endpoints
+
     app.cli.add_command(cache_cli)
