@@ -1,5 +1,4 @@
-"""What the Flask CLI groups share: errors as one line on stderr with a non-zero exit, `--json` output, the acting
-user."""
+"""What the Flask CLI groups share: one-line errors with a non-zero exit, `--json` output, the acting user."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""`flask models train|list|show|activate|delete`: train, inspect and manage a project's models from the command
-line."""
+"""`flask models train|list|show|activate|delete`: a project's models from the command line."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""`flask services create|show|versions|diff|rollback` and `flask services endpoints add|remove`: a service's
-lifecycle from the command line, through the same service functions (and role checks) as the REST routes."""
+"""`flask services create|show|versions|diff|rollback|endpoints add|remove`, through the REST routes' services."""
 
 from __future__ import annotations
 

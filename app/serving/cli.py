@@ -1,5 +1,4 @@
-"""`flask services test|call|logs` and `flask cache flush`: the Test pane, a keyed client call and the audit log from
-the command line, through the same service functions as the HTTP routes."""
+"""`flask services test|call|logs` and `flask cache flush`: Test pane, keyed call, audit log and result cache."""
 
 from __future__ import annotations
 
