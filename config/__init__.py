@@ -50,9 +50,15 @@ class BaseConfig:
         self.ALLOW_SIGNUP = _bool(env.get("ALLOW_SIGNUP"), True)
         # The console's session cookie travels only over HTTPS in production unless told otherwise.
         self.SESSION_COOKIE_SECURE = _bool(env.get("SESSION_COOKIE_SECURE"), self.ENV_NAME == "production")
-        # Registering an existing warehouse table needs an operator's grant of its schema to the organization: on in
-        # production, where self-service sign-up would otherwise let any new organization claim unregistered tables.
-        self.REGISTER_REQUIRES_GRANT = _bool(env.get("REGISTER_REQUIRES_GRANT"), self.ENV_NAME == "production")
+        # Registering an existing warehouse table needs an operator's grant of its schema to the organization, in every
+        # environment: self-service sign-up would otherwise let any new organization claim unregistered tables.
+        self.REGISTER_REQUIRES_GRANT = _bool(env.get("REGISTER_REQUIRES_GRANT"), True)
+        # Schemas every organization may upload into; any other needs an operator's grant (a schema is a physical
+        # object: a file attached per connection on SQLite), so tenants cannot create schemas at will.
+        self.UPLOAD_SCHEMAS = tuple(
+            s.strip() for s in (env.get("UPLOAD_SCHEMAS") or "uploads,marts").split(",") if s.strip()
+        )
+        self.UPLOAD_MAX_COLUMNS = int(env.get("UPLOAD_MAX_COLUMNS") or 2000)
         self.STATEMENT_TIMEOUT_SECONDS = float(env.get("STATEMENT_TIMEOUT_SECONDS") or 5)
         self.PREDICT_TIMEOUT_SECONDS = float(env.get("PREDICT_TIMEOUT_SECONDS") or 10)
         self.PREDICT_MAX_ROWS = int(env.get("PREDICT_MAX_ROWS") or 10_000)
