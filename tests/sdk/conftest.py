@@ -95,11 +95,11 @@ def sdk_project(api) -> apiary.Project:
 @pytest.fixture()
 def live_worker(test_env, worker):
     """The session's worker once its heartbeat is back in Redis (every test that uses `app` flushes Redis)."""
-    import redis
-
+    from app.namespace import namespaced_redis
+    from config import load_config
     from tasks.heartbeat import HEARTBEAT_KEY
 
-    client = redis.Redis.from_url(test_env["REDIS_URL"])
+    client = namespaced_redis(test_env["REDIS_URL"], load_config("testing").APIARY_NAMESPACE)
     deadline = time.monotonic() + 15
     while not all(client.exists(HEARTBEAT_KEY.format(queue=q)) for q in ("train", "predict", "functions")):
         assert time.monotonic() < deadline, "the worker's heartbeat did not come back"
