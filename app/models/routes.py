@@ -60,7 +60,7 @@ def get_recipe(recipe_id: int):
 def list_runs(recipe_id: int):
     project = project_in_scope("project.view", required=False)
     recipe = service.get_recipe(current_user(), project, recipe_id)
-    return RunListSchema().dump({"runs": service.list_runs(recipe)})
+    return RunListSchema().dump({"items": service.list_runs(recipe)})
 
 
 @bp.post("/api/flow/ai-recipes/<int:recipe_id>/run")
