@@ -73,6 +73,7 @@ def render_service(project: Project, asset: PublishedAsset, status: int = 200, *
         service=asset,
         endpoints=endpoints_of(asset),
         versions=publishing.list_versions(asset),
+        draft_changed=publishing.draft_differs(asset),
         api_keys=api_keys,
         kinds=KINDS,
         kind_labels=KIND_LABELS,

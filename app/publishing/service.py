@@ -144,6 +144,14 @@ def list_versions(asset: PublishedAsset) -> list[AssetVersion]:
     return list(db.session.scalars(stmt))
 
 
+def draft_differs(asset: PublishedAsset) -> bool:
+    """Whether publishing now would change what is served (the draft is not the published version)."""
+    live = published_snapshot(asset)
+    if live is None:
+        return True
+    return (live.config, live.title, live.description) != (asset.config, asset.title, asset.description)
+
+
 def published_snapshot(asset: PublishedAsset) -> AssetVersion | None:
     if asset.status != "published" or asset.published_version is None:
         return None
