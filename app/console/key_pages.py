@@ -22,7 +22,7 @@ from app.serving.dispatch import Call
 from app.serving.schemas import LogQuerySchema
 
 KEY_FIELDS = ("name", "rate_limit", "expires_days", "masking_level", "sensitivity_max")
-REVEAL_KEY = "apiary:console_reveal:{token}"
+REVEAL_KEY = "apiary:console_reveal:{user_id}:{token}"  # per user: another user's look cannot burn it
 REVEAL_TTL_S = 120
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def stash_reveal(user_id: int, asset_id: int, name: str, secret: str) -> str | N
     token = secrets.token_urlsafe(24)
     value = json.dumps({"user_id": user_id, "asset_id": asset_id, "name": name, "secret": secret})
     try:
-        redis_store.get().set(REVEAL_KEY.format(token=token), value, ex=REVEAL_TTL_S)
+        redis_store.get().set(REVEAL_KEY.format(user_id=user_id, token=token), value, ex=REVEAL_TTL_S)
     except redis.RedisError:
         log.warning("Redis unavailable: showing the new key in the mint response")
         return None
@@ -44,8 +44,9 @@ def take_reveal(token: str, user_id: int, asset_id: int) -> dict | None:
     if not token or len(token) > 64:
         return None
     try:
+        name = REVEAL_KEY.format(user_id=user_id, token=token)
         with redis_store.get().pipeline(transaction=True) as pipe:  # GET and DEL at once (GETDEL needs Redis 6.2)
-            raw, _deleted = pipe.get(REVEAL_KEY.format(token=token)).delete(REVEAL_KEY.format(token=token)).execute()
+            raw, _deleted = pipe.get(name).delete(name).execute()
     except redis.RedisError:
         return None
     stashed = json.loads(raw) if raw else None

@@ -251,3 +251,15 @@ def test_audit_log_filters_by_endpoint_key_status_and_time(app, console, client,
 
 def test_audit_log_has_an_empty_state(console, service):
     assert "No calls match" in _html(console.get(service["url"] + "/logs"))
+
+
+def test_the_minted_secret_waits_only_for_the_user_who_minted_it(app, client, admin, console, customers, service):
+    from tests.conftest import add_user
+    from tests.console.conftest import signed_in
+
+    console.post(service["url"] + "/endpoints", lookup_form())
+    minted = _mint(console, service)
+    assert minted.status_code == 303
+    other = signed_in(app, add_user(client, admin, "admin"))  # same organization, same page, not the minter
+    assert 'id="revealed-key"' not in _html(other.get(minted.headers["Location"]))
+    assert re.search(r'id="revealed-key" value="dk_', _html(console.get(minted.headers["Location"])))
