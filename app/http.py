@@ -1,8 +1,12 @@
 """Request parsing shared by every blueprint."""
 
-from flask import request
+from collections.abc import Callable
+from typing import Any
 
-from app.errors import APIError
+from flask import request
+from marshmallow import Schema
+
+from app.errors import APIError, _flatten
 
 
 def json_body() -> dict:
@@ -15,3 +19,23 @@ def json_body() -> dict:
     if not isinstance(data, dict):
         raise APIError(400, "bad_request", "request body must be a JSON object")
     return data
+
+
+def load_reporting_all(schema: Schema, body: dict, checks: dict[str, Callable[[Any], object]]) -> dict:
+    """`schema.load(body)`, except that a body with several mistakes reports every one of them: the schema's field
+    errors together with those of `checks` (field -> a callable raising a 400/422 APIError with `details.fields`),
+    which run on their field whatever the schema thought of the others. One mistake keeps its own answer."""
+    errors = _flatten(schema.validate(body))
+    for field, check in checks.items():
+        if field not in body or any(name == field or name.startswith((f"{field}.", f"{field}[")) for name in errors):
+            continue
+        try:
+            check(body[field])
+        except APIError as err:
+            if not errors or err.status not in (400, 422) or not isinstance(err.details.get("fields"), dict):
+                raise
+            errors.update(err.details["fields"])
+    if errors:
+        first, messages = next(iter(errors.items()))
+        raise APIError(422, "validation_error", f"{first}: {messages[0]}", {"fields": errors})
+    return schema.load(body)

@@ -7,6 +7,7 @@ from functools import wraps
 
 from flask import g, request
 from flask_jwt_extended import get_jwt_identity, verify_jwt_in_request
+from sqlalchemy import select
 
 from app.db import Project, User
 from app.db.columns import parse_id
@@ -93,13 +94,15 @@ def project_in_scope(permission: str = "project.view", required: bool = True) ->
                 400, "validation_error", "X-Project-Id header is required", {"fields": {"X-Project-Id": ["required"]}}
             )
         return None
-    if not (raw.strip().isascii() and raw.strip().isdigit()):
-        raise APIError(
-            400, "validation_error", "X-Project-Id must be an integer", {"fields": {"X-Project-Id": ["not an integer"]}}
-        )
-    project_id = parse_id(raw)
-    if project_id is None:
-        raise not_found("project")
-    project = get_project_for(user, project_id)
+    raw = raw.strip()
+    if raw.isascii() and raw.isdigit():
+        project_id = parse_id(raw)
+        if project_id is None:
+            raise not_found("project")
+        project = get_project_for(user, project_id)
+    else:  # a slug, as /api/projects/{id_or_slug} takes it; slugs are unique within an organization
+        project = db.session.scalar(select(Project).where(Project.org_id == user.org_id, Project.slug == raw))
+        if project is None:
+            raise not_found("project")
     require_permission(user, permission)
     return project

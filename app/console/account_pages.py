@@ -33,6 +33,12 @@ def home():
     return redirect(url_for("console.projects" if console_user() else "console.login"))
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico on their own (e.g. on a JSON page): the console's SVG icon."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     errors = FormErrors()
