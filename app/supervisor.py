@@ -20,6 +20,11 @@ from app.redis_server import redis_answers, start_private_redis
 from config import ROOT, load_config
 
 
+def web_bind(environ) -> str:
+    """gunicorn's --bind: loopback unless HOST says otherwise (the development config is not for a network)."""
+    return f"{environ.get('HOST') or '127.0.0.1'}:{int(environ.get('PORT') or 8000)}"
+
+
 def _log(message: str) -> None:
     print(f"[apiary] {message}", flush=True)
 
@@ -121,7 +126,7 @@ class Supervisor:
         bin_dir = Path(sys.executable).parent
         self.spawn("worker", [str(bin_dir / "celery"), "-A", "celery_worker", "worker", "-Q",
                               "predict,train,functions,default", "--concurrency", "2", "--loglevel", "INFO"])  # fmt: skip
-        self.spawn("web", [str(bin_dir / "gunicorn"), "--bind", f"0.0.0.0:{port}", "--workers", "2", "--threads", "8",
+        self.spawn("web", [str(bin_dir / "gunicorn"), "--bind", web_bind(os.environ), "--workers", "2", "--threads", "8",
                            "--access-logfile", "-", "wsgi:app"])  # fmt: skip
         if not self.wait_ready(port):
             _log("the system did not become ready within 90 s; see var/logs/. Stopping.")
