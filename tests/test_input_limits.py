@@ -56,8 +56,18 @@ def test_deeply_nested_json_is_a_400_naming_the_body(client, admin, service):  #
         assert resp.status_code == 400, resp.get_data(as_text=True)[:300]
         error = resp.get_json()["error"]
         assert error["code"] == "invalid_json" and "body" in error["details"]["fields"]
+    # JSON sent as a multipart form field (an upload's column types) is held to the same rule.
+    headers = admin.project_headers(service_project_id(client, admin, service))
+    resp = client.post("/api/datasets/file/upload", headers=headers, content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(b"id\n1\n"), "t.csv"), "name": "deep_types",
+                             "types": "[" * 5000 + "]" * 5000})  # fmt: skip
+    assert resp.status_code == 422 and "types" in resp.get_json()["error"]["details"]["fields"]
     # Ordinary nesting is untouched.
     assert client.post("/api/auth/login", data=_deep(20), content_type="application/json").status_code == 422
+
+
+def service_project_id(client, admin, asset_id: int) -> int:
+    return client.get(f"/api/publish/assets/{asset_id}", headers=admin.headers).get_json()["project_id"]
 
 
 def test_live_gunicorn_refuses_a_chunked_body_past_the_limit(server_url):  # noqa: F811

@@ -72,3 +72,11 @@ def test_a_cookie_replayed_after_sign_out_is_refused(app, admin):
     # Signing out ends every console session of the user, the other browser's too; signing in again works.
     assert other.get("/projects").status_code == 302
     assert signed_in(app, admin).get("/projects").status_code == 200
+
+
+def test_deeply_nested_json_in_a_form_field_is_a_field_error(console, service):
+    """JSON typed into a form (an endpoint's query), nested 5,000 deep, was a RecursionError: a 500."""
+    deep = "[" * 5000 + "]" * 5000
+    resp = console.post(service["url"] + "/endpoints", {"id": "top", "kind": "sql", "query": deep})
+    assert resp.status_code == 422
+    assert "not valid JSON" in resp.get_data(as_text=True)
