@@ -26,7 +26,8 @@ bp = Blueprint("auth", __name__)
 
 
 @bp.post("/api/auth/login")
-@doc("Log in with username (or e-mail) and password", body=LoginSchema, response=LoginResultSchema, auth=False)
+@doc("Log in with username (or e-mail) and password; throttled per client address and per account (429 with "
+     "Retry-After)", body=LoginSchema, response=LoginResultSchema, auth=False)  # fmt: skip
 def login():
     throttle_login_address()
     data = LoginSchema().load(json_body())
@@ -43,7 +44,8 @@ def me():
 
 
 @bp.post("/api/auth/register")
-@doc("Self-service sign-up: a new organization with this user as its admin", body=RegisterSchema,
+@doc("Self-service sign-up: a new organization with this user as its admin (usernames without @, no common "
+     "passwords; throttled per client address)", body=RegisterSchema,
      response=RegisterResultSchema, status=201, auth=False)  # fmt: skip
 def register():
     if not current_app.config["ALLOW_SIGNUP"]:
@@ -71,7 +73,8 @@ def list_users():
 
 
 @bp.post("/api/auth/tokens")
-@doc("Mint a personal access token; the secret is returned once", body=TokenCreateSchema,
+@doc("Mint a personal access token; the secret is returned once; minted with a personal access token, it expires "
+     "no later than that token", body=TokenCreateSchema,
      response=TokenCreatedSchema, status=201)  # fmt: skip
 @login_required()
 def create_token():

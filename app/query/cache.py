@@ -85,14 +85,16 @@ class ResultCache:
 
     def invalidate_asset(self, asset_id: int) -> None:
         """Make every cached result of the asset unreachable (publish, unpublish, rollback)."""
-        self._call(lambda: self.redis.incr(self._generation_key(asset_id)))
+        # Always tried, even inside the outage back-off: a skipped invalidation would make stale answers reachable
+        # again once Redis is back (the cache lives per process, so the back-off spans requests).
+        self._call(lambda: self.redis.incr(self._generation_key(asset_id)), force=True)
 
     def _generation_key(self, asset_id: int) -> str:
         return f"{self.prefix}:gen:{asset_id}"
 
-    def _call(self, fn, with_status: bool = False) -> Any:
-        """fn()'s result, or None when Redis fails; with_status, (succeeded, result)."""
-        if time.monotonic() < self._down_until:
+    def _call(self, fn, with_status: bool = False, force: bool = False) -> Any:
+        """fn()'s result, or None when Redis fails; with_status, (succeeded, result); force: even while backing off."""
+        if not force and time.monotonic() < self._down_until:
             return (False, None) if with_status else None
         try:
             result = fn()
