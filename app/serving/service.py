@@ -63,7 +63,7 @@ def _published(asset_key: str, asset_type: str) -> Row:
 
 
 def _spend(key: Row) -> Decision:
-    """Count the call against the key's budget, before anything about the asset is looked at."""
+    """Count the call against the key's budget."""
     return process_rate_limiter().hit(f"key:{key.id}", key.rate_limit)
 
 
@@ -76,39 +76,38 @@ def _enforce(key: Row, decision: Decision) -> dict:
     return headers
 
 
-def _admit(served: Served, key: Row, asset_key: str, asset_type: str) -> tuple[Row, Decision]:
-    """The published asset the key belongs to, and the key's spent budget.
+def _admit(served: Served, key: Row, asset_key: str, asset_type: str) -> Row:
+    """The published asset the key belongs to.
 
-    Every call of a valid key spends from its budget first, whatever asset it names, so a key cannot probe other
-    assets unthrottled. An asset that does not exist, is not published, or is not the key's own is one 404 (never
-    saying whether another organization has it), and is never written to that asset's audit log; such a call is
-    429 once the key's budget is gone. A call on the key's own asset keeps the contract's order: 404 endpoint ->
-    403 endpoint scope -> 429.
+    An asset that does not exist, is not published, or is not the key's own is one 404 (never saying whether another
+    organization has it) and is never written to that asset's audit log; such a call spends from the key's budget
+    right here, so a key cannot probe other assets unthrottled, and is a 429 once the budget is gone. A call on the
+    key's own asset keeps the contract's order (404 endpoint -> 403 endpoint scope -> 429) and, as before, spends
+    only when it gets past those checks.
     """
-    decision = _spend(key)
     try:
         asset = _published(asset_key, asset_type)
     except APIError:
         asset = None
     if asset is None or asset.id != key.asset_id:
-        _enforce(key, decision)
+        _enforce(key, _spend(key))
         raise not_found("published asset")
     served.asset = asset
-    return asset, decision
+    return asset
 
 
 def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: str | None, call: Call) -> Outcome:
-    """401 key -> 403 inactive/expired -> (budget spent) 404 asset/endpoint -> 403 endpoint scope -> 429 -> 405 ->
-    400/422 -> run."""
+    """401 key -> 403 inactive/expired -> 404 asset (a key's call on an asset not its own spends budget: 429) ->
+    404 endpoint -> 403 endpoint scope -> 429 -> 405 -> 400/422 -> run."""
     served.key = key = authenticate_api_key(api_key)
-    asset, decision = _admit(served, key, asset_key, "api_service")
+    asset = _admit(served, key, asset_key, "api_service")
     endpoint = next((ep for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
     served.endpoint_id = endpoint_id
     if key.allowed_endpoints and endpoint_id not in key.allowed_endpoints:
         raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
-    headers = _enforce(key, decision)
+    headers = _enforce(key, _spend(key))
     scope = (asset.id, asset.published_version)
     outcome = run_endpoint(endpoint, call, key_policy(key), asset.org_id, asset.project_id, scope)
     outcome.headers.update(headers)
@@ -117,8 +116,8 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
 
 def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: dict) -> Outcome:
     served.key = key = authenticate_api_key(api_key)
-    asset, decision = _admit(served, key, asset_key, "data_api")
-    headers = _enforce(key, decision)
+    asset = _admit(served, key, asset_key, "data_api")
+    headers = _enforce(key, _spend(key))
     project = db.session.get(Project, asset.project_id) if asset.project_id else None
     ttl = asset.config.get("cache_ttl_seconds", 60)
     scope = (asset.id, asset.published_version)

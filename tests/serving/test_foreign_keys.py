@@ -45,6 +45,9 @@ def test_a_key_on_another_orgs_service_is_404_throttled_and_not_audited_there(ap
 
 def test_the_contract_order_holds_for_the_keys_own_service(client, admin, service):  # noqa: F811
     key = mint(client, admin, service, rate_limit=2, allowed_endpoints=["top"])["key"]
+    # On its own service, calls refused before the rate-limit step (404 endpoint, 403 scope) spend nothing, as before.
+    assert call(client, key, "nope").status_code == 404
+    assert call(client, key, "customer", query_string={"id": "1"}).status_code == 403
     assert call(client, key, "top").status_code == 200
     assert call(client, key, "top").status_code == 200
     # Budget spent: an unknown endpoint is still a 404 and an endpoint outside the key's scope still a 403.
