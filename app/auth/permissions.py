@@ -27,7 +27,7 @@ def has_permission(user: User, permission: str) -> bool:
 
 
 def _authenticate() -> User:
-    from app.auth.service import user_for_personal_token
+    from app.auth.service import personal_token_for
 
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -35,7 +35,9 @@ def _authenticate() -> User:
         raise APIError(401, "unauthorized", "missing or malformed Authorization header (expected 'Bearer <token>')")
     token = token.strip()
     if token.startswith("ap_"):
-        user = user_for_personal_token(token)
+        personal = personal_token_for(token)
+        user = personal.user if personal is not None else None
+        g.credential_expires_at = personal.expires_at if personal is not None else None
     else:
         verify_jwt_in_request()
         identity = get_jwt_identity()
@@ -46,6 +48,13 @@ def _authenticate() -> User:
     if org_header is not None and org_header.strip() != str(user.org_id):
         raise APIError(403, "permission_denied", "X-Org-Id does not match your organization")
     return user
+
+
+def credential_expires_at():
+    """When the personal access token this request authenticated with expires (None: a JWT, or a token that never
+    expires)."""
+    current_user()
+    return g.get("credential_expires_at")
 
 
 def current_user() -> User:

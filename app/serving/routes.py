@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from app.auth.permissions import current_user, login_required
 from app.errors import APIError
@@ -54,6 +55,9 @@ def _served(run) -> Response:
         return _respond(outcome)
     except APIError as err:
         status, code = err.status, err.code
+        raise
+    except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
+        status, code = err.code or 500, "http_error"
         raise
     finally:
         service.record_call(served, request.method, status, (time.perf_counter() - started) * 1000, model_id, code)

@@ -2,13 +2,15 @@
 
 import re
 
+from tests.conftest import add_user
+
 
 def test_healthz(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
 
 
-def test_readyz_reports_database_redis_and_worker(client, worker):
-    resp = client.get("/readyz")
+def test_readyz_reports_database_redis_and_worker(client, admin, worker):
+    resp = client.get("/readyz", headers=admin.headers)  # an org admin sees the details
     body = resp.get_json()
     assert resp.status_code == 200, body
     assert body["status"] == "ok"
@@ -17,13 +19,39 @@ def test_readyz_reports_database_redis_and_worker(client, worker):
     assert {"predict", "train", "functions", "default"} <= set(queues)
 
 
-def test_readyz_is_503_without_a_live_worker(test_env, redis_url):
+def test_anonymous_readyz_is_a_summary_without_errors_or_host_names(client, admin, worker):
+    """Issue 12: unauthenticated /readyz showed the raw database error and the workers' host names."""
+    detailed = client.get("/readyz", headers=admin.headers).get_json()
+    hostnames = list(detailed["checks"]["worker"]["workers"])
+    resp = client.get("/readyz")
+    assert resp.status_code == 200
+    assert resp.get_json() == {"status": "ok", "checks": {"database": {"ok": True}, "redis": {"ok": True},
+                                                           "worker": {"ok": True}}}  # fmt: skip
+    assert not any(name in resp.get_data(as_text=True) for name in hostnames)
+    viewer = add_user(client, admin, "viewer")
+    assert "workers" not in client.get("/readyz", headers=viewer.headers).get_data(as_text=True)
+    assert "workers" not in client.get("/readyz", headers={"Authorization": "Bearer junk"}).get_data(as_text=True)
+
+
+def test_anonymous_readyz_hides_the_database_error(test_env, caplog):
+    from app import create_app
+
+    broken = create_app("testing", {"SQLALCHEMY_DATABASE_URI": "sqlite:////nonexistent-apiary-dir/secret-name.db"})
+    resp = broken.test_client().get("/readyz")
+    body = resp.get_json()
+    assert resp.status_code == 503
+    assert body["checks"]["database"] == {"ok": False}
+    assert "secret-name" not in resp.get_data(as_text=True) and "unable to open" not in resp.get_data(as_text=True)
+    assert any("readiness check database failed" in r.getMessage() for r in caplog.records)  # for the operator
+
+
+def test_readyz_is_503_without_a_live_worker(test_env, redis_url, admin):
     """Another Redis database: Redis answers, but no worker has announced itself there."""
     from app import create_app
 
     base = redis_url.rsplit("/", 1)[0]
     lonely = create_app("testing", {"REDIS_URL": f"{base}/14"})
-    resp = lonely.test_client().get("/readyz")
+    resp = lonely.test_client().get("/readyz", headers=admin.headers)
     body = resp.get_json()
     assert resp.status_code == 503, body
     assert body["checks"]["redis"]["ok"] is True
