@@ -103,6 +103,11 @@ class BaseConfig:
         self.PREDICT_MAX_ROWS = int(env.get("PREDICT_MAX_ROWS") or 10_000)
         self.TRAIN_TIMEOUT_SECONDS = float(env.get("TRAIN_TIMEOUT_SECONDS") or 600)
         self.FUNCTION_TIMEOUT_SECONDS = float(env.get("FUNCTION_TIMEOUT_SECONDS") or 5)
+        # Warm function jails, per worker process: calls a jail serves, seconds it lives (idle or not), jails kept.
+        # FUNCTION_JAIL_MAX_CALLS=1, FUNCTION_JAIL_MAX_AGE_SECONDS=0 or FUNCTION_JAIL_POOL_SIZE=0: a fresh jail per call.
+        self.FUNCTION_JAIL_MAX_CALLS = int(env.get("FUNCTION_JAIL_MAX_CALLS") or 100)
+        self.FUNCTION_JAIL_MAX_AGE_SECONDS = float(env.get("FUNCTION_JAIL_MAX_AGE_SECONDS") or 60)
+        self.FUNCTION_JAIL_POOL_SIZE = int(env.get("FUNCTION_JAIL_POOL_SIZE") or 4)
         self.UPLOAD_MAX_BYTES = int(env.get("UPLOAD_MAX_BYTES") or 1024**3)
         # Input limits (app/http.py): every body is capped at MAX_BODY_BYTES except the upload routes, which take
         # UPLOAD_MAX_BYTES plus room for the form fields; JSON nested deeper than MAX_JSON_DEPTH is a 400.
