@@ -323,4 +323,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process the benchmark started is stopped", file=sys.stderr)
+        sys.exit(130)
