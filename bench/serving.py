@@ -39,7 +39,7 @@ from bench.stack import GUNICORN_SETTINGS, Stack, gunicorn_command, worker_comma
 RESULTS = ROOT / "bench" / "results" / "serving.json"
 CLIENT_LEVELS = (16, 1)
 SERVICE_KEY = "bench"
-LOOKUP_ID = 4242
+LOOKUP_ID = 42  # the table is unindexed: where the row sits does not change the cost of finding it
 FEATURES = {"tenure": 8, "plan": "basic", "monthly_fee": 20.0, "region": "EU"}
 FUNCTION_PAYLOAD = {"tenure": 5}
 MODEL_HYPERPARAMS = {"n_estimators": 100, "max_depth": 12}
@@ -189,7 +189,7 @@ def target_for(stack: Stack, row: Row, key: str) -> Target:
 
 
 def check_answers(targets: dict[str, Target]) -> None:
-    """Every call answers 200 once before it is measured (and the cached lookup really hits the cache)."""
+    """Every call answers 200 before it is measured, lookups find their row, and only the cached one hits the cache."""
     import httpx
 
     for row_id, target in targets.items():
@@ -202,6 +202,8 @@ def check_answers(targets: dict[str, Target]) -> None:
             raise RuntimeError(f"lookup_cached: the second call was not a cache hit ({answer.headers.get('X-Cache')})")
         if row_id in ("lookup_uncached", "sql_filtered") and "X-Cache" in answer.headers:
             raise RuntimeError(f"{row_id}: answered through the cache, expected it off")
+        if row_id.startswith("lookup") and answer.json()["count"] != 1:
+            raise RuntimeError(f"{row_id}: expected the one row of key {LOOKUP_ID}, got {answer.text[:300]}")
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -247,6 +249,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs, databases)")
     args = parser.parse_args()
+    if args.rows < 1000:
+        parser.error("--rows: at least 1000 (the model trains on them)")
+    if not 0 < args.seconds <= 600 or not 0 <= args.warmup <= 600:
+        parser.error("--seconds: more than 0 and at most 600; --warmup: 0 to 600")
+    if args.max_requests < max(CLIENT_LEVELS):
+        parser.error(f"--max-requests: at least {max(CLIENT_LEVELS)}")
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
@@ -292,9 +300,9 @@ def main() -> None:
             "seconds_per_measurement": args.seconds,
             "warmup_seconds": args.warmup,
             "max_requests_per_measurement": args.max_requests,
-            "gunicorn": " ".join(gunicorn_command(0, "<app>")[1:]).replace("127.0.0.1:0", "127.0.0.1:<port>"),
+            "gunicorn": " ".join(["gunicorn", *gunicorn_command(0, "<app>")[1:]]).replace(":0 ", ":<port> "),
             "gunicorn_settings": list(GUNICORN_SETTINGS),
-            "worker": " ".join(worker_command()[1:]),
+            "worker": " ".join(["celery", *worker_command()[1:]]),
             "databases": "SQLite metadata and warehouse (make run's defaults), private Redis",
             "table_rows": setup["row_count"],
             "upload_seconds": setup["upload_s"],
@@ -311,6 +319,7 @@ def main() -> None:
         },  # fmt: skip
         "results": results,
         "issue_15_targets": targets_checked,
+        "table": table.splitlines(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
