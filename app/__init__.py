@@ -17,6 +17,8 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     if overrides:
         app.config.update(overrides)
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic announces each of its autogenerate plugins at INFO on import: 7 lines before every `flask` command.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     register_extensions(app)
     register_url_converters(app)
     register_blueprints(app)

@@ -20,10 +20,15 @@ def test_production_requires_secrets_and_secures_the_session_cookie(tmp_path):
 def test_development_keeps_the_cookie_usable_over_plain_http(tmp_path):
     config = load_config("development", {"APIARY_VAR_DIR": str(tmp_path)})
     assert config.SESSION_COOKIE_SECURE is False
-    assert config.REGISTER_REQUIRES_GRANT is False
-    assert load_config(
-        "development", {"APIARY_VAR_DIR": str(tmp_path), "REGISTER_REQUIRES_GRANT": "1"}
+    # Schema grants are required in every environment (issue 12): self-signed-up organizations exist in all of them.
+    assert config.REGISTER_REQUIRES_GRANT is True
+    assert not load_config(
+        "development", {"APIARY_VAR_DIR": str(tmp_path), "REGISTER_REQUIRES_GRANT": "false"}
     ).REGISTER_REQUIRES_GRANT
+    assert config.UPLOAD_SCHEMAS == ("uploads", "marts") and config.UPLOAD_MAX_COLUMNS == 2000
+    custom = load_config("development", {"APIARY_VAR_DIR": str(tmp_path), "UPLOAD_SCHEMAS": "uploads, staging",
+                                         "UPLOAD_MAX_COLUMNS": "300"})  # fmt: skip
+    assert custom.UPLOAD_SCHEMAS == ("uploads", "staging") and custom.UPLOAD_MAX_COLUMNS == 300
     assert (tmp_path / "secret_key").read_text() == config.SECRET_KEY
 
 

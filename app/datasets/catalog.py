@@ -53,8 +53,11 @@ class Catalog:
         schema, table = ref.get("schema"), ref.get("table")
         if not isinstance(schema, str) or not isinstance(table, str):
             raise invalid(field, "schema and table are required strings")
+        if "dataset" in ref:
+            raise invalid(f"{field}.dataset", "unknown field; name the dataset with schema and table")
         dataset = self.dataset(f"{schema}.{table}", f"{field}.table")
-        ref["schema"], ref["table"] = dataset.schema_name, dataset.table_name
+        # `dataset` keeps the logical name for the query engine's messages and output names (never the physical).
+        ref["schema"], ref["table"], ref["dataset"] = dataset.schema_name, dataset.table_name, dataset.name
 
     def masking(self) -> Callable[[str, str], dict[str, ColumnMasking]]:
         """Per physical table: each column's sensitivity and strategy (settings over automatic classification)."""

@@ -21,7 +21,9 @@ bp = Blueprint("datasets", __name__)
 
 
 @bp.post("/api/datasets/file/upload")
-@doc("Upload a CSV file as a dataset (multipart: file, name, friendly_name, description, replace, types)",
+@doc("Upload a CSV file as a dataset (multipart: file, name, friendly_name, description, replace, types). `name`'s "
+     "schema must be `uploads` (the default), another of UPLOAD_SCHEMAS (`marts`) or one an operator granted the "
+     "organization: else 403 on `name`. More than UPLOAD_MAX_COLUMNS columns is a 400 `too_many_columns`",
      form=UploadFormSchema, files=("file",), response=DatasetSchema, status=201)  # fmt: skip
 @login_required()
 def upload_file():
@@ -44,8 +46,9 @@ def upload_file():
 
 
 @bp.post("/api/flow/datasets/register")
-@doc("Register a table that already exists in the warehouse as a dataset (org admin; 403 for a table registered by "
-     "another organization, and for a schema not granted to the organization when REGISTER_REQUIRES_GRANT is on)", body=RegisterTableSchema,
+@doc("Register a user table that already exists in the warehouse as a dataset (org admin; 403 for a table registered "
+     "by another organization, and for a schema an operator did not grant the organization; 422 for the databases' "
+     "catalogs, SQLite's sqlite_* tables and views)", body=RegisterTableSchema,
      response=DatasetSchema, status=201)  # fmt: skip
 @login_required()
 def register_table():

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection
 from typing import BinaryIO
 
 import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -26,11 +28,14 @@ from app.warehouse.engine import (
     is_sqlite,
     list_columns,
     reflect_table,
+    relation_kind,
 )
-from app.warehouse.loader import TableExists, load_csv
+from app.warehouse.loader import DEFAULT_MAX_COLUMNS, TableExists, load_csv
 from app.warehouse.naming import normalise_column_name, normalise_dataset_name
 
 PREVIEW_MAX_ROWS = 100
+# Schemas every organization may upload into (UPLOAD_SCHEMAS): the default one and the one the demo and README use.
+DEFAULT_UPLOAD_SCHEMAS = ("uploads", "marts")
 # Uploaded tables are stored as `p<project id>__<table>`; registering one would hand a project another's upload.
 _UPLOAD_TABLE = re.compile(r"^p\d+__")
 
@@ -84,11 +89,17 @@ def upload_dataset(
     schema_prefix: str = "",
     max_bytes: int | None = None,
     created_by: int | None = None,
+    upload_schemas: Collection[str] | None = None,
+    max_columns: int | None = None,
+    any_schema: bool = False,
 ) -> Dataset:
     """Load a CSV file into the project's table `name` (default: the file's name) and record it as a dataset.
 
     The load is one warehouse transaction: on any error the previous table and dataset row are left as they were.
     A dataset that exists is only overwritten with `replace`; its masking overrides survive for the columns kept.
+    `name`'s schema must be one of `upload_schemas` (UPLOAD_SCHEMAS), or granted to the organization by an operator
+    (`flask datasets grant-schema`), or the schema of this very dataset: tenants never create schemas at will (403 on
+    `name`); `any_schema` is for operators (the CLI). `max_columns` (UPLOAD_MAX_COLUMNS) bounds the file's columns (400 on `file`).
     """
     if not filename or not filename.lower().endswith(".csv"):
         raise invalid("file", "expected a .csv file")
@@ -99,12 +110,23 @@ def upload_dataset(
     existing = find_dataset(project, full_name)
     if existing is not None and not replace:
         raise _conflict(full_name)
+    if existing is None and not any_schema:
+        _check_upload_schema(project, schema, upload_schemas)
+    if max_columns is None:
+        max_columns = current_app.config.get("UPLOAD_MAX_COLUMNS", DEFAULT_MAX_COLUMNS)
     forced = {normalise_column_name(str(column)): kind for column, kind in (types or {}).items()}
     try:
         # replace=True also when no dataset row exists: a table left at this project-private location belongs to
         # no dataset (its row went with a deleted project whose id SQLite reused), so it is ours to overwrite.
         result = load_csv(
-            engine, source, physical_schema, physical_table, replace=True, max_bytes=max_bytes, types=forced
+            engine,
+            source,
+            physical_schema,
+            physical_table,
+            replace=True,
+            max_bytes=max_bytes,
+            types=forced,
+            max_columns=max_columns,
         )
     except TableExists:
         raise _conflict(full_name) from None  # a concurrent upload of the same name got there first
@@ -123,6 +145,20 @@ def upload_dataset(
         if description is not None:
             dataset.description = description
     return _save(dataset, full_name)
+
+
+def _check_upload_schema(project: Project, schema: str, upload_schemas: Collection[str] | None) -> None:
+    """Each schema is a physical database object (a file attached on SQLite): only the built-in list and the schemas an
+    operator granted the organization take uploads, so the set of schemas stays bounded whatever tenants send."""
+    if upload_schemas is None:
+        upload_schemas = current_app.config.get("UPLOAD_SCHEMAS", DEFAULT_UPLOAD_SCHEMAS)
+    if schema in upload_schemas or schema_granted(project.org_id, schema):
+        return
+    allowed = ", ".join(sorted(upload_schemas))
+    why = f"schema {schema!r} is not granted to this organization"
+    message = (f"name: {why}; upload into one of {allowed} (no schema means uploads), or ask an operator to grant it "
+               "with `flask datasets grant-schema`")  # fmt: skip
+    raise APIError(403, "permission_denied", message, {"fields": {"name": [why]}})
 
 
 def _save(dataset: Dataset, name: str) -> Dataset:
@@ -170,8 +206,7 @@ def register_dataset(
             check_identifier(value)
         except ValueError as exc:
             raise invalid(field, str(exc)) from None
-    if schema == "information_schema" or schema.startswith("pg_"):
-        raise invalid("schema", f"{schema!r} is the database's own catalog, not warehouse data")
+    _refuse_system_schema(schema)
     if requires_grant and not schema_granted(project.org_id, schema):
         raise APIError(403, "permission_denied", f"this organization may not register tables of schema {schema!r}; "
                        "an operator grants it with `flask datasets grant-schema`",
@@ -182,6 +217,11 @@ def register_dataset(
         )
     if _is_metadata_table(engine, schema, table):
         raise invalid("table", f"{schema}.{table} is one of Apiary's own tables, not warehouse data")
+    kind = relation_kind(engine, schema, table)
+    if kind is None:
+        raise invalid("table", f"table {schema}.{table} does not exist in the warehouse")
+    if kind != "table":  # the database's own tables, and views (which may read anything their owner can)
+        raise invalid("table", f"{schema}.{table} is a {kind}, not a user table; only tables can be registered")
     try:
         columns = list_columns(engine, schema, table)
     except TableNotFound:
@@ -208,6 +248,12 @@ def register_dataset(
     return _save(dataset, full_name)
 
 
+def _refuse_system_schema(schema: str) -> None:
+    """The databases' own catalogs are never warehouse data, on any backend (422 on `schema`)."""
+    if schema in ("information_schema", "temp") or schema.startswith(("pg_", "sqlite_")):
+        raise invalid("schema", f"{schema!r} is the database's own catalog, not warehouse data")
+
+
 def schema_granted(org_id: int, schema: str) -> bool:
     return (
         db.session.scalar(select(SchemaGrant.id).where(SchemaGrant.org_id == org_id, SchemaGrant.schema_name == schema))
@@ -221,6 +267,7 @@ def grant_schema(org_id: int, schema: str) -> bool:
         check_identifier(schema)
     except ValueError as exc:
         raise invalid("schema", str(exc)) from None
+    _refuse_system_schema(schema)
     if schema_granted(org_id, schema):
         return False
     db.session.add(SchemaGrant(org_id=org_id, schema_name=schema))

@@ -13,8 +13,9 @@ bp = Blueprint("keys", __name__)
 
 
 @bp.post("/api/publish/assets/<int:asset_id>/api-keys")
-@doc("Mint a data-API key; the full key is returned this once", body=KeyCreateSchema, response=KeyCreatedSchema,
-     status=201)  # fmt: skip
+@doc("Mint a data-API key; the full key is returned this once. allowed_endpoints: null = every endpoint, [] is a "
+     "422; a key above the minter's role ceiling (unmasked, or sensitivity_max above it) needs org.admin (403)",
+     body=KeyCreateSchema, response=KeyCreatedSchema, status=201)  # fmt: skip
 @login_required()
 def mint_key(asset_id: int):
     user = current_user()

@@ -11,6 +11,7 @@ from app.db.columns import utcnow
 from app.errors import APIError, invalid, not_found
 from app.extensions import db
 from app.keys.secrets import generate_api_key, hash_api_key, looks_like_api_key
+from app.query.masking import sensitivity_rank
 from app.query.policy import KeyPolicy
 
 
@@ -18,21 +19,78 @@ def _endpoint_ids(asset: PublishedAsset) -> set[str]:
     return {ep.get("id") for ep in (asset.config or {}).get("endpoints", []) if isinstance(ep, dict)}
 
 
+def check_key_fields(user: User, asset: PublishedAsset, data: dict) -> dict:
+    """Check a key's policy fields (those present in `data`) for minting or updating a key; returns them normalised.
+
+    Shared by mint and update, so the rules below hold for both:
+    - masking_level, sensitivity_max, allowed_columns and row_scope are validated as serving will read them (422);
+    - `allowed_endpoints`: null means every endpoint; an empty list is a 422 (it would read as "none" to a person
+      and as "all" to the old serving check), and each id must be an endpoint of the service;
+    - a key above the minter's own role ceiling needs org.admin (403 naming the field): `masking_level: unmasked`,
+      or a `sensitivity_max` above what the minter's role sees in previews (designer: high, viewer: medium).
+    """
+    from app.auth.permissions import has_permission
+    from app.datasets.service import preview_policy
+
+    out: dict = {}
+    policy = KeyPolicy.from_key_fields(
+        data.get("masking_level"), data.get("allowed_columns"), data.get("sensitivity_max"), data.get("row_scope")
+    )
+    if "masking_level" in data:
+        out["masking_level"] = policy.masking_level
+    if "sensitivity_max" in data:
+        out["sensitivity_max"] = policy.sensitivity_max
+    if "allowed_columns" in data:
+        out["allowed_columns"] = list(policy.allowed_columns)
+    if "row_scope" in data:
+        out["row_scope"] = {col: list(values) for col, values in policy.row_scope} or None
+    if not has_permission(user, "org.admin"):
+        ceiling = preview_policy(user.role)
+        if out.get("masking_level") == "unmasked" and ceiling.masking_level != "unmasked":
+            raise _above_ceiling("masking_level", "only an organization admin may mint or update an unmasked key")
+        if "sensitivity_max" in out and sensitivity_rank(out["sensitivity_max"]) > sensitivity_rank(
+            ceiling.sensitivity_max
+        ):
+            raise _above_ceiling(
+                "sensitivity_max",
+                f"your role ({user.role}) sees at most {ceiling.sensitivity_max} columns; "
+                "only an organization admin may mint or update a key above that",
+            )
+    if "allowed_endpoints" in data:
+        allowed_endpoints = data["allowed_endpoints"]
+        if allowed_endpoints is not None:
+            if not isinstance(allowed_endpoints, list) or not allowed_endpoints:
+                raise invalid(
+                    "allowed_endpoints", "must name at least one endpoint; send null for every endpoint of the service"
+                )
+            if asset.asset_type != "api_service":
+                raise invalid("allowed_endpoints", "only an api_service has endpoints")
+            known = _endpoint_ids(asset)
+            for i, endpoint_id in enumerate(allowed_endpoints):
+                if endpoint_id not in known:
+                    raise invalid(f"allowed_endpoints[{i}]", f"the service has no endpoint {endpoint_id!r}")
+            allowed_endpoints = list(dict.fromkeys(allowed_endpoints))
+        out["allowed_endpoints"] = allowed_endpoints
+    return out
+
+
+def _above_ceiling(field: str, message: str) -> APIError:
+    return APIError(403, "permission_denied", f"{field}: {message}", {"fields": {field: [message]}})
+
+
 def mint_api_key(user: User, asset: PublishedAsset, data: dict) -> tuple[ApiKey, str]:
     """A new key for `asset`; returns the row and the secret, which is never stored or shown again."""
-    # Validates masking_level, allowed_columns, sensitivity_max and row_scope exactly as serving will read them.
-    policy = KeyPolicy.from_key_fields(
-        data["masking_level"], data["allowed_columns"], data["sensitivity_max"], data.get("row_scope")
+    fields = check_key_fields(
+        user,
+        asset,
+        {
+            "masking_level": data["masking_level"],
+            "allowed_columns": data["allowed_columns"],
+            "sensitivity_max": data["sensitivity_max"],
+            "row_scope": data.get("row_scope"),
+            "allowed_endpoints": data.get("allowed_endpoints"),
+        },
     )
-    allowed_endpoints = data.get("allowed_endpoints")
-    if allowed_endpoints is not None:
-        if asset.asset_type != "api_service":
-            raise invalid("allowed_endpoints", "only an api_service has endpoints")
-        known = _endpoint_ids(asset)
-        for i, endpoint_id in enumerate(allowed_endpoints):
-            if endpoint_id not in known:
-                raise invalid(f"allowed_endpoints[{i}]", f"the service has no endpoint {endpoint_id!r}")
-        allowed_endpoints = list(dict.fromkeys(allowed_endpoints)) or None
     minted = generate_api_key()
     key = ApiKey(
         asset_id=asset.id,
@@ -42,11 +100,11 @@ def mint_api_key(user: User, asset: PublishedAsset, data: dict) -> tuple[ApiKey,
         key_hash=minted.key_hash,
         rate_limit=data["rate_limit"],
         expires_at=utcnow() + timedelta(days=data["expires_days"]) if data.get("expires_days") else None,
-        masking_level=policy.masking_level,
-        sensitivity_max=policy.sensitivity_max,
-        allowed_columns=list(policy.allowed_columns),
-        allowed_endpoints=allowed_endpoints,
-        row_scope={col: list(values) for col, values in policy.row_scope} or None,
+        masking_level=fields["masking_level"],
+        sensitivity_max=fields["sensitivity_max"],
+        allowed_columns=fields["allowed_columns"],
+        allowed_endpoints=fields["allowed_endpoints"],
+        row_scope=fields["row_scope"],
         created_by=user.id,
     )
     db.session.add(key)

@@ -29,6 +29,7 @@ CONFIG_KEYS = (
     "hyperparams",
     "test_size",
     "max_rows",
+    "allow_sensitive",
 )
 
 
@@ -110,6 +111,8 @@ class TrainingConfig:
     column_types: dict[str, str] = field(default_factory=dict)
     input_table: str | None = None
     model_name: str | None = None
+    # An org admin's explicit consent to train on high/critical columns (checked by the models service).
+    allow_sensitive: bool = False
 
     def to_json(self) -> dict:
         """The config as stored with a run (`run_config`), JSON-safe."""
@@ -123,6 +126,7 @@ class TrainingConfig:
             "hyperparams": dict(self.hyperparams),
             "test_size": self.test_size,
             "max_rows": self.max_rows,
+            **({"allow_sensitive": True} if self.allow_sensitive else {}),
         }
 
 
@@ -239,7 +243,14 @@ def validate_training_config(
     if not _is_int(max_rows) or not 10 <= max_rows <= max_rows_limit:
         raise invalid(f"{prefix}.max_rows", f"must be an integer from 10 to {max_rows_limit}")
 
+    allow_sensitive = config.get("allow_sensitive", False)
+    if allow_sensitive is None:
+        allow_sensitive = False
+    if not isinstance(allow_sensitive, bool):
+        raise invalid(f"{prefix}.allow_sensitive", "must be true or false")
+
     return TrainingConfig(
+        allow_sensitive=allow_sensitive,
         target_column=target,
         task_type=task_type,
         algorithm=algorithm,

@@ -32,6 +32,8 @@ def _recipe_body(recipe) -> dict:
 
 def _model_detail(model) -> dict:
     body = ModelDetailSchema().dump(model)
+    # Category values and classes are training data: masked by the caller's role, as a preview would be.
+    body.update(service.model_metadata_for(current_user(), model))
     body["versions"] = ModelDetailSchema().dump({"versions": service.versions_of(model)})["versions"]
     return body
 
@@ -86,7 +88,8 @@ def list_models():
 
 
 @bp.get("/api/models/<int:model_id>")
-@doc("One model version with its feature importance, input schema and every version of its name",
+@doc("One model version with its feature importance, input schema and every version of its name; categories and "
+     "classes are masked for the caller's role as a preview of the input table would be",
      response=ModelDetailSchema, tags=["models"])  # fmt: skip
 @login_required("project.view")
 def get_model(model_id: int):

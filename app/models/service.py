@@ -8,7 +8,7 @@ import os
 from flask import current_app
 from sqlalchemy import select, update
 
-from app.auth.permissions import require_permission
+from app.auth.permissions import has_permission, require_permission
 from app.datasets.catalog import Catalog
 from app.db import AssetVersion, MLModel, Project, PublishedAsset, Recipe, RecipeRun, User
 from app.db.columns import utcnow
@@ -16,6 +16,8 @@ from app.errors import APIError, invalid, not_found
 from app.extensions import db, warehouse
 from app.ml.store import delete_artifact
 from app.ml.training_config import TrainingConfig, validate_training_config
+from app.query.masking import BLOCKED, ColumnMasking, default_masking, effective_masking, mask_value
+from app.query.policy import MASK
 from app.serving.workers import call_worker, queue_has_worker
 from app.warehouse.engine import ColumnInfo, TableNotFound, list_columns
 
@@ -36,8 +38,12 @@ def input_columns(project: Project, input_table: object, field: str = "config.in
         raise invalid(field, f"the table behind dataset {input_table!r} no longer exists in the warehouse") from None
 
 
-def check_recipe_config(project: Project, config: dict, inputs: list[str]) -> TrainingConfig:
-    """Validate a train_model config against the input table's columns (422 naming `config.<field>`)."""
+def check_recipe_config(project: Project, config: dict, inputs: list[str], user: User | None = None) -> TrainingConfig:
+    """Validate a train_model config against the input table's columns (422 naming `config.<field>`).
+
+    High and critical columns are refused as target or features (422) unless the config says
+    `allow_sensitive: true`, which only an organization admin may send (403 naming `config.allow_sensitive`).
+    """
     if not isinstance(config, dict):
         raise invalid("config", "must be an object")
     table = config.get("input_table") or (inputs[0] if inputs else None)
@@ -48,11 +54,88 @@ def check_recipe_config(project: Project, config: dict, inputs: list[str]) -> Tr
     if inputs and table not in inputs:
         raise invalid("inputs", f"must list the input table {table!r}")
     columns = input_columns(project, table)
-    return validate_training_config({**config, "input_table": table}, columns)
+    checked = validate_training_config({**config, "input_table": table}, columns)
+    if checked.allow_sensitive and (user is None or not has_permission(user, "org.admin")):
+        raise APIError(403, "permission_denied",
+                       "config.allow_sensitive: only an organization admin may allow training on sensitive columns",
+                       {"fields": {"config.allow_sensitive": ["org.admin required"]}})  # fmt: skip
+    check_sensitive_columns(project, checked)
+    return checked
+
+
+SENSITIVE_LEVELS = ("high", "critical")
+
+
+def input_masking(project: Project, input_table: str | None) -> dict[str, ColumnMasking]:
+    """Each column's masking in the input dataset (settings over classification); {} when the dataset is gone."""
+    dataset = Catalog.for_scope(project.org_id, project).by_name.get(input_table) if input_table else None
+    if dataset is None:
+        return {}
+    return effective_masking([c["name"] for c in dataset.columns], dataset.masking)
+
+
+def column_masking(maskings: dict[str, ColumnMasking], name: str) -> ColumnMasking:
+    return maskings.get(name) or default_masking(name)
+
+
+def check_sensitive_columns(project: Project, cfg: TrainingConfig) -> None:
+    """422 naming the field when the target or a named feature is high or critical and the config does not say
+    `allow_sensitive` (a model's metadata and predictions carry the values it was trained on)."""
+    if cfg.allow_sensitive:
+        return
+    maskings = input_masking(project, cfg.input_table)
+    named = [("config.target_column", cfg.target_column)]
+    named += [(f"config.feature_columns[{i}]", name) for i, name in enumerate(cfg.feature_columns or ())]
+    for field, name in named:
+        level = column_masking(maskings, name).sensitivity
+        if level in SENSITIVE_LEVELS:
+            raise invalid(field, f"column {name!r} is {level}; training on it needs config.allow_sensitive: true "
+                                 "from an organization admin")  # fmt: skip
+
+
+def sensitive_columns(project: Project, cfg: TrainingConfig, names: list[str]) -> set[str]:
+    """Which of `names` are high or critical (left out of automatic feature selection without allow_sensitive)."""
+    if cfg.allow_sensitive:
+        return set()
+    maskings = input_masking(project, cfg.input_table)
+    return {n for n in names if column_masking(maskings, n).sensitivity in SENSITIVE_LEVELS}
+
+
+def model_metadata_for(user: User, model: MLModel) -> dict:
+    """`input_schema` and `classes` as the caller's role may see them, like a preview of the input table:
+    categories of a masked column go through its strategy, a blocked column's are not listed (null), and classes
+    of a masked or blocked target are masked or "[BLOCKED]" one for one (their order matches probabilities)."""
+    from app.datasets.service import preview_policy
+
+    policy = preview_policy(user.role)
+    recipe = db.session.get(Recipe, model.recipe_id) if model.recipe_id else None
+    project = db.session.get(Project, model.project_id)
+    table = (recipe.config or {}).get("input_table") if recipe is not None else None
+    maskings = input_masking(project, table) if project is not None else {}
+    schema = []
+    for feature in model.input_schema or []:
+        categories = feature.get("categories")
+        if categories is not None:
+            action = policy.action_for(column_masking(maskings, feature.get("name", "")))
+            if action == BLOCKED:
+                categories = None
+            elif action == MASK:
+                strategy = column_masking(maskings, feature["name"]).strategy
+                categories = list(dict.fromkeys(mask_value(v, strategy) for v in categories))
+        schema.append({**feature, "categories": categories})
+    classes = model.classes
+    if classes is not None:
+        target = column_masking(maskings, model.target_column or "")
+        action = policy.action_for(target)
+        if action == BLOCKED:
+            classes = [BLOCKED for _ in classes]
+        elif action == MASK:
+            classes = [mask_value(c, target.strategy) for c in classes]
+    return {"input_schema": schema, "classes": classes}
 
 
 def create_recipe(user: User, project: Project, data: dict) -> Recipe:
-    checked = check_recipe_config(project, data["config"], data.get("inputs") or [])
+    checked = check_recipe_config(project, data["config"], data.get("inputs") or [], user)
     recipe = Recipe(
         project_id=project.id,
         name=data["name"],
@@ -114,6 +197,11 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
     try:
         call_worker(train_recipe, [run_id], TRAIN_QUEUE, timeout, f"(run {run_id})")
     except APIError as err:
+        if err.code == "worker_lost":  # killed mid-run (OOM, SIGKILL): the run failed, and says so
+            log.warning("training run %s: its worker was lost", run_id)
+            mark_failed(run_id, "the training worker stopped before the run finished", only_unfinished=True)
+            db.session.expire_all()
+            return run_outcome(db.session.get(RecipeRun, run_id)), 200
         if err.status == 504:
             # Expired unrun: record it. Already started: it finishes on its own and the run says how.
             fail_if_queued(run_id, f"no worker started the run within {timeout:g} s")

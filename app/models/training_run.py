@@ -16,7 +16,15 @@ from app.db.columns import utcnow
 from app.errors import APIError
 from app.extensions import db, warehouse
 from app.ml.training_config import TrainingConfig, validate_training_config
-from app.models.service import input_columns, mark_failed, remove_artifact, run_config, run_outcome
+from app.models.service import (
+    check_sensitive_columns,
+    input_columns,
+    mark_failed,
+    remove_artifact,
+    run_config,
+    run_outcome,
+    sensitive_columns,
+)
 from app.warehouse.engine import reflect_table
 
 log = logging.getLogger(__name__)
@@ -79,7 +87,10 @@ def _current_config(project: Project, recipe: Recipe) -> TrainingConfig:
     """The recipe's config checked again: the table may have changed since the recipe was saved."""
     config = run_config(recipe)
     columns = input_columns(project, config["input_table"])
-    return validate_training_config(config, columns)
+    cfg = validate_training_config(config, columns)
+    # Checked again at run time: an admin may have marked a column sensitive since the recipe was saved.
+    check_sensitive_columns(project, cfg)
+    return cfg
 
 
 def _read_frame(project: Project, cfg: TrainingConfig):
@@ -90,7 +101,13 @@ def _read_frame(project: Project, cfg: TrainingConfig):
     dataset = Catalog.for_scope(project.org_id, project).dataset(cfg.input_table, "config.input_table")
     engine = warehouse.get()
     table = reflect_table(engine, dataset.schema_name, dataset.table_name)
-    names = [*cfg.feature_columns, cfg.target_column] if cfg.feature_columns else [c.name for c in table.columns]
+    if cfg.feature_columns:
+        names = [*cfg.feature_columns, cfg.target_column]
+    else:
+        # Automatic selection never considers high or critical columns unless an org admin allowed them.
+        every = [c.name for c in table.columns]
+        hidden = sensitive_columns(project, cfg, every)
+        names = [n for n in every if n not in hidden]
     stmt = sa.select(*[table.c[name] for name in names]).limit(cfg.max_rows)
     with engine.connect() as conn:
         frame = pd.read_sql(stmt, conn)

@@ -24,6 +24,11 @@ class ResultCache:
     on publish, unpublish and rollback, which also covers unpublishing and republishing the same version). Entries
     expire by their TTL.
 
+    The rules an answer was computed under are part of the key too: the key's policy (its fingerprint: masking
+    level, ceiling, allowed columns, row scope) and the organization's rules generation, which
+    `invalidate_rules(org_id)` bumps whenever a dataset of the organization changes (settings such as masking,
+    replaced data, deletion). An answer computed under the old rules is unreachable from the next request on.
+
     After a Redis failure the cache stays off for `retry_after_s` seconds, so a Redis outage costs one failed call
     rather than a connect timeout on every request; the failure is logged once per outage.
     """
@@ -43,27 +48,38 @@ class ResultCache:
         params: Mapping[str, Any],
         policy: KeyPolicy,
         used_params: Iterable[str] | None = None,
+        org_id: int | None = None,
     ) -> str:
-        """The cache key of one request; with `used_params`, params the query ignores do not split the cache."""
+        """The cache key of one request; with `used_params`, params the query ignores do not split the cache.
+
+        With `org_id`, the organization's rules generation is part of the key (see `invalidate_rules`)."""
         keep = set(used_params) if used_params is not None else None
         normalised = sorted((str(k), str(v)) for k, v in params.items() if keep is None or k in keep)
         body = json.dumps([str(endpoint_id), normalised, policy.fingerprint()], separators=(",", ":"))
         digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
-        generation = self.generation(asset_id)
-        if generation is None:
-            # Without the generation an old, invalidated entry could be hit: this request goes uncached.
+        generation, rules = self._generations(asset_id, org_id)
+        if generation is None or rules is None:
+            # Without the generations an old, invalidated entry could be hit: this request goes uncached.
             return f"{self.prefix}:{asset_id}:{_UNCACHED}"
-        return f"{self.prefix}:{asset_id}:g{generation}:v{version}:{digest}"
+        return f"{self.prefix}:{asset_id}:g{generation}:r{rules}:v{version}:{digest}"
 
     def generation(self, asset_id: int) -> int | None:
         """The asset's invalidation counter (0 before the first invalidation); None when Redis cannot say."""
-        ok, raw = self._call(lambda: self.redis.get(self._generation_key(asset_id)), with_status=True)
-        if not ok:
-            return None
-        try:
-            return int(raw) if raw is not None else 0
-        except (TypeError, ValueError):
-            return None
+        return self._generations(asset_id, None)[0]
+
+    def _generations(self, asset_id: int, org_id: int | None) -> tuple[int | None, int | None]:
+        """(asset generation, organization rules generation; 0 without an org), read in one round trip."""
+        names = [self._generation_key(asset_id)] + ([self._rules_key(org_id)] if org_id is not None else [])
+        ok, raws = self._call(lambda: self.redis.mget(names), with_status=True)
+        if not ok or raws is None:
+            return None, None
+        values = []
+        for raw in raws:
+            try:
+                values.append(int(raw) if raw is not None else 0)
+            except (TypeError, ValueError):
+                values.append(None)
+        return values[0], values[1] if org_id is not None else 0
 
     def get(self, key: str) -> dict | None:
         if key.endswith(_UNCACHED):
@@ -87,8 +103,42 @@ class ResultCache:
         """Make every cached result of the asset unreachable (publish, unpublish, rollback)."""
         self._call(lambda: self.redis.incr(self._generation_key(asset_id)))
 
+    def invalidate_rules(self, org_id: int) -> None:
+        """Make every cached result of the organization unreachable: a dataset's masking, columns or data changed."""
+        self._call(lambda: self.redis.incr(self._rules_key(org_id)))
+
+    def _rules_key(self, org_id: int) -> str:
+        return f"{self.prefix}:rules:{org_id}"
+
     def _generation_key(self, asset_id: int) -> str:
         return f"{self.prefix}:gen:{asset_id}"
+
+    def flush(self, asset_id: int | None = None) -> int:
+        """Drop cached results: one asset's, or every asset's. Returns how many entries were deleted.
+
+        The generations are bumped first, so no entry cached before the flush is served again even while the
+        deletion runs (or when a request writes an entry between the scan and the delete). Unlike the serving
+        calls, a Redis failure raises: an operator must know when a flush did not happen."""
+        prefix = self.prefix.encode()
+        entries: list[bytes] = []
+        assets: set[bytes] = set()
+        glob = _glob_escape(self.prefix) + (f":{asset_id}:*" if asset_id is not None else ":*")
+        for key in self.redis.scan_iter(match=glob, count=1000):
+            key = key if isinstance(key, bytes) else str(key).encode()
+            parts = key[len(prefix) + 1 :].split(b":")
+            if parts[0] == b"gen":
+                assets.add(parts[1] if len(parts) > 1 else b"")
+            elif parts[0].isdigit():
+                entries.append(key)
+                assets.add(parts[0])
+        if asset_id is not None:
+            assets = {str(asset_id).encode()}
+        for asset in sorted(a for a in assets if a.isdigit()):
+            self.redis.incr(self._generation_key(int(asset)))
+        deleted = 0
+        for start in range(0, len(entries), 500):
+            deleted += self.redis.delete(*entries[start : start + 500])
+        return deleted
 
     def _call(self, fn, with_status: bool = False) -> Any:
         """fn()'s result, or None when Redis fails; with_status, (succeeded, result)."""
@@ -106,3 +156,8 @@ class ResultCache:
             log.info("result cache available again")
             self._outage_logged = False
         return (True, result) if with_status else result
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis SCAN pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

@@ -13,7 +13,7 @@ from app.errors import APIError
 from app.query.coercion import CoercionError, check_like_pattern, coerce_json, coerce_text
 from app.query.masking import BLOCKED, ColumnMasking, default_masking
 from app.query.plan import ColumnRef, FilterSpec, ResolvedQuery, TableRef
-from app.query.policy import KeyPolicy
+from app.query.policy import MASK, KeyPolicy
 from app.query.validation import LIST_OPS, MAX_LIST_VALUES, TEXT_OPS, column_not_permitted, resolve_query_config
 from app.warehouse.engine import is_sqlite, sa_type_for
 
@@ -35,6 +35,18 @@ class CompiledQuery:
     columns: tuple[OutputColumn, ...]  # the key's output plan, in order; columns it may not see are absent
     limit: int
     offset: int
+
+
+# The only operator a request param may use on a column the key sees masked: `eq` confirms a value the caller
+# already knows (as a lookup does), one guess per call under the key's rate limit. `like`, ranges, `in` lists and
+# `neq` would let a caller recover a masked value piece by piece (`a%`, `b%`...), so they are refused.
+MASKED_COLUMN_OPS = ("eq",)
+
+
+def column_masked(param: str, spec: FilterSpec) -> APIError:
+    """A 400 naming the param: `op` on a column the key only sees masked."""
+    message = f"column {spec.column.name} is masked for this key: only eq on a value you already know is accepted"
+    return APIError(400, "column_masked", f"param '{param}': {message}", {"fields": {param: [message]}})
 
 
 def param_error(name: str, message: str) -> APIError:
@@ -75,6 +87,10 @@ def compile_query(
             names.append(outputs_by_column[(ref.table.key, ref.name)])
         return policy.is_allowed(*names) and not policy.is_blocked(column_masking(ref))
 
+    def masked(ref: ColumnRef) -> bool:
+        # Served through its strategy (not in clear): filtering or sorting on it would let a caller probe the value.
+        return policy.action_for(column_masking(ref)) == MASK
+
     def sa_col(ref: ColumnRef) -> sa.ColumnElement:
         return tables[ref.table.key].c[ref.name]
 
@@ -108,12 +124,19 @@ def compile_query(
         if spec.param is not None and not visible(spec.column):
             # Checked before the value is parsed, so even a parse error cannot hint at a hidden column's type.
             raise column_not_permitted(f"param '{spec.param}'", spec.column)
+        if spec.param is not None and spec.op not in MASKED_COLUMN_OPS and masked(spec.column):
+            raise column_masked(spec.param, spec)
         conditions.append(_filter_condition(spec, params, sa_col(spec.column), is_sqlite(engine)))
 
     order = []
     for spec in plan.order_by:
         if not visible(spec.column):
             raise column_not_permitted(f"{spec.field}.column", spec.column)
+        if masked(spec.column):
+            # The order of rows would rank values the key only sees masked.
+            message = f"column {spec.column.name} is masked for this key and cannot be sorted on"
+            raise APIError(400, "column_masked", f"{spec.field}.column: {message}",
+                           {"fields": {f"{spec.field}.column": [message]}})  # fmt: skip
         order.append(sa_col(spec.column).desc() if spec.dir == "desc" else sa_col(spec.column).asc())
 
     limit, offset = _page(params, plan)
@@ -129,25 +152,29 @@ def _sa_table(ref: TableRef) -> sa.Table:
 
 
 def _row_scope_conditions(plan: ResolvedQuery, policy: KeyPolicy, sa_col) -> list:
-    """One `col IN (...)` per scoped column, on the source table or else the first joined table that has it."""
+    """One `col IN (...)` per scoped column and per table of the query that has it (source and every join).
+
+    In WHERE, so a left join cannot bring a joined table's out-of-scope rows back either: they drop the row.
+    """
     conditions = []
     for column, allowed in policy.row_scope:
-        table = next((t for t in plan.tables if column in t.columns), None)
-        if table is None:
+        scoped = [t for t in plan.tables if column in t.columns]
+        if not scoped:
             # Fail closed: a scoped key must not see a table its scope cannot be applied to.
             raise APIError(
                 403,
                 "row_scope_not_applicable",
-                f"this key is scoped on column {column}, which {plan.source.schema}.{plan.source.table} lacks",
+                f"this key is scoped on column {column}, which {plan.source.label} lacks",
             )
-        ref = ColumnRef(table, column)
-        values = []
-        for value in allowed:
-            try:
-                values.append(coerce_json(value, ref.type))
-            except CoercionError:
-                continue  # a scope value of the wrong type matches nothing; the scope only narrows
-        conditions.append(sa_col(ref).in_(values))
+        for table in scoped:
+            ref = ColumnRef(table, column)
+            values = []
+            for value in allowed:
+                try:
+                    values.append(coerce_json(value, ref.type))
+                except CoercionError:
+                    continue  # a scope value of the wrong type matches nothing; the scope only narrows
+            conditions.append(sa_col(ref).in_(values))
     return conditions
 
 

@@ -8,12 +8,21 @@ from typing import Any
 
 @dataclass(frozen=True)
 class TableRef:
-    """One table of the query; `key` (its table name) qualifies columns as `key.column`."""
+    """One table of the query; `key` qualifies columns as `key.column` and prefixes clashing output names.
+
+    `key` is the config's `alias`, else the dataset's table name, else the table name; `display` is how messages
+    name the table (the dataset name users wrote, never the physical warehouse table behind it).
+    """
 
     key: str
     schema: str
     table: str
     columns: dict[str, str] = field(hash=False, compare=False)  # name -> logical type, in table order
+    display: str = field(default="", hash=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return self.display or f"{self.schema}.{self.table}"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,10 @@ MAX_LIST_VALUES = 1000
 
 _QUERY_KEYS = {"source", "columns", "filters", "joins", "order_by", "pagination"}
 _FILTER_KEYS = {"column", "op", "param", "value", "required"}
-_JOIN_KEYS = {"type", "schema", "table", "on", "columns"}
+# `alias` names the table in `alias.column` and in clashing output names; `dataset` is the logical name the catalog
+# records when it rewrites a dataset to its warehouse table, so messages never show the physical table.
+_SOURCE_KEYS = {"schema", "table", "alias", "dataset"}
+_JOIN_KEYS = {"type", "schema", "table", "alias", "dataset", "on", "columns"}
 
 
 def validate_query_config(config: dict, engine: Engine, field_prefix: str = "query") -> None:
@@ -37,8 +40,8 @@ def resolve_query_config(config: Any, engine: Engine, field_prefix: str = "query
     p = field_prefix
     _require_object(config, p, _QUERY_KEYS)
     source_cfg = config.get("source")
-    _require_object(source_cfg, f"{p}.source", {"schema", "table"})
-    source = _table(engine, source_cfg.get("schema"), source_cfg.get("table"), f"{p}.source")
+    _require_object(source_cfg, f"{p}.source", _SOURCE_KEYS)
+    source = _table(engine, source_cfg, f"{p}.source")
 
     tables = [source]
     joins = [_join(engine, j, tables, f"{p}.joins[{i}]") for i, j in enumerate(_list(config, "joins", p))]
@@ -76,17 +79,29 @@ def _list(config: dict, key: str, prefix: str) -> list:
     return value
 
 
-def _table(engine: Engine, schema: Any, table: Any, where: str) -> TableRef:
+def _table(engine: Engine, cfg: dict, where: str) -> TableRef:
+    schema, table = cfg.get("schema"), cfg.get("table")
     for name, value in (("schema", schema), ("table", table)):
         try:
             check_identifier(value)
         except ValueError:
             raise invalid(f"{where}.{name}", f"{_short(value)} is not a valid {name} name") from None
+    dataset = cfg.get("dataset")
+    if dataset is not None and (not isinstance(dataset, str) or dataset.count(".") != 1):
+        raise invalid(f"{where}.dataset", "expected a dataset name schema.table")
+    alias = cfg.get("alias")
+    if alias is not None:
+        try:
+            check_identifier(alias)
+        except ValueError:
+            raise invalid(f"{where}.alias", f"{_short(alias)} is not a valid alias (a lower-case identifier)") from None
+    display = dataset or f"{schema}.{table}"
     try:
         columns = list_columns(engine, schema, table)
     except TableNotFound:
-        raise invalid(f"{where}.table", f"table {schema}.{table} does not exist") from None
-    return TableRef(table, schema, table, {c.name: c.type for c in columns})
+        raise invalid(f"{where}.table", f"table {display} does not exist") from None
+    key = alias or (dataset.split(".", 1)[1] if dataset else table)
+    return TableRef(key, schema, table, {c.name: c.type for c in columns}, display)
 
 
 def _column(ref: Any, tables: list[TableRef], where: str) -> ColumnRef:
@@ -99,7 +114,7 @@ def _column(ref: Any, tables: list[TableRef], where: str) -> ColumnRef:
             if table.key == key:
                 if name in table.columns:
                     return ColumnRef(table, name)
-                raise invalid(where, f"unknown column {_short(name)} in {table.schema}.{table.table}")
+                raise invalid(where, f"unknown column {_short(name)} in {table.label}")
         raise invalid(where, f"unknown table {_short(key)}; qualify columns with a table of this query")
     if ref in tables[0].columns:
         return ColumnRef(tables[0], ref)
@@ -107,8 +122,7 @@ def _column(ref: Any, tables: list[TableRef], where: str) -> ColumnRef:
     if len(matches) > 1:
         raise invalid(where, f"column {_short(ref)} is in several joined tables; write it as table.column")
     if not matches:
-        source = tables[0]
-        raise invalid(where, f"unknown column {_short(ref)} in {source.schema}.{source.table}")
+        raise invalid(where, f"unknown column {_short(ref)} in {tables[0].label}")
     return ColumnRef(matches[0], ref)
 
 
@@ -117,9 +131,10 @@ def _join(engine: Engine, cfg: Any, tables: list[TableRef], where: str) -> JoinS
     join_type = cfg.get("type", "inner")
     if join_type not in JOIN_TYPES:
         raise invalid(f"{where}.type", "must be inner or left")
-    table = _table(engine, cfg.get("schema"), cfg.get("table"), where)
+    table = _table(engine, cfg, where)
     if any(t.key == table.key for t in tables):
-        raise invalid(f"{where}.table", f"table {table.table} is already used in this query")
+        field = f"{where}.alias" if cfg.get("alias") is not None else f"{where}.table"
+        raise invalid(field, f"{table.key} is already used in this query; give this join an alias")
     on_cfg = cfg.get("on")
     if not isinstance(on_cfg, list) or not on_cfg:
         raise invalid(f"{where}.on", "expected a non-empty list of {left, right} column pairs")
@@ -132,7 +147,7 @@ def _join(engine: Engine, cfg: Any, tables: list[TableRef], where: str) -> JoinS
         if isinstance(right_name, str) and right_name.startswith(f"{table.key}."):
             right_name = right_name[len(table.key) + 1 :]
         if not isinstance(right_name, str) or right_name not in table.columns:
-            raise invalid(f"{pair_where}.right", f"unknown column {_short(right_name)} in {table.schema}.{table.table}")
+            raise invalid(f"{pair_where}.right", f"unknown column {_short(right_name)} in {table.label}")
         pairs.append((left, ColumnRef(table, right_name)))
     tables.append(table)
     return JoinSpec(where, join_type, table, tuple(pairs))
@@ -146,7 +161,7 @@ def _source_outputs(columns: Any, source: TableRef, where: str) -> list[OutputSp
     outputs: list[OutputSpec] = []
     for i, name in enumerate(columns):
         if not isinstance(name, str) or name not in source.columns:
-            raise invalid(f"{where}[{i}]", f"unknown column {_short(name)} in {source.schema}.{source.table}")
+            raise invalid(f"{where}[{i}]", f"unknown column {_short(name)} in {source.label}")
         if any(o.name == name for o in outputs):
             raise invalid(f"{where}[{i}]", f"column {name} is listed twice")
         outputs.append(OutputSpec(name, ColumnRef(source, name)))
@@ -154,7 +169,8 @@ def _source_outputs(columns: Any, source: TableRef, where: str) -> list[OutputSp
 
 
 def _join_outputs(columns: Any, join: JoinSpec, taken: list[OutputSpec], where: str) -> list[OutputSpec]:
-    """Joined columns come back under their own name, or `table__column` when that name is already taken."""
+    """Joined columns come back under their own name, or `<key>__column` when that name is already taken (the key
+    is the join's alias or its dataset's table name, never the physical warehouse table)."""
     table = join.table
     if columns is None:
         # The join keys repeat the left side's values, so they are left out unless listed.
@@ -169,7 +185,7 @@ def _join_outputs(columns: Any, join: JoinSpec, taken: list[OutputSpec], where: 
     for i, name in names:
         item = where if i is None else f"{where}[{i}]"
         if not isinstance(name, str) or name not in table.columns:
-            raise invalid(item, f"unknown column {_short(name)} in {table.schema}.{table.table}")
+            raise invalid(item, f"unknown column {_short(name)} in {table.label}")
         label = name if name not in used else f"{table.key}__{name}"
         if label in used:
             raise invalid(item, f"output column {label} would appear twice")

@@ -76,7 +76,7 @@ def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, pr
     cache_key = None
     if cache is not None:
         cache_key = cache.make_key(
-            cache_scope[0], cache_scope[1], endpoint_id, params, policy, query_param_names(query)
+            cache_scope[0], cache_scope[1], endpoint_id, params, policy, query_param_names(query), org_id
         )
         hit = cache.get(cache_key)
         if hit is not None:

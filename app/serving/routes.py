@@ -73,7 +73,8 @@ def data_api(asset_key: str):
 
 
 @bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])
-@doc("Test pane dry run of the draft config: no key, admin-unmasked, same dispatch as serving", tags=["serving"])
+@doc("Test pane dry run of the draft config: no key, masked by the caller's role as previews are (admins unmasked), "
+     "same dispatch as serving", tags=["serving"])  # fmt: skip
 @login_required()
 def test_endpoint(asset_id: int, endpoint_id: str):
     user = current_user()

@@ -13,7 +13,6 @@ from app.extensions import db, redis_store
 from app.keys.ratelimit import RateLimiter
 from app.keys.service import authenticate_api_key, key_policy
 from app.keys.usage import UsageTracker
-from app.query.policy import KeyPolicy
 from app.serving.audit_buffer import AuditBuffer, audit_entry
 from app.serving.dispatch import Call, Outcome, run_data_query, run_endpoint
 
@@ -85,7 +84,8 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
     served.endpoint_id = endpoint_id
-    if key.allowed_endpoints and endpoint_id not in key.allowed_endpoints:
+    # None = every endpoint; a list (never empty since mint refuses [], but an empty one would allow nothing).
+    if key.allowed_endpoints is not None and endpoint_id not in key.allowed_endpoints:
         raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
     headers = _rate_limit(key)
     scope = (asset.id, asset.published_version)
@@ -108,13 +108,16 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
 
 
 def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> Outcome:
-    """The Test pane: the draft config, admin-unmasked, never cached, no key."""
+    """The Test pane: the draft config, never cached, no key, seen as the caller's role sees previews (admins
+    unmasked; designers masked with critical columns blocked), so it is no way around role masking."""
+    from app.datasets.service import preview_policy
+
     if asset.asset_type != "api_service":
         raise not_found("api service")
     endpoint = next((ep for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None)
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
-    outcome = run_endpoint(endpoint, call, KeyPolicy.admin(), asset.org_id, asset.project_id, None)
+    outcome = run_endpoint(endpoint, call, preview_policy(user.role), asset.org_id, asset.project_id, None)
     outcome.body = {**outcome.body, "dry": True}
     return outcome
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import itertools
+import logging
 import math
 import os
 import re
+import sqlite3
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -23,14 +25,21 @@ from app.warehouse.engine import (
     LOGICAL_TYPES,
     ColumnInfo,
     WarehouseError,
+    WarehouseUnavailable,
     check_identifier,
     ensure_schema,
+    is_platform_fault,
     sa_type_for,
     table_exists,
 )
 from app.warehouse.naming import normalise_column_name
 
+log = logging.getLogger(__name__)
+
 SPOOL_CHUNK = 1 << 20
+DEFAULT_MAX_COLUMNS = 2000  # UPLOAD_MAX_COLUMNS
+# The most columns a table may have: SQLite's compiled-in SQLITE_MAX_COLUMN, PostgreSQL's fixed limit.
+BACKEND_MAX_COLUMNS = {"sqlite": 2000, "postgresql": 1600}
 DELIMITERS = (",", ";", "\t")  # comma first: it wins ties
 
 
@@ -57,6 +66,7 @@ def load_csv(
     batch_size: int = 5000,
     max_bytes: int | None = None,
     types: Mapping[str, str] | None = None,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
 ) -> LoadResult:
     """Load a CSV file (a path, or a binary stream such as werkzeug's FileStorage) into `schema.table`.
 
@@ -83,17 +93,28 @@ def load_csv(
     stored as written (read them as UTC). A header-only file makes an empty table whose columns are all text.
 
     `types` forces columns (by normalised name) to a logical type; a value that does not convert then aborts the
-    load with a 400 naming its line and column.
+    load with a 400 naming its line and column. A header with more than `max_columns` columns (or more than the
+    warehouse's own table limit, 1,600 on PostgreSQL) is a 400 on `file` naming the limit, before any row is read.
     """
     _check_target(schema, table)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if not replace and table_exists(engine, schema, table):
         raise TableExists(schema, table)
+    max_columns = min(max_columns, BACKEND_MAX_COLUMNS.get(engine.dialect.name, max_columns))
     with _local_file(source, max_bytes) as path:
-        columns = _infer_columns(path, types or {})
-        ensure_schema(engine, schema)
-        row_count = _insert_rows(engine, path, schema, table, columns, replace, batch_size)
+        columns = _infer_columns(path, types or {}, max_columns)
+        try:
+            ensure_schema(engine, schema)
+            row_count = _insert_rows(engine, path, schema, table, columns, replace, batch_size)
+        except sa.exc.DBAPIError as exc:
+            if not is_platform_fault(exc):  # disk full, locked, a broken schema file ... are 503s
+                raise
+            log.error("warehouse error during a load into %s.%s (answered 503): %s", schema, table, exc.orig)
+            raise WarehouseUnavailable() from exc
+        except sqlite3.DatabaseError as exc:  # ensure_schema's own connection
+            log.error("warehouse error creating schema %s (answered 503): %s", schema, exc)
+            raise WarehouseUnavailable() from exc
     return LoadResult(row_count, columns)
 
 
@@ -149,7 +170,9 @@ def _too_large(max_bytes: int) -> APIError:
 
 
 @contextmanager
-def _open_records(path: str) -> Iterator[tuple[list[str], Iterator[tuple[int, list[str]]]]]:
+def _open_records(
+    path: str, max_columns: int | None = None
+) -> Iterator[tuple[list[str], Iterator[tuple[int, list[str]]]]]:
     """The header's column names and an iterator of (line number where the record starts, fields)."""
     with open(path, "rb") as fh:
         lines = _text_lines(fh)
@@ -158,6 +181,9 @@ def _open_records(path: str) -> Iterator[tuple[list[str], Iterator[tuple[int, li
             raise _bad_file("the file is empty; it needs a header row naming the columns", line=1)
         reader = csv.reader(itertools.chain([first], lines), delimiter=_sniff_delimiter(first))
         header = next(_numbered(reader), (1, []))[1] if first.strip() else []
+        if max_columns is not None and len(header) > max_columns:
+            message = f"the header has {len(header):,} columns; at most {max_columns:,} are allowed"
+            raise _bad_file(message, code="too_many_columns", line=1, columns=len(header), max_columns=max_columns)
         yield _column_names(header), _numbered(reader)
 
 
@@ -199,18 +225,19 @@ def _numbered(reader) -> Iterator[tuple[int, list[str]]]:
 def _column_names(header: list[str]) -> list[str]:
     if not header:
         raise _bad_file("line 1, the header row, is empty; it must name the columns", line=1)
-    names: list[str] = []
+    numbers: dict[str, int] = {}  # name -> its column number
     for number, cell in enumerate(header, start=1):
         name = normalise_column_name(cell)
         if not name:
             why = "is empty" if not cell.strip() else f"{cell!r} has no letters or digits to name a column with"
             raise _bad_file(f"the header of column {number} {why}", line=1, column_number=number)
-        if name in names:
-            first = names.index(name) + 1
-            message = f"the header of column {number} ({cell!r}) gives {name!r}, the same name as column {first}"
+        if name in numbers:
+            message = (
+                f"the header of column {number} ({cell!r}) gives {name!r}, the same name as column {numbers[name]}"
+            )
             raise _bad_file(message, line=1, column_number=number)
-        names.append(name)
-    return names
+        numbers[name] = number
+    return list(numbers)
 
 
 # ---------------------------------------------------------------- pass one: types
@@ -270,9 +297,9 @@ def _narrowest(v: str) -> str:
     return next((kind for kind, fits in _FITS.items() if fits(v)), "text")
 
 
-def _infer_columns(path: str, forced: Mapping[str, str]) -> list[ColumnInfo]:
+def _infer_columns(path: str, forced: Mapping[str, str], max_columns: int | None = None) -> list[ColumnInfo]:
     """Read every row once: check its shape and encoding, and narrow each column to the type all its values fit."""
-    with _open_records(path) as (names, records):
+    with _open_records(path, max_columns) as (names, records):
         _check_forced(forced, names)
         kinds: list[str | None] = [forced.get(name) for name in names]
         open_columns = [i for i, kind in enumerate(kinds) if kind is None]  # still being inferred

@@ -170,3 +170,23 @@ def test_a_table_left_without_a_dataset_is_overwritten(app, client, admin, proje
     assert resp.status_code == 201, resp.get_json()
     rows = client.get("/api/datasets/uploads.leftover/preview", headers=admin.project_headers(project["project_id"]))
     assert rows.get_json()["rows"] == [{"new": 1}]
+
+
+def test_too_many_columns_is_a_400_naming_the_limit(app, client, admin, project, upload, monkeypatch):
+    """A CSV wider than UPLOAD_MAX_COLUMNS (default 2,000; PostgreSQL's own limit is 1,600) is refused before any row
+    is read, never a 500 from the database (issue 12, item 17)."""
+    backend_limit = 2000 if app.config["WAREHOUSE_URL"].startswith("sqlite") else 1600
+    wide = ",".join(f"c{i}" for i in range(2001)) + "\n" + ",".join("1" for _ in range(2001)) + "\n"
+    resp = upload(wide, name="too_wide")
+    assert resp.status_code == 400, resp.get_json()
+    error = resp.get_json()["error"]
+    assert error["code"] == "too_many_columns"
+    assert error["details"]["max_columns"] == backend_limit and error["details"]["columns"] == 2001
+    assert f"at most {backend_limit:,}" in error["message"] and list(error["details"]["fields"]) == ["file"]
+    headers = admin.project_headers(project["project_id"])
+    assert client.get("/api/datasets/uploads.too_wide", headers=headers).status_code == 404
+
+    monkeypatch.setitem(app.config, "UPLOAD_MAX_COLUMNS", 3)
+    assert upload("a,b,c\n1,2,3\n", name="three").status_code == 201
+    four = upload("a,b,c,d\n1,2,3,4\n", name="four")
+    assert four.status_code == 400 and four.get_json()["error"]["details"]["max_columns"] == 3
