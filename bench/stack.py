@@ -6,7 +6,6 @@ Every process it starts runs in its own process group (and dies with the benchma
 
 from __future__ import annotations
 
-import ctypes
 import http.client
 import os
 import shutil
@@ -22,14 +21,14 @@ BIN = Path(sys.executable).parent
 
 # The web process exactly as `make run` starts it (app/supervisor.py), bound to the loopback: every server of the
 # benchmark, Apiary's and the reference apps, runs with these settings. tests/bench checks they match.
-GUNICORN_SETTINGS = ("--workers", "2", "--threads", "8", "--access-logfile", "-")
-# The worker as `make run` starts it: one prefork worker consuming every queue.
+GUNICORN_SETTINGS = ("--workers", "2", "--threads", "8", "--graceful-timeout", "1", "--access-logfile", "-")
+# The worker as `make run` starts it: one prefork worker consuming every queue. (make run's beat, which only reaps
+# stale runs and purges old audit records, is not started: it plays no part in a call.)
 WORKER_QUEUES = "predict,train,functions,default"
-WORKER_SETTINGS = ("--concurrency", "2", "--loglevel", "INFO")
+WORKER_SETTINGS = ("-n", "worker@%h", "--concurrency", "2", "--loglevel", "INFO")
 # Settings Apiary reads from the environment that must not leak in from the caller's shell.
 _OWN_SETTINGS = ("APIARY_", "APP_CONFIG", "DATABASE_URL", "WAREHOUSE_", "REDIS_URL", "CELERY_", "MODEL_STORE",
                  "PROMETHEUS_MULTIPROC_DIR", "PORT")  # fmt: skip
-_PR_SET_PDEATHSIG = 1
 
 
 def gunicorn_command(port: int, app_spec: str) -> list[str]:
@@ -38,14 +37,6 @@ def gunicorn_command(port: int, app_spec: str) -> list[str]:
 
 def worker_command() -> list[str]:
     return [str(BIN / "celery"), "-A", "celery_worker", "worker", "-Q", WORKER_QUEUES, *WORKER_SETTINGS]
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL when the benchmark dies, even by SIGKILL (Linux only; best effort)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 class Stack:
@@ -90,12 +81,14 @@ class Stack:
         return port
 
     def spawn(self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
+        from app.supervisor import die_with_parent  # SIGKILL when the benchmark dies, even by SIGKILL
+
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it for its lifetime
         try:
             # Own session and process group: Ctrl-C reaches only the benchmark, and stop() signals the whole group.
             proc = subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **(extra_env or {})}, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=_die_with_parent)  # fmt: skip
+                                    preexec_fn=die_with_parent(signal.SIGKILL))  # fmt: skip
         finally:
             log.close()
         self.children.append((name, proc))
@@ -146,6 +139,9 @@ class Stack:
             _wait(proc, max(0.1, deadline - time.monotonic()))
             _signal_group(proc, signal.SIGKILL)  # whatever of the group is left (forked workers included)
             _wait(proc, 5)
+            settled = time.monotonic() + 5
+            while live_group_members(proc.pid) and time.monotonic() < settled:
+                time.sleep(0.05)  # a killed process lingers until the kernel has torn it down
         for name, proc in self.children:
             if name == "redis":
                 proc.terminate()
@@ -156,6 +152,23 @@ class Stack:
             print(f"kept the stack's files (logs, databases) in {self.tmp}")
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Pids of the processes of group `pgid` that still run (zombies, already dead, are not counted)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("Z", "X"):
+            members.append(int(entry))
+    return members
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> bool:

@@ -4,7 +4,7 @@ servers started with `make run`'s gunicorn settings. (Benchmarks themselves are 
 from __future__ import annotations
 
 import ast
-import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -82,10 +82,10 @@ def test_ratios_are_against_hello_at_the_same_client_count_and_the_model_also_ag
 
 
 def _spawn_list(call_name: str) -> list[str]:
-    """The string constants of the command list `make run` passes to spawn(call_name, [...])."""
+    """The string constants of the command list `make run` starts child `call_name` with."""
     tree = ast.parse((ROOT / "app" / "supervisor.py").read_text())
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "spawn"
+        if (isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("add_child", "spawn")
                 and isinstance(node.args[0], ast.Constant) and node.args[0].value == call_name):  # fmt: skip
             return [e.value for e in node.args[1].elts if isinstance(e, ast.Constant)]
     raise AssertionError(f"make run no longer spawns {call_name!r}")
@@ -102,11 +102,11 @@ def test_the_bench_serves_with_the_gunicorn_and_worker_settings_of_make_run():
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+    """Any process of the group still running (per `ps`; a zombie is already dead)."""
+    listing = subprocess.run(["ps", "-eo", "pgid=,stat="], capture_output=True, text=True, check=True).stdout
+    return any(
+        int(g) == pgid and not stat.startswith("Z") for g, stat in (line.split() for line in listing.splitlines())
+    )
 
 
 def test_a_live_hello_server_is_loaded_within_the_request_cap_and_every_process_stops():
