@@ -6,7 +6,7 @@ HELLO, SKLEARN, MODEL = "hello", "sklearn", "model"
 
 
 def ratio(value: float, reference: float) -> float | None:
-    return round(value / reference, 2) if reference else None
+    return round(value / reference, 3) if reference else None
 
 
 def add_ratios(results: dict[str, dict]) -> None:
@@ -56,7 +56,9 @@ def ms_text(value) -> str:
 
 
 def _cell(value) -> str:
-    return "" if value is None else f"{value:.2f}x"
+    if value is None:
+        return ""
+    return f"{value:.2f}x" if value >= 0.1 else f"{value:.3f}x"
 
 
 def format_table(labels: dict[str, str], results: dict[str, dict]) -> str:
