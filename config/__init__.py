@@ -104,7 +104,17 @@ class BaseConfig:
         self.TRAIN_TIMEOUT_SECONDS = float(env.get("TRAIN_TIMEOUT_SECONDS") or 600)
         self.FUNCTION_TIMEOUT_SECONDS = float(env.get("FUNCTION_TIMEOUT_SECONDS") or 5)
         self.UPLOAD_MAX_BYTES = int(env.get("UPLOAD_MAX_BYTES") or 1024**3)
-        self.MAX_CONTENT_LENGTH = self.UPLOAD_MAX_BYTES + 1024 * 1024
+        # Input limits (app/http.py): every body is capped at MAX_BODY_BYTES except the upload routes, which take
+        # UPLOAD_MAX_BYTES plus room for the form fields; JSON nested deeper than MAX_JSON_DEPTH is a 400.
+        self.MAX_BODY_BYTES = int(env.get("MAX_BODY_BYTES") or 1024 * 1024)
+        self.MAX_CONTENT_LENGTH = self.MAX_BODY_BYTES
+        self.MAX_JSON_DEPTH = int(env.get("MAX_JSON_DEPTH") or 100)
+        # Login and sign-up throttling (app/auth/throttle.py), requests a minute per client address / per account.
+        self.LOGIN_RATE_LIMIT_PER_IP = int(env.get("LOGIN_RATE_LIMIT_PER_IP") or 30)
+        self.LOGIN_RATE_LIMIT_PER_ACCOUNT = int(env.get("LOGIN_RATE_LIMIT_PER_ACCOUNT") or 10)
+        self.SIGNUP_RATE_LIMIT_PER_IP = int(env.get("SIGNUP_RATE_LIMIT_PER_IP") or 10)
+        # How many reverse proxies in front set X-Forwarded-For (0: use the peer address, which a client can't forge).
+        self.TRUSTED_PROXY_COUNT = int(env.get("TRUSTED_PROXY_COUNT") or 0)
         self.AUDIT_RETENTION_DAYS = int(env.get("AUDIT_RETENTION_DAYS") or 90)
         if self.AUDIT_RETENTION_DAYS < 1:
             raise RuntimeError("AUDIT_RETENTION_DAYS must be at least 1")

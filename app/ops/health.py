@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 
 from flask import Flask
@@ -11,6 +12,8 @@ from sqlalchemy import text
 
 from app.extensions import db, redis_store
 from tasks.heartbeat import TTL_SECONDS, WORKER_KEY_PATTERN
+
+log = logging.getLogger(__name__)
 
 
 def _timed(check) -> dict:
@@ -68,3 +71,12 @@ def readiness(app: Flask) -> dict:
     checks = {"database": _timed(database), "redis": _timed(redis_check)}
     checks["worker"] = _timed(workers) if checks["redis"]["ok"] else {"ok": False, "error": "redis is down"}
     return {"status": "ok" if all(c["ok"] for c in checks.values()) else "unavailable", "checks": checks}
+
+
+def readiness_summary(report: dict) -> dict:
+    """What anyone may see: each check's ok, never error text (database addresses) or worker host names. The
+    failures themselves go to the server log; org admins and `flask workers status` get the details."""
+    for name, check in report["checks"].items():
+        if not check["ok"]:
+            log.warning("readiness check %s failed: %s", name, check.get("error"))
+    return {"status": report["status"], "checks": {name: {"ok": c["ok"]} for name, c in report["checks"].items()}}
