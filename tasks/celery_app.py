@@ -15,6 +15,7 @@ TASK_MODULES = [
     "tasks.train",
     "tasks.functions",
     "tasks.maintenance",
+    "tasks.indexing",
 ]
 
 
