@@ -36,10 +36,11 @@ def indexed_queries(asset_type: str, config: dict) -> list[dict]:
     return [q for q in queries if any(isinstance(f, dict) and f.get("op") == "eq" for f in q.get("filters") or [])]
 
 
-def queue_index_build(asset: PublishedAsset) -> bool:
-    """After a publish has committed: ask a worker to index what the new version filters on. Never fails the
-    publish (no broker: logged, and the next publish tries again)."""
-    if not indexed_queries(asset.asset_type, asset.config or {}):
+def queue_index_build(asset: PublishedAsset, config: dict | None = None) -> bool:
+    """After a publish has committed: ask a worker to index what the published version (`config`, by default the
+    asset's, which a publish has just copied) filters on. Never fails the publish (no broker: logged, and the next
+    publish tries again)."""
+    if not indexed_queries(asset.asset_type, asset.config if config is None else config):
         return False
     try:
         from tasks.indexing import build_lookup_indexes
@@ -49,6 +50,34 @@ def queue_index_build(asset: PublishedAsset) -> bool:
         log.warning("could not queue the index build of asset %s: %s", asset.id, exc)
         return False
     return True
+
+
+def _dataset_names(query: dict) -> set[str]:
+    refs = [query.get("source") or {}, *(j for j in query.get("joins") or [] if isinstance(j, dict))]
+    return {f"{ref.get('schema')}.{ref.get('table')}" for ref in refs if isinstance(ref, dict)}
+
+
+def queue_dataset_reindex(dataset: Dataset) -> int:
+    """After a dataset's table was replaced (its indexes dropped with it): queue the index build of every published
+    asset of its project that filters it with `eq`; how many were queued."""
+    assets = db.session.scalars(
+        select(PublishedAsset).where(
+            PublishedAsset.project_id == dataset.project_id, PublishedAsset.status == "published"
+        )  # fmt: skip
+    )
+    queued = 0
+    for asset in assets:
+        version = db.session.scalar(
+            select(AssetVersion).where(
+                AssetVersion.asset_id == asset.id, AssetVersion.version == asset.published_version
+            )  # fmt: skip
+        )
+        if version is None:
+            continue
+        queries = indexed_queries(asset.asset_type, version.config or {})
+        if any(dataset.name in _dataset_names(q) for q in queries):
+            queued += queue_index_build(asset, version.config)
+    return queued
 
 
 def index_targets(asset: PublishedAsset, config: dict) -> dict[int, set[tuple[str, ...]]]:

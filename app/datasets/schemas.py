@@ -58,7 +58,7 @@ class ColumnSchema(Schema):
     strategy = fields.String()
 
 
-class IndexSchema(Schema):
+class DatasetIndexSchema(Schema):
     name = fields.String()
     columns = fields.List(fields.String())
     origin = fields.String(metadata={"description": "apiary (built for a published lookup or eq filter) | existing"})
@@ -81,7 +81,7 @@ class DatasetSchema(Schema):
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
     indexes = fields.List(
-        fields.Nested(IndexSchema),
+        fields.Nested(DatasetIndexSchema),
         dump_only=True,
         metadata={"description": "GET /api/datasets/{name} only: the warehouse table's indexes"},
     )

@@ -219,6 +219,24 @@ def test_an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
     assert {ix["name"]: ix["status"] for ix in shown["indexes"]}[name] == "ready"
 
 
+def test_replacing_the_table_rebuilds_the_indexes_of_its_published_services(
+    app,
+    client,
+    admin,
+    project,
+    upload,
+    customers,
+    live_worker,  # noqa: F811
+):
+    schema, table = customers
+    publish(client, admin, create_service(client, admin, project, [LOOKUP]))
+    name = index_name(table, ("customer_key",))
+    wait_for(lambda: name in warehouse_indexes(app, schema, table), "the lookup index")
+    replaced = upload(customers_csv(), name=NAME, replace="true")
+    assert replaced.status_code == 201, replaced.get_json()
+    wait_for(lambda: name in warehouse_indexes(app, schema, table), "the index on the new table")
+
+
 def test_index_names_are_bounded_deterministic_and_distinct():
     long_table = "p12__" + "t" * 58
     a = index_name(long_table, ("customer_key",))
