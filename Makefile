@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint format install system-deps browser-deps bench clean
+.PHONY: run test lint format install system-deps browser-deps bench mutants clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ test: install browser-deps lint
 
 bench: install
 	$(BIN)/python bench/predict.py
+
+# Named mutants of the code behind the README's promises; each must be killed by its tests (slow: on demand).
+mutants: install
+	$(BIN)/python -m tests.mutants
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

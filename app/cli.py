@@ -6,13 +6,13 @@ import secrets
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
 from sqlalchemy import func, select
 
+from app.cli_base import CliGroup, echo_json, json_option
 from app.errors import APIError
 
-users_cli = AppGroup("users", help="Organizations' users.")
-projects_cli = AppGroup("projects", help="Projects of an organization.")
+users_cli = CliGroup("users", help="Organizations' users.")
+projects_cli = CliGroup("projects", help="Projects of an organization.")
 
 
 def _fail(err: APIError) -> None:
@@ -33,18 +33,20 @@ def _org_by_name(name: str, create: bool):
     return org
 
 
-@users_cli.command("create")
+@users_cli.command(
+    "create", epilog="\b\nExample:\n  flask users create --email ops@acme.test --org Acme --role designer"
+)
 @click.option("--email", required=True, help="E-mail address; also the login.")
 @click.option("--password", help="Password (prompted for when omitted).")
 @click.option("--org", "org_name", required=True, help="Organization name; created when it does not exist.")
 @click.option(
     "--role", type=click.Choice(["admin", "designer", "analyst", "viewer"]), default="admin", show_default=True
 )
-@click.option("--username", help="Username (defaults to the e-mail address).")
+@click.option("--username", help="Username, without @ (defaults to the e-mail's local part); the e-mail logs in too.")
 @click.option("--if-missing", is_flag=True, help="Succeed quietly when a user with this e-mail already exists.")
 def create_user_command(email, password, org_name, role, username, if_missing):
     """Create a user in an organization."""
-    from app.auth.service import create_user
+    from app.auth.service import create_user, suggest_username
     from app.db import User
     from app.extensions import db
 
@@ -60,7 +62,7 @@ def create_user_command(email, password, org_name, role, username, if_missing):
         raise click.ClickException("password must be at least 8 characters")
     org = _org_by_name(org_name, create=True)
     try:
-        user = create_user(org.id, username or email, email, password, role)
+        user = create_user(org.id, username or suggest_username(email), email, password, role)
     except APIError as err:
         _fail(err)
     click.echo(f"created user {user.email} (id {user.id}, role {user.role}) in organization {org.name} (id {org.id})")
@@ -68,14 +70,25 @@ def create_user_command(email, password, org_name, role, username, if_missing):
 
 @users_cli.command("list")
 @click.option("--org", "org_name", help="Only this organization.")
-def list_users_command(org_name):
-    """List users."""
+@json_option
+def list_users_command(org_name, as_json):
+    """List users.
+
+    \b
+    Example:
+      flask users list --org Acme --json
+    """
     from app.db import User
     from app.extensions import db
 
     stmt = select(User).order_by(User.id)
     if org_name:
         stmt = stmt.where(User.org_id == _org_by_name(org_name, create=False).id)
+    if as_json:
+        from app.auth.schemas import UserListSchema
+
+        echo_json(UserListSchema().dump({"items": db.session.scalars(stmt)}))
+        return
     for user in db.session.scalars(stmt):
         click.echo(f"{user.id}\t{user.username}\t{user.email}\t{user.role}\torg={user.org_id}")
 
@@ -86,7 +99,12 @@ def list_users_command(org_name):
 @click.option("--slug", required=True)
 @click.option("--description", default="")
 def create_project_command(org_name, name, slug, description):
-    """Create a project in an organization."""
+    """Create a project in an organization.
+
+    \b
+    Example:
+      flask projects create --org Acme --name Sales --slug sales
+    """
     from app.projects.service import create_project
 
     org = _org_by_name(org_name, create=False)
@@ -99,10 +117,21 @@ def create_project_command(org_name, name, slug, description):
 
 @projects_cli.command("list")
 @click.option("--org", "org_name", required=True)
-def list_projects_command(org_name):
-    """List the projects of an organization."""
+@json_option
+def list_projects_command(org_name, as_json):
+    """List the projects of an organization.
+
+    \b
+    Example:
+      flask projects list --org Acme --json
+    """
     from app.projects.service import list_projects
 
+    if as_json:
+        from app.projects.schemas import ProjectListSchema
+
+        echo_json(ProjectListSchema().dump({"items": list_projects(_org_by_name(org_name, create=False).id)}))
+        return
     for project in list_projects(_org_by_name(org_name, create=False).id):
         click.echo(f"{project.id}\t{project.slug}\t{project.name}")
 
@@ -117,6 +146,7 @@ def register_cli(app: Flask) -> None:
     from app.models.cli import register_models_cli
     from app.ops.cli import register_ops_cli
     from app.publishing.cli import register_publishing_cli
+    from app.serving.cli import register_serving_cli
 
     app.cli.add_command(users_cli)
     app.cli.add_command(projects_cli)
@@ -125,3 +155,4 @@ def register_cli(app: Flask) -> None:
     register_ops_cli(app)
     register_models_cli(app)
     register_demo_cli(app)
+    register_serving_cli(app)

@@ -10,6 +10,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from app.cli_base import OneLineCommand
 from app.errors import APIError
 
 SERVICE_KEY = "sales-serving"
@@ -76,13 +77,18 @@ def build_demo(org_name: str) -> tuple[dict, str]:
     return {"asset_id": asset.id, "version": version, "model_id": outcome["model_id"], "project_id": project.id}, secret
 
 
-@click.command("demo")
+@click.command("demo", cls=OneLineCommand)
 @with_appcontext
 @click.option("--org", "org_name", default="Apiary", show_default=True, help="Organization to build the example in.")
 @click.option("--if-missing", is_flag=True, help="Do nothing when the example service already exists.")
 @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True, help="Used in the printed examples.")
 def demo_command(org_name, if_missing, base_url):
-    """Build the API Services example: dataset, trained churn model, published service, and a key."""
+    """Build the API Services example: dataset, trained churn model, published service, and a key.
+
+    \b
+    Example:
+      flask demo --org Acme --if-missing
+    """
     from app.db import PublishedAsset
     from app.extensions import db
 

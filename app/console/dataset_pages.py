@@ -64,6 +64,18 @@ def upload_dataset(project_id: int):
     return _list_page(project, errors, values, 422)
 
 
+def _profile(preview: dict | None) -> dict[str, dict]:
+    """Per column, over the preview's rows (as the caller's role sees them): how many are filled, how many distinct
+    values, and one example."""
+    rows = (preview or {}).get("rows") or []
+    profile = {}
+    for column in (preview or {}).get("columns") or []:
+        values = [row.get(column["name"]) for row in rows if row.get(column["name"]) not in (None, "")]
+        profile[column["name"]] = {"filled": len(values), "distinct": len({str(v) for v in values}),
+                                   "example": values[0] if values else None}  # fmt: skip
+    return profile
+
+
 def _dataset_page(project, dataset, errors: FormErrors, status: int = 200):
     preview, preview_error = None, None
     try:
@@ -77,6 +89,7 @@ def _dataset_page(project, dataset, errors: FormErrors, status: int = 200):
         dataset=datasets.dataset_view(dataset),
         indexes=_indexes(dataset),
         preview=preview,
+        profile=_profile(preview),
         preview_error=preview_error,
         errors=errors,
         levels=SENSITIVITY_LEVELS,

@@ -10,11 +10,11 @@ import sys
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
 
+from app.cli_base import CliGroup, echo_json, json_option
 from app.errors import APIError
 
-datasets_cli = AppGroup(
+datasets_cli = CliGroup(
     "datasets", help="Datasets of a project; the warehouse schemas an organization may register from."
 )
 
@@ -87,10 +87,22 @@ def upload_command(file, name, project_ref, org_name, replace, friendly_name, de
 @datasets_cli.command("list")
 @click.option("--project", "project_ref", required=True, help="Project id or slug.")
 @click.option("--org", "org_name", help="Organization name (needed when several have the slug).")
-def list_command(project_ref, org_name):
-    """List a project's datasets: name, source, rows, columns."""
-    from app.datasets.service import list_datasets
+@json_option
+def list_command(project_ref, org_name, as_json):
+    """List a project's datasets: name, source, rows, columns.
 
+    \b
+    Example:
+      flask datasets list --project sales --json
+    """
+    from app.datasets.service import dataset_view, list_datasets
+
+    if as_json:
+        from app.datasets.schemas import DatasetListSchema
+
+        views = [dataset_view(d) for d in list_datasets(_project(project_ref, org_name))]
+        echo_json(DatasetListSchema().dump({"items": views}))
+        return
     for dataset in list_datasets(_project(project_ref, org_name)):
         rows = "?" if dataset.row_count is None else dataset.row_count
         click.echo(f"{dataset.name}\t{dataset.source}\t{rows} rows\t{len(dataset.columns)} columns")

@@ -15,7 +15,7 @@ from app.datasets.schemas import (
 )
 from app.errors import invalid
 from app.extensions import warehouse
-from app.http import json_body
+from app.http import json_body, load_reporting_all
 from app.openapi import doc
 
 bp = Blueprint("datasets", __name__)
@@ -97,7 +97,8 @@ def get_settings(name: str):
 @login_required()
 def put_settings(name: str):
     dataset = service.get_dataset(project_in_scope("org.admin"), name)
-    data = SettingsSchema().load(json_body())
+    # The masking map's mistakes are reported together with the other fields'.
+    data = load_reporting_all(SettingsSchema(), json_body(), {"masking": lambda m: service.check_masking(dataset, m)})
     return SettingsSchema().dump(service.settings_view(service.update_settings(dataset, data)))
 
 

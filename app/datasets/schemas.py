@@ -17,7 +17,7 @@ class JSONObject(fields.Field):
         if isinstance(value, str):
             try:
                 value = json.loads(value) if value.strip() else {}
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested thousands deep
                 raise ValidationError('expected a JSON object such as {"zip": "text"}') from None
         if not isinstance(value, dict):
             raise ValidationError("expected a JSON object")

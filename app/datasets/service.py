@@ -354,6 +354,11 @@ def settings_view(dataset: Dataset) -> dict:
     return {"friendly_name": dataset.friendly_name, "description": dataset.description, "masking": dataset.masking}
 
 
+def check_masking(dataset: Dataset, masking: object) -> dict:
+    """The masking overrides as `update_settings` would save them, or the 422 naming the column and key."""
+    return validate_masking_settings(masking, [c["name"] for c in dataset.columns])
+
+
 def update_settings(dataset: Dataset, data: dict) -> Dataset:
     """Write only the fields in `data`; `masking` replaces the override map (send `{}` to clear it)."""
     if "masking" in data:

@@ -1,4 +1,4 @@
-"""`flask models train|list`: train and inspect a project's models from the command line."""
+"""`flask models train|list|show|activate|delete`: a project's models from the command line."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import time
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
 from sqlalchemy import select
 
+from app.cli_base import CliGroup, acting_user, echo_json, json_option, user_option
 from app.errors import APIError
 
-models_cli = AppGroup("models", help="Models of a project.")
+models_cli = CliGroup("models", help="Models of a project.")
 
 
 def _fail(err: APIError):
@@ -79,7 +79,13 @@ def train(project, table: str, target: str, task_type: str, algorithm: str, name
 @click.option("--name", help="Model name (training the same name again makes a new version).")
 @click.option("--feature", "features", multiple=True, help="Feature column (repeat); default: chosen from the data.")
 def train_command(project_ref, org_name, table, target, task_type, algorithm, name, features):
-    """Train a model on a worker and wait for it, with progress."""
+    """Train a model on a worker and wait for it, with progress.
+
+    \b
+    Example:
+      flask models train --project sales --table marts.churn --target churned \\
+          --task-type classification --algorithm random_forest --name churn_risk
+    """
     from app.projects.service import project_by_ref
 
     try:
@@ -98,8 +104,15 @@ def train_command(project_ref, org_name, table, target, task_type, algorithm, na
 @click.option("--project", "project_ref", required=True, help="Project id or slug.")
 @click.option("--org", "org_name", help="Organization name (needed when several have the slug).")
 @click.option("--name", help="Only versions of this model name.")
-def list_command(project_ref, org_name, name):
-    """List a project's models: id, name, version, algorithm, active flag and headline metric."""
+@json_option
+def list_command(project_ref, org_name, name, as_json):
+    """List a project's models: id, name, version, algorithm, active flag and headline metric.
+
+    \b
+    Example:
+      flask models list --project sales --name churn_risk --json
+    """
+    from app.models.schemas import ModelListSchema
     from app.models.service import list_models
     from app.projects.service import project_by_ref
 
@@ -107,6 +120,9 @@ def list_command(project_ref, org_name, name):
         project = project_by_ref(project_ref, org_name)
     except APIError as err:
         _fail(err)
+    if as_json:
+        echo_json(ModelListSchema().dump({"models": list_models(project, name)}))
+        return
     click.echo("id\tname\tversion\ttask_type\talgorithm\tactive\tmetric")
     for model in list_models(project, name):
         key = "accuracy" if model.task_type == "classification" else "r2"
@@ -114,6 +130,113 @@ def list_command(project_ref, org_name, name):
         shown = f"{key}={value:.3f}" if isinstance(value, (int, float)) else "-"
         click.echo(f"{model.id}\t{model.name}\t{model.version}\t{model.task_type}\t{model.algorithm}\t"
                    f"{model.is_active}\t{shown}")  # fmt: skip
+
+
+def _model(model_id: int, project_ref: str | None, org_name: str | None, email: str | None, permission: str):
+    """(acting user, model): the model as --user (default: its organization's first admin) may `permission` it,
+    within --project when one is named; another project's model is not found, as over HTTP."""
+    from app.db import MLModel, Project
+    from app.extensions import db
+    from app.models.service import get_model
+    from app.projects.service import project_by_ref
+
+    project = project_by_ref(project_ref, org_name) if project_ref else None
+    found = db.session.get(MLModel, model_id)
+    owner = db.session.get(Project, found.project_id) if found else None
+    org_id = project.org_id if project else (owner.org_id if owner else None)
+    if org_id is None:
+        raise APIError(404, "not_found", f"model {model_id} not found")
+    user = acting_user(org_id, email)
+    return user, get_model(user, project, model_id, permission)
+
+
+def _model_detail(model) -> dict:
+    from app.models.schemas import ModelDetailSchema
+    from app.models.service import versions_of
+
+    body = ModelDetailSchema().dump(model)
+    body["versions"] = ModelDetailSchema().dump({"versions": versions_of(model)})["versions"]
+    return body
+
+
+project_option = click.option("--project", "project_ref", help="Project id or slug the model must belong to.")
+org_option = click.option("--org", "org_name", help="Organization name (needed when several have the slug).")
+
+
+@models_cli.command("show")
+@click.argument("model_id", type=int)
+@project_option
+@org_option
+@user_option
+@json_option
+def show_command(model_id, project_ref, org_name, email, as_json):
+    """Show model MODEL_ID: metrics, features and their importance, and every version of its name.
+
+    \b
+    Example:
+      flask models show 12 --json
+    """
+    _user, model = _model(model_id, project_ref, org_name, email, "project.view")
+    body = _model_detail(model)
+    if as_json:
+        echo_json(body)
+        return
+    click.echo(f"model {body['model_id']}: {body['name']} version {body['version']} ({body['task_type']}, "
+               f"{body['algorithm']}), {'active' if body['is_active'] else 'inactive'}, project {body['project_id']}")  # fmt: skip
+    click.echo(f"target: {body['target_column']}")
+    click.echo("metrics: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in body["metrics"].items() if not isinstance(v, (dict, list))))  # fmt: skip
+    click.echo("features: " + ", ".join(body["feature_columns"]))
+    ranked = sorted(body["feature_importance"].items(), key=lambda kv: -abs(kv[1]))
+    click.echo("importance: " + ", ".join(f"{k}={v:.3f}" for k, v in ranked))
+    click.echo("versions: " + ", ".join(f"{v['version']} (id {v['model_id']}{', active' if v['is_active'] else ''})"
+                                        for v in body["versions"]))  # fmt: skip
+
+
+@models_cli.command("activate")
+@click.argument("model_id", type=int)
+@project_option
+@org_option
+@user_option
+@json_option
+def activate_command(model_id, project_ref, org_name, email, as_json):
+    """Make model MODEL_ID the active version of its name (the others of the name are deactivated).
+
+    \b
+    Example:
+      flask models activate 12
+    """
+    from app.models.service import activate_model
+
+    _user, model = _model(model_id, project_ref, org_name, email, "project.edit")
+    model = activate_model(model)
+    if as_json:
+        echo_json(_model_detail(model))
+        return
+    click.echo(f"model {model.id} ({model.name} version {model.version}) is now the active version")
+
+
+@models_cli.command("delete")
+@click.argument("model_id", type=int)
+@project_option
+@org_option
+@user_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete_command(model_id, project_ref, org_name, email, yes):
+    """Delete model MODEL_ID and its artifact. The active version goes last, and a version a published API
+    service scores with cannot be deleted.
+
+    \b
+    Example:
+      flask models delete 11 --yes
+    """
+    from app.models.service import delete_model
+
+    _user, model = _model(model_id, project_ref, org_name, email, "project.edit")
+    if not yes:
+        click.confirm(f"delete model {model.id} ({model.name} version {model.version})?", abort=True, err=True)
+    delete_model(model)
+    click.echo(f"deleted model {model_id}")
 
 
 def register_models_cli(app: Flask) -> None:

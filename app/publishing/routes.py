@@ -3,7 +3,7 @@
 from flask import Blueprint, request
 
 from app.auth.permissions import current_user, login_required, project_in_scope
-from app.http import json_body
+from app.http import json_body, load_reporting_all
 from app.openapi import doc
 from app.publishing import service
 from app.publishing.schemas import (
@@ -61,7 +61,9 @@ def get_asset(asset_id: int):
 def update_asset(asset_id: int):
     user = current_user()
     asset = service.get_asset(user, asset_id, "project.edit")
-    data = AssetUpdateSchema().load(json_body())
+    # Every mistake at once: the config's (checked against the warehouse and the models) with the other fields'.
+    checks = {"config": lambda config: service.check_config(user, asset, config)}
+    data = load_reporting_all(AssetUpdateSchema(), json_body(), checks)
     return _detail(service.update_asset(user, asset, data))
 
 

@@ -101,11 +101,13 @@ class ResultCache:
 
     def invalidate_asset(self, asset_id: int) -> None:
         """Make every cached result of the asset unreachable (publish, unpublish, rollback)."""
-        self._call(lambda: self.redis.incr(self._generation_key(asset_id)))
+        # Always tried, even inside the outage back-off: a skipped invalidation would make stale answers reachable
+        # again once Redis is back (the cache lives per process, so the back-off spans requests).
+        self._call(lambda: self.redis.incr(self._generation_key(asset_id)), force=True)
 
     def invalidate_rules(self, org_id: int) -> None:
         """Make every cached result of the organization unreachable: a dataset's masking, columns or data changed."""
-        self._call(lambda: self.redis.incr(self._rules_key(org_id)))
+        self._call(lambda: self.redis.incr(self._rules_key(org_id)), force=True)
 
     def _rules_key(self, org_id: int) -> str:
         return f"{self.prefix}:rules:{org_id}"
@@ -113,9 +115,36 @@ class ResultCache:
     def _generation_key(self, asset_id: int) -> str:
         return f"{self.prefix}:gen:{asset_id}"
 
-    def _call(self, fn, with_status: bool = False) -> Any:
-        """fn()'s result, or None when Redis fails; with_status, (succeeded, result)."""
-        if time.monotonic() < self._down_until:
+    def flush(self, asset_id: int | None = None) -> int:
+        """Drop cached results: one asset's, or every asset's. Returns how many entries were deleted.
+
+        The generations are bumped first, so no entry cached before the flush is served again even while the
+        deletion runs (or when a request writes an entry between the scan and the delete). Unlike the serving
+        calls, a Redis failure raises: an operator must know when a flush did not happen."""
+        prefix = self.prefix.encode()
+        entries: list[bytes] = []
+        assets: set[bytes] = set()
+        glob = _glob_escape(self.prefix) + (f":{asset_id}:*" if asset_id is not None else ":*")
+        for key in self.redis.scan_iter(match=glob, count=1000):
+            key = key if isinstance(key, bytes) else str(key).encode()
+            parts = key[len(prefix) + 1 :].split(b":")
+            if parts[0] == b"gen":
+                assets.add(parts[1] if len(parts) > 1 else b"")
+            elif parts[0].isdigit():
+                entries.append(key)
+                assets.add(parts[0])
+        if asset_id is not None:
+            assets = {str(asset_id).encode()}
+        for asset in sorted(a for a in assets if a.isdigit()):
+            self.redis.incr(self._generation_key(int(asset)))
+        deleted = 0
+        for start in range(0, len(entries), 500):
+            deleted += self.redis.delete(*entries[start : start + 500])
+        return deleted
+
+    def _call(self, fn, with_status: bool = False, force: bool = False) -> Any:
+        """fn()'s result, or None when Redis fails; with_status, (succeeded, result); force: even while backing off."""
+        if not force and time.monotonic() < self._down_until:
             return (False, None) if with_status else None
         try:
             result = fn()
@@ -129,3 +158,8 @@ class ResultCache:
             log.info("result cache available again")
             self._outage_logged = False
         return (True, result) if with_status else result
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally in a Redis SCAN pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

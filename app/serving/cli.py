@@ -1,0 +1,186 @@
+"""`flask services test|call|logs` and `flask cache flush`: Test pane, keyed call, audit log and result cache."""
+
+from __future__ import annotations
+
+import time
+
+import click
+from flask import Flask
+
+from app.cli_base import CliGroup, CommandError, echo_json, json_option, parse_json_text, read_json_file, user_option
+from app.errors import APIError
+from app.publishing.cli import _asset, services_cli
+from app.publishing.lifecycle_cli import _acting
+
+cache_cli = CliGroup("cache", help="Apiary's result cache in Redis.")
+
+
+def _params(pairs: tuple[str, ...]) -> dict:
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--param {pair!r}: expected NAME=VALUE")
+        params[name] = value
+    return params
+
+
+def _body(text: str | None, path: str | None):
+    if text is not None and path is not None:
+        raise CommandError("give the body with --body or --body-file, not both")
+    if path is not None:
+        return read_json_file(path, "--body-file")
+    if text is not None:
+        return parse_json_text(text, "--body")
+    return None
+
+
+param_option = click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+                            help="A request query parameter (repeat).")  # fmt: skip
+body_option = click.option("--body", "-d", "body_text", metavar="JSON", help="The JSON body (model/function).")
+body_file_option = click.option("--body-file", type=click.Path(dir_okay=False, allow_dash=True),
+                                help="A file holding the JSON body ('-' = stdin).")  # fmt: skip
+
+
+@services_cli.command("test")
+@click.argument("asset_key")
+@click.argument("endpoint_id")
+@param_option
+@body_option
+@body_file_option
+@user_option
+def test_command(asset_key, endpoint_id, params, body_text, body_file, email):
+    """Run endpoint ENDPOINT_ID of the draft of ASSET_KEY, as the Test pane does: no key, never cached, masked for
+    the acting user's role; prints the answer (with "dry": true) as JSON.
+
+    \b
+    Examples:
+      flask services test sales-serving customer -p id=42
+      flask services test sales-serving churn_risk -d '{"features": {"tenure": 3, "plan": "basic"}}'
+    """
+    from app.serving.asset_config import KIND_METHODS
+    from app.serving.dispatch import Call
+    from app.serving.service import dry_run
+
+    user, asset = _acting(asset_key, email, "project.edit")
+    query, body = _params(params), _body(body_text, body_file)
+    kind = next((ep.get("kind") for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id),
+                None)  # fmt: skip
+    if KIND_METHODS.get(kind) == "GET":
+        # As in the Test pane, a JSON object given to a sql/lookup endpoint is its query parameters.
+        if isinstance(body, dict):
+            query = {**query, **{k: v if isinstance(v, str) else str(v) for k, v in body.items()}}
+        call = Call("GET", query, None)
+    else:
+        call = Call("POST", query, {} if body is None else body)
+    echo_json(dry_run(user, asset, endpoint_id, call).body)
+
+
+@services_cli.command("call")
+@click.argument("asset_key")
+@click.argument("endpoint_id")
+@click.option("--key", "api_key", envvar="APIARY_API_KEY", required=True, metavar="dk_…",
+              help="The API key (or set APIARY_API_KEY, which keeps it out of the shell history).")  # fmt: skip
+@click.option("--method", "-X", type=click.Choice(["GET", "POST", "PUT", "PATCH", "DELETE"], case_sensitive=False),
+              help="HTTP method; default POST with a body, GET without.")  # fmt: skip
+@param_option
+@body_option
+@body_file_option
+def call_command(asset_key, endpoint_id, api_key, method, params, body_text, body_file):
+    """Call endpoint ENDPOINT_ID of the published ASSET_KEY with an API key, as a client would: the same checks in
+    the same order (key, scope, rate limit, method, input) and an audit record; prints the answer as JSON. A refused
+    call prints its status and error code and exits 1.
+
+    \b
+    Examples:
+      APIARY_API_KEY=dk_... flask services call sales-serving customer -p id=42
+      flask services call sales-serving churn_risk --key dk_... -d '{"features": {"tenure": 3}}'
+    """
+    from app.serving.dispatch import Call
+    from app.serving.service import Served, record_call, serve_endpoint
+
+    body = _body(body_text, body_file)
+    method = (method or ("GET" if body is None else "POST")).upper()
+    call = Call(method, _params(params), None if method == "GET" else ({} if body is None else body))
+    # The serving route's bookkeeping: whatever the outcome, the call leaves its audit record.
+    started, served = time.perf_counter(), Served()
+    status, model_id, code = 500, None, "internal_error"
+    try:
+        outcome = serve_endpoint(served, asset_key, endpoint_id, api_key, call)
+        status, model_id, code = 200, outcome.model_id, None
+    except APIError as err:
+        status, code = err.status, err.code
+        raise CommandError(f"{err.status} {err.code}: {err.message}") from None
+    finally:
+        record_call(served, method, status, (time.perf_counter() - started) * 1000, model_id, code)
+    echo_json(outcome.body)
+
+
+@services_cli.command("logs")
+@click.argument("asset_key")
+@click.option("--endpoint", "endpoint_id", help="Only calls of this endpoint.")
+@click.option("--key-id", help="Only calls made with this key id.")
+@click.option("--status", help="Only calls answered with this HTTP status.")
+@click.option("--errors-only", is_flag=True, help="Only calls answered with a status of 400 or more.")
+@click.option("--since", help="From this time on (ISO 8601, UTC).")
+@click.option("--until", help="Before this time (ISO 8601, UTC).")
+@click.option("--limit", default="100", show_default=True, help="At most this many records (1..1000).")
+@click.option("--offset", default="0", show_default=True, help="Skip this many (newest first).")
+@user_option
+@json_option
+def logs_command(asset_key, endpoint_id, key_id, status, errors_only, since, until, limit, offset, email, as_json):
+    """The audit log of ASSET_KEY's calls, newest first, with the filters of GET /api/api-services/{id}/logs.
+    Calls reach the log within seconds (a worker writes them in batches).
+
+    \b
+    Example:
+      flask services logs sales-serving --errors-only --since 2026-01-31T00:00:00 --json
+    """
+    from app.serving.schemas import LogPageSchema, LogQuerySchema
+    from app.serving.service import list_logs
+
+    _user, asset = _acting(asset_key, email, "project.view")
+    given = {"endpoint_id": endpoint_id, "key_id": key_id, "status": status, "since": since, "until": until,
+             "limit": limit, "offset": offset, "errors_only": "true" if errors_only else None}  # fmt: skip
+    filters = LogQuerySchema().load({k: v for k, v in given.items() if v is not None})
+    page = LogPageSchema().dump(list_logs(asset, filters))
+    if as_json:
+        echo_json(page)
+        return
+    click.echo("created_at\tendpoint\tkey_id\tmethod\tstatus\tlatency_ms\terror")
+    for e in page["items"]:
+        click.echo(f"{e['created_at']}\t{e['endpoint_id'] or '-'}\t{e['key_id'] or '-'}\t{e['method']}\t{e['status']}\t"
+                   f"{e['latency_ms']:.1f}\t{e['error_code'] or '-'}")  # fmt: skip
+    shown = len(page["items"])
+    click.echo(f"{shown} of {page['total']} record(s) (offset {page['offset']})", err=True)
+
+
+@cache_cli.command("flush")
+@click.option("--asset", "asset_key", help="Only this asset's cached results.")
+def flush_command(asset_key):
+    """Drop cached query results (sql, lookup and data-API answers) so the next calls read the warehouse again:
+    every asset's, or one asset's with --asset. Useful after changing warehouse data in place.
+
+    \b
+    Examples:
+      flask cache flush
+      flask cache flush --asset sales-serving
+    """
+    import redis
+
+    from app.serving.cache import result_cache
+
+    asset_id = _asset(asset_key).id if asset_key else None
+    try:
+        deleted = result_cache().flush(asset_id)
+    except redis.RedisError as exc:
+        raise CommandError(f"Redis is not reachable, nothing was flushed: {exc}") from None
+    scope = f"of {asset_key}" if asset_key else "of every asset"
+    click.echo(f"flushed the cached results {scope}: {deleted} entr{'y' if deleted == 1 else 'ies'} deleted")
+
+
+def register_serving_cli(app: Flask) -> None:
+    """`flask cache`, and the lifecycle commands added to `flask services` (by importing their modules)."""
+    from app.publishing import lifecycle_cli  # noqa: F401 - create, show, versions, diff, rollback, endpoints
+
+    app.cli.add_command(cache_cli)
