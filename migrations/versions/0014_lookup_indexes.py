@@ -1,7 +1,7 @@
 """dataset indexes: what Apiary built on warehouse tables for published lookups and eq filters
 
 Revision ID: 0014
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-29 22:30:00
 
 """
@@ -14,7 +14,7 @@ import app.db.columns
 
 # revision identifiers, used by Alembic.
 revision = '0014'
-down_revision = '0003'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
