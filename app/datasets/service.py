@@ -144,7 +144,12 @@ def upload_dataset(
             dataset.friendly_name = friendly_name
         if description is not None:
             dataset.description = description
-    return _save(dataset, full_name)
+    saved = _save(dataset, full_name)
+    if existing is not None:  # the old table went with its indexes: the published services using it get them back
+        from app.datasets.indexing import queue_dataset_reindex
+
+        queue_dataset_reindex(saved)
+    return saved
 
 
 def _check_upload_schema(project: Project, schema: str, upload_schemas: Collection[str] | None) -> None:

@@ -68,7 +68,8 @@ def update_asset(asset_id: int):
 
 
 @bp.post("/api/publish/assets/<int:asset_id>/publish")
-@doc("Publish the draft as a new immutable version", body=PublishSchema, response=PublishResultSchema)
+@doc("Publish the draft as a new immutable version; a worker then indexes the warehouse columns its lookups and "
+     "eq filters match on (GET /api/datasets/{name} lists them)", body=PublishSchema, response=PublishResultSchema)  # fmt: skip
 @login_required()
 def publish(asset_id: int):
     user = current_user()

@@ -7,6 +7,7 @@ import logging
 from sqlalchemy import func, select
 
 from app.auth.permissions import require_permission
+from app.datasets.indexing import queue_index_build
 from app.db import AssetVersion, Project, PublishedAsset, User
 from app.errors import APIError, invalid, not_found
 from app.extensions import db
@@ -105,6 +106,7 @@ def _snapshot(user: User, asset: PublishedAsset, config: dict, title: str, descr
     asset.draft_note = ""
     db.session.commit()
     _invalidate_cache(asset.id)
+    queue_index_build(asset)
     return version.version
 
 
