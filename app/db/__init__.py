@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per aggregate; importing this package registers them all."""
 
-from app.db.assets import AssetVersion, PublishedAsset
+from app.db.assets import AssetVersion, DeletedAsset, PublishedAsset
 from app.db.audit import AuditLog
 from app.db.datasets import Dataset, SchemaGrant
 from app.db.keys import ApiKey
@@ -13,6 +13,7 @@ __all__ = [
     "AssetVersion",
     "AuditLog",
     "Dataset",
+    "DeletedAsset",
     "MLModel",
     "Organization",
     "PersonalAccessToken",
