@@ -52,7 +52,8 @@ def revoke_key(asset_id: int, key_id: int):
 
 @bp.patch("/api/publish/assets/<int:asset_id>/api-keys/<int:key_id>")
 @doc("Change a key's mint fields (validated as at minting); effective on the next call on every server, and no "
-     "answer cached under the old settings is served under the new ones", body=KeyUpdateSchema, response=KeySchema)  # fmt: skip
+     "answer cached under the old settings is served under the new ones", body=KeyUpdateSchema(partial=True),
+     response=KeySchema)  # fmt: skip
 @login_required()
 def update_key(asset_id: int, key_id: int):
     user = current_user()

@@ -23,7 +23,12 @@ class KeyUpdateSchema(KeyCreateSchema):
 
 
 class KeyRotateSchema(Schema):
-    grace_seconds = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0, max=86_400))
+    grace_seconds = fields.Integer(
+        load_default=0,
+        strict=True,
+        validate=validate.Range(min=0, max=86_400),
+        metadata={"description": "Seconds the old secret keeps working (0..86400)"},
+    )
 
 
 class KeySchema(Schema):
@@ -42,7 +47,11 @@ class KeySchema(Schema):
     revoked_at = fields.DateTime(allow_none=True)
     last_used_at = fields.DateTime(allow_none=True)
     rotated_at = fields.DateTime(allow_none=True)
-    grace_expires_at = fields.DateTime(attribute="previous_key_expires_at", allow_none=True)
+    grace_expires_at = fields.DateTime(
+        attribute="previous_key_expires_at",
+        allow_none=True,
+        metadata={"description": "Until when the secret replaced by a rotation works"},
+    )
     created_at = fields.DateTime()
 
 

@@ -10,8 +10,14 @@ class ProjectCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     slug = fields.String(required=True, validate=SLUG)
     description = fields.String(load_default="", validate=validate.Length(max=5000))
-    icon = fields.String(load_default="", validate=validate.Length(max=64))
-    color = fields.String(load_default=None, allow_none=True, validate=COLOR)
+    icon = fields.String(
+        load_default="",
+        validate=validate.Length(max=64),
+        metadata={"description": "An icon name, e.g. folder (at most 64 characters)"},
+    )
+    color = fields.String(
+        load_default=None, allow_none=True, validate=COLOR, metadata={"description": "#RRGGBB, e.g. #B45309"}
+    )
 
 
 class ProjectSchema(Schema):

@@ -25,11 +25,31 @@ def _known_role(role: str) -> None:
 class _Presentation(Schema):
     """How the asset shows in lists and the console, and which org roles see it there; never a serving rule."""
 
-    theme = fields.Dict(keys=fields.String(), validate=_theme_size)
-    icon = fields.String(validate=validate.Length(max=200))
-    sort_order = fields.Integer(strict=True, validate=validate.Range(min=-1_000_000, max=1_000_000))
-    is_public = fields.Boolean()
-    roles = fields.List(fields.String(validate=_known_role), validate=validate.Length(max=len(ROLES)))
+    theme = fields.Dict(
+        keys=fields.String(),
+        validate=_theme_size,
+        metadata={"description": "Any JSON object (at most 16 KB) your clients use to draw the asset"},
+    )
+    icon = fields.String(validate=validate.Length(max=200), metadata={"description": "An icon name, e.g. chart-line"})
+    sort_order = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=-1_000_000, max=1_000_000),
+        metadata={"description": "Lists are ordered by sort_order, then title"},
+    )
+    is_public = fields.Boolean(
+        metadata={
+            "description": "A flag for your clients' catalogues: it never lifts the "
+            "key requirement, serving always needs an X-API-Key"
+        }
+    )
+    roles = fields.List(
+        fields.String(validate=_known_role),
+        validate=validate.Length(max=len(ROLES)),
+        metadata={
+            "description": "Org roles (admin, designer, analyst, viewer) that see the asset in "
+            "lists and the console; empty = every role; admins always see it"
+        },
+    )
 
 
 class AssetCreateSchema(_Presentation):
@@ -98,7 +118,7 @@ class PublishResultSchema(Schema):
     version = fields.Integer()
 
 
-class DeleteAssetQuerySchema(Schema):
+class DeleteAssetQuerySchema(Schema):  # `?force=true`: delete a published asset (org admin)
     force = fields.Boolean(load_default=False)
 
 

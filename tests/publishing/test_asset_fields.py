@@ -132,3 +132,20 @@ def test_roles_hide_assets_from_other_roles(app, client, admin, project):
     assert console.get(f"/projects/{project['project_id']}/settings/services/{hidden}").status_code == 404
     seen = signed_in(app, analyst).get(f"/projects/{project['project_id']}/settings")
     assert "analysts-only" in seen.get_data(as_text=True)
+
+
+def test_openapi_describes_the_new_fields_and_routes(client):
+    spec = client.get("/api/openapi.json").get_json()
+    paths, schemas = spec["paths"], spec["components"]["schemas"]
+    assert "delete" in paths["/api/publish/assets/{asset_id}"]
+    assert "patch" in paths["/api/publish/assets/{asset_id}/api-keys/{key_id}"]
+    assert "post" in paths["/api/publish/assets/{asset_id}/api-keys/{key_id}/rotate"]
+    assert "get" in paths["/api/publish/deleted-assets"]
+    for name in ("AssetCreate", "AssetUpdate", "Asset"):
+        assert {"theme", "icon", "sort_order", "is_public", "roles"} <= set(schemas[name]["properties"]), name
+    assert "key requirement" in schemas["AssetCreate"]["properties"]["is_public"]["description"]
+    assert {"icon", "color"} <= set(schemas["ProjectCreate"]["properties"]) and "color" in schemas["Project"][
+        "properties"
+    ]
+    assert "required" not in schemas["KeyUpdate"]  # PATCH: every field optional
+    assert schemas["KeyRotate"]["properties"]["grace_seconds"]["maximum"] == 86400
