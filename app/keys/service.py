@@ -86,8 +86,14 @@ def update_api_key(user: User, asset: PublishedAsset, key_id: int, data: dict) -
     key = get_api_key(asset, key_id)
     if not key.is_active:
         raise APIError(409, "conflict", "this API key is revoked; mint a new one")
-    current = {field: getattr(key, field) for field in KEY_POLICY_FIELDS}
-    settings = validated_key_settings(user, asset, {**current, **{f: data[f] for f in KEY_POLICY_FIELDS if f in data}})
+    merged = {field: getattr(key, field) for field in KEY_POLICY_FIELDS}
+    merged.update({field: data[field] for field in KEY_POLICY_FIELDS if field in data})
+    if "allowed_endpoints" not in data:
+        # Kept as stored: an endpoint since removed from the service must not block renaming the key.
+        merged["allowed_endpoints"] = None
+    settings = validated_key_settings(user, asset, merged)
+    if "allowed_endpoints" not in data:
+        del settings["allowed_endpoints"]
     for field, value in settings.items():
         setattr(key, field, value)
     if "name" in data:

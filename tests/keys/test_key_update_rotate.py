@@ -61,6 +61,17 @@ def test_patch_is_validated_as_minting_is(client, admin, service):  # noqa: F811
     after = client.get(f"/api/publish/assets/{service}/api-keys", headers=admin.headers).get_json()["items"][0]
     assert after["name"] == "keep" and after["allowed_endpoints"] is None and after["masking_level"] == "masked"
 
+    # A key scoped to an endpoint the service has since dropped can still be renamed; its scope is kept.
+    scoped = mint(client, admin, service, allowed_endpoints=["top"])
+    from tests.publishing.test_assets import LOOKUP
+
+    assert client.put(f"/api/publish/assets/{service}", headers=admin.headers,
+                      json={"config": {"endpoints": [LOOKUP]}}).status_code == 200  # fmt: skip
+    renamed = client.patch(_key_url(service, scoped["id"]), headers=admin.headers, json={"name": "still top"})
+    assert renamed.status_code == 200 and renamed.get_json()["allowed_endpoints"] == ["top"], renamed.get_json()
+    stale = client.patch(_key_url(service, scoped["id"]), headers=admin.headers, json={"allowed_endpoints": ["top"]})
+    assert stale.status_code == 422 and "allowed_endpoints[0]" in stale.get_json()["error"]["details"]["fields"]
+
     assert client.patch(_key_url(service, 9999), headers=admin.headers, json={"name": "x"}).status_code == 404
     other = sign_up(client)
     assert client.patch(url, headers=other.headers, json={"name": "x"}).status_code == 404
