@@ -123,6 +123,7 @@ def build_spec(app: Flask) -> dict:
         plugins=[MarshmallowPlugin()],
         info={
             "description": "Warehouse tables, lookups, scikit-learn models and Python functions as key-gated REST endpoints."
+            " Serving always needs an X-API-Key: an asset's is_public never lifts it."
         },
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})

@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per aggregate; importing this package registers them all."""
 
-from app.db.assets import AssetVersion, PublishedAsset
+from app.db.assets import AssetVersion, DeletedAsset, PublishedAsset
 from app.db.audit import AuditLog
 from app.db.datasets import Dataset, DatasetIndex, SchemaGrant
 from app.db.keys import ApiKey
@@ -14,6 +14,7 @@ __all__ = [
     "AuditLog",
     "Dataset",
     "DatasetIndex",
+    "DeletedAsset",
     "MLModel",
     "Organization",
     "PersonalAccessToken",

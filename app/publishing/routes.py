@@ -13,6 +13,8 @@ from app.publishing.schemas import (
     AssetListSchema,
     AssetSchema,
     AssetUpdateSchema,
+    DeleteAssetQuerySchema,
+    DeletedAssetListSchema,
     DiffSchema,
     PublishResultSchema,
     PublishSchema,
@@ -65,6 +67,27 @@ def update_asset(asset_id: int):
     checks = {"config": lambda config: service.check_config(user, asset, config)}
     data = load_reporting_all(AssetUpdateSchema(), json_body(), checks)
     return _detail(service.update_asset(user, asset, data))
+
+
+@bp.delete("/api/publish/assets/<int:asset_id>")
+@doc("Delete the asset with its versions and keys; 409 while published unless force=true (org admin). Its audit "
+     "log stays readable by org admins at /api/api-services/{id}/logs", status=204,
+     query={"force": "true deletes a published asset (org admin)"})  # fmt: skip
+@login_required()
+def delete_asset(asset_id: int):
+    user = current_user()
+    asset = service.get_asset(user, asset_id, "project.edit")
+    args = DeleteAssetQuerySchema().load(request.args.to_dict())
+    service.delete_asset(user, asset, force=args["force"])
+    return "", 204
+
+
+@bp.get("/api/publish/deleted-assets")
+@doc("Deleted assets of the organization, newest first (org admin): their audit logs stay readable",
+     response=DeletedAssetListSchema)  # fmt: skip
+@login_required("org.admin")
+def list_deleted_assets():
+    return DeletedAssetListSchema().dump({"items": service.list_deleted_assets(current_user())})
 
 
 @bp.post("/api/publish/assets/<int:asset_id>/publish")

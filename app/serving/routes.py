@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from app.auth.permissions import current_user, login_required
 from app.errors import APIError
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
-from app.publishing.service import get_asset
+from app.publishing.service import asset_for_logs, get_asset
 from app.serving import service
 from app.serving.dispatch import Call
 from app.serving.schemas import LogPageSchema, LogQuerySchema
@@ -121,6 +121,6 @@ def test_endpoint(asset_id: int, endpoint_id: str):
             "limit": "1..1000", "offset": ">= 0"}, tags=["serving"])  # fmt: skip
 @login_required()
 def logs(asset_id: int):
-    asset = get_asset(current_user(), asset_id, "project.view")
+    asset = asset_for_logs(current_user(), asset_id)
     filters = LogQuerySchema().load(request.args.to_dict())
     return LogPageSchema().dump(service.list_logs(asset, filters))

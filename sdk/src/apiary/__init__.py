@@ -16,7 +16,7 @@ from apiary.errors import (
     ValidationError,
 )
 from apiary.projects import Dataset, Model, Project, TrainResult
-from apiary.services import ApiKey, APIService, LogEntry, LogPage, Version
+from apiary.services import ApiKey, APIService, DataAPI, LogEntry, LogPage, PublishedAsset, Version
 
 __version__ = "0.1.0"
 
@@ -28,12 +28,14 @@ __all__ = [
     "AuthenticationError",
     "Client",
     "ConflictError",
+    "DataAPI",
     "Dataset",
     "LogEntry",
     "LogPage",
     "Model",
     "NotFoundError",
     "PermissionDeniedError",
+    "PublishedAsset",
     "Project",
     "RateLimitError",
     "ServerError",
