@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from flask import Flask, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
@@ -106,12 +106,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
-        from app.extensions import db
-
         request_id = getattr(g, "request_id", None) or uuid.uuid4().hex
         log.exception("unhandled error (request_id=%s) on %s %s", request_id, request.method, request.path)
         try:
-            db.session.rollback()
+            # Through the app's registry, not app.extensions: the extensions import the warehouse engine,
+            # which raises APIError, so errors.py stays below both.
+            current_app.extensions["sqlalchemy"].session.rollback()
         except Exception:  # noqa: BLE001 - the original error is what matters here
             log.exception("rollback after unhandled error failed")
         return envelope(500, "internal_error", "an internal error occurred", {"request_id": request_id})

@@ -14,6 +14,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlalchemy.orm import DeclarativeBase
 
+from app.namespace import namespaced_redis
+from app.warehouse.engine import create_warehouse_engine
+
 
 class Base(DeclarativeBase):
     """The declarative base of every metadata model (app/db); no shared columns."""
@@ -45,8 +48,6 @@ class _PerProcess:
 
 
 def _make_redis(app: Flask) -> redis.Redis:
-    from app.namespace import namespaced_redis
-
     # No retry loop: when Redis is down, serving degrades (uncached, rate limits open) at once instead of stalling.
     # Every key lives under the installation's namespace, so installations sharing a Redis never meet.
     return namespaced_redis(
@@ -60,8 +61,6 @@ def _make_redis(app: Flask) -> redis.Redis:
 
 
 def _make_warehouse(app: Flask):
-    from app.warehouse.engine import create_warehouse_engine
-
     return create_warehouse_engine(app.config["WAREHOUSE_URL"], app.config["WAREHOUSE_DIR"])
 
 
