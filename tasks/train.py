@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from app.models.training_run import execute_run
+
 # The web side waits TRAIN_TIMEOUT_SECONDS (600 by default); the soft limit ends a run that goes on past that
 # with a recorded failure, the hard limit kills a process that ignores it.
 SOFT_TIME_LIMIT_SECONDS = 600
@@ -14,6 +16,4 @@ TIME_LIMIT_SECONDS = 660
              acks_late=False)  # fmt: skip
 def train_recipe(run_id: int) -> dict:
     """Train the recipe of run `run_id`; returns the run's outcome ({status, run_id, model_id, metrics | error})."""
-    from app.models.training_run import execute_run
-
     return execute_run(run_id)

@@ -35,7 +35,7 @@ def wait_for_run(run_id: int, timeout_s: float) -> dict:
     """Poll a queued run to its end with a progress bar of the time waited."""
     from app.db import RecipeRun
     from app.extensions import db
-    from app.models.service import run_outcome
+    from app.models.runs import run_outcome
 
     started = time.monotonic()
     with click.progressbar(length=int(timeout_s), label="training", file=sys.stderr, show_eta=False) as bar:

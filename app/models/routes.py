@@ -5,6 +5,7 @@ from flask import Blueprint, request
 from app.auth.permissions import current_user, login_required, project_in_scope
 from app.http import json_body
 from app.models import service
+from app.models.runs import run_config
 from app.models.schemas import (
     DeletedSchema,
     ModelDetailSchema,
@@ -26,7 +27,7 @@ PROJECT_HEADER = "X-Project-Id (optional here): when sent, the object must belon
 
 def _recipe_body(recipe) -> dict:
     body = RecipeSchema().dump(recipe)
-    body["run_config"] = service.run_config(recipe)
+    body["run_config"] = run_config(recipe)
     return body
 
 

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from flask import current_app
 from sqlalchemy import select, update
 
 from app.auth.permissions import has_permission, require_permission
-from app.datasets.catalog import Catalog
 from app.db import AssetVersion, MLModel, Project, PublishedAsset, Recipe, RecipeRun, User
-from app.db.columns import utcnow
 from app.errors import APIError, invalid, not_found
-from app.extensions import db, warehouse
-from app.ml.store import delete_artifact
+from app.extensions import db
 from app.ml.training_config import TrainingConfig, validate_training_config
-from app.query.masking import BLOCKED, ColumnMasking, default_masking, effective_masking, mask_value
+from app.models.inputs import check_sensitive_columns, column_masking, input_columns, input_masking
+from app.models.runs import fail_if_queued, mark_failed, remove_artifact, run_outcome
+from app.query.masking import BLOCKED, mask_value
 from app.query.policy import MASK
 from app.serving.workers import call_worker, queue_has_worker
-from app.warehouse.engine import ColumnInfo, TableNotFound, list_columns
+from tasks.train import train_recipe
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +25,6 @@ TRAIN_QUEUE = "train"
 
 
 # --- recipes -------------------------------------------------------------------------------------------------------
-
-
-def input_columns(project: Project, input_table: object, field: str = "config.input_table") -> list[ColumnInfo]:
-    """The columns of a project's dataset as the warehouse has them now; 422 naming `field` when it is missing."""
-    dataset = Catalog.for_scope(project.org_id, project).dataset(input_table, field)
-    try:
-        return list_columns(warehouse.get(), dataset.schema_name, dataset.table_name)
-    except TableNotFound:
-        raise invalid(field, f"the table behind dataset {input_table!r} no longer exists in the warehouse") from None
 
 
 def check_recipe_config(project: Project, config: dict, inputs: list[str], user: User | None = None) -> TrainingConfig:
@@ -61,44 +50,6 @@ def check_recipe_config(project: Project, config: dict, inputs: list[str], user:
                        {"fields": {"config.allow_sensitive": ["org.admin required"]}})  # fmt: skip
     check_sensitive_columns(project, checked)
     return checked
-
-
-SENSITIVE_LEVELS = ("high", "critical")
-
-
-def input_masking(project: Project, input_table: str | None) -> dict[str, ColumnMasking]:
-    """Each column's masking in the input dataset (settings over classification); {} when the dataset is gone."""
-    dataset = Catalog.for_scope(project.org_id, project).by_name.get(input_table) if input_table else None
-    if dataset is None:
-        return {}
-    return effective_masking([c["name"] for c in dataset.columns], dataset.masking)
-
-
-def column_masking(maskings: dict[str, ColumnMasking], name: str) -> ColumnMasking:
-    return maskings.get(name) or default_masking(name)
-
-
-def check_sensitive_columns(project: Project, cfg: TrainingConfig) -> None:
-    """422 naming the field when the target or a named feature is high or critical and the config does not say
-    `allow_sensitive` (a model's metadata and predictions carry the values it was trained on)."""
-    if cfg.allow_sensitive:
-        return
-    maskings = input_masking(project, cfg.input_table)
-    named = [("config.target_column", cfg.target_column)]
-    named += [(f"config.feature_columns[{i}]", name) for i, name in enumerate(cfg.feature_columns or ())]
-    for field, name in named:
-        level = column_masking(maskings, name).sensitivity
-        if level in SENSITIVE_LEVELS:
-            raise invalid(field, f"column {name!r} is {level}; training on it needs config.allow_sensitive: true "
-                                 "from an organization admin")  # fmt: skip
-
-
-def sensitive_columns(project: Project, cfg: TrainingConfig, names: list[str]) -> set[str]:
-    """Which of `names` are high or critical (left out of automatic feature selection without allow_sensitive)."""
-    if cfg.allow_sensitive:
-        return set()
-    maskings = input_masking(project, cfg.input_table)
-    return {n for n in names if column_masking(maskings, n).sensitivity in SENSITIVE_LEVELS}
 
 
 def model_metadata_for(user: User, model: MLModel) -> dict:
@@ -149,11 +100,6 @@ def create_recipe(user: User, project: Project, data: dict) -> Recipe:
     return recipe
 
 
-def run_config(recipe: Recipe) -> dict:
-    """The config a run of this recipe trains with; the model is named after the recipe unless it says otherwise."""
-    return {**recipe.config, "model_name": recipe.config.get("model_name") or recipe.name}
-
-
 def get_recipe(user: User, project: Project | None, recipe_id: int, permission: str = "project.view") -> Recipe:
     """A recipe of the caller's organization (and of `project` when one is in scope); 404 otherwise."""
     recipe = db.session.get(Recipe, recipe_id)
@@ -174,8 +120,6 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
 
     Answers (body, status): 200 success or failed when waiting, 202 queued otherwise.
     """
-    from tasks.train import train_recipe
-
     if not queue_has_worker(TRAIN_QUEUE):
         raise APIError(503, "no_worker", f"no worker is consuming the {TRAIN_QUEUE} queue; try again shortly",
                        headers={"Retry-After": 5})  # fmt: skip
@@ -214,30 +158,6 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
         mark_failed(run_id, "the training worker stopped before the run finished", only_unfinished=True)
     db.session.expire_all()
     return run_outcome(db.session.get(RecipeRun, run_id)), 200
-
-
-def run_outcome(run: RecipeRun) -> dict:
-    if run.status == "success":
-        return {"status": "success", "run_id": run.id, "model_id": run.model_id, "metrics": run.metrics or {}}
-    if run.status == "failed":
-        return {"status": "failed", "run_id": run.id, "error": run.error or "training failed"}
-    return {"status": run.status, "run_id": run.id}
-
-
-def fail_if_queued(run_id: int, error: str) -> bool:
-    """Mark a run failed only if no worker has claimed it yet (the same atomic check a worker claims with)."""
-    return mark_failed(run_id, error, only_queued=True)
-
-
-def mark_failed(run_id: int, error: str, *, only_queued: bool = False, only_unfinished: bool = False) -> bool:
-    stmt = update(RecipeRun).where(RecipeRun.id == run_id)
-    if only_queued:
-        stmt = stmt.where(RecipeRun.status == "queued")
-    if only_unfinished:
-        stmt = stmt.where(RecipeRun.status.in_(("queued", "running")))
-    result = db.session.execute(stmt.values(status="failed", error=error[:2000], finished_at=utcnow()))
-    db.session.commit()
-    return result.rowcount > 0
 
 
 # --- the model registry ----------------------------------------------------------------------------------------------
@@ -326,18 +246,3 @@ def services_serving(model: MLModel) -> list[str]:
             if isinstance(ep, dict)
         )
     ]
-
-
-def remove_artifact(path: str | None) -> None:
-    """Delete an artifact file, only ever inside the model store."""
-    if not path:
-        return
-    store = os.path.realpath(current_app.config["MODEL_STORE"])
-    real = os.path.realpath(path)
-    if os.path.commonpath([store, real]) != store:
-        log.warning("not deleting artifact outside the model store: %s", path)
-        return
-    try:
-        delete_artifact(real)
-    except OSError as exc:
-        log.warning("could not delete artifact %s: %s", path, exc)

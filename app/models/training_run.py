@@ -16,15 +16,8 @@ from app.db.columns import utcnow
 from app.errors import APIError
 from app.extensions import db, warehouse
 from app.ml.training_config import TrainingConfig, validate_training_config
-from app.models.service import (
-    check_sensitive_columns,
-    input_columns,
-    mark_failed,
-    remove_artifact,
-    run_config,
-    run_outcome,
-    sensitive_columns,
-)
+from app.models.inputs import check_sensitive_columns, input_columns, sensitive_columns
+from app.models.runs import mark_failed, remove_artifact, run_config, run_outcome
 from app.warehouse.engine import reflect_table
 
 log = logging.getLogger(__name__)
