@@ -12,6 +12,7 @@ import click
 from flask import Flask, current_app
 
 from app.cli_base import CliGroup, echo_json, json_option
+from app.cli_targets import org_by_name
 from app.errors import APIError
 
 datasets_cli = CliGroup(
@@ -134,9 +135,7 @@ def indexes_command(name, project_ref, org_name, as_json):
 
 
 def _org_id(name: str) -> int:
-    from app.cli import _org_by_name
-
-    return _org_by_name(name, create=False).id
+    return org_by_name(name, create=False).id
 
 
 @datasets_cli.command("grant-schema")

@@ -1,15 +1,23 @@
-"""`flask keys update` and `flask keys rotate`: the key service's update and rotation from the command line."""
+"""`flask keys mint|list|revoke|update|rotate`: the key service from the command line."""
 
 from __future__ import annotations
 
 import json
 
 import click
+from flask import Flask
 from marshmallow import ValidationError
+from sqlalchemy import select
 
+from app.cli_base import CliGroup, CommandError, echo_json, json_option, user_option
+from app.cli_targets import asset_actor, asset_by_key, call_service
+from app.db import ApiKey
 from app.errors import _flatten
-from app.keys.schemas import KeySchema, KeyUpdateSchema
-from app.publishing.cli import _actor, _asset, _run, keys_cli, user_option
+from app.extensions import db
+from app.keys.schemas import KeyCreatedSchema, KeyCreateSchema, KeyListSchema, KeySchema, KeyUpdateSchema
+from app.keys.service import mint_api_key, revoke_api_key, rotate_api_key, update_api_key
+
+keys_cli = CliGroup("keys", help="Data-API keys of a published asset.")
 
 
 def _row_scope(pairs: tuple[str, ...]) -> dict[str, list[str]]:
@@ -59,8 +67,6 @@ def update_key(asset_key, key_id, name, rate_limit, expires_days, masking_level,
     \b
     Example:  flask keys update sales-serving 3 --rate-limit 50 --row-scope region=EU --allowed-column customer_key
     """
-    from app.keys.service import update_api_key
-
     data: dict = {}
     for field, value in (("name", name), ("rate_limit", rate_limit), ("expires_days", expires_days),
                          ("masking_level", masking_level), ("sensitivity_max", sensitivity_max)):  # fmt: skip
@@ -80,8 +86,8 @@ def update_key(asset_key, key_id, name, rate_limit, expires_days, masking_level,
         raise click.ClickException(
             "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in _flatten(err.messages).items())
         ) from None
-    asset = _asset(asset_key)
-    key = _run(lambda: update_api_key(_actor(asset, email), asset, key_id, data))
+    asset = asset_by_key(asset_key)
+    key = call_service(lambda: update_api_key(asset_actor(asset, email), asset, key_id, data))
     _show(key, as_json)
 
 
@@ -97,9 +103,7 @@ def rotate_key(asset_key, key_id, grace_seconds, as_json):
     \b
     Example:  flask keys rotate sales-serving 3 --grace-seconds 3600
     """
-    from app.keys.service import rotate_api_key
-
-    key, secret = _run(lambda: rotate_api_key(_asset(asset_key), key_id, grace_seconds))
+    key, secret = call_service(lambda: rotate_api_key(asset_by_key(asset_key), key_id, grace_seconds))
     if as_json:
         _show(key, True, secret)
         return
@@ -107,3 +111,93 @@ def rotate_key(asset_key, key_id, grace_seconds, as_json):
     click.echo(secret)
     if key.previous_key_expires_at:
         click.echo(f"the old secret works until {key.previous_key_expires_at.isoformat()}", err=True)
+
+
+@keys_cli.command("mint")
+@click.argument("asset_key")
+@click.option("--name", required=True)
+@click.option("--endpoint", "endpoints", multiple=True, help="Allowed endpoint id (repeat); none = every endpoint.")
+@click.option("--rate-limit", type=int, default=100, show_default=True, help="Requests per minute.")
+@click.option("--expires-days", type=int, default=90, show_default=True, help="0 = never.")
+@click.option("--masking-level", type=click.Choice(["masked", "unmasked"]), default="masked", show_default=True)
+@click.option("--sensitivity-max", type=click.Choice(["low", "medium", "high", "critical"]), default="medium",
+              show_default=True)  # fmt: skip
+@click.option("--allowed-column", "allowed_columns", multiple=True,
+              help="A column the key may read (repeat); none = every column.")  # fmt: skip
+@click.option("--row-scope", "row_scopes", multiple=True, metavar="COLUMN=V1,V2",
+              help="Every query of the key only sees rows whose COLUMN is one of the values (repeat per column).")  # fmt: skip
+@user_option
+@json_option
+def mint_key(asset_key, name, endpoints, rate_limit, expires_days, masking_level, sensitivity_max, allowed_columns,
+             row_scopes, email, as_json):  # fmt: skip
+    """Mint a key for ASSET_KEY and print it (shown this once).
+
+    \b
+    Example:
+      flask keys mint sales-serving --name eu-app --endpoint customer \\
+          --allowed-column customer_key --allowed-column region --row-scope region=EU,UK
+    """
+
+    asset = asset_by_key(asset_key)
+    body = {"name": name, "rate_limit": rate_limit, "expires_days": expires_days, "masking_level": masking_level,
+            "sensitivity_max": sensitivity_max, "allowed_columns": list(allowed_columns),
+            "allowed_endpoints": list(endpoints) or None, "row_scope": _mint_row_scope(row_scopes)}  # fmt: skip
+    data = KeyCreateSchema().load(body)
+    key, secret = call_service(lambda: mint_api_key(asset_actor(asset, email), asset, data))
+    if as_json:
+        echo_json({**KeyCreatedSchema().dump(key), "key": secret})
+        return
+    click.echo(f"key id {key.id} ({key.prefix}…), store it now, it is not shown again:")
+    click.echo(secret)
+
+
+def _mint_row_scope(pairs: tuple[str, ...]) -> dict | None:
+    """`--row-scope region=EU,UK` (repeatable) -> {"region": ["EU", "UK"]}; the service checks columns and values."""
+    scope: dict[str, list[str]] = {}
+    for pair in pairs:
+        column, sep, values = pair.partition("=")
+        listed = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not column.strip() or not listed:
+            raise CommandError(f"--row-scope {pair!r}: expected COLUMN=VALUE[,VALUE...]")
+        scope.setdefault(column.strip(), [])
+        scope[column.strip()] += [v for v in listed if v not in scope[column.strip()]]
+    return scope or None
+
+
+@keys_cli.command("list")
+@click.argument("asset_key")
+@json_option
+def list_keys(asset_key, as_json):
+    """List the keys of ASSET_KEY (prefixes only).
+
+    \b
+    Example:
+      flask keys list sales-serving --json
+    """
+    rows = db.session.scalars(select(ApiKey).where(ApiKey.asset_id == asset_by_key(asset_key).id).order_by(ApiKey.id))
+    if as_json:
+        echo_json(KeyListSchema().dump({"items": rows}))
+        return
+    click.echo("id\tprefix\tname\tactive\trate_limit\texpires_at\tendpoints")
+    for key in rows:
+        expires = key.expires_at.isoformat() if key.expires_at else "never"
+        scope = ",".join(key.allowed_endpoints) if key.allowed_endpoints else "all"
+        click.echo(f"{key.id}\t{key.prefix}\t{key.name}\t{key.is_active}\t{key.rate_limit}\t{expires}\t{scope}")
+
+
+@keys_cli.command("revoke")
+@click.argument("asset_key")
+@click.argument("key_id", type=int)
+def revoke_key(asset_key, key_id):
+    """Revoke key KEY_ID of ASSET_KEY, effective at once.
+
+    \b
+    Example:
+      flask keys revoke sales-serving 3
+    """
+    call_service(lambda: revoke_api_key(asset_by_key(asset_key), key_id))
+    click.echo(f"revoked key {key_id}")
+
+
+def register_keys_cli(app: Flask) -> None:
+    app.cli.add_command(keys_cli)

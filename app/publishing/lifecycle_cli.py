@@ -12,7 +12,8 @@ from app.cli_base import (
     read_json_file,
     user_option,
 )
-from app.publishing.cli import _asset, services_cli
+from app.cli_targets import asset_by_key, org_by_name
+from app.publishing.cli import services_cli
 from app.publishing.schemas import AssetCreateSchema, AssetDetailSchema, AssetSchema, DiffSchema, PublishResultSchema
 
 
@@ -20,7 +21,7 @@ def _acting(asset_key: str, email: str | None, permission: str):
     """The asset as `--user` (or the org's first admin) may see it, with that user's `permission` checked."""
     from app.publishing.service import get_asset
 
-    found = _asset(asset_key)
+    found = asset_by_key(asset_key)
     user = acting_user(found.org_id, email)
     return user, get_asset(user, found.id, permission)
 
@@ -57,7 +58,6 @@ def create_service(project_ref, org_name, body_file, asset_type, asset_key, titl
       flask services create --project sales --key sales-serving --title "Sales serving" --config service.json
       flask services create --project sales --body asset.json
     """
-    from app.cli import _org_by_name
     from app.projects.service import project_by_ref
     from app.publishing.service import create_asset
 
@@ -65,7 +65,7 @@ def create_service(project_ref, org_name, body_file, asset_type, asset_key, titl
         project = project_by_ref(project_ref, org_name)
         org_id = project.org_id
     elif org_name:
-        project, org_id = None, _org_by_name(org_name, create=False).id
+        project, org_id = None, org_by_name(org_name, create=False).id
     else:
         raise CommandError("name the project with --project (or the organization with --org for a data_api)")
     body = read_json_file(body_file, "--body") if body_file else {}

@@ -8,8 +8,9 @@ import click
 from flask import Flask
 
 from app.cli_base import CliGroup, CommandError, echo_json, json_option, parse_json_text, read_json_file, user_option
+from app.cli_targets import asset_by_key
 from app.errors import APIError
-from app.publishing.cli import _asset, services_cli
+from app.publishing.cli import services_cli
 from app.publishing.lifecycle_cli import _acting
 
 cache_cli = CliGroup("cache", help="Apiary's result cache in Redis.")
@@ -170,7 +171,7 @@ def flush_command(asset_key):
 
     from app.serving.cache import result_cache
 
-    asset_id = _asset(asset_key).id if asset_key else None
+    asset_id = asset_by_key(asset_key).id if asset_key else None
     try:
         deleted = result_cache().flush(asset_id)
     except redis.RedisError as exc:
