@@ -10,6 +10,7 @@ from flask import flash, redirect, render_template, request, url_for
 from app.console.blueprint import bp, can, console_user, project_for, signed_in
 from app.console.endpoint_form import KIND_LABELS, KINDS, endpoint_from_form, form_values, posted_values
 from app.console.forms import FormErrors, from_api_error
+from app.console.key_reveal import take_reveal
 from app.db import Project, PublishedAsset
 from app.errors import APIError, not_found
 from app.keys import service as keys
@@ -87,8 +88,6 @@ def render_service(project: Project, asset: PublishedAsset, status: int = 200, *
 @bp.get("/projects/<int:project_id>/settings/services/<int:service_id>")
 @signed_in
 def service(project_id: int, service_id: int):
-    from app.console.key_pages import take_reveal
-
     project, asset = load_service(project_id, service_id)
     context = {}
     if request.args.get("reveal"):  # the page a key mint redirected to: its secret, this once
