@@ -11,7 +11,9 @@ from flask.cli import AppGroup
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
-from app.errors import APIError
+from app.db import User
+from app.errors import APIError, _flatten
+from app.extensions import db
 
 
 class CommandError(click.ClickException):
@@ -31,8 +33,6 @@ def api_error_message(err: APIError) -> str:
 
 
 def validation_message(err: ValidationError) -> str:
-    from app.errors import _flatten  # the HTTP envelope's field paths, so both name a field the same way
-
     return "; ".join(f"{name}: {reasons[0]}" for name, reasons in _flatten(err.messages).items())
 
 
@@ -76,8 +76,6 @@ class CliGroup(AppGroup):
 
 def _rollback() -> None:
     if has_app_context():
-        from app.extensions import db
-
         db.session.rollback()
 
 
@@ -114,9 +112,6 @@ user_option = click.option(
 def acting_user(org_id: int, email: str | None):
     """Who an operator command acts as: `--user`, else the organization's first active admin. The user's role
     is checked by the same service calls as over HTTP."""
-    from app.db import User
-    from app.extensions import db
-
     stmt = select(User).where(User.org_id == org_id, User.is_active.is_(True))
     if email:
         stmt = stmt.where(func.lower(User.email) == email.lower())

@@ -11,7 +11,14 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from app.cli_base import OneLineCommand
+from app.datasets.service import upload_dataset
+from app.db import Organization, Project, PublishedAsset
 from app.errors import APIError
+from app.extensions import db, warehouse
+from app.keys.service import mint_api_key
+from app.models.cli import org_admin, train
+from app.projects.service import create_project
+from app.publishing.service import create_asset, publish_asset
 
 SERVICE_KEY = "sales-serving"
 SCORE_HANDLER = """def handler(payload):
@@ -35,14 +42,6 @@ def customers_csv(rows: int = 500, seed: int = 42) -> bytes:
 
 def build_demo(org_name: str) -> tuple[dict, str]:
     """Create everything of the example in `org_name`; returns (service summary, the key's secret)."""
-    from app.datasets.service import upload_dataset
-    from app.db import Organization, Project
-    from app.extensions import db, warehouse
-    from app.keys.service import mint_api_key
-    from app.models.cli import org_admin, train
-    from app.projects.service import create_project
-    from app.publishing.service import create_asset, publish_asset
-
     org = db.session.scalar(select(Organization).where(Organization.name == org_name))
     if org is None:
         raise click.ClickException(f"no organization named {org_name!r}; create its admin first (flask users create)")
@@ -89,9 +88,6 @@ def demo_command(org_name, if_missing, base_url):
     Example:
       flask demo --org Acme --if-missing
     """
-    from app.db import PublishedAsset
-    from app.extensions import db
-
     if db.session.scalar(select(PublishedAsset.id).where(PublishedAsset.asset_key == SERVICE_KEY)):
         if if_missing:
             click.echo(f"the demo service {SERVICE_KEY!r} already exists")

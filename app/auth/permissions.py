@@ -9,6 +9,7 @@ from flask import g, request
 from flask_jwt_extended import get_jwt_identity, verify_jwt_in_request
 from sqlalchemy import select
 
+from app.auth.service import personal_token_for
 from app.db import Project, User
 from app.db.columns import parse_id
 from app.errors import APIError, not_found
@@ -27,8 +28,6 @@ def has_permission(user: User, permission: str) -> bool:
 
 
 def _authenticate() -> User:
-    from app.auth.service import personal_token_for
-
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -6,7 +6,8 @@ from urllib.parse import urlsplit
 
 from flask import current_app, redirect, render_template, request, session, url_for
 
-from app.auth.service import authenticate_user, revoke_console_sessions
+from app.auth.schemas import RegisterSchema
+from app.auth.service import authenticate_user, register_organization, revoke_console_sessions
 from app.auth.throttle import throttle_login_account, throttle_login_address, throttle_signup_address
 from app.console.blueprint import GENERATION_KEY, USER_KEY, bp, console_user
 from app.console.csrf import csrf_token
@@ -84,9 +85,6 @@ def login():
 
 @bp.route("/signup", methods=["GET", "POST"])
 def signup():
-    from app.auth.schemas import RegisterSchema
-    from app.auth.service import register_organization
-
     if not current_app.config.get("ALLOW_SIGNUP", True):
         return redirect(url_for("console.login"))
     errors = FormErrors()

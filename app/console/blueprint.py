@@ -9,6 +9,7 @@ from functools import wraps
 from urllib.parse import urlencode
 
 from flask import Blueprint, g, jsonify, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import HTTPException
 
 from app.auth.permissions import get_project_for, has_permission, require_permission
 from app.console.csrf import csrf_ok, csrf_token
@@ -139,8 +140,6 @@ def _too_large(err: Exception):
 
 @bp.errorhandler(Exception)
 def _unexpected(err: Exception):
-    from werkzeug.exceptions import HTTPException
-
     if isinstance(err, HTTPException):
         status = err.code or 500
         return render_template("console/error.html", status=status, title=err.name, message=err.description), status

@@ -11,9 +11,11 @@ from app.console.blueprint import bp, can, console_user, project_for, signed_in
 from app.console.endpoint_form import KIND_LABELS, KINDS, endpoint_from_form, form_values, posted_values
 from app.console.forms import FormErrors, from_api_error
 from app.console.key_reveal import take_reveal
+from app.datasets import service as datasets
 from app.db import Project, PublishedAsset
 from app.errors import APIError, not_found
 from app.keys import service as keys
+from app.models import service as models
 from app.publishing import service as publishing
 
 
@@ -31,9 +33,6 @@ def endpoints_of(asset: PublishedAsset) -> list[dict]:
 
 
 def _editor_choices(project: Project) -> dict:
-    from app.datasets import service as datasets
-    from app.models import service as models
-
     return {"datasets": datasets.list_datasets(project), "models": models.list_models(project, None)}
 
 

@@ -13,7 +13,21 @@ from flask import Flask, current_app
 
 from app.cli_base import CliGroup, echo_json, json_option
 from app.cli_targets import org_by_name
+from app.datasets.indexing import dataset_indexes
+from app.datasets.schemas import DatasetListSchema
+from app.datasets.service import (
+    dataset_view,
+    get_dataset,
+    grant_schema,
+    list_datasets,
+    revoke_schema,
+    schema_grants,
+    upload_dataset,
+)
+from app.db import Organization
 from app.errors import APIError
+from app.extensions import db, warehouse
+from app.projects.service import project_by_ref
 
 datasets_cli = CliGroup(
     "datasets", help="Datasets of a project; the warehouse schemas an organization may register from."
@@ -21,8 +35,6 @@ datasets_cli = CliGroup(
 
 
 def _project(ref: str, org_name: str | None):
-    from app.projects.service import project_by_ref
-
     try:
         return project_by_ref(ref, org_name)
     except APIError as err:
@@ -58,9 +70,6 @@ class ProgressReader:
 @click.option("--description", help="What the data is.")
 def upload_command(file, name, project_ref, org_name, replace, friendly_name, description):
     """Load a CSV FILE into a project's dataset, inferring column types."""
-    from app.datasets.service import upload_dataset
-    from app.extensions import warehouse
-
     project = _project(project_ref, org_name)
     size = os.path.getsize(file)
     try:
@@ -96,11 +105,7 @@ def list_command(project_ref, org_name, as_json):
     Example:
       flask datasets list --project sales --json
     """
-    from app.datasets.service import dataset_view, list_datasets
-
     if as_json:
-        from app.datasets.schemas import DatasetListSchema
-
         views = [dataset_view(d) for d in list_datasets(_project(project_ref, org_name))]
         echo_json(DatasetListSchema().dump({"items": views}))
         return
@@ -117,9 +122,6 @@ def list_command(project_ref, org_name, as_json):
 def indexes_command(name, project_ref, org_name, as_json):
     """Show the indexes of dataset NAME's warehouse table: those Apiary builds when a service with lookups or eq
     filters on it is published (origin apiary), and the others (existing)."""
-    from app.datasets.indexing import dataset_indexes
-    from app.datasets.service import get_dataset
-
     try:
         indexes = dataset_indexes(get_dataset(_project(project_ref, org_name), name))
     except APIError as err:
@@ -143,8 +145,6 @@ def _org_id(name: str) -> int:
 @click.argument("schema")
 def grant_schema_command(org_name, schema):
     """Let organization ORG_NAME register the existing tables of warehouse SCHEMA, and upload into it."""
-    from app.datasets.service import grant_schema
-
     try:
         granted = grant_schema(_org_id(org_name), schema)
     except APIError as err:
@@ -157,8 +157,6 @@ def grant_schema_command(org_name, schema):
 @click.argument("schema")
 def revoke_schema_command(org_name, schema):
     """Take back a grant; datasets the organization already registered stay."""
-    from app.datasets.service import revoke_schema
-
     if not revoke_schema(_org_id(org_name), schema):
         raise click.ClickException(f"{org_name} has no grant of schema {schema}")
     click.echo(f"{org_name} may no longer register tables of {schema}")
@@ -168,10 +166,6 @@ def revoke_schema_command(org_name, schema):
 @click.option("--org", "org_name", help="Only this organization.")
 def schema_grants_command(org_name):
     """List the schema grants: organization, schema."""
-    from app.datasets.service import schema_grants
-    from app.db import Organization
-    from app.extensions import db
-
     for grant in schema_grants(_org_id(org_name) if org_name else None):
         click.echo(f"{db.session.get(Organization, grant.org_id).name}\t{grant.schema_name}")
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from app.datasets.catalog import Catalog
+from app.datasets.indexing import queue_dataset_reindex
 from app.db import Dataset, Project, SchemaGrant
 from app.errors import APIError, invalid, not_found
 from app.extensions import db
@@ -146,8 +147,6 @@ def upload_dataset(
             dataset.description = description
     saved = _save(dataset, full_name)
     if existing is not None:  # the old table went with its indexes: the published services using it get them back
-        from app.datasets.indexing import queue_dataset_reindex
-
         queue_dataset_reindex(saved)
     return saved
 

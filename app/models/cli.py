@@ -10,7 +10,21 @@ from flask import Flask, current_app
 from sqlalchemy import select
 
 from app.cli_base import CliGroup, acting_user, echo_json, json_option, user_option
+from app.db import MLModel, Project, RecipeRun, User
 from app.errors import APIError
+from app.extensions import db
+from app.models.runs import run_outcome
+from app.models.schemas import ModelDetailSchema, ModelListSchema
+from app.models.service import (
+    activate_model,
+    create_recipe,
+    delete_model,
+    get_model,
+    list_models,
+    run_recipe,
+    versions_of,
+)
+from app.projects.service import project_by_ref
 
 models_cli = CliGroup("models", help="Models of a project.")
 
@@ -21,9 +35,6 @@ def _fail(err: APIError):
 
 def org_admin(org_id: int):
     """The organization's first active admin: who operator commands act as."""
-    from app.db import User
-    from app.extensions import db
-
     stmt = select(User).where(User.org_id == org_id, User.role == "admin", User.is_active.is_(True)).order_by(User.id)
     user = db.session.scalars(stmt).first()
     if user is None:
@@ -33,10 +44,6 @@ def org_admin(org_id: int):
 
 def wait_for_run(run_id: int, timeout_s: float) -> dict:
     """Poll a queued run to its end with a progress bar of the time waited."""
-    from app.db import RecipeRun
-    from app.extensions import db
-    from app.models.runs import run_outcome
-
     started = time.monotonic()
     with click.progressbar(length=int(timeout_s), label="training", file=sys.stderr, show_eta=False) as bar:
         while True:
@@ -57,8 +64,6 @@ def wait_for_run(run_id: int, timeout_s: float) -> dict:
 def train(project, table: str, target: str, task_type: str, algorithm: str, name: str | None,
           features: list[str] | None) -> dict:  # fmt: skip
     """Create a train_model recipe and run it on a worker; the run's outcome (success with metrics, or failed)."""
-    from app.models.service import create_recipe, run_recipe
-
     config = {"input_table": table, "target_column": target, "task_type": task_type, "algorithm": algorithm}
     if features:
         config["feature_columns"] = features
@@ -86,8 +91,6 @@ def train_command(project_ref, org_name, table, target, task_type, algorithm, na
       flask models train --project sales --table marts.churn --target churned \\
           --task-type classification --algorithm random_forest --name churn_risk
     """
-    from app.projects.service import project_by_ref
-
     try:
         outcome = train(
             project_by_ref(project_ref, org_name), table, target, task_type, algorithm, name, list(features)
@@ -112,10 +115,6 @@ def list_command(project_ref, org_name, name, as_json):
     Example:
       flask models list --project sales --name churn_risk --json
     """
-    from app.models.schemas import ModelListSchema
-    from app.models.service import list_models
-    from app.projects.service import project_by_ref
-
     try:
         project = project_by_ref(project_ref, org_name)
     except APIError as err:
@@ -135,11 +134,6 @@ def list_command(project_ref, org_name, name, as_json):
 def _model(model_id: int, project_ref: str | None, org_name: str | None, email: str | None, permission: str):
     """(acting user, model): the model as --user (default: its organization's first admin) may `permission` it,
     within --project when one is named; another project's model is not found, as over HTTP."""
-    from app.db import MLModel, Project
-    from app.extensions import db
-    from app.models.service import get_model
-    from app.projects.service import project_by_ref
-
     project = project_by_ref(project_ref, org_name) if project_ref else None
     found = db.session.get(MLModel, model_id)
     owner = db.session.get(Project, found.project_id) if found else None
@@ -151,9 +145,6 @@ def _model(model_id: int, project_ref: str | None, org_name: str | None, email: 
 
 
 def _model_detail(model) -> dict:
-    from app.models.schemas import ModelDetailSchema
-    from app.models.service import versions_of
-
     body = ModelDetailSchema().dump(model)
     body["versions"] = ModelDetailSchema().dump({"versions": versions_of(model)})["versions"]
     return body
@@ -206,8 +197,6 @@ def activate_command(model_id, project_ref, org_name, email, as_json):
     Example:
       flask models activate 12
     """
-    from app.models.service import activate_model
-
     _user, model = _model(model_id, project_ref, org_name, email, "project.edit")
     model = activate_model(model)
     if as_json:
@@ -230,8 +219,6 @@ def delete_command(model_id, project_ref, org_name, email, yes):
     Example:
       flask models delete 11 --yes
     """
-    from app.models.service import delete_model
-
     _user, model = _model(model_id, project_ref, org_name, email, "project.edit")
     if not yes:
         click.confirm(f"delete model {model.id} ({model.name} version {model.version})?", abort=True, err=True)

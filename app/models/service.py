@@ -8,6 +8,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from app.auth.permissions import has_permission, require_permission
+from app.datasets.service import preview_policy
 from app.db import AssetVersion, MLModel, Project, PublishedAsset, Recipe, RecipeRun, User
 from app.errors import APIError, invalid, not_found
 from app.extensions import db
@@ -56,8 +57,6 @@ def model_metadata_for(user: User, model: MLModel) -> dict:
     """`input_schema` and `classes` as the caller's role may see them, like a preview of the input table:
     categories of a masked column go through its strategy, a blocked column's are not listed (null), and classes
     of a masked or blocked target are masked or "[BLOCKED]" one for one (their order matches probabilities)."""
-    from app.datasets.service import preview_policy
-
     policy = preview_policy(user.role)
     recipe = db.session.get(Recipe, model.recipe_id) if model.recipe_id else None
     project = db.session.get(Project, model.project_id)

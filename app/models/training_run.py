@@ -11,10 +11,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy import func, select, update
 
+from app.datasets.catalog import Catalog
 from app.db import MLModel, Project, Recipe, RecipeRun
 from app.db.columns import utcnow
 from app.errors import APIError
 from app.extensions import db, warehouse
+from app.ml.store import save_artifact
+from app.ml.training import train_model
 from app.ml.training_config import TrainingConfig, validate_training_config
 from app.models.inputs import check_sensitive_columns, input_columns, sensitive_columns
 from app.models.runs import mark_failed, remove_artifact, run_config, run_outcome
@@ -87,9 +90,7 @@ def _current_config(project: Project, recipe: Recipe) -> TrainingConfig:
 
 
 def _read_frame(project: Project, cfg: TrainingConfig):
-    import pandas as pd
-
-    from app.datasets.catalog import Catalog
+    import pandas as pd  # lazy: pandas is heavy; only a train worker reads frames
 
     dataset = Catalog.for_scope(project.org_id, project).dataset(cfg.input_table, "config.input_table")
     engine = warehouse.get()
@@ -112,9 +113,6 @@ def _read_frame(project: Project, cfg: TrainingConfig):
 
 
 def _train_and_store(project: Project, recipe: Recipe, cfg: TrainingConfig, frame) -> tuple[MLModel, str]:
-    from app.ml.store import save_artifact
-    from app.ml.training import train_model
-
     trained = train_model(frame, cfg)
     name = cfg.model_name or recipe.name
     # A fresh key per artifact: a version's file is never overwritten, so a worker never scores a half-replaced model.

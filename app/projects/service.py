@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from app.db import Project, User
+from app.db import Organization, Project, User
 from app.db.columns import parse_id
 from app.errors import APIError, not_found
 from app.extensions import db
@@ -50,10 +50,6 @@ def find_project(user: User, id_or_slug: str) -> Project:
 def project_by_ref(ref: str, org_name: str | None = None) -> Project:
     """For operators: a project by id or slug in any organization; slugs are unique per organization only, so
     `org_name` settles which one (404 when none matches, 409 when several do)."""
-    from sqlalchemy import func
-
-    from app.db import Organization
-
     stmt = select(Project)
     if org_name:
         org = db.session.scalar(select(Organization).where(func.lower(Organization.name) == org_name.lower()))

@@ -10,6 +10,8 @@ from app.cli_base import CliGroup, echo_json, json_option, user_option
 from app.cli_targets import asset_actor, asset_by_key, call_service
 from app.db import PublishedAsset
 from app.extensions import db
+from app.publishing.schemas import AssetListSchema
+from app.publishing.service import delete_asset, publish_asset, unpublish_asset
 
 services_cli = CliGroup("services", help="Published assets (API services and data APIs).")
 
@@ -31,8 +33,6 @@ def list_services(org_id, project_id, as_json):
     if project_id:
         stmt = stmt.where(PublishedAsset.project_id == project_id)
     if as_json:
-        from app.publishing.schemas import AssetListSchema
-
         echo_json(AssetListSchema().dump({"items": db.session.scalars(stmt)}))
         return
     click.echo("id\tasset_key\ttype\tstatus\tversion\tendpoints")
@@ -53,8 +53,6 @@ def publish_service(asset_key, note, email):
     Example:
       flask services publish sales-serving --note "add churn_risk"
     """
-    from app.publishing.service import publish_asset
-
     asset = asset_by_key(asset_key)
     version = call_service(lambda: publish_asset(asset_actor(asset, email), asset, note))
     click.echo(f"published {asset_key} as version {version}")
@@ -69,8 +67,6 @@ def unpublish_service(asset_key):
     Example:
       flask services unpublish sales-serving
     """
-    from app.publishing.service import unpublish_asset
-
     unpublish_asset(asset_by_key(asset_key))
     click.echo(f"unpublished {asset_key}")
 
@@ -86,8 +82,6 @@ def delete_service(asset_key, force, yes, email):
     \b
     Example:  flask services delete sales-serving --force --yes
     """
-    from app.publishing.service import delete_asset
-
     asset = asset_by_key(asset_key)
     if not yes:
         click.confirm(f"Delete {asset.asset_type} {asset_key!r} with its versions and keys?", abort=True)

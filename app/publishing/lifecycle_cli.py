@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
 from app.cli_base import (
@@ -13,22 +15,21 @@ from app.cli_base import (
     user_option,
 )
 from app.cli_targets import asset_by_key, org_by_name
+from app.projects.service import project_by_ref
 from app.publishing.cli import services_cli
+from app.publishing.endpoints import put_endpoint, remove_endpoint
 from app.publishing.schemas import AssetCreateSchema, AssetDetailSchema, AssetSchema, DiffSchema, PublishResultSchema
+from app.publishing.service import create_asset, diff_versions, get_asset, list_versions, rollback_asset
 
 
 def _acting(asset_key: str, email: str | None, permission: str):
     """The asset as `--user` (or the org's first admin) may see it, with that user's `permission` checked."""
-    from app.publishing.service import get_asset
-
     found = asset_by_key(asset_key)
     user = acting_user(found.org_id, email)
     return user, get_asset(user, found.id, permission)
 
 
 def _detail(asset) -> dict:
-    from app.publishing.service import list_versions
-
     body = AssetDetailSchema().dump(asset)
     body["versions"] = AssetDetailSchema().dump({"versions": list_versions(asset)})["versions"]
     return body
@@ -58,9 +59,6 @@ def create_service(project_ref, org_name, body_file, asset_type, asset_key, titl
       flask services create --project sales --key sales-serving --title "Sales serving" --config service.json
       flask services create --project sales --body asset.json
     """
-    from app.projects.service import project_by_ref
-    from app.publishing.service import create_asset
-
     if project_ref:
         project = project_by_ref(project_ref, org_name)
         org_id = project.org_id
@@ -150,8 +148,6 @@ def diff_command(asset_key, left, right, email, as_json):
     Example:
       flask services diff sales-serving 1 2
     """
-    from app.publishing.service import diff_versions
-
     _user, asset = _acting(asset_key, email, "project.view")
     body = DiffSchema().dump(diff_versions(asset, left, right))
     if as_json:
@@ -169,8 +165,6 @@ def diff_command(asset_key, left, right, email, as_json):
 
 
 def _short(value) -> str:
-    import json
-
     text = json.dumps(value, default=str)
     return text if len(text) <= 120 else text[:117] + "..."
 
@@ -187,8 +181,6 @@ def rollback_command(asset_key, version, email, as_json):
     Example:
       flask services rollback sales-serving 1
     """
-    from app.publishing.service import rollback_asset
-
     user, asset = _acting(asset_key, email, "project.edit")
     new_version = rollback_asset(user, asset, version)
     if as_json:
@@ -233,8 +225,6 @@ def add_endpoint(asset_key, endpoint_file, endpoint_id, kind, query_file, datase
       flask services endpoints add sales-serving --id churn_risk --kind model --model-id 12
       flask services endpoints add sales-serving --file top_customers.json
     """
-    from app.publishing.endpoints import put_endpoint
-
     endpoint = read_json_file(endpoint_file, "--file") if endpoint_file else {}
     if not isinstance(endpoint, dict):
         raise CommandError("--file: expected a JSON object with id and kind")
@@ -283,8 +273,6 @@ def remove_endpoint_command(asset_key, endpoint_id, note, email):
     Example:
       flask services endpoints remove sales-serving top_tenure
     """
-    from app.publishing.endpoints import remove_endpoint
-
     user, asset = _acting(asset_key, email, "project.edit")
     remove_endpoint(user, asset, endpoint_id, note)
     click.echo(f"removed endpoint {endpoint_id} from the draft of {asset_key}")

@@ -13,6 +13,7 @@ from app.errors import APIError, invalid, not_found
 from app.extensions import db
 from app.publishing.diff import diff_documents
 from app.serving.asset_config import validate_asset_config
+from app.serving.cache import result_cache
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,4 @@ def list_deleted_assets(user: User) -> list[DeletedAsset]:
 
 
 def _invalidate_cache(asset_id: int) -> None:
-    from app.serving.cache import result_cache
-
     result_cache().invalidate_asset(asset_id)

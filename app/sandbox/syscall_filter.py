@@ -33,7 +33,7 @@ IPPROTO_ICMP, IPPROTO_ICMPV6 = 1, 58
 def compiled_filter() -> bytes:
     """The BPF program bwrap loads with --seccomp (built once per process with libseccomp)."""
     try:
-        import pyseccomp as sc
+        import pyseccomp as sc  # lazy: needs libseccomp; without it functions are a 503, the app still starts
     except (ImportError, RuntimeError, OSError) as exc:  # pyseccomp raises RuntimeError when libseccomp is missing
         raise APIError(
             503, "function_sandbox_unavailable", "the function sandbox's system-call filter is not available"

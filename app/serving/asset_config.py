@@ -10,8 +10,9 @@ from app.auth.permissions import has_permission
 from app.datasets.catalog import Catalog
 from app.db import MLModel, Project, User
 from app.errors import APIError, invalid
-from app.extensions import warehouse
+from app.extensions import db, warehouse
 from app.query.validation import validate_query_config
+from app.sandbox import check_handler_source
 
 ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 KINDS = ("sql", "lookup", "model", "function")
@@ -156,14 +157,10 @@ def _model(endpoint, field, user, project, catalog, _old) -> dict:
 
 
 def _model_project(model_id: int) -> int | None:
-    from app.extensions import db
-
     return db.session.scalar(select(MLModel.project_id).where(MLModel.id == model_id))
 
 
 def _function(endpoint, field, user, project, catalog, old_handlers) -> dict:
-    from app.sandbox import check_handler_source
-
     _only(endpoint, field, {"id", "kind", "handler", "description"})
     handler = endpoint.get("handler")
     if not isinstance(handler, str):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from app.errors import APIError
+
 
 class _Waiter:
     __slots__ = ("rows", "event", "lead", "result", "error")
@@ -43,8 +45,6 @@ class GroupScorer:
                 if gave_up and queue and me in queue:
                     queue.remove(me)  # never promoted later: a leader must always be someone still waiting
             if gave_up:
-                from app.errors import APIError
-
                 raise APIError(504, "timeout", f"no answer within {wait_s:g} s")
         if me.result is None and me.error is None:
             self._lead(key, send)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import click
+import redis
 from flask import Flask
 
 from app.cli_base import CliGroup, CommandError, echo_json, json_option, parse_json_text, read_json_file, user_option
@@ -12,6 +13,11 @@ from app.cli_targets import asset_by_key
 from app.errors import APIError
 from app.publishing.cli import services_cli
 from app.publishing.lifecycle_cli import _acting
+from app.serving.asset_config import KIND_METHODS
+from app.serving.cache import result_cache
+from app.serving.dispatch import Call
+from app.serving.schemas import LogPageSchema, LogQuerySchema
+from app.serving.service import Served, dry_run, list_logs, record_call, serve_endpoint
 
 cache_cli = CliGroup("cache", help="Apiary's result cache in Redis.")
 
@@ -59,10 +65,6 @@ def test_command(asset_key, endpoint_id, params, body_text, body_file, email):
       flask services test sales-serving customer -p id=42
       flask services test sales-serving churn_risk -d '{"features": {"tenure": 3, "plan": "basic"}}'
     """
-    from app.serving.asset_config import KIND_METHODS
-    from app.serving.dispatch import Call
-    from app.serving.service import dry_run
-
     user, asset = _acting(asset_key, email, "project.edit")
     query, body = _params(params), _body(body_text, body_file)
     kind = next((ep.get("kind") for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id),
@@ -97,9 +99,6 @@ def call_command(asset_key, endpoint_id, api_key, method, params, body_text, bod
       APIARY_API_KEY=dk_... flask services call sales-serving customer -p id=42
       flask services call sales-serving churn_risk --key dk_... -d '{"features": {"tenure": 3}}'
     """
-    from app.serving.dispatch import Call
-    from app.serving.service import Served, record_call, serve_endpoint
-
     body = _body(body_text, body_file)
     method = (method or ("GET" if body is None else "POST")).upper()
     call = Call(method, _params(params), None if method == "GET" else ({} if body is None else body))
@@ -137,9 +136,6 @@ def logs_command(asset_key, endpoint_id, key_id, status, errors_only, since, unt
     Example:
       flask services logs sales-serving --errors-only --since 2026-01-31T00:00:00 --json
     """
-    from app.serving.schemas import LogPageSchema, LogQuerySchema
-    from app.serving.service import list_logs
-
     _user, asset = _acting(asset_key, email, "project.view")
     given = {"endpoint_id": endpoint_id, "key_id": key_id, "status": status, "since": since, "until": until,
              "limit": limit, "offset": offset, "errors_only": "true" if errors_only else None}  # fmt: skip
@@ -167,10 +163,6 @@ def flush_command(asset_key):
       flask cache flush
       flask cache flush --asset sales-serving
     """
-    import redis
-
-    from app.serving.cache import result_cache
-
     asset_id = asset_by_key(asset_key).id if asset_key else None
     try:
         deleted = result_cache().flush(asset_id)
@@ -181,7 +173,6 @@ def flush_command(asset_key):
 
 
 def register_serving_cli(app: Flask) -> None:
-    """`flask cache`, and the lifecycle commands added to `flask services` (by importing their modules)."""
-    from app.publishing import lifecycle_cli  # noqa: F401 - create, show, versions, diff, rollback, endpoints
-
+    """`flask cache`; the lifecycle commands (create, show, versions, diff, rollback, endpoints) joined
+    `flask services` when app.publishing.lifecycle_cli, imported above, was loaded."""
     app.cli.add_command(cache_cli)

@@ -174,7 +174,7 @@ def record_call(
 
 def _schedule_flush() -> None:
     try:
-        from tasks.maintenance import flush_serving_records
+        from tasks.maintenance import flush_serving_records  # cycle: the task runs this module's flush
 
         flush_serving_records.apply_async(countdown=1)
     except Exception as exc:  # noqa: BLE001 - auditing must never fail a served call
