@@ -11,13 +11,14 @@ from app.datasets.catalog import Catalog
 from app.db import MLModel, Project
 from app.errors import APIError, not_found
 from app.extensions import db, warehouse
-from app.ml.input_schema import parse_predict_body, validate_rows
+from app.ml.input_schema import check_batch, parse_predict_body, validate_rows
 from app.query.compiler import query_param_names
 from app.query.executor import run_query
 from app.query.policy import KeyPolicy
 from app.serving.asset_config import KIND_METHODS, lookup_as_query
 from app.serving.batching import group_scorer
 from app.serving.cache import result_cache
+from app.serving.enrichment import enrich_rows
 from app.serving.workers import call_worker
 
 
@@ -65,7 +66,7 @@ def run_endpoint(
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
         return outcome
     if kind == "model":
-        return _run_model(endpoint, call.body, project_id)
+        return _run_model(endpoint, call.body, project_id, policy, org_id)
     return _run_function(endpoint, call.body)
 
 
@@ -133,14 +134,59 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
     return scorer.score((model.id, model.artifact_sha256), rows, send, 2 * timeout)
 
 
-def _run_model(endpoint: dict, body: object, project_id: int | None) -> Outcome:
+def _run_model(endpoint: dict, body: object, project_id: int | None, policy: KeyPolicy, org_id: int) -> Outcome:
     model = model_for_endpoint(endpoint["model_id"], project_id)
     rows, single = parse_predict_body(body)
-    rows = validate_rows(model.input_schema, rows, current_app.config["PREDICT_MAX_ROWS"], single=single)
-    scored = score_with_worker(model, rows)
+    max_rows = current_app.config["PREDICT_MAX_ROWS"]
+    enrichments, ignore_bad = endpoint.get("enrichments"), endpoint.get("on_bad_row") == "ignore"
+    if not enrichments and not ignore_bad:
+        rows = validate_rows(model.input_schema, rows, max_rows, single=single)
+        return _model_outcome(model, score_with_worker(model, rows), None)
+    check_batch(rows, max_rows)
+    ignored: dict[int, str] = {}
+    shown = None
+    if enrichments:
+        project = db.session.get(Project, project_id) if project_id else None
+        features = {f["name"] for f in model.input_schema}
+        enriched = enrich_rows(enrichments, rows, policy, org_id, project, single, features)
+        rows, ignored, shown = enriched.rows, enriched.ignored, enriched.shown
+    clean: dict[int, dict] = {}
+    for i, row in enumerate(rows):
+        if i in ignored:
+            continue
+        try:
+            [clean[i]] = validate_rows(model.input_schema, [row], max_rows, single=single, start=i)
+        except APIError as err:
+            if not ignore_bad or err.status != 422:
+                raise
+            ignored[i] = err.message
+    live = sorted(clean)
+    scored = score_with_worker(model, [clean[i] for i in live]) if live else {"predictions": [], "probabilities": None}
+    per_row: dict[int, tuple] = {}
+    probabilities = scored.get("probabilities")
+    for n, i in enumerate(live):
+        per_row[i] = (scored["predictions"][n], probabilities[n] if probabilities is not None else None)
+    predictions, probs, echo = [], [], []
+    for i in range(len(rows)):
+        if i in ignored:
+            predictions.append({"ignored": True, "reason": ignored[i]})
+            probs.append(None)
+            echo.append(None)
+        else:
+            predictions.append(per_row[i][0])
+            probs.append(per_row[i][1])
+            echo.append({**clean[i], **(shown[i] if shown else {})})
+    # When every row is ignored no probabilities were computed; the field is then left out.
+    merged = {"predictions": predictions, "probabilities": probs if probabilities is not None else None}
+    return _model_outcome(model, merged, echo if endpoint.get("return_enriched") else None)
+
+
+def _model_outcome(model: Row, scored: dict, enriched: list | None) -> Outcome:
     result = {"predictions": scored["predictions"], "model_id": model.id, "count": len(scored["predictions"])}
     if scored.get("probabilities") is not None:
         result["probabilities"] = scored["probabilities"]
+    if enriched is not None:
+        result["enriched"] = enriched
     return Outcome(result, model_id=model.id)
 
 
