@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -9,9 +10,10 @@ from sqlalchemy import Row, bindparam, select
 
 from app.datasets.catalog import Catalog
 from app.db import MLModel, Project
-from app.errors import APIError, not_found
+from app.errors import APIError, invalid, not_found
 from app.extensions import db, warehouse
 from app.ml.input_schema import check_batch, parse_predict_body, validate_rows
+from app.query.coercion import CoercionError, coerce_text
 from app.query.compiler import query_param_names
 from app.query.executor import run_query
 from app.query.policy import KeyPolicy
@@ -38,11 +40,16 @@ class Call:
     body: object
 
 
+# A model endpoint also answers GET for one row (features as query params), for clients that can only do GET.
+EXTRA_METHODS = {"model": ("GET",)}
+
+
 def check_method(endpoint: dict, method: str) -> None:
     expected = KIND_METHODS[endpoint["kind"]]
-    if method != expected:
+    allowed = (expected, *EXTRA_METHODS.get(endpoint["kind"], ()))
+    if method not in allowed:
         raise APIError(405, "method_not_allowed", f"endpoint {endpoint['id']!r} ({endpoint['kind']}) is called with {expected}",
-                       headers={"Allow": expected})  # fmt: skip
+                       headers={"Allow": ", ".join(allowed)})  # fmt: skip
 
 
 def run_endpoint(
@@ -66,7 +73,8 @@ def run_endpoint(
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
         return outcome
     if kind == "model":
-        return _run_model(endpoint, call.body, project_id, policy, org_id)
+        body = call.body if call.method == "POST" else {"features": dict(call.params)}
+        return _run_model(endpoint, body, project_id, policy, org_id, from_query=call.method == "GET")
     return _run_function(endpoint, call.body)
 
 
@@ -134,9 +142,12 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
     return scorer.score((model.id, model.artifact_sha256), rows, send, 2 * timeout)
 
 
-def _run_model(endpoint: dict, body: object, project_id: int | None, policy: KeyPolicy, org_id: int) -> Outcome:
+def _run_model(endpoint: dict, body: object, project_id: int | None, policy: KeyPolicy, org_id: int,
+               from_query: bool = False) -> Outcome:  # fmt: skip
     model = model_for_endpoint(endpoint["model_id"], project_id)
-    rows, single = parse_predict_body(body)
+    rows, single = parse_predict_body(body, ("context",))
+    if from_query:
+        rows = [query_features(model.input_schema, rows[0])]
     max_rows = current_app.config["PREDICT_MAX_ROWS"]
     enrichments, ignore_bad = endpoint.get("enrichments"), endpoint.get("on_bad_row") == "ignore"
     if not enrichments and not ignore_bad:
@@ -200,3 +211,37 @@ def _run_function(endpoint: dict, body: object) -> Outcome:
         err = answer["error"]
         raise APIError(err["status"], err["code"], err["message"], err.get("details"))
     return Outcome({"result": answer["result"]})
+
+
+MAX_CONTEXT_BYTES = 4096
+
+
+def request_context(body: object) -> dict | None:
+    """A model call's `context`: any JSON object of at most 4 KB, never scored, kept in the audit log."""
+    if not isinstance(body, dict) or body.get("context") is None:
+        return None
+    context = body["context"]
+    if not isinstance(context, dict):
+        raise invalid("context", "must be a JSON object")
+    if len(json.dumps(context, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_CONTEXT_BYTES:
+        raise invalid("context", f"at most {MAX_CONTEXT_BYTES} bytes of JSON")
+    return context
+
+
+def query_features(schema: list[dict], params: dict) -> dict:
+    """One row from query-string values: each model feature's string coerced to its type (an empty value is
+    null), a 422 naming `features.<name>` when it does not fit. Other params (an enrichment key) stay strings."""
+    types = {f["name"]: f["type"] for f in schema}
+    row: dict = {}
+    for name, raw in params.items():
+        ftype = types.get(name)
+        if ftype in (None, "text", "date", "timestamp"):
+            row[name] = raw
+        elif raw == "":
+            row[name] = None
+        else:
+            try:
+                row[name] = coerce_text(raw, ftype)
+            except CoercionError as exc:
+                raise invalid(f"features.{name}", str(exc)) from None
+    return row

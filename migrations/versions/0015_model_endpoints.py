@@ -1,0 +1,27 @@
+"""model endpoints: the caller's context in the audit log
+
+Revision ID: 0015
+Revises: 0003
+Create Date: 2026-11-29 22:20:00
+
+"""
+from alembic import op
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+
+# revision identifiers, used by Alembic.
+revision = '0015'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('audit_logs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('context', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table('audit_logs', schema=None) as batch_op:
+        batch_op.drop_column('context')
