@@ -13,6 +13,7 @@ from app.db import MLModel, Project
 from app.errors import APIError, invalid, not_found
 from app.extensions import db, warehouse
 from app.ml.input_schema import check_batch, parse_predict_body, validate_rows
+from app.ml.percentiles import percentile_of
 from app.query.coercion import CoercionError, coerce_text
 from app.query.compiler import query_param_names
 from app.query.executor import run_query
@@ -104,7 +105,7 @@ _MODELS = MLModel.__table__
 # Read on every model call: the fields scoring needs, one statement built once, no ORM entity to load.
 _SCORING_MODEL = select(
     _MODELS.c.id, _MODELS.c.project_id, _MODELS.c.artifact_path, _MODELS.c.artifact_sha256, _MODELS.c.sklearn_version,
-    _MODELS.c.input_schema,
+    _MODELS.c.input_schema, _MODELS.c.score_quantiles,
 ).where(_MODELS.c.id == bindparam("model_id"))  # fmt: skip
 
 
@@ -196,6 +197,15 @@ def _model_outcome(model: Row, scored: dict, enriched: list | None) -> Outcome:
     result = {"predictions": scored["predictions"], "model_id": model.id, "count": len(scored["predictions"])}
     if scored.get("probabilities") is not None:
         result["probabilities"] = scored["probabilities"]
+        if model.score_quantiles:
+            # Where each probability falls among the held-out test scores (models trained before: left out).
+            result["probability_percentiles"] = [
+                None if row is None else {
+                    cls: percentile_of(model.score_quantiles[cls], p) for cls, p in row.items()
+                    if cls in model.score_quantiles
+                }
+                for row in scored["probabilities"]
+            ]  # fmt: skip
     if enriched is not None:
         result["enriched"] = enriched
     return Outcome(result, model_id=model.id)

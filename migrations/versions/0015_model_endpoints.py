@@ -1,4 +1,4 @@
-"""model endpoints: the caller's context in the audit log
+"""model endpoints: the caller's context in the audit log, held-out score quantiles of classifiers
 
 Revision ID: 0015
 Revises: 0003
@@ -22,6 +22,12 @@ def upgrade():
         batch_op.add_column(sa.Column('context', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True))
 
 
+    with op.batch_alter_table('ml_models', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('score_quantiles', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True))
+
+
 def downgrade():
+    with op.batch_alter_table('ml_models', schema=None) as batch_op:
+        batch_op.drop_column('score_quantiles')
     with op.batch_alter_table('audit_logs', schema=None) as batch_op:
         batch_op.drop_column('context')

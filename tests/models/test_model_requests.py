@@ -78,3 +78,51 @@ def test_get_form_scores_one_row_with_the_same_validation(client, service):
     assert get(client, key, "fn").status_code == 405
     put = client.put("/api/service/enriched/churn", headers={"X-API-Key": key}, json={})
     assert put.status_code == 405 and put.headers["Allow"] == "POST, GET"
+
+
+def test_classifiers_answer_probability_percentiles_from_held_out_scores(app, client, service):
+    from app.db import MLModel
+    from app.extensions import db
+
+    rows = [{"tenure": t, "monthly": m, "plan": p, "region": "EU"}
+            for t in (1, 10, 30, 60) for m in (15.0, 85.0) for p in ("basic", "premium")]  # fmt: skip
+    resp = predict(client, service["key"], "churn", {"rows": rows})
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    with app.app_context():
+        model = db.session.get(MLModel, body["model_id"])
+        quantiles = model.score_quantiles
+    assert set(quantiles) == {"0", "1"} and all(len(q) == 101 and q == sorted(q) for q in quantiles.values())
+    pairs = sorted((probs["1"], pct["1"]) for probs, pct in
+                   zip(body["probabilities"], body["probability_percentiles"], strict=True))  # fmt: skip
+    assert [pct for _, pct in pairs] == sorted(pct for _, pct in pairs)  # a higher score never ranks lower
+    for p, pct in pairs:
+        assert 0 <= pct <= 100
+        if p <= quantiles["1"][0]:
+            assert pct == 0
+        if p >= quantiles["1"][-1]:
+            assert pct == 100
+    assert len({pct for _, pct in pairs}) > 3
+
+    # A model trained before percentiles were recorded has none: the field is left out.
+    with app.app_context():
+        db.session.get(MLModel, body["model_id"]).score_quantiles = None
+        db.session.commit()
+    older = predict(client, service["key"], "churn", {"rows": rows[:2]}).get_json()
+    assert "probability_percentiles" not in older and len(older["probabilities"]) == 2
+
+
+def test_percentile_of_matches_the_empirical_rank():
+    import random
+
+    import numpy as np
+
+    from app.ml.percentiles import percentile_of
+
+    rng = random.Random(3)
+    scores = np.array([rng.betavariate(2, 5) for _ in range(2000)])
+    quantiles = [float(q) for q in np.quantile(scores, np.linspace(0, 1, 101))]
+    for p in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7):
+        assert abs(percentile_of(quantiles, p) - 100 * float((scores <= p).mean())) < 1.0
+    assert percentile_of(quantiles, -1) == 0 and percentile_of(quantiles, 2) == 100
+    assert percentile_of([0.0] * 50 + [1.0] * 51, 0.0) == 24.5  # a tie takes the middle of its run
