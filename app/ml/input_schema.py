@@ -11,6 +11,8 @@ from app.errors import invalid
 FEATURE_TYPES = ("integer", "float", "boolean", "text", "date", "timestamp")
 NUMERIC_FEATURE_TYPES = ("integer", "float", "date", "timestamp")  # fed to the model as numbers
 CATEGORICAL_FEATURE_TYPES = ("boolean", "text")  # one-hot encoded
+EXPLAIN_METHODS = ("shapley",)  # explanations computed by app/ml/explanations.py on a worker
+MAX_EXACT_FEATURES = 12  # exact Shapley values cost 2^features model evaluations per row
 MAX_LISTED_CATEGORIES = 1000  # above this `categories` is None: the list would be noise, not documentation
 _EXPECTED = {
     "integer": "expected an integer",

@@ -145,7 +145,8 @@ def _lookup_field(field: str, path: str) -> str:
 
 
 def _model(endpoint, field, user, project, catalog, _old) -> dict:
-    _only(endpoint, field, {"id", "kind", "model_id", "description", "enrichments", "return_enriched", "on_bad_row"})
+    _only(endpoint, field, {"id", "kind", "model_id", "description", "enrichments", "return_enriched", "on_bad_row",
+                            "explanations"})  # fmt: skip
     model_id = endpoint.get("model_id")
     if not isinstance(model_id, int) or isinstance(model_id, bool):
         raise invalid(f"{field}.model_id", "required: the id of a trained model")
@@ -158,6 +159,8 @@ def _model(endpoint, field, user, project, catalog, _old) -> dict:
             raise invalid(f"{field}.{name}", "expected true or false")
     if "on_bad_row" in endpoint and endpoint["on_bad_row"] not in ON_BAD_ROW:
         raise invalid(f"{field}.on_bad_row", f"one of {', '.join(ON_BAD_ROW)}")
+    if endpoint.get("explanations") is not None:
+        _explanations_default(endpoint["explanations"], f"{field}.explanations", model)
     if "enrichments" in endpoint:
         normal["enrichments"] = _enrichments(endpoint["enrichments"], f"{field}.enrichments", model, catalog)
     return normal
@@ -167,6 +170,21 @@ def _model_row(model_id: int):
     from app.extensions import db
 
     return db.session.execute(select(MLModel.project_id, MLModel.input_schema).where(MLModel.id == model_id)).first()
+
+
+def _explanations_default(value, field: str, model) -> None:
+    """The endpoint's default explanations (a request's own `explanations` replaces it)."""
+    from app.ml.input_schema import EXPLAIN_METHODS, MAX_EXACT_FEATURES
+
+    if not isinstance(value, dict) or set(value) - {"method", "top_n"}:
+        raise invalid(field, 'expected {"method": "shapley", "top_n": 3}')
+    if value.get("method", "shapley") not in EXPLAIN_METHODS:
+        raise invalid(f"{field}.method", f"one of {', '.join(EXPLAIN_METHODS)}")
+    if len(model.input_schema or []) > MAX_EXACT_FEATURES:
+        raise invalid(f"{field}.method", f"exact Shapley values need a model of at most {MAX_EXACT_FEATURES} features")
+    top_n = value.get("top_n", 3)
+    if not isinstance(top_n, int) or isinstance(top_n, bool) or not 1 <= top_n <= MAX_EXACT_FEATURES:
+        raise invalid(f"{field}.top_n", f"an integer from 1 to {MAX_EXACT_FEATURES}")
 
 
 ON_BAD_ROW = ("error", "ignore")

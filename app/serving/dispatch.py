@@ -12,7 +12,13 @@ from app.datasets.catalog import Catalog
 from app.db import MLModel, Project
 from app.errors import APIError, invalid, not_found
 from app.extensions import db, warehouse
-from app.ml.input_schema import check_batch, parse_predict_body, validate_rows
+from app.ml.input_schema import (
+    EXPLAIN_METHODS,
+    MAX_EXACT_FEATURES,
+    check_batch,
+    parse_predict_body,
+    validate_rows,
+)
 from app.ml.percentiles import percentile_of
 from app.query.coercion import CoercionError, coerce_text
 from app.query.compiler import query_param_names
@@ -146,15 +152,19 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
 def _run_model(endpoint: dict, body: object, project_id: int | None, policy: KeyPolicy, org_id: int,
                from_query: bool = False) -> Outcome:  # fmt: skip
     model = model_for_endpoint(endpoint["model_id"], project_id)
-    rows, single = parse_predict_body(body, ("context",))
+    rows, single = parse_predict_body(body, ("context", "explanations"))
     if from_query:
         rows = [query_features(model.input_schema, rows[0])]
     max_rows = current_app.config["PREDICT_MAX_ROWS"]
+    check_batch(rows, max_rows)
+    explain = explanation_request(body, endpoint, model, len(rows))
     enrichments, ignore_bad = endpoint.get("enrichments"), endpoint.get("on_bad_row") == "ignore"
     if not enrichments and not ignore_bad:
         rows = validate_rows(model.input_schema, rows, max_rows, single=single)
-        return _model_outcome(model, score_with_worker(model, rows), None)
-    check_batch(rows, max_rows)
+        scored = score_with_worker(model, rows)
+        if explain:
+            scored["explanations"] = explain_with_worker(model, rows, explain["top_n"])
+        return _model_outcome(model, scored, None)
     ignored: dict[int, str] = {}
     shown = None
     if enrichments:
@@ -174,22 +184,28 @@ def _run_model(endpoint: dict, body: object, project_id: int | None, policy: Key
             ignored[i] = err.message
     live = sorted(clean)
     scored = score_with_worker(model, [clean[i] for i in live]) if live else {"predictions": [], "probabilities": None}
+    explained = explain_with_worker(model, [clean[i] for i in live], explain["top_n"]) if explain and live else None
     per_row: dict[int, tuple] = {}
     probabilities = scored.get("probabilities")
     for n, i in enumerate(live):
-        per_row[i] = (scored["predictions"][n], probabilities[n] if probabilities is not None else None)
-    predictions, probs, echo = [], [], []
+        per_row[i] = (scored["predictions"][n], probabilities[n] if probabilities is not None else None,
+                      explained[n] if explained else None)  # fmt: skip
+    predictions, probs, echo, explanations = [], [], [], []
     for i in range(len(rows)):
         if i in ignored:
             predictions.append({"ignored": True, "reason": ignored[i]})
             probs.append(None)
             echo.append(None)
+            explanations.append(None)
         else:
             predictions.append(per_row[i][0])
             probs.append(per_row[i][1])
+            explanations.append(per_row[i][2])
             echo.append({**clean[i], **(shown[i] if shown else {})})
     # When every row is ignored no probabilities were computed; the field is then left out.
     merged = {"predictions": predictions, "probabilities": probs if probabilities is not None else None}
+    if explain:
+        merged["explanations"] = explanations
     return _model_outcome(model, merged, echo if endpoint.get("return_enriched") else None)
 
 
@@ -206,6 +222,8 @@ def _model_outcome(model: Row, scored: dict, enriched: list | None) -> Outcome:
                 }
                 for row in scored["probabilities"]
             ]  # fmt: skip
+    if "explanations" in scored:
+        result["explanations"] = scored["explanations"]
     if enriched is not None:
         result["enriched"] = enriched
     return Outcome(result, model_id=model.id)
@@ -255,3 +273,48 @@ def query_features(schema: list[dict], params: dict) -> dict:
             except CoercionError as exc:
                 raise invalid(f"features.{name}", str(exc)) from None
     return row
+
+
+def explanation_request(body: object, endpoint: dict, model: Row, n_rows: int) -> dict | None:
+    """The request's `explanations` (or the endpoint's default): `{method: "shapley", top_n}`; None for none.
+
+    422 naming `explanations.method` for an unknown method or a model exact Shapley values cannot be computed
+    for (too many input features), and naming `explanations` past the rows-per-call cap (EXPLAIN_MAX_ROWS)."""
+    asked = body.get("explanations") if isinstance(body, dict) else None
+    if asked is None:
+        asked = endpoint.get("explanations")
+    if asked is None or asked is False:
+        return None
+    if not isinstance(asked, dict):
+        raise invalid("explanations", 'expected {"method": "shapley", "top_n": 3}')
+    unknown = sorted(set(asked) - {"method", "top_n"})
+    if unknown:
+        raise invalid(f"explanations.{unknown[0]}", "unknown field; explanations take method and top_n")
+    if asked.get("method", "shapley") not in EXPLAIN_METHODS:
+        raise invalid("explanations.method", f"one of {', '.join(EXPLAIN_METHODS)}")
+    features = len(model.input_schema)
+    if features > MAX_EXACT_FEATURES:
+        raise invalid("explanations.method", f"exact Shapley values are computed for models of at most "
+                      f"{MAX_EXACT_FEATURES} input features; this model has {features}")  # fmt: skip
+    top_n = asked.get("top_n", 3)
+    if not isinstance(top_n, int) or isinstance(top_n, bool) or not 1 <= top_n <= MAX_EXACT_FEATURES:
+        raise invalid("explanations.top_n", f"an integer from 1 to {MAX_EXACT_FEATURES}")
+    cap = int(current_app.config["EXPLAIN_MAX_ROWS"])
+    if n_rows > cap:
+        raise invalid("explanations", f"at most {cap} rows per call are explained (got {n_rows})")
+    return {"method": "shapley", "top_n": top_n}
+
+
+def explain_with_worker(model: Row, rows: list[dict], top_n: int) -> list[dict]:
+    """Exact Shapley explanations of validated rows, computed on a predict worker (never in the web process)."""
+    from tasks.predict import explain
+
+    payload = {"id": model.id, "artifact_path": model.artifact_path, "artifact_sha256": model.artifact_sha256,
+               "sklearn_version": model.sklearn_version, "input_schema": model.input_schema}  # fmt: skip
+    timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
+    answer = call_worker(explain, [payload, rows, top_n], "predict", timeout,
+                         f"(model {model.id}, {len(rows)} rows explained)")  # fmt: skip
+    if "error" in answer:
+        err = answer["error"]
+        raise APIError(err["status"], err["code"], err["message"], err.get("details"))
+    return answer["explanations"]
