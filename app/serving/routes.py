@@ -57,8 +57,10 @@ def _served(run) -> Response:
 
 
 @bp.route("/api/service/<asset_key>/<endpoint_id>", methods=ANY_METHOD)
-@doc("Call an endpoint of a published API service (GET for sql/lookup, POST for model/function)", auth="api_key",
-     tags=["serving"])  # fmt: skip
+@doc("Call an endpoint of a published API service (GET for sql/lookup, POST for model/function; GET with one row's "
+     "features as query params for model). Model bodies: {features} or {rows}, optional explanations "
+     "{method: shapley, top_n}, context (JSON object <= 4 KB); answers predictions (ignored rows as {ignored, reason}), "
+     "probabilities, probability_percentiles, explanations, enriched", auth="api_key", tags=["serving"])  # fmt: skip
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
     key = request.headers.get("X-API-Key")
