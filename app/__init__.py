@@ -16,6 +16,11 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     app.config.from_object(config)
     if overrides:
         app.config.update(overrides)
+    if app.config.get("TRUSTED_PROXY_COUNT"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client address (login throttling) from X-Forwarded-For, as far as the operator's proxies vouch.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXY_COUNT"])
     logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic announces each of its autogenerate plugins at INFO on import: 7 lines before every `flask` command.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
@@ -44,6 +49,23 @@ def register_extensions(app: Flask) -> None:
     celery_init_app(app)
     init_metrics(app)
     _point_jwt_errors_at_envelope(jwt)
+    register_process_singletons(app)
+    register_input_limits(app)
+
+
+def register_process_singletons(app: Flask) -> None:
+    """Per-process helpers over Redis that keep state across requests (outage back-off, throttled warnings)."""
+    from app.keys.ratelimit import rate_limiter
+    from app.serving.cache import result_caches
+
+    rate_limiter.init_app(app)
+    result_caches.init_app(app)
+
+
+def register_input_limits(app: Flask) -> None:
+    from app.http import init_input_limits
+
+    init_input_limits(app)
 
 
 def _point_jwt_errors_at_envelope(jwt) -> None:

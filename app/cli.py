@@ -42,11 +42,11 @@ def _org_by_name(name: str, create: bool):
 @click.option(
     "--role", type=click.Choice(["admin", "designer", "analyst", "viewer"]), default="admin", show_default=True
 )
-@click.option("--username", help="Username (defaults to the e-mail address).")
+@click.option("--username", help="Username, without @ (defaults to the e-mail's local part); the e-mail logs in too.")
 @click.option("--if-missing", is_flag=True, help="Succeed quietly when a user with this e-mail already exists.")
 def create_user_command(email, password, org_name, role, username, if_missing):
     """Create a user in an organization."""
-    from app.auth.service import create_user
+    from app.auth.service import create_user, suggest_username
     from app.db import User
     from app.extensions import db
 
@@ -62,7 +62,7 @@ def create_user_command(email, password, org_name, role, username, if_missing):
         raise click.ClickException("password must be at least 8 characters")
     org = _org_by_name(org_name, create=True)
     try:
-        user = create_user(org.id, username or email, email, password, role)
+        user = create_user(org.id, username or suggest_username(email), email, password, role)
     except APIError as err:
         _fail(err)
     click.echo(f"created user {user.email} (id {user.id}, role {user.role}) in organization {org.name} (id {org.id})")

@@ -7,7 +7,7 @@ import uuid
 
 from flask import Flask, g, jsonify, request
 from marshmallow import ValidationError
-from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,12 @@ def register_error_handlers(app: Flask) -> None:
         # Flask raises BadRequest for malformed JSON bodies.
         message = "request body is not valid JSON" if request.is_json else (err.description or "bad request")
         return envelope(400, "bad_request", message)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def _too_large(err: RequestEntityTooLarge):
+        limit = request.max_content_length
+        message = f"request body is larger than the limit of {limit} bytes" if limit else "request body is too large"
+        return envelope(413, "payload_too_large", message, {"limit_bytes": limit} if limit else None)
 
     @app.errorhandler(HTTPException)
     def _http_error(err: HTTPException):

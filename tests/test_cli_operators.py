@@ -37,8 +37,11 @@ def test_services_and_keys_commands(app, client, admin, project):
 
     bad = runner.invoke(args=["keys", "mint", "sales-serving", "--name", "x", "--endpoint", "ghost"])
     assert bad.exit_code != 0 and "ghost" in bad.output
+    # A live key sees the unpublish: 200 before it, 404 (no published asset) after it.
+    live = runner.invoke(args=["keys", "mint", "sales-serving", "--name", "live"]).output.strip().splitlines()[-1]
+    assert call(client, live, "customer", query_string={"id": "1"}).status_code == 200
     assert runner.invoke(args=["services", "unpublish", "sales-serving"]).exit_code == 0
-    assert call(client, secret, "customer", query_string={"id": "1"}).status_code in (403, 404)
+    assert call(client, live, "customer", query_string={"id": "1"}).status_code == 404
     assert runner.invoke(args=["services", "publish", "nope"]).exit_code != 0
 
 

@@ -7,6 +7,7 @@ from functools import wraps
 
 from flask import g, request
 from flask_jwt_extended import get_jwt_identity, verify_jwt_in_request
+from sqlalchemy import select
 
 from app.db import Project, User
 from app.db.columns import parse_id
@@ -26,7 +27,7 @@ def has_permission(user: User, permission: str) -> bool:
 
 
 def _authenticate() -> User:
-    from app.auth.service import user_for_personal_token
+    from app.auth.service import personal_token_for
 
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -34,7 +35,9 @@ def _authenticate() -> User:
         raise APIError(401, "unauthorized", "missing or malformed Authorization header (expected 'Bearer <token>')")
     token = token.strip()
     if token.startswith("ap_"):
-        user = user_for_personal_token(token)
+        personal = personal_token_for(token)
+        user = personal.user if personal is not None else None
+        g.credential_expires_at = personal.expires_at if personal is not None else None
     else:
         verify_jwt_in_request()
         identity = get_jwt_identity()
@@ -45,6 +48,13 @@ def _authenticate() -> User:
     if org_header is not None and org_header.strip() != str(user.org_id):
         raise APIError(403, "permission_denied", "X-Org-Id does not match your organization")
     return user
+
+
+def credential_expires_at():
+    """When the personal access token this request authenticated with expires (None: a JWT, or a token that never
+    expires)."""
+    current_user()
+    return g.get("credential_expires_at")
 
 
 def current_user() -> User:
@@ -93,13 +103,15 @@ def project_in_scope(permission: str = "project.view", required: bool = True) ->
                 400, "validation_error", "X-Project-Id header is required", {"fields": {"X-Project-Id": ["required"]}}
             )
         return None
-    if not (raw.strip().isascii() and raw.strip().isdigit()):
-        raise APIError(
-            400, "validation_error", "X-Project-Id must be an integer", {"fields": {"X-Project-Id": ["not an integer"]}}
-        )
-    project_id = parse_id(raw)
-    if project_id is None:
-        raise not_found("project")
-    project = get_project_for(user, project_id)
+    raw = raw.strip()
+    if raw.isascii() and raw.isdigit():
+        project_id = parse_id(raw)
+        if project_id is None:
+            raise not_found("project")
+        project = get_project_for(user, project_id)
+    else:  # a slug, as /api/projects/{id_or_slug} takes it; slugs are unique within an organization
+        project = db.session.scalar(select(Project).where(Project.org_id == user.org_id, Project.slug == raw))
+        if project is None:
+            raise not_found("project")
     require_permission(user, permission)
     return project

@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app
 
 from app.auth import service
-from app.auth.permissions import current_user, login_required
+from app.auth.permissions import credential_expires_at, current_user, login_required
 from app.auth.schemas import (
     LoginResultSchema,
     LoginSchema,
@@ -17,6 +17,7 @@ from app.auth.schemas import (
     UserListSchema,
     UserSchema,
 )
+from app.auth.throttle import throttle_login_account, throttle_login_address, throttle_signup_address
 from app.errors import APIError
 from app.http import json_body
 from app.openapi import doc
@@ -25,10 +26,13 @@ bp = Blueprint("auth", __name__)
 
 
 @bp.post("/api/auth/login")
-@doc("Log in with username (or e-mail) and password", body=LoginSchema, response=LoginResultSchema, auth=False)
+@doc("Log in with username (or e-mail) and password; throttled per client address and per account (429 with "
+     "Retry-After)", body=LoginSchema, response=LoginResultSchema, auth=False)  # fmt: skip
 def login():
+    throttle_login_address()
     data = LoginSchema().load(json_body())
-    result = service.login(data["username"], data["password"], current_app.config["JWT_EXPIRES_MINUTES"])
+    minutes = current_app.config["JWT_EXPIRES_MINUTES"]
+    result = service.login(data["username"], data["password"], minutes, before_verify=throttle_login_account)
     return LoginResultSchema().dump(result)
 
 
@@ -40,11 +44,13 @@ def me():
 
 
 @bp.post("/api/auth/register")
-@doc("Self-service sign-up: a new organization with this user as its admin", body=RegisterSchema,
+@doc("Self-service sign-up: a new organization with this user as its admin (usernames without @, no common "
+     "passwords; throttled per client address)", body=RegisterSchema,
      response=RegisterResultSchema, status=201, auth=False)  # fmt: skip
 def register():
     if not current_app.config["ALLOW_SIGNUP"]:
         raise APIError(403, "signup_disabled", "self-service sign-up is turned off on this server")
+    throttle_signup_address()
     data = RegisterSchema().load(json_body())
     user = service.register_organization(**data)
     return RegisterResultSchema().dump({"user_id": user.id, "org_id": user.org_id}), 201
@@ -67,12 +73,15 @@ def list_users():
 
 
 @bp.post("/api/auth/tokens")
-@doc("Mint a personal access token; the secret is returned once", body=TokenCreateSchema,
+@doc("Mint a personal access token; the secret is returned once; minted with a personal access token, it expires "
+     "no later than that token", body=TokenCreateSchema,
      response=TokenCreatedSchema, status=201)  # fmt: skip
 @login_required()
 def create_token():
     data = TokenCreateSchema().load(json_body())
-    token, secret = service.create_personal_token(current_user(), data["name"], data["expires_days"])
+    token, secret = service.create_personal_token(
+        current_user(), data["name"], data["expires_days"], not_after=credential_expires_at()
+    )
     result = TokenCreatedSchema().dump(token)
     result["token"] = secret
     return result, 201

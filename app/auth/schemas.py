@@ -1,11 +1,20 @@
 """Bodies of the auth area: login, sign-up, users and personal access tokens."""
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
+from app.auth.passwords import COMMON_PASSWORD, is_common_password
 from app.db.users import ROLES
 
-USERNAME = validate.Regexp(r"^[A-Za-z0-9_.@-]{3,80}$", error="3-80 letters, digits or _ . @ -")
-PASSWORD = validate.Length(min=8, max=256, error="must be 8 to 256 characters")
+# No `@`: logging in by e-mail must never land on an account whose username is someone's e-mail address.
+USERNAME = validate.Regexp(r"^[A-Za-z0-9_.-]{3,80}$", error="3-80 letters, digits or _ . - (no @)")
+
+
+def _not_common(password: str) -> None:
+    if is_common_password(password):
+        raise ValidationError(COMMON_PASSWORD)
+
+
+PASSWORD = [validate.Length(min=8, max=256, error="must be 8 to 256 characters"), _not_common]
 
 
 class LoginSchema(Schema):

@@ -27,6 +27,7 @@ bp = Blueprint(
 )
 
 USER_KEY = "console_uid"
+GENERATION_KEY = "console_gen"  # the user's session_generation at sign-in; signing out bumps it server-side
 
 # No inline script or style anywhere in the console, so the policy can forbid both: an injected tag does nothing.
 CSP = (
@@ -49,10 +50,11 @@ def console_user() -> User | None:
     if "console_user" not in g:
         uid = session.get(USER_KEY)
         user = db.session.get(User, uid) if isinstance(uid, int) else None
-        if user is not None and not user.is_active:
-            user = None
+        if user is not None and (not user.is_active or session.get(GENERATION_KEY) != user.session_generation):
+            user = None  # deactivated, or the cookie was revoked by a sign-out (a replayed copy ends here)
         if user is None and uid is not None:
             session.pop(USER_KEY, None)
+            session.pop(GENERATION_KEY, None)
         g.console_user = user
     return g.console_user
 
@@ -127,6 +129,12 @@ def _api_error(err: APIError):
         return jsonify(body), err.status
     title = _TITLES.get(err.status, "Something went wrong")
     return render_template("console/error.html", status=err.status, title=title, message=err.message), err.status
+
+
+@bp.errorhandler(413)
+def _too_large(err: Exception):
+    # The app's JSON handler for 413 would otherwise win over the catch-all below: the console shows a page.
+    return _unexpected(err)
 
 
 @bp.errorhandler(Exception)

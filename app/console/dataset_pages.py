@@ -7,6 +7,7 @@ from flask import current_app, flash, jsonify, redirect, render_template, reques
 from app.console.blueprint import bp, console_user, project_for, signed_in, wants_json
 from app.console.forms import FormErrors, from_api_error, load, text
 from app.datasets import service as datasets
+from app.datasets.indexing import dataset_indexes
 from app.datasets.schemas import SettingsSchema, UploadFormSchema
 from app.errors import APIError
 from app.extensions import warehouse
@@ -63,6 +64,18 @@ def upload_dataset(project_id: int):
     return _list_page(project, errors, values, 422)
 
 
+def _profile(preview: dict | None) -> dict[str, dict]:
+    """Per column, over the preview's rows (as the caller's role sees them): how many are filled, how many distinct
+    values, and one example."""
+    rows = (preview or {}).get("rows") or []
+    profile = {}
+    for column in (preview or {}).get("columns") or []:
+        values = [row.get(column["name"]) for row in rows if row.get(column["name"]) not in (None, "")]
+        profile[column["name"]] = {"filled": len(values), "distinct": len({str(v) for v in values}),
+                                   "example": values[0] if values else None}  # fmt: skip
+    return profile
+
+
 def _dataset_page(project, dataset, errors: FormErrors, status: int = 200):
     preview, preview_error = None, None
     try:
@@ -74,12 +87,22 @@ def _dataset_page(project, dataset, errors: FormErrors, status: int = 200):
         "console/dataset.html",
         project=project,
         dataset=datasets.dataset_view(dataset),
+        indexes=_indexes(dataset),
         preview=preview,
+        profile=_profile(preview),
         preview_error=preview_error,
         errors=errors,
         levels=SENSITIVITY_LEVELS,
         strategies=STRATEGIES,
     ), status
+
+
+def _indexes(dataset) -> list[dict] | None:
+    """The table's indexes for the page's Indexes block; None (shown as unavailable) if the warehouse fails."""
+    try:
+        return dataset_indexes(dataset)
+    except APIError:
+        return None
 
 
 @bp.get("/projects/<int:project_id>/datasets/<name>")

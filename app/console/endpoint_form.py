@@ -74,7 +74,7 @@ def endpoint_from_form(values: dict[str, str], existing: dict | None, errors: Fo
     if kind == "sql":
         try:
             query = json.loads(values["query"] or "null")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
             errors.add("query", f"not valid JSON: {exc}")
         else:
             if not isinstance(query, dict):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import secrets
 import time
 
+import redis
 from flask import flash, jsonify, redirect, render_template, request, url_for
 
 from app.console.blueprint import bp, console_user, signed_in
 from app.console.forms import FormErrors, from_api_error, load, text
 from app.console.service_pages import endpoints_of, load_service, render_service
 from app.errors import APIError
+from app.extensions import redis_store
 from app.keys import service as keys
 from app.keys.schemas import KeyCreateSchema
 from app.serving import service as serving
@@ -17,6 +22,37 @@ from app.serving.dispatch import Call
 from app.serving.schemas import LogQuerySchema
 
 KEY_FIELDS = ("name", "rate_limit", "expires_days", "masking_level", "sensitivity_max")
+REVEAL_KEY = "apiary:console_reveal:{user_id}:{token}"  # per user: another user's look cannot burn it
+REVEAL_TTL_S = 120
+log = logging.getLogger(__name__)
+
+
+def stash_reveal(user_id: int, asset_id: int, name: str, secret: str) -> str | None:
+    """Keep a freshly minted secret for one read by the page the mint redirects to; the token, or None."""
+    token = secrets.token_urlsafe(24)
+    value = json.dumps({"user_id": user_id, "asset_id": asset_id, "name": name, "secret": secret})
+    try:
+        redis_store.get().set(REVEAL_KEY.format(user_id=user_id, token=token), value, ex=REVEAL_TTL_S)
+    except redis.RedisError:
+        log.warning("Redis unavailable: showing the new key in the mint response")
+        return None
+    return token
+
+
+def take_reveal(token: str, user_id: int, asset_id: int) -> dict | None:
+    """The stashed secret, at most once, and only to the user who minted it on this service's page."""
+    if not token or len(token) > 64:
+        return None
+    try:
+        name = REVEAL_KEY.format(user_id=user_id, token=token)
+        with redis_store.get().pipeline(transaction=True) as pipe:  # GET and DEL at once (GETDEL needs Redis 6.2)
+            raw, _deleted = pipe.get(name).delete(name).execute()
+    except redis.RedisError:
+        return None
+    stashed = json.loads(raw) if raw else None
+    if not stashed or stashed.get("user_id") != user_id or stashed.get("asset_id") != asset_id:
+        return None
+    return {"name": stashed["name"], "secret": stashed["secret"]}
 
 
 @bp.post("/projects/<int:project_id>/settings/services/<int:service_id>/keys")
@@ -36,9 +72,13 @@ def mint_key(project_id: int, service_id: int):
         except APIError as err:
             from_api_error(err, errors)
         else:
-            # Rendered in this response only: the secret is never stored, redirected with, or shown again.
-            response, status = render_service(project, asset, 201, revealed={"key": key, "secret": secret})
-            return response, status
+            # Post/redirect/get: the secret waits in Redis under a random one-time token (never in the URL or the
+            # cookie) for the page the browser is sent to, which shows it once, at the top; a reload mints nothing.
+            token = stash_reveal(user.id, asset.id, key.name, secret)
+            if token is None:  # Redis is down: show it in this response, as before
+                return render_service(project, asset, 201, revealed={"name": key.name, "secret": secret})
+            url = url_for("console.service", project_id=project.id, service_id=asset.id, reveal=token)
+            return redirect(url + "#key-reveal", 303)
     return render_service(project, asset, 422, key_errors=errors, key_values=values, key_scope=scope)
 
 

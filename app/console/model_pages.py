@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
@@ -11,6 +13,7 @@ from app.datasets import service as datasets
 from app.db import Project, Recipe
 from app.errors import APIError
 from app.extensions import db
+from app.ml.feature_selection import is_id_name
 from app.ml.training_config import ALGORITHMS, TASK_TYPES
 from app.models import service as models
 from app.models.schemas import RecipeCreateSchema
@@ -24,10 +27,39 @@ def _recipes(project: Project) -> list[Recipe]:
     return list(db.session.scalars(select(Recipe).where(Recipe.project_id == project.id).order_by(Recipe.id.desc())))
 
 
+# Names that say "what happened" (a good default target) and names of free text (never a default feature).
+TARGET_NAME = re.compile(r"(^|_)(churn|churned|target|label|outcome|class|converted|fraud|default|y)(_|$)|^is_|_flag$")
+FREE_TEXT_NAME = re.compile(r"(^|_)(description|comment|comments|note|notes|text|message|body|review|feedback|summary"
+                            r"|title|address)(_|$)")  # fmt: skip
+
+
+def _usable(column: dict) -> bool:
+    """A column the form may pick by default: not an id, not free text, no personal data, not a date."""
+    name = column["name"]
+    return not (
+        is_id_name(name)
+        or FREE_TEXT_NAME.search(name.lower())
+        or column.get("sensitivity", "low") != "low"  # person names, contact details, national ids
+        or column.get("type") in ("date", "timestamp")
+    )
+
+
+def train_defaults(columns: list[dict]) -> dict:
+    """The train form's defaults for a dataset: a target and the features beside it (never ids, free text or
+    person names; the user can still name any column)."""
+    usable = [c["name"] for c in columns if _usable(c)]
+    target = next((n for n in usable if TARGET_NAME.search(n.lower())), usable[-1] if usable else "")
+    return {"target": target, "usable": usable, "features": [n for n in usable if n != target]}
+
+
 def _models_page(project: Project, errors: FormErrors, values: dict, status: int = 200):
     recipes = [(recipe, models.list_runs(recipe)[:RECENT_RUNS]) for recipe in _recipes(project)]
     busy = any(run.status in ("queued", "running") for _recipe, runs in recipes for run in runs)
     tables = [datasets.dataset_view(d) for d in datasets.list_datasets(project)]
+    defaults = {d["name"]: train_defaults(d["columns"]) for d in tables}
+    if tables and not values.get("input_table"):  # a fresh form: the first dataset's defaults
+        first = defaults[tables[0]["name"]]
+        values = {**values, "target_column": first["target"], "feature_columns": ", ".join(first["features"])}
     return render_template(
         "console/models.html",
         project=project,
@@ -36,6 +68,7 @@ def _models_page(project: Project, errors: FormErrors, values: dict, status: int
         busy=busy,
         datasets=tables,
         columns={d["name"]: [c["name"] for c in d["columns"]] for d in tables},
+        defaults=defaults,
         task_types=TASK_TYPES,
         algorithms=ALGORITHMS,
         errors=errors,

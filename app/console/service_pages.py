@@ -73,6 +73,7 @@ def render_service(project: Project, asset: PublishedAsset, status: int = 200, *
         service=asset,
         endpoints=endpoints_of(asset),
         versions=publishing.list_versions(asset),
+        draft_changed=publishing.draft_differs(asset),
         api_keys=api_keys,
         kinds=KINDS,
         kind_labels=KIND_LABELS,
@@ -85,8 +86,14 @@ def render_service(project: Project, asset: PublishedAsset, status: int = 200, *
 @bp.get("/projects/<int:project_id>/settings/services/<int:service_id>")
 @signed_in
 def service(project_id: int, service_id: int):
+    from app.console.key_pages import take_reveal
+
     project, asset = load_service(project_id, service_id)
-    return render_service(project, asset, editing=request.args.get("edit"))
+    context = {}
+    if request.args.get("reveal"):  # the page a key mint redirected to: its secret, this once
+        context["revealed"] = take_reveal(request.args["reveal"], console_user().id, asset.id)
+        context["reveal_gone"] = context["revealed"] is None
+    return render_service(project, asset, editing=request.args.get("edit"), **context)
 
 
 @bp.post("/projects/<int:project_id>/settings/services/<int:service_id>/endpoints")

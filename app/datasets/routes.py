@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, request
 
 from app.auth.permissions import current_user, login_required, project_in_scope
 from app.datasets import service
+from app.datasets.indexing import dataset_indexes
 from app.datasets.schemas import (
     DatasetListSchema,
     DatasetSchema,
@@ -14,7 +15,7 @@ from app.datasets.schemas import (
 )
 from app.errors import invalid
 from app.extensions import warehouse
-from app.http import json_body
+from app.http import json_body, load_reporting_all
 from app.openapi import doc
 
 bp = Blueprint("datasets", __name__)
@@ -74,11 +75,12 @@ def list_datasets():
 
 
 @bp.get("/api/datasets/<name>")
-@doc("One dataset: columns with their effective masking, row count, masking overrides", response=DatasetSchema)
+@doc("One dataset: columns with their effective masking, row count, masking overrides, and the table's indexes "
+     "(those Apiary builds for published lookups and eq filters, and the others)", response=DatasetSchema)  # fmt: skip
 @login_required()
 def get_dataset(name: str):
     dataset = service.get_dataset(project_in_scope("project.view"), name)
-    return DatasetSchema().dump(service.dataset_view(dataset))
+    return DatasetSchema().dump({**service.dataset_view(dataset), "indexes": dataset_indexes(dataset)})
 
 
 @bp.get("/api/datasets/<name>/settings")
@@ -95,7 +97,8 @@ def get_settings(name: str):
 @login_required()
 def put_settings(name: str):
     dataset = service.get_dataset(project_in_scope("org.admin"), name)
-    data = SettingsSchema().load(json_body())
+    # The masking map's mistakes are reported together with the other fields'.
+    data = load_reporting_all(SettingsSchema(), json_body(), {"masking": lambda m: service.check_masking(dataset, m)})
     return SettingsSchema().dump(service.settings_view(service.update_settings(dataset, data)))
 
 

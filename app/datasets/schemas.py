@@ -17,7 +17,7 @@ class JSONObject(fields.Field):
         if isinstance(value, str):
             try:
                 value = json.loads(value) if value.strip() else {}
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested thousands deep
                 raise ValidationError('expected a JSON object such as {"zip": "text"}') from None
         if not isinstance(value, dict):
             raise ValidationError("expected a JSON object")
@@ -58,6 +58,16 @@ class ColumnSchema(Schema):
     strategy = fields.String()
 
 
+class DatasetIndexSchema(Schema):
+    name = fields.String()
+    columns = fields.List(fields.String())
+    origin = fields.String(metadata={"description": "apiary (built for a published lookup or eq filter) | existing"})
+    unique = fields.Boolean()
+    status = fields.String(metadata={"description": "ready | building | failed | invalid (a failed concurrent build "
+                                     "on PostgreSQL; dropped and rebuilt on the next publish)"})  # fmt: skip
+    error = fields.String(metadata={"description": "why the last build failed, else empty"})
+
+
 class DatasetSchema(Schema):
     dataset_id = fields.Integer(dump_only=True)
     project_id = fields.Integer(dump_only=True)
@@ -70,6 +80,11 @@ class DatasetSchema(Schema):
     masking = fields.Dict(dump_only=True, metadata={"description": "the settings overrides, column -> masking"})
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
+    indexes = fields.List(
+        fields.Nested(DatasetIndexSchema),
+        dump_only=True,
+        metadata={"description": "GET /api/datasets/{name} only: the warehouse table's indexes"},
+    )
 
 
 class DatasetListSchema(Schema):

@@ -144,7 +144,12 @@ def upload_dataset(
             dataset.friendly_name = friendly_name
         if description is not None:
             dataset.description = description
-    return _save(dataset, full_name)
+    saved = _save(dataset, full_name)
+    if existing is not None:  # the old table went with its indexes: the published services using it get them back
+        from app.datasets.indexing import queue_dataset_reindex
+
+        queue_dataset_reindex(saved)
+    return saved
 
 
 def _check_upload_schema(project: Project, schema: str, upload_schemas: Collection[str] | None) -> None:
@@ -347,6 +352,11 @@ def column_views(dataset: Dataset) -> list[dict]:
 
 def settings_view(dataset: Dataset) -> dict:
     return {"friendly_name": dataset.friendly_name, "description": dataset.description, "masking": dataset.masking}
+
+
+def check_masking(dataset: Dataset, masking: object) -> dict:
+    """The masking overrides as `update_settings` would save them, or the 422 naming the column and key."""
+    return validate_masking_settings(masking, [c["name"] for c in dataset.columns])
 
 
 def update_settings(dataset: Dataset, data: dict) -> Dataset:

@@ -2,7 +2,7 @@
 
 from app.db.assets import AssetVersion, PublishedAsset
 from app.db.audit import AuditLog
-from app.db.datasets import Dataset, SchemaGrant
+from app.db.datasets import Dataset, DatasetIndex, SchemaGrant
 from app.db.keys import ApiKey
 from app.db.models import MLModel, Recipe, RecipeRun
 from app.db.projects import Project
@@ -13,6 +13,7 @@ __all__ = [
     "AssetVersion",
     "AuditLog",
     "Dataset",
+    "DatasetIndex",
     "MLModel",
     "Organization",
     "PersonalAccessToken",

@@ -32,6 +32,8 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(sa.String(20))
     is_active: Mapped[bool] = mapped_column(default=True)
     must_reset_password: Mapped[bool] = mapped_column(default=False)
+    # Bumped by a console sign-out: session cookies issued under an older generation are refused (revocation).
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     organization: Mapped[Organization] = relationship()

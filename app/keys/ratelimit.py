@@ -8,6 +8,9 @@ import time
 from dataclasses import dataclass
 
 import redis
+from flask import Flask
+
+from app.extensions import _PerProcess, redis_store
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +47,13 @@ class Decision:
     remaining: int
     reset_seconds: int  # until the whole budget is back
     retry_after_seconds: int  # 0 when allowed, else >= 1
+    known: bool = True  # False when Redis could not be asked: the call was let through blind
 
     def headers(self) -> dict[str, str]:
-        """`RateLimit-*` headers for every response, plus `Retry-After` on a refusal."""
+        """`RateLimit-*` headers for every response, plus `Retry-After` on a refusal; none when the budget is
+        unknown (Redis down), rather than claiming a full one."""
+        if not self.known:
+            return {}
         out = {
             "RateLimit-Limit": str(self.limit),
             "RateLimit-Remaining": str(self.remaining),
@@ -64,30 +71,39 @@ class RateLimiter:
     seconds, and a bucket left alone refills to the full limit within a minute. So the sustained rate is `limit`
     a minute, and no 60 s window ever sees more than `2 * limit - 1` (a full burst, then the refill).
 
-    When Redis cannot be reached the limiter fails open: the call is allowed and a warning is logged (at most once
-    per 60 s per limiter). Rate limiting protects capacity; refusing every paying client because the limiter's
-    store is down would turn a Redis outage into a full serving outage, which is the worse failure.
+    When Redis cannot be reached the limiter fails open: the call is allowed, with an unknown budget (no
+    `RateLimit-*` headers), and a warning is logged at most once per 60 s. After a failure Redis is not asked
+    again for `retry_after_s`, so an outage costs one connect timeout, not one per request. Rate limiting
+    protects capacity; refusing every paying client because the limiter's store is down would turn a Redis outage
+    into a full serving outage, which is the worse failure. Build one limiter per process (`process_rate_limiter`)
+    so the throttling of warnings and retries holds across requests.
     """
 
-    def __init__(self, redis_client: redis.Redis, prefix: str = "apiary:rl"):
+    def __init__(self, redis_client: redis.Redis, prefix: str = "apiary:rl", retry_after_s: float = 5.0):
         self.redis = redis_client
         self.prefix = prefix
+        self.retry_after_s = retry_after_s
         # register_script runs EVALSHA and loads the script on NOSCRIPT (a restarted or flushed server).
         self._script = redis_client.register_script(_GCRA)
         self._last_warning = -math.inf
+        self._down_until = -math.inf
 
     def hit(self, bucket: str, limit_per_minute: int) -> Decision:
         """Count one request against `bucket` (e.g. `key:42`) and say whether it is within `limit_per_minute`."""
         if isinstance(limit_per_minute, bool) or not isinstance(limit_per_minute, int) or limit_per_minute < 1:
             raise ValueError(f"limit_per_minute must be a positive integer, got {limit_per_minute!r}")
         interval_us = max(1, round(60_000_000 / limit_per_minute))
+        unknown = Decision(True, limit_per_minute, limit_per_minute, 0, 0, known=False)
+        if time.monotonic() < self._down_until:
+            return unknown
         try:
             allowed, remaining, reset_us, retry_us = self._script(
                 keys=[f"{self.prefix}:{bucket}"], args=[interval_us, limit_per_minute]
             )
         except (redis.RedisError, OSError) as exc:
+            self._down_until = time.monotonic() + self.retry_after_s
             self._warn(exc)
-            return Decision(True, limit_per_minute, limit_per_minute, 0, 0)
+            return unknown
         return Decision(
             allowed=bool(allowed),
             limit=limit_per_minute,
@@ -101,3 +117,16 @@ class RateLimiter:
         if now - self._last_warning >= _WARN_EVERY_S:
             self._last_warning = now
             log.warning("rate limiter cannot reach Redis, letting requests through: %s", exc)
+
+
+def _make_rate_limiter(app: Flask) -> RateLimiter:
+    return RateLimiter(redis_store.get(app))
+
+
+# One limiter per process (rebuilt after a fork), so its outage state and warning throttle span requests.
+rate_limiter = _PerProcess("apiary_rate_limiter", _make_rate_limiter)
+
+
+def process_rate_limiter() -> RateLimiter:
+    """This process's limiter over this process's Redis client."""
+    return rate_limiter.get()

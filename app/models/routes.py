@@ -62,12 +62,16 @@ def get_recipe(recipe_id: int):
 def list_runs(recipe_id: int):
     project = project_in_scope("project.view", required=False)
     recipe = service.get_recipe(current_user(), project, recipe_id)
-    return RunListSchema().dump({"runs": service.list_runs(recipe)})
+    return RunListSchema().dump({"items": service.list_runs(recipe)})
 
 
 @bp.post("/api/flow/ai-recipes/<int:recipe_id>/run")
 @doc("Train on a worker; waits for the outcome unless wait=false (then 202 and poll the runs)",
-     response=RunResultSchema, query={"wait": "true (default) or false"}, tags=["models"])  # fmt: skip
+     response=RunResultSchema, query={"wait": "true (default) or false"}, tags=["models"],
+     description="No request body: the run trains with the recipe's config (create it with POST /api/flow/ai-recipes, "
+                 "`recipe_type: train_model`). 200 `{status: success, run_id, model_id, metrics}` or "
+                 "`{status: failed, run_id, error}`; with `wait=false` 202 `{run_id, status: queued}`.",
+     responses={202: "wait=false: the run is queued; poll GET /api/flow/ai-recipes/{id}/runs"})  # fmt: skip
 @login_required("project.edit")
 def run_recipe(recipe_id: int):
     project = project_in_scope("project.edit", required=False)

@@ -40,7 +40,7 @@ class RunSchema(Schema):
 
 
 class RunListSchema(Schema):
-    runs = fields.List(fields.Nested(RunSchema))
+    items = fields.List(fields.Nested(RunSchema))
 
 
 class RunQuerySchema(Schema):

@@ -197,6 +197,11 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
     try:
         call_worker(train_recipe, [run_id], TRAIN_QUEUE, timeout, f"(run {run_id})")
     except APIError as err:
+        if err.code == "worker_lost":  # killed mid-run (OOM, SIGKILL): the run failed, and says so
+            log.warning("training run %s: its worker was lost", run_id)
+            mark_failed(run_id, "the training worker stopped before the run finished", only_unfinished=True)
+            db.session.expire_all()
+            return run_outcome(db.session.get(RecipeRun, run_id)), 200
         if err.status == 504:
             # Expired unrun: record it. Already started: it finishes on its own and the run says how.
             fail_if_queued(run_id, f"no worker started the run within {timeout:g} s")

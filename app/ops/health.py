@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import time
 
 from flask import Flask
 from sqlalchemy import text
 
 from app.extensions import db, redis_store
-from tasks.celery_app import QUEUES
-from tasks.heartbeat import HEARTBEAT_KEY, TTL_SECONDS
+from tasks.heartbeat import TTL_SECONDS, WORKER_KEY_PATTERN
+
+log = logging.getLogger(__name__)
 
 
 def _timed(check) -> dict:
@@ -25,29 +29,30 @@ def _timed(check) -> dict:
     return result
 
 
-def live_workers(app: Flask, timeout: float = 1.0) -> dict[str, list[str]]:
-    """Workers answering a broadcast ping, with the queues each consumes."""
-    control = app.extensions["celery"].control
-    replies = control.ping(timeout=timeout) or []
-    names = [name for reply in replies for name in reply]
-    queues: dict[str, list[str]] = {name: [] for name in names}
-    if names:
-        active = control.inspect(destination=names, timeout=timeout).active_queues() or {}
-        for name, qs in active.items():
-            queues[name] = sorted(q["name"] for q in qs)
-    return queues
+def worker_processes(app: Flask) -> list[dict]:
+    """Every live worker process from its own heartbeat: `{node, pid, host, queues}`, sorted by node and pid. Two
+    workers started with the same node name (DuplicateNodenameWarning) are still two entries."""
+    client = redis_store.get(app)
+    keys = sorted(client.scan_iter(match=WORKER_KEY_PATTERN, count=1000))
+    found = []
+    for raw in client.mget(keys) if keys else []:
+        if raw is None:  # expired between SCAN and MGET
+            continue
+        with contextlib.suppress(ValueError, TypeError, KeyError):  # a malformed record is skipped, not fatal
+            record = json.loads(raw)
+            found.append({"node": str(record["node"]), "pid": int(record["pid"]), "host": str(record.get("host", "")),
+                          "queues": sorted(str(q) for q in record.get("queues", []))})  # fmt: skip
+    return sorted(found, key=lambda w: (w["node"], w["pid"]))
 
 
 def heartbeat_workers(app: Flask) -> dict[str, list[str]]:
-    """Workers seen through their heartbeats (one MGET, no broadcast wait): `{hostname: [queues]}`, where each
-    queue lists the last live worker that announced it. A worker gone for TTL_SECONDS is no longer listed."""
-    values = redis_store.get(app).mget([HEARTBEAT_KEY.format(queue=queue) for queue in QUEUES])
-    found: dict[str, list[str]] = {}
-    for queue, value in zip(QUEUES, values, strict=True):
-        if value is not None:
-            name = value.decode() if isinstance(value, bytes) else str(value)
-            found.setdefault(name, []).append(queue)
-    return {name: sorted(queues) for name, queues in found.items()}
+    """Live workers seen through their heartbeats (no broadcast wait): `{node: [queues]}`; a node name shared by
+    several processes is listed once per process as `node (pid N)`. A worker gone for TTL_SECONDS is not listed."""
+    processes = worker_processes(app)
+    nodes = [w["node"] for w in processes]
+    return {
+        (w["node"] if nodes.count(w["node"]) == 1 else f"{w['node']} (pid {w['pid']})"): w["queues"] for w in processes
+    }
 
 
 def readiness(app: Flask) -> dict:
@@ -66,3 +71,12 @@ def readiness(app: Flask) -> dict:
     checks = {"database": _timed(database), "redis": _timed(redis_check)}
     checks["worker"] = _timed(workers) if checks["redis"]["ok"] else {"ok": False, "error": "redis is down"}
     return {"status": "ok" if all(c["ok"] for c in checks.values()) else "unavailable", "checks": checks}
+
+
+def readiness_summary(report: dict) -> dict:
+    """What anyone may see: each check's ok, never error text (database addresses) or worker host names. The
+    failures themselves go to the server log; org admins and `flask workers status` get the details."""
+    for name, check in report["checks"].items():
+        if not check["ok"]:
+            log.warning("readiness check %s failed: %s", name, check.get("error"))
+    return {"status": report["status"], "checks": {name: {"ok": c["ok"]} for name, c in report["checks"].items()}}

@@ -3,7 +3,7 @@
 from flask import Blueprint, request
 
 from app.auth.permissions import current_user, login_required, project_in_scope
-from app.http import json_body
+from app.http import json_body, load_reporting_all
 from app.openapi import doc
 from app.publishing import service
 from app.publishing.schemas import (
@@ -61,12 +61,15 @@ def get_asset(asset_id: int):
 def update_asset(asset_id: int):
     user = current_user()
     asset = service.get_asset(user, asset_id, "project.edit")
-    data = AssetUpdateSchema().load(json_body())
+    # Every mistake at once: the config's (checked against the warehouse and the models) with the other fields'.
+    checks = {"config": lambda config: service.check_config(user, asset, config)}
+    data = load_reporting_all(AssetUpdateSchema(), json_body(), checks)
     return _detail(service.update_asset(user, asset, data))
 
 
 @bp.post("/api/publish/assets/<int:asset_id>/publish")
-@doc("Publish the draft as a new immutable version", body=PublishSchema, response=PublishResultSchema)
+@doc("Publish the draft as a new immutable version; a worker then indexes the warehouse columns its lookups and "
+     "eq filters match on (GET /api/datasets/{name} lists them)", body=PublishSchema, response=PublishResultSchema)  # fmt: skip
 @login_required()
 def publish(asset_id: int):
     user = current_user()

@@ -7,8 +7,9 @@ import logging
 from sqlalchemy import func, select
 
 from app.auth.permissions import require_permission
+from app.datasets.indexing import queue_index_build
 from app.db import AssetVersion, Project, PublishedAsset, User
-from app.errors import APIError, not_found
+from app.errors import APIError, invalid, not_found
 from app.extensions import db
 from app.publishing.diff import diff_documents
 from app.serving.asset_config import validate_asset_config
@@ -64,6 +65,13 @@ def _project_of(asset: PublishedAsset) -> Project | None:
     return db.session.get(Project, asset.project_id) if asset.project_id else None
 
 
+def check_config(user: User, asset: PublishedAsset, config: object) -> dict:
+    """The config as `update_asset` would save it, or the 400/422 naming its field."""
+    if not isinstance(config, dict):
+        raise invalid("config", "expected an object")
+    return validate_asset_config(asset.asset_type, config, user, _project_of(asset), asset.config)
+
+
 def update_asset(user: User, asset: PublishedAsset, data: dict) -> PublishedAsset:
     """Edit the draft; what is served stays the published version until the next publish."""
     if "config" in data:
@@ -98,6 +106,7 @@ def _snapshot(user: User, asset: PublishedAsset, config: dict, title: str, descr
     asset.draft_note = ""
     db.session.commit()
     _invalidate_cache(asset.id)
+    queue_index_build(asset)
     return version.version
 
 
@@ -135,6 +144,14 @@ def rollback_asset(user: User, asset: PublishedAsset, version: int) -> int:
 def list_versions(asset: PublishedAsset) -> list[AssetVersion]:
     stmt = select(AssetVersion).where(AssetVersion.asset_id == asset.id).order_by(AssetVersion.version.desc())
     return list(db.session.scalars(stmt))
+
+
+def draft_differs(asset: PublishedAsset) -> bool:
+    """Whether publishing now would change what is served (the draft is not the published version)."""
+    live = published_snapshot(asset)
+    if live is None:
+        return True
+    return (live.config, live.title, live.description) != (asset.config, asset.title, asset.description)
 
 
 def published_snapshot(asset: PublishedAsset) -> AssetVersion | None:

@@ -101,11 +101,13 @@ class ResultCache:
 
     def invalidate_asset(self, asset_id: int) -> None:
         """Make every cached result of the asset unreachable (publish, unpublish, rollback)."""
-        self._call(lambda: self.redis.incr(self._generation_key(asset_id)))
+        # Always tried, even inside the outage back-off: a skipped invalidation would make stale answers reachable
+        # again once Redis is back (the cache lives per process, so the back-off spans requests).
+        self._call(lambda: self.redis.incr(self._generation_key(asset_id)), force=True)
 
     def invalidate_rules(self, org_id: int) -> None:
         """Make every cached result of the organization unreachable: a dataset's masking, columns or data changed."""
-        self._call(lambda: self.redis.incr(self._rules_key(org_id)))
+        self._call(lambda: self.redis.incr(self._rules_key(org_id)), force=True)
 
     def _rules_key(self, org_id: int) -> str:
         return f"{self.prefix}:rules:{org_id}"
@@ -140,9 +142,9 @@ class ResultCache:
             deleted += self.redis.delete(*entries[start : start + 500])
         return deleted
 
-    def _call(self, fn, with_status: bool = False) -> Any:
-        """fn()'s result, or None when Redis fails; with_status, (succeeded, result)."""
-        if time.monotonic() < self._down_until:
+    def _call(self, fn, with_status: bool = False, force: bool = False) -> Any:
+        """fn()'s result, or None when Redis fails; with_status, (succeeded, result); force: even while backing off."""
+        if not force and time.monotonic() < self._down_until:
             return (False, None) if with_status else None
         try:
             result = fn()

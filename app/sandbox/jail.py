@@ -35,7 +35,7 @@ CHILD_ENV = {
     "PYTHONHASHSEED": "random",
 }
 
-# Throwaway uids for the handler when the worker runs as root: a fresh one per call keeps RLIMIT_NPROC per call.
+# Throwaway uids for the handler when the worker runs as root: a fresh one per jail keeps RLIMIT_NPROC per jail.
 UID_RANGE = (1_000_000_000, 2_000_000_000)
 
 
@@ -48,6 +48,8 @@ class JailLimits:
     max_processes: int
     max_output_bytes: int
     tmp_bytes: int
+    # How many calls the jail may serve (a warm jail serves several): its CPU hard limit covers all of them.
+    max_calls: int = 1
 
 
 def bwrap_binary() -> str:
@@ -163,6 +165,8 @@ def build_args(
     bootstrap_limits = {
         "uid": secrets.randbelow(UID_RANGE[1] - UID_RANGE[0]) + UID_RANGE[0],
         "cpu_seconds": limits.cpu_seconds,
+        # The hard limit over the jail's life; the bootstrap lowers the soft limit to cpu_seconds more before each call.
+        "cpu_total_seconds": limits.max_calls * (limits.cpu_seconds + 1),
         "memory_mb": limits.memory_mb,
         "max_processes": limits.max_processes,
         "max_output_bytes": limits.max_output_bytes,

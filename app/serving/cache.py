@@ -1,22 +1,31 @@
-"""The serving result cache, over this process's Redis client, and its invalidation when a dataset changes."""
+"""The serving result cache (one per process, over this process's Redis client) and its invalidation when a
+dataset changes."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import has_app_context
+from flask import Flask, has_app_context
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from app.extensions import redis_store
+from app.extensions import _PerProcess, redis_store
 from app.query.cache import ResultCache
 
 log = logging.getLogger(__name__)
 _CHANGED_ORGS = "apiary_rules_changed_orgs"
 
 
+def _make_result_cache(app: Flask) -> ResultCache:
+    return ResultCache(redis_store.get(app))
+
+
+# Per process, not per request: the cache's outage state (skip Redis for a few seconds, log once) must span requests.
+result_caches = _PerProcess("apiary_result_cache", _make_result_cache)
+
+
 def result_cache() -> ResultCache:
-    return ResultCache(redis_store.get())
+    return result_caches.get()
 
 
 @event.listens_for(Session, "before_flush")

@@ -82,7 +82,7 @@ def run_endpoint(
     if kind == "model":
         body = call.body if call.method == "POST" else {"features": dict(call.params)}
         return _run_model(endpoint, body, project_id, policy, org_id, from_query=call.method == "GET")
-    return _run_function(endpoint, call.body)
+    return _run_function(endpoint, call.body, org_id, cache_scope)
 
 
 def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, project: Project | None,
@@ -229,12 +229,18 @@ def _model_outcome(model: Row, scored: dict, enriched: list | None) -> Outcome:
     return Outcome(result, model_id=model.id)
 
 
-def _run_function(endpoint: dict, body: object) -> Outcome:
+def _run_function(endpoint: dict, body: object, org_id: int, scope: tuple[int, int] | None) -> Outcome:
+    """`scope` (asset id, published version) names the endpoint version whose warm jail may serve a live call; dry
+    runs of a draft (None) always get a fresh jail."""
     from tasks.functions import run_function
 
+    identity = None
+    if scope is not None:
+        identity = {"org_id": org_id, "asset_id": scope[0], "version": scope[1], "endpoint_id": endpoint["id"]}
     # Wait past the handler's own deadline and the sandbox's kill grace: the worker reports the 504 itself.
     wait = float(current_app.config["FUNCTION_TIMEOUT_SECONDS"]) + 5
-    answer = call_worker(run_function, [endpoint["handler"], body], "functions", wait, f"(endpoint {endpoint['id']!r})")
+    args = [endpoint["handler"], body, identity]
+    answer = call_worker(run_function, args, "functions", wait, f"(endpoint {endpoint['id']!r})")
     if "error" in answer:
         err = answer["error"]
         raise APIError(err["status"], err["code"], err["message"], err.get("details"))

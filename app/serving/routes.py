@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from app.auth.permissions import current_user, login_required
 from app.errors import APIError
-from app.openapi import doc
+from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
 from app.publishing.service import get_asset
 from app.serving import service
 from app.serving.dispatch import Call
@@ -17,6 +18,9 @@ from app.serving.schemas import LogPageSchema, LogQuerySchema
 bp = Blueprint("serving", __name__)
 
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+SERVING_ERRORS = {401: "no or unknown key", 403: "key inactive, expired or not allowed this endpoint",
+                  404: "no such published service or endpoint", 405: "method does not match the endpoint's kind",
+                  429: "rate limited (Retry-After)"}  # fmt: skip
 
 
 def _call() -> Call:
@@ -52,15 +56,29 @@ def _served(run) -> Response:
     except APIError as err:
         status, code = err.status, err.code
         raise
+    except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
+        status, code = err.code or 500, "http_error"
+        raise
     finally:
         service.record_call(served, request.method, status, (time.perf_counter() - started) * 1000, model_id, code)
 
 
 @bp.route("/api/service/<asset_key>/<endpoint_id>", methods=ANY_METHOD)
-@doc("Call an endpoint of a published API service (GET for sql/lookup, POST for model/function; GET with one row's "
-     "features as query params for model). Model bodies: {features} or {rows}, optional explanations "
-     "{method: shapley, top_n}, context (JSON object <= 4 KB); answers predictions (ignored rows as {ignored, reason}), "
-     "probabilities, probability_percentiles, explanations, enriched", auth="api_key", tags=["serving"])  # fmt: skip
+@doc("Call an endpoint of a published API service (GET for sql/lookup, POST for model/function)", auth="api_key",
+     tags=["serving"], responses=SERVING_ERRORS, methods={
+         "GET": {"summary": "Call a sql or lookup endpoint (or a model endpoint for one row)", "response": ref("RowsResponse"),
+                 "description": "sql: the endpoint's filter params plus `limit` (1..max_limit) and `offset` (>= 0); "
+                                "lookup: the key from the query param named by the endpoint's `key_param` (default "
+                                "`id`). Any other method on a sql or lookup endpoint is a 405. model: one row's features "
+                                "as query params (`?tenure=7&plan=basic`), validated as a POST body would be.",
+                 "query": {"limit": "sql: 1..max_limit", "offset": "sql: >= 0"}},
+         "POST": {"summary": "Call a model or function endpoint", "body": SERVING_BODY, "response": SERVING_RESPONSE,
+                  "description": "model: `{\"features\": {...}}` or `{\"rows\": [{...}, ...]}` scored on a worker "
+                                 "(422 naming a bad feature, 504 past PREDICT_TIMEOUT_SECONDS, 503 without a worker); "
+                                 "function: any JSON body, answered as `{\"result\": ...}`. Any other method on a "
+                                 "function endpoint is a 405; a model endpoint also answers GET with one row's "
+                                 "features as query params (coerced to their types)."},
+     })  # fmt: skip
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
     key = request.headers.get("X-API-Key")
@@ -75,8 +93,16 @@ def data_api(asset_key: str):
 
 
 @bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])
-@doc("Test pane dry run of the draft config: no key, masked by the caller's role as previews are (admins unmasked), "
-     "same dispatch as serving", tags=["serving"])  # fmt: skip
+@doc("Test pane dry run of the draft config: no key, masked by the caller's role as previews are "
+     "(admins unmasked), same dispatch as serving", tags=["serving"],
+     response=TEST_RESPONSE, methods={
+         "GET": {"summary": "Dry-run a sql or lookup endpoint of the draft",
+                 "description": "The query params the serving route takes (a sql endpoint's filter params, `limit`, "
+                                "`offset`; a lookup's key_param)."},
+         "POST": {"summary": "Dry-run any endpoint of the draft", "body": TEST_BODY,
+                  "description": "sql and lookup: one JSON object holding the query params; model and function: "
+                                 "the body the serving route takes. Answers the serving body plus `dry: true`."},
+     })  # fmt: skip
 @login_required()
 def test_endpoint(asset_id: int, endpoint_id: str):
     user = current_user()

@@ -10,7 +10,7 @@ from sqlalchemy import Row, bindparam, select
 from app.db import AssetVersion, AuditLog, Project, PublishedAsset, User
 from app.errors import APIError, not_found
 from app.extensions import db, redis_store
-from app.keys.ratelimit import RateLimiter
+from app.keys.ratelimit import Decision, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy
 from app.keys.usage import UsageTracker
 from app.serving.audit_buffer import AuditBuffer, audit_entry
@@ -62,13 +62,13 @@ def _published(asset_key: str, asset_type: str) -> Row:
     return asset
 
 
-def _key_for(asset: Row, key: Row) -> None:
-    if key.asset_id != asset.id:
-        raise APIError(403, "permission_denied", "this API key is not valid for this asset")
+def _spend(key: Row) -> Decision:
+    """Count the call against the key's budget."""
+    return process_rate_limiter().hit(f"key:{key.id}", key.rate_limit)
 
 
-def _rate_limit(key: Row) -> dict:
-    decision = RateLimiter(redis_store.get()).hit(f"key:{key.id}", key.rate_limit)
+def _enforce(key: Row, decision: Decision) -> dict:
+    """429 when the key is over its budget; else the `RateLimit-*` headers (none when the budget is unknown)."""
     headers = decision.headers()
     if not decision.allowed:
         raise APIError(429, "rate_limited", f"rate limit of {key.rate_limit} requests per minute exceeded",
@@ -76,11 +76,31 @@ def _rate_limit(key: Row) -> dict:
     return headers
 
 
+def _admit(served: Served, key: Row, asset_key: str, asset_type: str) -> Row:
+    """The published asset the key belongs to.
+
+    An asset that does not exist, is not published, or is not the key's own is one 404 (never saying whether another
+    organization has it) and is never written to that asset's audit log; such a call spends from the key's budget
+    right here, so a key cannot probe other assets unthrottled, and is a 429 once the budget is gone. A call on the
+    key's own asset keeps the contract's order (404 endpoint -> 403 endpoint scope -> 429) and, as before, spends
+    only when it gets past those checks.
+    """
+    try:
+        asset = _published(asset_key, asset_type)
+    except APIError:
+        asset = None
+    if asset is None or asset.id != key.asset_id:
+        _enforce(key, _spend(key))
+        raise not_found("published asset")
+    served.asset = asset
+    return asset
+
+
 def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: str | None, call: Call) -> Outcome:
-    """401 key → 403 inactive/expired → 404 asset/endpoint → 403 endpoint scope → 429 → 405 → 400/422 → run."""
+    """401 key -> 403 inactive/expired -> 404 asset (a key's call on an asset not its own spends budget: 429) ->
+    404 endpoint -> 403 endpoint scope -> 429 -> 405 -> 400/422 -> run."""
     served.key = key = authenticate_api_key(api_key)
-    served.asset = asset = _published(asset_key, "api_service")
-    _key_for(asset, key)
+    asset = _admit(served, key, asset_key, "api_service")
     endpoint = next((ep for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
@@ -88,7 +108,7 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
     # None = every endpoint; a list (never empty since mint refuses [], but an empty one would allow nothing).
     if key.allowed_endpoints is not None and endpoint_id not in key.allowed_endpoints:
         raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
-    headers = _rate_limit(key)
+    headers = _enforce(key, _spend(key))
     if endpoint.get("kind") == "model" and call.method == "POST":
         served.context = request_context(call.body)
     scope = (asset.id, asset.published_version)
@@ -99,9 +119,8 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
 
 def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: dict) -> Outcome:
     served.key = key = authenticate_api_key(api_key)
-    served.asset = asset = _published(asset_key, "data_api")
-    _key_for(asset, key)
-    headers = _rate_limit(key)
+    asset = _admit(served, key, asset_key, "data_api")
+    headers = _enforce(key, _spend(key))
     project = db.session.get(Project, asset.project_id) if asset.project_id else None
     ttl = asset.config.get("cache_ttl_seconds", 60)
     scope = (asset.id, asset.published_version)
@@ -133,8 +152,8 @@ def record_call(
 ) -> None:
     """Buffer the audit record and the key's last use in Redis, in one round trip; a worker writes them to the
     database, and at most one flush task is scheduled every 2 s whatever the request rate."""
-    if served.asset is None:
-        return  # nothing to attribute the call to (bad key, unknown asset)
+    if served.asset is None or served.key is None or served.key.asset_id != served.asset.id:
+        return  # nothing to attribute the call to (bad key, unknown asset), or a key of another asset: never logged
     client = redis_store.get()
     entry = audit_entry(
         asset_id=served.asset.id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
+from billiard.exceptions import WorkerLostError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from flask import current_app
 
@@ -42,6 +43,11 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
     except CeleryTimeout:
         result.revoke()
         raise APIError(504, "timeout", f"no answer within {timeout_s:g} s") from None
+    except WorkerLostError:
+        # The pool process running the call died (OOM killer, SIGKILL); nothing was answered, a retry may succeed.
+        log.warning("%s: the worker process running it was lost", task.name)
+        raise APIError(502, "worker_lost", f"the {queue} worker running this call was lost; retry the call",
+                       headers={"Retry-After": 1}) from None  # fmt: skip
     finally:
         result.forget()
 

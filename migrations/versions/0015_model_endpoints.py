@@ -1,7 +1,7 @@
 """model endpoints: the caller's context in the audit log, held-out score quantiles of classifiers
 
 Revision ID: 0015
-Revises: 0003
+Revises: 0014
 Create Date: 2026-11-29 22:20:00
 
 """
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
 revision = '0015'
-down_revision = '0003'
+down_revision = '0014'
 branch_labels = None
 depends_on = None
 

@@ -97,18 +97,3 @@ def churn_csv(n: int = 120, seed: int = 7) -> str:
         churned = int((tenure < 20 and plan == "basic") or rng.random() < 0.05)
         lines.append(f"{i + 1},{tenure},{round(rng.uniform(10, 90), 2)},{plan},{churned}")
     return "\n".join(lines) + "\n"
-
-
-@pytest.fixture()
-def live_worker(app, worker):
-    """The session's worker, once its heartbeat is back (every test starts with Redis flushed)."""
-    import time
-
-    from app.serving.workers import queue_has_worker
-
-    deadline = time.monotonic() + 15
-    with app.app_context():
-        while not (queue_has_worker("train") and queue_has_worker("predict")):
-            assert time.monotonic() < deadline, "the worker's heartbeat did not come back"
-            time.sleep(0.1)
-    return worker

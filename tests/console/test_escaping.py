@@ -38,8 +38,10 @@ def test_service_title_description_endpoint_and_key_name(console, project, custo
     console.post(service["url"] + "/endpoints", lookup_form(description=XSS))
     console.post(service["url"] + "/publish", {"change_note": XSS})
     minted = console.post(service["url"] + "/keys", {"name": XSS})
-    assert minted.status_code == 201
-    _assert_inert(minted.get_data(as_text=True))
+    assert minted.status_code == 303
+    revealed = console.get(minted.headers["Location"]).get_data(as_text=True)
+    assert 'id="revealed-key"' in revealed
+    _assert_inert(revealed)
     _assert_inert(console.get(service["url"]).get_data(as_text=True))
 
 

@@ -40,7 +40,7 @@ def world(app, console, project, customers, service) -> dict:
     """The owner's objects: a published service with an endpoint and a key, and a model with an inactive version."""
     assert console.post(service["url"] + "/endpoints", lookup_form()).status_code == 302
     assert console.post(service["url"] + "/publish").status_code == 302
-    assert console.post(service["url"] + "/keys", {"name": "app"}).status_code == 201
+    assert console.post(service["url"] + "/keys", {"name": "app"}).status_code == 303
     key_id = int(re.search(r"/keys/(\d+)/revoke", console.get(service["url"]).get_data(as_text=True)).group(1))
     pid = project["project_id"]
     _add_model(app, pid, 1, active=True)

@@ -1,6 +1,7 @@
 """Settings -> API Services: create, endpoint editor, publish, keys with a one-time reveal, Test pane, audit log."""
 
 import re
+import time
 
 from tests.console.conftest import lookup_form
 
@@ -91,14 +92,26 @@ def _mint(console, service, **fields):
                                                    "masking_level": "masked", "sensitivity_max": "medium", **fields})  # fmt: skip
 
 
+def _secret(console, service, **fields) -> str:
+    """Mint through the form and read the secret off the page the mint redirects to (post/redirect/get)."""
+    minted = _mint(console, service, **fields)
+    assert minted.status_code == 303, _html(minted)
+    return re.search(r'id="revealed-key" value="(dk_[^"]+)"', _html(console.get(minted.headers["Location"]))).group(1)
+
+
 def test_a_minted_key_is_shown_exactly_once_and_works(console, client, customers, service):
     console.post(service["url"] + "/endpoints", lookup_form())
     console.post(service["url"] + "/endpoints", lookup_form("other"))
     console.post(service["url"] + "/publish")
-    resp = _mint(console, service, allowed_endpoints="customer")
-    assert resp.status_code == 201
+    minted = _mint(console, service, allowed_endpoints="customer")
+    assert minted.status_code == 303 and minted.headers["Location"].endswith("#key-reveal")
+    assert "dk_" not in minted.headers["Location"] and "dk_" not in minted.headers.get("Set-Cookie", "")
+    resp = console.get(minted.headers["Location"])
     secret = re.search(r'id="revealed-key" value="(dk_[^"]+)"', _html(resp)).group(1)
     assert resp.headers["Cache-Control"] == "no-store"
+    again = _html(console.get(minted.headers["Location"]))  # a reload: shown once, and no second key minted
+    assert secret not in again and "shown once and is not shown again" in again
+    assert len(re.findall(r"/keys/\d+/revoke", again)) == 1
     page = _html(console.get(service["url"]))
     assert secret not in page
     assert secret[:8] in page  # the prefix identifies it in the list
@@ -111,7 +124,7 @@ def test_a_minted_key_is_shown_exactly_once_and_works(console, client, customers
 def test_no_endpoint_checked_means_every_endpoint(console, client, customers, service):
     console.post(service["url"] + "/endpoints", lookup_form())
     console.post(service["url"] + "/publish")
-    secret = re.search(r'value="(dk_[^"]+)"', _html(_mint(console, service))).group(1)
+    secret = _secret(console, service)
     assert client.get("/api/service/sales-serving/customer?id=1", headers={"X-API-Key": secret}).status_code == 200
     assert '<td class="small">all</td>' in _html(console.get(service["url"]))
     # ... including an endpoint added after the key was minted.
@@ -144,7 +157,7 @@ def test_mint_errors_are_shown_next_to_the_field(console, customers, service):
 def test_revoke_a_key(console, client, customers, service):
     console.post(service["url"] + "/endpoints", lookup_form())
     console.post(service["url"] + "/publish")
-    secret = re.search(r'value="(dk_[^"]+)"', _html(_mint(console, service))).group(1)
+    secret = _secret(console, service)
     key_id = re.search(r"/keys/(\d+)/revoke", _html(console.get(service["url"]))).group(1)
     assert console.post(f"{service['url']}/keys/{key_id}/revoke").status_code == 302
     assert "badge-revoked" in _html(console.get(service["url"]))
@@ -179,16 +192,34 @@ def test_the_test_pane_needs_the_csrf_header(console, customers, service):
     assert resp.get_json()["error"]["code"] == "csrf_failed"
 
 
-def test_audit_log_lists_keyed_calls_with_filters(app, console, client, customers, service):
+def _audit_written(app, count: int) -> None:
+    """Flush the buffered audit records and wait until the database holds `count`: the session's worker may flush
+    some of them first, so what one flush returns is no measure."""
+    from sqlalchemy import func, select
+
+    from app.db import AuditLog
+    from app.extensions import db
     from app.serving.service import flush_serving_records
 
+    deadline = time.monotonic() + 10
+    with app.app_context():
+        while True:
+            flush_serving_records()
+            total = db.session.scalar(select(func.count()).select_from(AuditLog))
+            db.session.rollback()
+            if total >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    assert total == count
+
+
+def test_audit_log_lists_keyed_calls_with_filters(app, console, client, customers, service):
     console.post(service["url"] + "/endpoints", lookup_form())
     console.post(service["url"] + "/publish")
-    secret = re.search(r'value="(dk_[^"]+)"', _html(_mint(console, service))).group(1)
+    secret = _secret(console, service)
     client.get("/api/service/sales-serving/customer?id=1", headers={"X-API-Key": secret})
     client.get("/api/service/sales-serving/customer", headers={"X-API-Key": secret})  # 400: no id
-    with app.app_context():
-        assert flush_serving_records() == 2
+    _audit_written(app, 2)
     html = _html(console.get(service["url"] + "/logs"))
     assert "2 calls" in html or html.count("<tr>") >= 3
     assert ">200<" in html and ">400<" in html
@@ -200,17 +231,14 @@ def test_audit_log_lists_keyed_calls_with_filters(app, console, client, customer
 
 
 def test_audit_log_filters_by_endpoint_key_status_and_time(app, console, client, customers, service):
-    from app.serving.service import flush_serving_records
-
     console.post(service["url"] + "/endpoints", lookup_form())
     console.post(service["url"] + "/endpoints", lookup_form("other"))
     console.post(service["url"] + "/publish")
-    first = re.search(r'value="(dk_[^"]+)"', _html(_mint(console, service, name="first"))).group(1)
-    second = re.search(r'value="(dk_[^"]+)"', _html(_mint(console, service, name="second"))).group(1)
+    first = _secret(console, service, name="first")
+    second = _secret(console, service, name="second")
     for secret, path in ((first, "customer?id=1"), (first, "other?id=2"), (second, "other?id=3"), (second, "other")):
         client.get(f"/api/service/sales-serving/{path}", headers={"X-API-Key": secret})
-    with app.app_context():
-        assert flush_serving_records() == 4
+    _audit_written(app, 4)
     key_ids = dict(
         re.findall(r'<option value="(\d+)" >(first|second) \(', _html(console.get(service["url"] + "/logs")))
     )
@@ -239,3 +267,15 @@ def test_audit_log_filters_by_endpoint_key_status_and_time(app, console, client,
 
 def test_audit_log_has_an_empty_state(console, service):
     assert "No calls match" in _html(console.get(service["url"] + "/logs"))
+
+
+def test_the_minted_secret_waits_only_for_the_user_who_minted_it(app, client, admin, console, customers, service):
+    from tests.conftest import add_user
+    from tests.console.conftest import signed_in
+
+    console.post(service["url"] + "/endpoints", lookup_form())
+    minted = _mint(console, service)
+    assert minted.status_code == 303
+    other = signed_in(app, add_user(client, admin, "admin"))  # same organization, same page, not the minter
+    assert 'id="revealed-key"' not in _html(other.get(minted.headers["Location"]))
+    assert re.search(r'id="revealed-key" value="dk_', _html(console.get(minted.headers["Location"])))

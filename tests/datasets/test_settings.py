@@ -82,3 +82,12 @@ def test_only_org_admins_change_settings(client, admin, project, people):
     missing = client.put("/api/datasets/uploads.nothing/settings", headers=admin.project_headers(project["project_id"]),
                          json={"description": "x"})  # fmt: skip
     assert missing.status_code == 404
+
+
+def test_a_put_with_two_mistakes_reports_both(client, admin, project, people):
+    headers = admin.project_headers(project["project_id"])
+    bad = client.put(f"{people}/settings", headers=headers,
+                     json={"friendly_name": "x" * 1000, "masking": {"nope": {"strategy": "redact"}}})  # fmt: skip
+    assert bad.status_code == 422
+    assert set(bad.get_json()["error"]["details"]["fields"]) == {"friendly_name", "masking.nope"}
+    assert client.get(f"{people}/settings", headers=headers).get_json()["friendly_name"] == "People"

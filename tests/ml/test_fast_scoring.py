@@ -89,9 +89,16 @@ def test_a_pipeline_of_another_shape_is_left_to_scikit_learn():
     trained = _train("classification", "logistic_regression", ["tenure", "monthly"])
     bare = trained.pipeline.named_steps["model"]
     assert compile_pipeline(bare, trained.input_schema) is None
-    scorer = Scorer(trained.pipeline)
-    scorer.score(_rows(5), trained.input_schema)
-    assert scorer.compiled
+    # A pipeline without the preprocessing step Apiary builds: scored by scikit-learn itself, with its answers.
+    schema = trained.input_schema
+    frame = customer_frame()
+    other = Pipeline([("impute", SimpleImputer(strategy="median")), ("model", LogisticRegression(max_iter=500))])
+    other.fit(model_frame(frame, schema), frame["segment"].to_numpy())
+    assert compile_pipeline(other, schema) is None
+    scorer = Scorer(other)
+    rows = [{"tenure": row["tenure"], "monthly": row["monthly"]} for row in _rows(20)]
+    assert scorer.score(rows, schema) == score_rows(other, rows, schema)
+    assert not scorer.compiled
 
 
 def test_a_preprocessing_the_probes_cannot_reproduce_is_refused():

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 import sqlalchemy as sa
+
+from tests.conftest import live_worker  # noqa: F401 - the shared fixture, kept importable from here
 
 CHURN_TYPES = {"customer_key": "integer", "tenure": "integer", "monthly": "float", "plan": "text", "region": "text",
                "churned": "integer", "spend": "float", "segment": "text"}  # fmt: skip
@@ -50,19 +51,6 @@ def put_dataset(app, project_id: int, name: str, rows: list[dict], types: dict[s
         )  # fmt: skip
         db.session.commit()
     return name
-
-
-@pytest.fixture()
-def live_worker(app, worker):
-    """The session's worker, once its heartbeat is back (every test starts with Redis flushed)."""
-    from app.serving.workers import queue_has_worker
-
-    deadline = time.monotonic() + 15
-    with app.app_context():
-        while not (queue_has_worker("train") and queue_has_worker("predict")):
-            assert time.monotonic() < deadline, "the worker's heartbeat did not come back"
-            time.sleep(0.1)
-    return worker
 
 
 @pytest.fixture()

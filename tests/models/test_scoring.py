@@ -169,7 +169,7 @@ def test_no_worker_is_503_at_once(app, client, admin, project, redis_url, monkey
     assert time.monotonic() - started < 2
 
 
-def insert_model(app, project_id: int, estimator) -> int:
+def insert_model(app, project_id: int, estimator, name: str = "slow") -> int:
     """Store a hand-made estimator as a model of the project (one float feature `x`), as training would."""
     from app.db import MLModel
     from app.extensions import db
@@ -177,7 +177,7 @@ def insert_model(app, project_id: int, estimator) -> int:
 
     with app.app_context():
         stored = save_artifact(app.config["MODEL_STORE"], f"test-{uuid.uuid4().hex}", estimator)
-        model = MLModel(project_id=project_id, name="slow", version=1, task_type="regression",
+        model = MLModel(project_id=project_id, name=name, version=1, task_type="regression",
                         algorithm="linear_regression", target_column="y", metrics={}, feature_importance={},
                         feature_columns=["x"], input_schema=[{"name": "x", "type": "float", "categories": None,
                                                               "nullable": True}],

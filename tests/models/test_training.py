@@ -38,7 +38,7 @@ def test_train_a_classifier_and_read_it_back(app, client, admin, project, churn,
     assert recipe["recipe_type"] == "train_model" and recipe["run_config"]["model_name"] == "churn"
     assert recipe["run_config"]["target_column"] == "churned"
     runs = client.get(f"/api/flow/ai-recipes/{run['recipe_id']}/runs", headers=admin.project_headers(pid)).get_json()
-    assert [(r["run_id"], r["status"], r["model_id"]) for r in runs["runs"]] == [
+    assert [(r["run_id"], r["status"], r["model_id"]) for r in runs["items"]] == [
         (run["run_id"], "success", run["model_id"])
     ]
 
@@ -104,7 +104,7 @@ def test_a_failed_run_is_recorded_and_leaves_no_model(app, client, admin, projec
     assert "class" in run["error"] and "/" not in run["error"].replace("w/o", "")
     assert "Traceback" not in run["error"]
     runs = client.get(f"/api/flow/ai-recipes/{run['recipe_id']}/runs", headers=admin.project_headers(pid)).get_json()
-    assert runs["runs"][0]["status"] == "failed" and runs["runs"][0]["model_id"] is None
+    assert runs["items"][0]["status"] == "failed" and runs["items"][0]["model_id"] is None
     assert _models(client, admin, pid) == [] and _artifacts(app) == before
 
 
@@ -117,10 +117,10 @@ def test_run_without_waiting_then_poll(client, admin, project, churn, live_worke
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = client.get(f"/api/flow/ai-recipes/{recipe_id}/runs", headers=admin.project_headers(pid)).get_json()
-        if runs["runs"][0]["status"] in ("success", "failed"):
+        if runs["items"][0]["status"] in ("success", "failed"):
             break
         time.sleep(0.2)
-    [run] = runs["runs"]
+    [run] = runs["items"]
     assert (run["run_id"], run["status"]) == (queued.get_json()["run_id"], "success")
     assert run["model_id"] and run["metrics"]["accuracy"] > 0.5 and run["finished_at"]
 

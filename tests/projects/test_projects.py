@@ -46,3 +46,15 @@ def test_out_of_range_ids_are_404_not_500(client, admin, project):
         assert resp.status_code in (400, 404), (ref, resp.get_json())
         if resp.status_code == 400:
             assert "X-Project-Id" in resp.get_json()["error"]["details"]["fields"]
+
+
+def test_project_header_takes_the_slug(client, admin, project):
+    """X-Project-Id accepts the slug as /api/projects/{id_or_slug} does; another organization's slug is a 404."""
+    by_slug = client.get("/api/datasets", headers={**admin.headers, "X-Project-Id": "sales"})
+    by_id = client.get("/api/datasets", headers=admin.project_headers(project["project_id"]))
+    assert by_slug.status_code == 200 and by_slug.get_json() == by_id.get_json()
+    models = client.get("/api/models", headers={**admin.headers, "X-Project-Id": " sales "})
+    assert models.status_code == 200 and models.get_json() == {"models": []}
+    assert client.get("/api/datasets", headers={**admin.headers, "X-Project-Id": "nope"}).status_code == 404
+    other = sign_up(client)
+    assert client.get("/api/datasets", headers={**other.headers, "X-Project-Id": "sales"}).status_code == 404

@@ -158,3 +158,18 @@ def test_out_of_range_ids_are_404_and_bad_filters_name_the_field(app, client, ad
     for value in (big, "-5", "0"):
         resp = client.get("/api/publish/assets", headers=admin.headers, query_string={"project_id": value})
         assert resp.status_code == 422 and "project_id" in resp.get_json()["error"]["details"]["fields"], value
+
+
+def test_a_put_with_two_mistakes_reports_both(app, client, admin, project):
+    create_dataset(app, project["project_id"])
+    asset_id = _create(client, admin, project["project_id"]).get_json()["id"]
+    url = f"/api/publish/assets/{asset_id}"
+    bad = client.put(url, headers=admin.headers,
+                     json={"title": "", "config": {"endpoints": [{**LOOKUP, "key_column": "nope"}]}})  # fmt: skip
+    assert bad.status_code == 422
+    fields = bad.get_json()["error"]["details"]["fields"]
+    assert set(fields) == {"title", "config.endpoints[0].key_column"}, fields
+    alone = client.put(url, headers=admin.headers, json={"config": {"endpoints": [{**LOOKUP, "key_column": "nope"}]}})
+    assert list(alone.get_json()["error"]["details"]["fields"]) == ["config.endpoints[0].key_column"]
+    unchanged = client.get(url, headers=admin.headers).get_json()
+    assert unchanged["title"] == "Sales serving" and unchanged["config"]["endpoints"][0]["key_column"] == "customer_key"

@@ -6,7 +6,6 @@ import pytest
 
 from app.errors import APIError
 from app.query import KeyPolicy, lookup_query_config, validate_lookup_endpoint, validate_query_config
-from app.warehouse.engine import QueryTimeout
 
 PREFIX = "endpoints[0].query"
 
@@ -136,13 +135,3 @@ def test_bad_lookup_endpoints_are_refused_naming_the_field(warehouse, changes, f
         validate_lookup_endpoint(endpoint, warehouse.engine, "endpoints[2]")
     assert err.value.status == 422
     assert list(err.value.details["fields"]) == [f"endpoints[2].{field}"]
-
-
-def test_a_query_past_its_deadline_is_a_504(warehouse, monkeypatch):
-    def too_slow(engine, stmt, timeout_s):
-        raise QueryTimeout(timeout_s)
-
-    monkeypatch.setattr("app.query.executor.execute_readonly", too_slow)
-    with pytest.raises(APIError) as err:
-        warehouse.run(warehouse.config())
-    assert (err.value.status, err.value.code) == (504, "query_timeout")

@@ -85,9 +85,10 @@ def run(client, key, name, payload=None):
 
 
 def worker_environments(worker) -> list[dict[str, str]]:
-    """The environment of the worker and of each of its pool processes, the ones that launch the jail."""
+    """The environment of the worker and of each of its pool processes, the ones that launch the jail (not the jails:
+    warm ones stay alive below the pool processes)."""
     main = psutil.Process(worker.pid)
-    return [process.environ() for process in [main, *main.children(recursive=True)] if process.name() != "bwrap"]
+    return [process.environ() for process in [main, *main.children()] if process.name() != "bwrap"]
 
 
 def test_the_worker_holds_the_secrets_and_a_handler_sees_none_of_them(client, jail_key, worker, test_env):

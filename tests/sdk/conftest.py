@@ -92,22 +92,6 @@ def sdk_project(api) -> apiary.Project:
     return api.create_project("Sales", "sales")
 
 
-@pytest.fixture()
-def live_worker(test_env, worker):
-    """The session's worker once its heartbeat is back in Redis (every test that uses `app` flushes Redis)."""
-    import redis
-
-    from tasks.heartbeat import HEARTBEAT_KEY
-
-    client = redis.Redis.from_url(test_env["REDIS_URL"])
-    deadline = time.monotonic() + 15
-    while not all(client.exists(HEARTBEAT_KEY.format(queue=q)) for q in ("train", "predict", "functions")):
-        assert time.monotonic() < deadline, "the worker's heartbeat did not come back"
-        time.sleep(0.1)
-    client.close()
-    return worker
-
-
 def write_churn_csv(path: Path, n: int = 120, seed: int = 3) -> Path:
     """Customers whose short tenure on the basic plan means churn: learnable by a logistic regression."""
     rng = random.Random(seed)

@@ -107,7 +107,8 @@ def test_key_of_another_asset_is_refused(app, client, admin, project, service):
                        endpoints=[{**LOOKUP, "dataset": "marts.other"}]).get_json()["id"]  # fmt: skip
     client.post(f"/api/publish/assets/{other_id}/publish", headers=admin.headers)
     key = mint(client, admin, other_id)["key"]
-    assert call(client, key, "top").status_code == 403
+    # 404 like an asset that does not exist (issue 12: a key never learns about assets that are not its own).
+    assert call(client, key, "top").status_code == 404
 
 
 def test_rate_limit_429_with_headers(client, admin, service):

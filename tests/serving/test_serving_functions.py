@@ -1,5 +1,6 @@
 """Function endpoints end to end: a real worker runs each call in the sandbox."""
 
+import socket
 import time
 
 import pytest
@@ -56,8 +57,8 @@ def test_sandbox_hides_secrets_network_and_filesystem(client, functions, test_en
     env = run(client, functions, "env").get_json()["result"]
     assert not {"SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "APIARY_VAR_DIR"} & set(env)
     redis_port = int(test_env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    socket.create_connection(("127.0.0.1", redis_port), timeout=2).close()  # reachable from outside the jail
     assert run(client, functions, "net", {"port": redis_port}).status_code == 422
-    assert run(client, functions, "net", {"port": 5432}).status_code == 422
     for path in ("/work/main/pwned.txt", "/etc/pwned", test_env["APIARY_VAR_DIR"] + "/pwned"):
         assert run(client, functions, "write", {"path": path}).status_code == 422, path
     assert run(client, functions, "tmp").get_json() == {"result": "x"}

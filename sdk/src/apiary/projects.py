@@ -227,7 +227,7 @@ class Project:
         failed, TimeoutError if it is still going after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            runs = self._request("GET", f"/api/flow/ai-recipes/{result.recipe_id}/runs").get("runs") or []
+            runs = self._request("GET", f"/api/flow/ai-recipes/{result.recipe_id}/runs").get("items") or []
             run = next((r for r in runs if r.get("run_id") == result.run_id), None)
             if run is not None and run.get("status") == "failed":
                 raise TrainingError(f"training run {result.run_id} failed: {run.get('error')}", run_id=result.run_id)

@@ -72,11 +72,29 @@
     var target = trainForm.querySelector('[name="target_column"]');
     var task = trainForm.querySelector('[name="task_type"]');
     var algorithm = trainForm.querySelector('[name="algorithm"]');
+    // Defaults per dataset: a target and features that are never ids, free text or person names. The features
+    // field follows the dataset and the target until the user types in it.
+    var defaults = JSON.parse(document.getElementById("train-defaults").textContent);
+    var features = trainForm.querySelector('[name="feature_columns"]');
+    var featuresTyped = false;
+    features.addEventListener("input", function () { featuresTyped = true; });
+    var suggestFeatures = function () {
+      var d = defaults[table.value];
+      if (!d || featuresTyped) { return; }
+      features.value = d.usable.filter(function (name) { return name !== target.value; }).join(", ");
+    };
     var sync = function () {
       fill(target, columns[table.value] || []);
       fill(algorithm, algorithms[task.value] || []);
     };
-    table.addEventListener("change", function () { target.value = ""; sync(); });
+    table.addEventListener("change", function () {
+      var d = defaults[table.value];
+      target.value = "";
+      target.setAttribute("data-selected", d ? d.target : "");
+      sync();
+      suggestFeatures();
+    });
+    target.addEventListener("change", suggestFeatures);
     task.addEventListener("change", function () { algorithm.value = ""; sync(); });
     sync();
   }

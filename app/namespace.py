@@ -1,0 +1,118 @@
+"""The installation namespace: every Redis key, queue and channel of one installation starts with `<namespace>:`.
+
+Two installations sharing a Redis (an explicit REDIS_URL) never see each other's work: Celery's queues, bindings,
+broadcast channels and results carry the prefix through kombu's and the result backend's `global_keyprefix`, and
+Apiary's own keys through `NamespacedRedis`, a client that prefixes the key arguments of every command it sends.
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.client import Pipeline
+
+
+def key_prefix(namespace: str) -> str:
+    return f"{namespace}:"
+
+
+# Commands whose first argument is the only key.
+_FIRST_KEY = frozenset(
+    """GET SET SETEX PSETEX SETNX GETSET GETDEL GETEX APPEND STRLEN INCR INCRBY INCRBYFLOAT DECR DECRBY
+    EXPIRE PEXPIRE EXPIREAT PEXPIREAT TTL PTTL PERSIST TYPE
+    LPUSH RPUSH LPUSHX RPUSHX LPOP RPOP LRANGE LTRIM LLEN LINDEX LREM LSET LPOS
+    HSET HSETNX HGET HMGET HMSET HGETALL HDEL HLEN HKEYS HVALS HEXISTS HINCRBY HINCRBYFLOAT HSCAN
+    SADD SREM SMEMBERS SISMEMBER SCARD SPOP SSCAN
+    ZADD ZREM ZRANGE ZRANGEBYSCORE ZREVRANGE ZREVRANGEBYSCORE ZREMRANGEBYSCORE ZREMRANGEBYRANK ZCARD ZSCORE
+    ZINCRBY ZCOUNT ZRANK ZSCAN""".split()
+)
+# Commands whose arguments are all keys.
+_ALL_KEYS = frozenset("DEL UNLINK EXISTS MGET TOUCH WATCH".split())
+# Commands that touch no key.
+_NO_KEY = frozenset("PING ECHO INFO TIME MULTI EXEC DISCARD UNWATCH SCRIPT CLIENT COMMAND DBSIZE".split())
+
+
+class _Namespacing:
+    """Rewrites the key arguments of each command; refuses commands it cannot place in the namespace (FLUSHDB,
+    or anything not listed), so a new use of Redis fails loudly in tests instead of leaking across installations."""
+
+    key_prefix: str
+
+    def _prefixed(self, key):
+        if isinstance(key, bytes):
+            return self.key_prefix.encode() + key
+        return self.key_prefix + str(key)
+
+    def _strip(self, key):
+        prefix = self.key_prefix.encode() if isinstance(key, bytes) else self.key_prefix
+        return key[len(prefix) :] if key.startswith(prefix) else key
+
+    def _namespace_args(self, args: tuple) -> tuple:
+        command, rest = args[0], list(args[1:])
+        name = str(command).split(" ", 1)[0].upper()
+        if name in _FIRST_KEY:
+            rest[0] = self._prefixed(rest[0])
+        elif name in _ALL_KEYS:
+            rest = [self._prefixed(key) for key in rest]
+        elif name in ("RENAME", "RENAMENX", "RPOPLPUSH", "LMOVE"):
+            rest[0], rest[1] = self._prefixed(rest[0]), self._prefixed(rest[1])
+        elif name in ("MSET", "MSETNX"):
+            rest = [self._prefixed(v) if i % 2 == 0 else v for i, v in enumerate(rest)]
+        elif name in ("BLPOP", "BRPOP"):
+            rest = [self._prefixed(key) for key in rest[:-1]] + rest[-1:]
+        elif name in ("EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO"):
+            numkeys = int(rest[1])
+            rest[2 : 2 + numkeys] = [self._prefixed(key) for key in rest[2 : 2 + numkeys]]
+        elif name in ("SCAN", "KEYS"):
+            rest = self._namespace_pattern(name, rest)
+        elif name not in _NO_KEY:
+            raise redis.RedisError(f"{name} is not allowed on a namespaced Redis client")
+        return (command, *rest)
+
+    def _namespace_pattern(self, name: str, rest: list) -> list:
+        if name == "KEYS":
+            return [self._prefixed(rest[0])]
+        for i, value in enumerate(rest[:-1]):
+            if (value.decode() if isinstance(value, bytes) else str(value)).upper() == "MATCH":
+                rest[i + 1] = self._prefixed(rest[i + 1])
+                return rest
+        return [*rest, "MATCH", self._prefixed("*")]  # an unfiltered SCAN still sees only this installation
+
+    def execute_command(self, *args, **options):
+        return super().execute_command(*self._namespace_args(args), **options)
+
+    def parse_response(self, connection, command_name, **options):
+        response = super().parse_response(connection, command_name, **options)
+        name = str(command_name).upper()
+        if name == "SCAN" and response:
+            cursor, keys = response
+            return cursor, [self._strip(key) for key in keys]
+        if name == "KEYS" and response:
+            return [self._strip(key) for key in response]
+        if name in ("BLPOP", "BRPOP") and response:
+            return self._strip(response[0]), response[1]
+        return response
+
+
+class NamespacedPipeline(_Namespacing, Pipeline):
+    def __init__(self, *args, key_prefix: str, **kwargs):
+        self.key_prefix = key_prefix
+        super().__init__(*args, **kwargs)
+
+
+class NamespacedRedis(_Namespacing, redis.Redis):
+    """A redis.Redis whose keys all live under `key_prefix` (callers name keys as if they had Redis alone)."""
+
+    key_prefix = ""
+
+    def pipeline(self, transaction=True, shard_hint=None) -> NamespacedPipeline:
+        return NamespacedPipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint, key_prefix=self.key_prefix
+        )
+
+
+def namespaced_redis(url: str, namespace: str, **kwargs) -> NamespacedRedis:
+    if not namespace:
+        raise ValueError("a namespace is required")
+    client = NamespacedRedis.from_url(url, **kwargs)
+    client.key_prefix = key_prefix(namespace)
+    return client

@@ -1,0 +1,26 @@
+"""console session revocation: users.session_generation
+
+Revision ID: 0005
+Revises: 0003
+Create Date: 2026-11-29 22:00:00.000000
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = '0005'
+down_revision = '0003'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('session_generation', sa.Integer(), server_default='0', nullable=False))
+
+
+def downgrade():
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_column('session_generation')

@@ -1,0 +1,91 @@
+"""Served queries run read-only and are stopped at STATEMENT_TIMEOUT_SECONDS, on SQLite and on PostgreSQL.
+
+No stub: a query that really takes seconds is stopped by the engine's own deadline, and a write really reaches the
+database, which refuses it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from app.errors import APIError
+from app.query import KeyPolicy, run_query
+from app.warehouse.engine import QueryTimeout, execute_readonly
+
+FAN_OUT = 3000  # both tables' rows share one join key: the join has FAN_OUT² rows to sort
+
+
+@pytest.fixture(scope="module")
+def fan_out(warehouse):
+    """Two tables whose join on `k` is FAN_OUT² rows: several seconds of work without a deadline."""
+    meta = sa.MetaData()
+    tables = [
+        sa.Table(name, meta, sa.Column("k", sa.BigInteger), sa.Column("v", sa.BigInteger), schema=warehouse.schema)
+        for name in ("fan_a", "fan_b")
+    ]
+    meta.create_all(warehouse.engine)
+    with warehouse.engine.begin() as conn:
+        for table in tables:
+            conn.execute(table.insert(), [{"k": 1, "v": i} for i in range(FAN_OUT)])
+    yield warehouse
+    meta.drop_all(warehouse.engine)
+
+
+def _slow_config(warehouse) -> dict:
+    return warehouse.config(
+        "fan_a",
+        columns=["v"],
+        joins=[{"type": "inner", "schema": warehouse.schema, "table": "fan_b", "on": [{"left": "k", "right": "k"}],
+                "columns": ["v"]}],
+        order_by=[{"column": "v", "dir": "desc"}],
+        pagination={"default_limit": 1, "max_limit": 1},
+    )  # fmt: skip
+
+
+def test_a_slow_served_query_is_stopped_at_its_deadline(fan_out):
+    started = time.monotonic()
+    with pytest.raises(APIError) as err:
+        run_query(fan_out.engine, _slow_config(fan_out), {}, KeyPolicy.admin(), fan_out.masking(), timeout_s=0.2)
+    elapsed = time.monotonic() - started
+    assert (err.value.status, err.value.code) == (504, "query_timeout")
+    assert elapsed < 1.5, f"stopped after {elapsed:.2f} s, deadline 0.2 s"
+    # The connection goes back to the pool usable, with no deadline left behind for the next query.
+    assert fan_out.run(fan_out.config(), {})["count"] > 0
+
+
+def test_a_recursive_query_is_stopped_at_its_deadline(warehouse):
+    endless = sa.text(
+        "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT count(*) FROM c"
+    )
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout):
+        execute_readonly(warehouse.engine, endless, 0.3)
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO {t} (customer_key, name) VALUES (99, 'intruder')",
+        "UPDATE {t} SET name = 'changed'",
+        "DELETE FROM {t}",
+    ],
+)
+def test_a_write_through_the_served_path_is_refused(warehouse, statement):
+    before = warehouse.row_counts()
+    target = f"{warehouse.schema}.customers"
+    with pytest.raises(sa.exc.DBAPIError) as err:
+        execute_readonly(warehouse.engine, sa.text(statement.format(t=target)), 5)
+    message = str(err.value.orig).lower()
+    assert "read-only" in message or "readonly" in message, message
+    assert warehouse.row_counts() == before
+    assert [row["name"] for row in warehouse.run(warehouse.config(columns=["name"]))["rows"]] == [
+        "Alice Smith",
+        "Bob Jones",
+        "Carol White",
+        "Dan Brown",
+        "Eve O'Neil",
+    ]
