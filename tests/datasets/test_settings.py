@@ -138,3 +138,37 @@ def test_masking_put_merges_per_column(client, admin, project, people):
     assert bad.status_code == 422
     assert "masking.nope" in bad.get_json()["error"]["details"]["fields"]
     assert client.get(f"{people}/settings", headers=headers).get_json()["masking"] == {"ssn": {"strategy": "redact"}}
+
+
+def test_merged_masking_reaches_keyed_calls_and_their_cache(app, client, admin, project):
+    """Through serving: an override survives a PUT for another column, and removing one with null takes effect at
+    once (the cached answer computed under the old rules is not served)."""
+    from tests.publishing.test_assets import LOOKUP, _create
+    from tests.serving.test_serving_data import call, mint
+    from tests.warehouse_tables import create_dataset
+
+    create_dataset(app, project["project_id"])
+    created = _create(client, admin, project["project_id"], key="sales-serving", endpoints=[LOOKUP])
+    asset_id = created.get_json()["id"]
+    assert client.post(f"/api/publish/assets/{asset_id}/publish", headers=admin.headers).status_code == 200
+    key = mint(client, admin, asset_id)["key"]  # masked, medium ceiling
+    settings = "/api/datasets/marts.dim_customer/settings"
+    headers = admin.project_headers(project["project_id"])
+
+    def name_served():
+        resp = call(client, key, "customer", query_string={"id": "2"})
+        assert resp.status_code == 200, resp.get_json()
+        return resp.headers["X-Cache"], resp.get_json()["rows"][0]["name"]
+
+    assert name_served() == ("MISS", "Al****")
+    assert name_served() == ("HIT", "Al****")
+    assert (
+        client.put(settings, headers=headers, json={"masking": {"name": {"sensitivity": "critical"}}}).status_code
+        == 200
+    )
+    assert name_served() == ("MISS", "[BLOCKED]")
+    other = client.put(settings, headers=headers, json={"masking": {"email": {"strategy": "hash"}}})
+    assert other.get_json()["masking"] == {"name": {"sensitivity": "critical"}, "email": {"strategy": "hash"}}
+    assert name_served()[1] == "[BLOCKED]"  # before: the name's override was dropped and the name served masked only
+    assert client.put(settings, headers=headers, json={"masking": {"name": None}}).status_code == 200
+    assert name_served() == ("MISS", "Al****")
