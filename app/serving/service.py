@@ -14,7 +14,7 @@ from app.keys.ratelimit import Decision, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy
 from app.keys.usage import UsageTracker
 from app.serving.audit_buffer import AuditBuffer, audit_entry
-from app.serving.dispatch import Call, Outcome, run_data_query, run_endpoint
+from app.serving.dispatch import Call, Outcome, request_context, run_data_query, run_endpoint
 
 log = logging.getLogger(__name__)
 FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"
@@ -27,6 +27,7 @@ class Served:
     key: Row | None = None  # serving fields of the key (authenticate_api_key)
     asset: Row | None = None  # the published asset (_published)
     endpoint_id: str | None = None
+    context: dict | None = None  # a model call's caller context, recorded with the call
 
 
 _ASSETS, _VERSIONS = PublishedAsset.__table__, AssetVersion.__table__
@@ -108,6 +109,8 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
     if key.allowed_endpoints is not None and endpoint_id not in key.allowed_endpoints:
         raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
     headers = _enforce(key, _spend(key))
+    if endpoint.get("kind") == "model" and call.method == "POST":
+        served.context = request_context(call.body)
     scope = (asset.id, asset.published_version)
     outcome = run_endpoint(endpoint, call, key_policy(key), asset.org_id, asset.project_id, scope)
     outcome.headers.update(headers)
@@ -138,6 +141,9 @@ def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> 
         raise not_found(f"endpoint {endpoint_id!r}")
     outcome = run_endpoint(endpoint, call, preview_policy(user.role), asset.org_id, asset.project_id, None)
     outcome.body = {**outcome.body, "dry": True}
+    context = request_context(call.body) if endpoint.get("kind") == "model" else None
+    if context is not None:
+        outcome.body["context"] = context
     return outcome
 
 
@@ -160,6 +166,7 @@ def record_call(
         project_id=served.asset.project_id,
         model_id=model_id,
         error_code=error_code,
+        context=served.context,
     )
 
     def bookkeeping(pipe) -> None:
@@ -215,6 +222,7 @@ def _audit_row(entry: dict) -> dict:
         "latency_ms": entry["latency_ms"],
         "model_id": entry.get("model_id"),
         "error_code": entry.get("error_code"),
+        "context": entry.get("context"),
     }
 
 

@@ -1,7 +1,15 @@
 """Apiary's Python SDK: projects, datasets, models and key-gated API services over the REST API."""
 
 from apiary.client import Client
-from apiary.endpoints import function_endpoint, lookup_endpoint, model_endpoint, sql_endpoint
+from apiary.endpoints import (
+    enrichment,
+    function_endpoint,
+    lookup_endpoint,
+    model_endpoint,
+    predict_body,
+    shapley,
+    sql_endpoint,
+)
 from apiary.errors import (
     ApiaryError,
     AuthenticationError,
@@ -48,4 +56,7 @@ __all__ = [
     "lookup_endpoint",
     "model_endpoint",
     "sql_endpoint",
+    "enrichment",
+    "predict_body",
+    "shapley",
 ]

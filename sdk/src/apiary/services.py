@@ -79,6 +79,7 @@ class LogEntry:
     latency_ms: float
     model_id: int | None = None
     error_code: str | None = None
+    context: dict[str, Any] | None = None  # the caller's `context` of a model call
 
 
 @dataclass
@@ -321,6 +322,7 @@ class PublishedAsset:
                 latency_ms=i.get("latency_ms", 0.0),
                 model_id=i.get("model_id"),
                 error_code=i.get("error_code"),
+                context=i.get("context"),
             )
             for i in body.get("items") or []
         ]
