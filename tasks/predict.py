@@ -6,6 +6,7 @@ from celery import shared_task
 from celery.signals import worker_process_init
 
 from app.errors import APIError
+from app.ml.explanations import explain_rows
 from app.ml.scoring import ModelCache, load_scorer
 from app.ml.store import ArtifactRejected
 
@@ -44,8 +45,6 @@ def score(model: dict, rows: list[dict]) -> dict:
 @shared_task(name="tasks.predict.explain", time_limit=60, soft_time_limit=55, acks_late=False)
 def explain(model: dict, rows: list[dict], top_n: int) -> dict:
     """Exact Shapley explanations of already-validated rows (see app/ml/explanations.py)."""
-    from app.ml.explanations import explain_rows
-
     try:
         scorer = model_cache().get(
             model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -13,13 +15,10 @@ PACKAGES = ("app", "tasks", "config")
 # time). Modules listed here are exempt as a whole, each with its reason.
 LAZY_MODULES: dict[str, str] = {
     "app": "the app factory imports areas inside create_app() so that importing `app` builds nothing",
-    # Edited by branches in flight when the imports were hoisted (h15core, h17): hoisted after they merge.
+    # Edited by branches in flight when the imports were hoisted (h15core): hoisted after they merge.
     "app.keys.service": "in-flight branch h15core",
     "app.serving.cache": "in-flight branch h15core",
-    "app.serving.dispatch": "in-flight branch h17",
     "app.serving.service": "in-flight branch h15core",
-    "app.ml.input_schema": "in-flight branch h17",
-    "app.ml.store": "in-flight branch h17",
 }
 
 # Engines know nothing of requests or of the areas above them.
@@ -208,3 +207,13 @@ def test_config_imports_nothing_of_the_app():
     offenders = [f"{m} -> {t}" for m, imports in IMPORTS.items() if m.startswith("config") for t, *_ in imports if t]
     offenders = [o for o in offenders if not o.split(" -> ")[1].startswith("config")]
     assert offenders == []
+
+
+def test_the_web_process_never_loads_scikit_learn():
+    """Training and scoring run on workers: building the app (every blueprint, every CLI group) stays light."""
+    code = (
+        "import sys; from app import create_app; create_app('testing'); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -10,6 +10,8 @@ import numpy as np
 from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
+from app.ml.predictions import class_key
+
 
 def _num(value) -> float | None:
     """A JSON-safe float; None where the metric is undefined (NaN), e.g. R² on a single test row."""
@@ -108,8 +110,6 @@ MAX_QUANTILE_CLASSES = 50
 def score_quantiles(pipeline: Pipeline, x_test) -> dict[str, list[float]] | None:
     """{class key: 101 quantiles of the held-out test probabilities of that class}: a compact record of the
     score distribution, so serving can say where a new probability falls (`probability_percentiles`)."""
-    from app.ml.predictions import class_key
-
     classes = pipeline.classes_
     if len(classes) > MAX_QUANTILE_CLASSES or len(x_test) == 0:
         return None

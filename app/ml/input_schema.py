@@ -50,7 +50,7 @@ def build_input_schema(df, feature_columns: list[str], column_types: dict[str, s
 
 def infer_feature_type(series) -> str:
     """The logical type of a pandas Series whose warehouse type is unknown."""
-    from pandas.api import types as ptypes
+    from pandas.api import types as ptypes  # lazy: keeps pandas out of the web process
 
     if ptypes.is_bool_dtype(series):
         return "boolean"

@@ -35,7 +35,7 @@ class ArtifactInfo:
 
 
 def running_sklearn_version() -> str:
-    import sklearn
+    import sklearn  # lazy: keeps scikit-learn out of the web process
 
     return sklearn.__version__
 

@@ -18,7 +18,6 @@ from app.models.runs import fail_if_queued, mark_failed, remove_artifact, run_ou
 from app.query.masking import BLOCKED, mask_value
 from app.query.policy import MASK
 from app.serving.workers import call_worker, queue_has_worker
-from tasks.train import train_recipe
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +118,8 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
 
     Answers (body, status): 200 success or failed when waiting, 202 queued otherwise.
     """
+    from tasks.train import train_recipe  # lazy: tasks.train loads scikit-learn, which the web process never needs
+
     if not queue_has_worker(TRAIN_QUEUE):
         raise APIError(503, "no_worker", f"no worker is consuming the {TRAIN_QUEUE} queue; try again shortly",
                        headers={"Retry-After": 5})  # fmt: skip
@@ -129,7 +130,7 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
     if not wait:
         try:
             result = train_recipe.apply_async(args=[run_id], queue=TRAIN_QUEUE)
-        except Exception as exc:  # noqa: BLE001 - kombu raises many types when the broker is unreachable
+        except Exception as exc:  # kombu raises many types when the broker is unreachable
             log.warning("could not enqueue training run %s: %s", run_id, exc)
             fail_if_queued(run_id, "the task queue was unavailable; the run was never started")
             raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
@@ -152,7 +153,7 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
         else:
             fail_if_queued(run_id, err.message)
         raise
-    except Exception as exc:  # noqa: BLE001 - a worker lost mid-task surfaces here as a Celery exception
+    except Exception as exc:  # a worker lost mid-task surfaces here as a Celery exception
         log.warning("training run %s ended abnormally: %s", run_id, exc)
         mark_failed(run_id, "the training worker stopped before the run finished", only_unfinished=True)
     db.session.expire_all()

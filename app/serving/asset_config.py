@@ -11,6 +11,7 @@ from app.datasets.catalog import Catalog
 from app.db import MLModel, Project, User
 from app.errors import APIError, invalid
 from app.extensions import db, warehouse
+from app.ml.input_schema import EXPLAIN_METHODS, MAX_EXACT_FEATURES
 from app.query.validation import validate_query_config
 from app.sandbox import check_handler_source
 
@@ -173,8 +174,6 @@ def _model_row(model_id: int):
 
 def _explanations_default(value, field: str, model) -> None:
     """The endpoint's default explanations (a request's own `explanations` replaces it)."""
-    from app.ml.input_schema import EXPLAIN_METHODS, MAX_EXACT_FEATURES
-
     if not isinstance(value, dict) or set(value) - {"method", "top_n"}:
         raise invalid(field, 'expected {"method": "shapley", "top_n": 3}')
     if value.get("method", "shapley") not in EXPLAIN_METHODS:

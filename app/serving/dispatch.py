@@ -29,6 +29,7 @@ from app.serving.batching import group_scorer
 from app.serving.cache import result_cache
 from app.serving.enrichment import enrich_rows
 from app.serving.workers import call_worker
+from tasks.functions import run_function
 
 
 @dataclass
@@ -125,7 +126,7 @@ def model_for_endpoint(model_id: int, project_id: int | None) -> Row:
 
 
 def score_with_worker(model: Row, rows: list[dict]) -> dict:
-    from tasks.predict import score
+    from tasks.predict import score  # lazy: tasks.predict loads scikit-learn, which the web process never needs
 
     payload = {
         "id": model.id,
@@ -232,8 +233,6 @@ def _model_outcome(model: Row, scored: dict, enriched: list | None) -> Outcome:
 def _run_function(endpoint: dict, body: object, org_id: int, scope: tuple[int, int] | None) -> Outcome:
     """`scope` (asset id, published version) names the endpoint version whose warm jail may serve a live call; dry
     runs of a draft (None) always get a fresh jail."""
-    from tasks.functions import run_function
-
     identity = None
     if scope is not None:
         identity = {"org_id": org_id, "asset_id": scope[0], "version": scope[1], "endpoint_id": endpoint["id"]}
@@ -313,7 +312,7 @@ def explanation_request(body: object, endpoint: dict, model: Row, n_rows: int) -
 
 def explain_with_worker(model: Row, rows: list[dict], top_n: int) -> list[dict]:
     """Exact Shapley explanations of validated rows, computed on a predict worker (never in the web process)."""
-    from tasks.predict import explain
+    from tasks.predict import explain  # lazy: tasks.predict loads scikit-learn, which the web process never needs
 
     payload = {"id": model.id, "artifact_path": model.artifact_path, "artifact_sha256": model.artifact_sha256,
                "sklearn_version": model.sklearn_version, "input_schema": model.input_schema}  # fmt: skip
