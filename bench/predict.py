@@ -112,7 +112,7 @@ class Stack:
         self.wait_until(lambda: self.get("/readyz")[0] == 200, "worker")
 
     def spawn(self, name: str, cmd: list[str]) -> None:
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it for its lifetime
+        log = open(self.tmp / f"{name}.log", "wb")  # the child owns it for its lifetime
         # Own process group: stop() signals the whole group, so no forked worker outlives the benchmark.
         proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True)
         self.children.append((name, proc))

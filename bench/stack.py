@@ -83,7 +83,7 @@ class Stack:
     def spawn(self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
         from app.supervisor import die_with_parent  # SIGKILL when the benchmark dies, even by SIGKILL
 
-        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it for its lifetime
+        log = open(self.tmp / f"{name}.log", "wb")  # the child owns it for its lifetime
         try:
             # Own session and process group: Ctrl-C reaches only the benchmark, and stop() signals the whole group.
             proc = subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **(extra_env or {})}, stdout=log,

@@ -263,7 +263,7 @@ def two_web_processes(test_env, tmp_path):
     procs, ports = [], []
     for i in range(2):
         port = free_port()
-        log = open(tmp_path / f"web{i}.log", "wb")  # noqa: SIM115 - owned by the child
+        log = open(tmp_path / f"web{i}.log", "wb")  # owned by the child
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "16",
              "wsgi:app"],

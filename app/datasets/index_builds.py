@@ -98,7 +98,7 @@ def _ensure_index(dataset: Dataset, columns: tuple[str, ...]) -> dict[str, str]:
         if covering_index(list_indexes(engine, dataset.schema_name, dataset.table_name), columns) is None:
             # PostgreSQL's IF NOT EXISTS skips when any relation of the schema has the name, not only this index.
             raise RuntimeError(f"{name} names another object of schema {dataset.schema_name}")
-    except Exception as exc:  # noqa: BLE001 - recorded and logged; serving works without the index
+    except Exception as exc:  # recorded and logged; serving works without the index
         log.error("building index %s on %s failed", name, dataset.name, exc_info=True)
         detail = getattr(exc, "orig", None) or exc
         _record(dataset, name, columns, "failed", f"{type(exc).__name__}: {detail}"[:MAX_ERROR])

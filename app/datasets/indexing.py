@@ -24,7 +24,7 @@ def queue_index_build(asset: PublishedAsset, config: dict | None = None) -> bool
         return False
     try:
         build_lookup_indexes.apply_async(args=[asset.id, asset.published_version])
-    except Exception as exc:  # noqa: BLE001 - indexing is an optimisation: the publish stands without it
+    except Exception as exc:  # indexing is an optimisation: the publish stands without it
         log.warning("could not queue the index build of asset %s: %s", asset.id, exc)
         return False
     return True

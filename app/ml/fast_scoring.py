@@ -108,7 +108,7 @@ def compile_pipeline(pipeline: Any, input_schema: list[dict]) -> CompiledPipelin
     """The compiled form of a pipeline trained by Apiary, or None when it cannot be compiled faithfully."""
     try:
         compiled = _compile(pipeline, input_schema)
-    except Exception as exc:  # noqa: BLE001 - any surprise in a fitted object means: use scikit-learn
+    except Exception as exc:  # any surprise in a fitted object means: use scikit-learn
         log.info("pipeline not compiled (%s: %s); scoring through scikit-learn", type(exc).__name__, exc)
         return None
     if compiled is None:

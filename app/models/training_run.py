@@ -52,7 +52,7 @@ def execute_run(run_id: int) -> dict:
         error = "training took longer than its time limit; use fewer rows (max_rows) or a simpler algorithm"
     except (RunFailed, APIError) as exc:
         error = exc.message if isinstance(exc, APIError) else str(exc)
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the run, the details only in the log
+    except Exception as exc:  # every failure is recorded on the run, the details only in the log
         log.exception("training run %s failed", run_id)
         error = f"training failed: {_readable(exc)}"
     db.session.rollback()

@@ -23,7 +23,7 @@ def _timed(check) -> dict:
         result = {"ok": True}
         if detail:
             result.update(detail)
-    except Exception as exc:  # noqa: BLE001 - readiness reports every failure instead of raising
+    except Exception as exc:  # readiness reports every failure instead of raising
         result = {"ok": False, "error": type(exc).__name__ + ": " + str(exc)[:200]}
     result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
     return result

@@ -3,7 +3,6 @@
 from app.query.cache import ResultCache
 from app.query.compiler import CompiledQuery, OutputColumn, compile_query, param_error, query_param_names
 from app.query.executor import json_value, run_query, shape_rows
-from app.query.lookup import lookup_query_config, validate_lookup_endpoint
 from app.query.masking import (
     BLOCKED,
     DEFAULT_STRATEGY,
@@ -34,14 +33,12 @@ __all__ = [
     "default_masking",
     "effective_masking",
     "json_value",
-    "lookup_query_config",
     "mask_value",
     "param_error",
     "query_param_names",
     "resolve_query_config",
     "run_query",
     "shape_rows",
-    "validate_lookup_endpoint",
     "validate_masking_settings",
     "validate_query_config",
 ]

@@ -64,7 +64,7 @@ def describe(exc: BaseException) -> dict:
     """Exception type, message and the handler line; never a file path of the bootstrap or the interpreter."""
     try:
         message = str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure itself
+    except Exception:  # a broken __str__ must not hide the failure itself
         message = ""
     line = None
     for frame in traceback.extract_tb(exc.__traceback__):
@@ -127,7 +127,7 @@ def run(request: dict, loaded: Loaded, max_output_bytes: int) -> bytes:
         if loaded.handler is None:
             namespace = {"__name__": "handler", "__builtins__": builtins}
             code = compile(request["source"], HANDLER_FILENAME, "exec")
-            exec(code, namespace)  # noqa: S102 - running the user's handler is the point of this process
+            exec(code, namespace)  # running the user's handler is the point of this process
             handler = namespace.get("handler")
             if not callable(handler):
                 return reply(
@@ -137,7 +137,7 @@ def run(request: dict, loaded: Loaded, max_output_bytes: int) -> bytes:
         result = loaded.handler(request["payload"])
     except MemoryError:
         return reply({"kind": "resource_limit", "message": "the handler ran out of memory"})
-    except BaseException as exc:  # noqa: BLE001 - SystemExit and friends are handler failures too
+    except BaseException as exc:  # SystemExit and friends are handler failures too
         return reply(describe(exc))
     encoded = encode_result(result, max_output_bytes)
     if isinstance(encoded, dict):

@@ -70,7 +70,7 @@ class JailProcess:
             with prepared_jail(limits, python, info_fd=info_write) as launch:
                 # A new session makes bwrap a process-group leader we can kill as one; its pid namespace takes the
                 # rest. bwrap's --die-with-parent ties the jail to the thread that starts it: the worker's main one.
-                self.proc = subprocess.Popen(  # noqa: S603 - argv is built by jail.prepared_jail, never user input
+                self.proc = subprocess.Popen(  # argv is built by jail.prepared_jail, never user input
                     launch.argv,
                     executable=launch.executable,
                     stdin=subprocess.PIPE,

@@ -71,7 +71,7 @@ class GroupScorer:
                     "probabilities": probabilities[start:end] if probabilities is not None else None,
                 }
                 start = end
-        except BaseException as exc:  # noqa: BLE001 - every caller of the batch gets the same error
+        except BaseException as exc:  # every caller of the batch gets the same error
             for waiter in batch:
                 waiter.error = exc
         with self._lock:

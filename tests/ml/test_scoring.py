@@ -179,7 +179,7 @@ def test_cache_is_safe_across_threads(tmp_path):
                 i = (n + offset) % 6
                 model = cache.get(i, infos[i].path, infos[i].sha256, infos[i].sklearn_version)
                 assert model.predict([[0]]).tolist() == [float(i)]
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]

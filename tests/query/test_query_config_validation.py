@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import APIError
-from app.query import KeyPolicy, lookup_query_config, validate_lookup_endpoint, validate_query_config
+from app.query import validate_query_config
 
 PREFIX = "endpoints[0].query"
 
@@ -84,54 +84,3 @@ def test_joined_columns_can_be_named_bare_or_qualified(warehouse):
         filters=[{"column": "age", "op": "eq", "value": 3}, {"column": "customers.region", "op": "eq", "value": "EU"}],
     )
     validate_query_config(config, warehouse.engine, PREFIX)
-
-
-def test_lookup_endpoint_expands_to_one_required_filter(warehouse):
-    endpoint = {
-        "id": "customer",
-        "kind": "lookup",
-        "dataset": f"{warehouse.schema}.customers",
-        "key_column": "customer_key",
-    }
-    validate_lookup_endpoint(endpoint, warehouse.engine, "endpoints[1]")
-    config = lookup_query_config(endpoint)
-    assert config["filters"] == [{"column": "customer_key", "op": "eq", "param": "id", "required": True}]
-    assert config["pagination"] == {"default_limit": 100, "max_limit": 100}
-    result = warehouse.run(config, {"id": "3"}, policy=KeyPolicy.from_key_fields())
-    assert result["rows"][0]["name"] == "Ca****"
-    assert result["count"] == 1
-    with pytest.raises(APIError) as err:
-        warehouse.run(config, {})
-    assert (err.value.status, err.value.message) == (400, "param 'id': is required")
-
-
-def test_lookup_honours_key_param_columns_and_max_results(warehouse):
-    endpoint = {
-        "dataset": f"{warehouse.schema}.orders",
-        "key_column": "status",
-        "key_param": "status",
-        "columns": ["order_id"],
-        "max_results": 2,
-    }
-    validate_lookup_endpoint(endpoint, warehouse.engine)
-    rows = warehouse.run(lookup_query_config(endpoint), {"status": "paid"})["rows"]
-    assert len(rows) == 2 and all(list(r) == ["order_id"] for r in rows)
-
-
-@pytest.mark.parametrize(
-    ("changes", "field"),
-    [
-        ({"dataset": "customers"}, "dataset"),
-        ({"dataset": "marts.nope"}, "dataset"),
-        ({"key_column": "nope"}, "key_column"),
-        ({"key_param": "offset"}, "key_param"),
-        ({"columns": ["name", "nope"]}, "columns[1]"),
-        ({"max_results": 0}, "max_results"),
-    ],
-)
-def test_bad_lookup_endpoints_are_refused_naming_the_field(warehouse, changes, field):
-    endpoint = {"dataset": f"{warehouse.schema}.customers", "key_column": "customer_key", **changes}
-    with pytest.raises(APIError) as err:
-        validate_lookup_endpoint(endpoint, warehouse.engine, "endpoints[2]")
-    assert err.value.status == 422
-    assert list(err.value.details["fields"]) == [f"endpoints[2].{field}"]

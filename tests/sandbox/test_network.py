@@ -55,7 +55,7 @@ class Listener:
 
 @pytest.fixture()
 def listener():
-    server = Listener("0.0.0.0")  # noqa: S104 - on every address of the host, so each of them can be tried
+    server = Listener("0.0.0.0")  # on every address of the host, so each of them can be tried
     yield server
     server.close()
 

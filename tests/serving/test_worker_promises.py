@@ -123,7 +123,7 @@ def own_stack(test_env, tmp_path):
     redis_proc, redis_url = start_private_redis(str(tmp_path / "redis"))
     env = {**os.environ, **test_env, "REDIS_URL": redis_url}
     port = free_port()
-    web_log, worker_log = open(tmp_path / "web.log", "wb"), open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    web_log, worker_log = open(tmp_path / "web.log", "wb"), open(tmp_path / "worker.log", "wb")
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "4",
          "wsgi:app"],
