@@ -23,9 +23,39 @@ class APIError(Exception):
         self.details = details or {}
         self.headers = headers or {}
 
+    def to_dict(self) -> dict:
+        """Plain JSON that crosses a process boundary (a worker's answer): {status, code, message, details}."""
+        return {"status": self.status, "code": self.code, "message": self.message, "details": self.details}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> APIError:
+        """The error `to_dict` wrote, raised again on this side."""
+        return cls(data["status"], data["code"], data["message"], data.get("details"))
+
+    def body(self) -> dict:
+        """The envelope's body: {"error": {code, message, details}}."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
 
 def not_found(what: str) -> APIError:
     return APIError(404, "not_found", f"{what} not found")
+
+
+def conflict(message: str, details: dict | None = None, headers: dict | None = None) -> APIError:
+    return APIError(409, "conflict", message, details, headers)
+
+
+def forbidden(message: str, details: dict | None = None, headers: dict | None = None) -> APIError:
+    return APIError(403, "permission_denied", message, details, headers)
+
+
+def unauthorized(message: str, details: dict | None = None, headers: dict | None = None) -> APIError:
+    return APIError(401, "unauthorized", message, details, headers)
+
+
+def unavailable(code: str, message: str, details: dict | None = None, headers: dict | None = None) -> APIError:
+    """503: a part Apiary needs (a worker, the broker, the sandbox) is not there now; `code` says which."""
+    return APIError(503, code, message, details, headers)
 
 
 def invalid(field: str, message: str, status: int = 422) -> APIError:
@@ -112,6 +142,6 @@ def register_error_handlers(app: Flask) -> None:
             # Through the app's registry, not app.extensions: the extensions import the warehouse engine,
             # which raises APIError, so errors.py stays below both.
             current_app.extensions["sqlalchemy"].session.rollback()
-        except Exception:  # noqa: BLE001 - the original error is what matters here
+        except Exception:  # the original error is what matters here
             log.exception("rollback after unhandled error failed")
         return envelope(500, "internal_error", "an internal error occurred", {"request_id": request_id})

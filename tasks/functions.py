@@ -35,5 +35,5 @@ def run_function(source: str, payload, endpoint: dict | None = None) -> dict:
             pool=pool,
         )
     except APIError as err:
-        return {"error": {"status": err.status, "code": err.code, "message": err.message, "details": err.details}}
+        return {"error": err.to_dict()}
     return {"result": value}

@@ -35,11 +35,11 @@ def score(model: dict, rows: list[dict]) -> dict:
             model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"]
         )
     except ArtifactRejected as exc:
-        return {"error": {"status": 500, "code": "model_artifact_rejected", "message": exc.reason, "details": {}}}
+        return {"error": APIError(500, "model_artifact_rejected", exc.reason).to_dict()}
     try:
         return scorer.score(rows, model["input_schema"])
     except APIError as err:
-        return {"error": {"status": err.status, "code": err.code, "message": err.message, "details": err.details}}
+        return {"error": err.to_dict()}
 
 
 @shared_task(name="tasks.predict.explain", time_limit=60, soft_time_limit=55, acks_late=False)
@@ -50,6 +50,6 @@ def explain(model: dict, rows: list[dict], top_n: int) -> dict:
             model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"]
         )
     except ArtifactRejected as exc:
-        return {"error": {"status": 500, "code": "model_artifact_rejected", "message": exc.reason, "details": {}}}
+        return {"error": APIError(500, "model_artifact_rejected", exc.reason).to_dict()}
     pipeline = getattr(scorer, "pipeline", scorer)
     return {"explanations": explain_rows(pipeline, rows, model["input_schema"], top_n)}

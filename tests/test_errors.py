@@ -46,3 +46,30 @@ def test_unexpected_error_is_500_with_request_id(app, caplog):
     assert error["details"]["request_id"] == "req-123"
     assert "kaboom" not in error["message"]
     assert "req-123" in caplog.text
+
+
+def test_an_api_error_crosses_a_process_boundary_intact():
+    """What a worker answers (`to_dict`) is raised again on the web side (`from_dict`) as the same error."""
+    from app.errors import APIError, conflict, forbidden, unauthorized, unavailable
+
+    for err in (
+        conflict("name taken", {"fields": {"name": ["taken"]}}),
+        forbidden("no"),
+        unauthorized("who?"),
+        unavailable("no_worker", "later", headers={"Retry-After": 5}),
+        APIError(422, "function_error", "boom", {"line": 3}),
+    ):
+        again = APIError.from_dict(err.to_dict())
+        assert (again.status, again.code, again.message, again.details) == (
+            err.status,
+            err.code,
+            err.message,
+            err.details,
+        )
+        assert err.body() == {"error": {"code": err.code, "message": err.message, "details": err.details}}
+    assert (conflict("x").status, forbidden("x").code, unauthorized("x").code, unavailable("c", "x").status) == (
+        409,
+        "permission_denied",
+        "unauthorized",
+        503,
+    )

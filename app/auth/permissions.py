@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.auth.service import personal_token_for
 from app.db import Project, User
 from app.db.columns import parse_id
-from app.errors import APIError, not_found
+from app.errors import APIError, forbidden, not_found, unauthorized
 from app.extensions import db
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
@@ -31,7 +31,7 @@ def _authenticate() -> User:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise APIError(401, "unauthorized", "missing or malformed Authorization header (expected 'Bearer <token>')")
+        raise unauthorized("missing or malformed Authorization header (expected 'Bearer <token>')")
     token = token.strip()
     if token.startswith("ap_"):
         personal = personal_token_for(token)
@@ -43,10 +43,10 @@ def _authenticate() -> User:
         identity = get_jwt_identity()
         user = db.session.get(User, int(identity)) if str(identity).isdigit() else None
     if user is None or not user.is_active:
-        raise APIError(401, "unauthorized", "invalid or expired credentials")
+        raise unauthorized("invalid or expired credentials")
     org_header = request.headers.get("X-Org-Id")
     if org_header is not None and org_header.strip() != str(user.org_id):
-        raise APIError(403, "permission_denied", "X-Org-Id does not match your organization")
+        raise forbidden("X-Org-Id does not match your organization")
     return user
 
 
@@ -72,7 +72,7 @@ def current_user() -> User:
 
 def require_permission(user: User, permission: str) -> None:
     if not has_permission(user, permission):
-        raise APIError(403, "permission_denied", f"your role ({user.role}) lacks the {permission} permission")
+        raise forbidden(f"your role ({user.role}) lacks the {permission} permission")
 
 
 def login_required(permission: str | None = None) -> Callable:

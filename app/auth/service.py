@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from app.auth.passwords import COMMON_PASSWORD, hash_password, is_common_password, verify_password
 from app.db import Organization, PersonalAccessToken, User
 from app.db.columns import utcnow
-from app.errors import APIError, invalid, not_found
+from app.errors import APIError, conflict, invalid, not_found
 from app.extensions import db
 from app.keys.secrets import generate_personal_token, hash_api_key
 
@@ -28,7 +28,7 @@ def _account_taken(username: str, email: str) -> bool:
 
 
 def _conflict(fields: tuple[str, ...], message: str) -> APIError:
-    return APIError(409, "conflict", message, {"fields": {field: [message] for field in fields}})
+    return conflict(message, {"fields": {field: [message] for field in fields}})
 
 
 def _conflict_if_taken(username: str, email: str) -> None:

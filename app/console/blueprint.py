@@ -126,8 +126,7 @@ _TITLES = {400: "Bad request", 401: "Sign in", 403: "Not allowed", 404: "Not fou
 @bp.errorhandler(APIError)
 def _api_error(err: APIError):
     if wants_json():
-        body = {"error": {"code": err.code, "message": err.message, "details": err.details}}
-        return jsonify(body), err.status
+        return jsonify(err.body()), err.status
     title = _TITLES.get(err.status, "Something went wrong")
     return render_template("console/error.html", status=err.status, title=title, message=err.message), err.status
 
@@ -147,7 +146,7 @@ def _unexpected(err: Exception):
     log.exception("console error (request_id=%s) on %s %s", request_id, request.method, request.path)
     try:
         db.session.rollback()
-    except Exception:  # noqa: BLE001 - the original error is what matters here
+    except Exception:  # the original error is what matters here
         log.exception("rollback after console error failed")
     message = f"An internal error occurred. Reference: {request_id}"
     if wants_json():

@@ -88,7 +88,7 @@ def test_endpoint(project_id: int, service_id: int):
         outcome = serving.dry_run(user, asset, endpoint_id, _call_for(kind, payload))
         status, body = 200, outcome.body
     except APIError as err:
-        status, body = err.status, {"error": {"code": err.code, "message": err.message, "details": err.details}}
+        status, body = err.status, err.body()
     latency_ms = round((time.perf_counter() - started) * 1000, 1)
     return jsonify({"status": status, "latency_ms": latency_ms, "body": body})
 

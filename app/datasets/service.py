@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from app.datasets.catalog import Catalog
 from app.datasets.indexing import queue_dataset_reindex
 from app.db import Dataset, Project, SchemaGrant
-from app.errors import APIError, invalid, not_found
+from app.errors import APIError, conflict, forbidden, invalid, not_found
 from app.extensions import db
 from app.query.executor import run_query
 from app.query.masking import effective_masking, validate_masking_settings
@@ -43,7 +43,7 @@ _UPLOAD_TABLE = re.compile(r"^p\d+__")
 
 def _conflict(name: str) -> APIError:
     message = f"dataset {name!r} already exists in this project; upload with replace=true to overwrite it"
-    return APIError(409, "conflict", message, {"fields": {"name": ["already exists"]}})
+    return conflict(message, {"fields": {"name": ["already exists"]}})
 
 
 def physical_location(project_id: int, schema: str, table: str, schema_prefix: str = "") -> tuple[str, str]:
@@ -162,7 +162,7 @@ def _check_upload_schema(project: Project, schema: str, upload_schemas: Collecti
     why = f"schema {schema!r} is not granted to this organization"
     message = (f"name: {why}; upload into one of {allowed} (no schema means uploads), or ask an operator to grant it "
                "with `flask datasets grant-schema`")  # fmt: skip
-    raise APIError(403, "permission_denied", message, {"fields": {"name": [why]}})
+    raise forbidden(message, {"fields": {"name": [why]}})
 
 
 def _save(dataset: Dataset, name: str) -> Dataset:
@@ -185,7 +185,7 @@ def _refuse_other_organizations_table(project: Project, schema: str, table: str)
         .limit(1)
     )
     if claimed is not None:
-        raise APIError(403, "permission_denied", f"table {schema}.{table} is registered by another organization",
+        raise forbidden(f"table {schema}.{table} is registered by another organization",
                        {"fields": {"table": ["registered by another organization"]}})  # fmt: skip
 
 
@@ -212,7 +212,7 @@ def register_dataset(
             raise invalid(field, str(exc)) from None
     _refuse_system_schema(schema)
     if requires_grant and not schema_granted(project.org_id, schema):
-        raise APIError(403, "permission_denied", f"this organization may not register tables of schema {schema!r}; "
+        raise forbidden(f"this organization may not register tables of schema {schema!r}; "
                        "an operator grants it with `flask datasets grant-schema`",
                        {"fields": {"schema": ["not granted to this organization"]}})  # fmt: skip
     if _UPLOAD_TABLE.match(table):
@@ -234,7 +234,7 @@ def register_dataset(
     logical_schema, logical_table = normalise_dataset_name(name if name is not None else f"{schema}.{table}")
     full_name = f"{logical_schema}.{logical_table}"
     if find_dataset(project, full_name) is not None:
-        raise APIError(409, "conflict", f"dataset {full_name!r} already exists in this project",
+        raise conflict(f"dataset {full_name!r} already exists in this project",
                        {"fields": {"name": ["already exists"]}})  # fmt: skip
     dataset = Dataset(
         project_id=project.id,

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from app.auth.permissions import has_permission, require_permission
 from app.datasets.service import preview_policy
 from app.db import AssetVersion, MLModel, Project, PublishedAsset, Recipe, RecipeRun, User
-from app.errors import APIError, invalid, not_found
+from app.errors import APIError, conflict, forbidden, invalid, not_found, unavailable
 from app.extensions import db
 from app.ml.training_config import TrainingConfig, validate_training_config
 from app.models.inputs import check_sensitive_columns, column_masking, input_columns, input_masking
@@ -45,8 +45,7 @@ def check_recipe_config(project: Project, config: dict, inputs: list[str], user:
     columns = input_columns(project, table)
     checked = validate_training_config({**config, "input_table": table}, columns)
     if checked.allow_sensitive and (user is None or not has_permission(user, "org.admin")):
-        raise APIError(403, "permission_denied",
-                       "config.allow_sensitive: only an organization admin may allow training on sensitive columns",
+        raise forbidden("config.allow_sensitive: only an organization admin may allow training on sensitive columns",
                        {"fields": {"config.allow_sensitive": ["org.admin required"]}})  # fmt: skip
     check_sensitive_columns(project, checked)
     return checked
@@ -121,7 +120,7 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
     from tasks.train import train_recipe  # lazy: tasks.train loads scikit-learn, which the web process never needs
 
     if not queue_has_worker(TRAIN_QUEUE):
-        raise APIError(503, "no_worker", f"no worker is consuming the {TRAIN_QUEUE} queue; try again shortly",
+        raise unavailable("no_worker", f"no worker is consuming the {TRAIN_QUEUE} queue; try again shortly",
                        headers={"Retry-After": 5})  # fmt: skip
     run = RecipeRun(recipe_id=recipe.id, status="queued")
     db.session.add(run)
@@ -133,7 +132,7 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
         except Exception as exc:  # kombu raises many types when the broker is unreachable
             log.warning("could not enqueue training run %s: %s", run_id, exc)
             fail_if_queued(run_id, "the task queue was unavailable; the run was never started")
-            raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
+            raise unavailable("broker_unavailable", "the task queue is unavailable; try again shortly") from None
         db.session.execute(update(RecipeRun).where(RecipeRun.id == run_id).values(task_id=result.id))
         db.session.commit()
         return {"run_id": run_id, "status": "queued"}, 202
@@ -208,12 +207,12 @@ def delete_model(model: MLModel) -> None:
     others = [m for m in versions_of(model) if m.id != model.id]
     if model.is_active and others:
         versions = ", ".join(str(m.version) for m in others)
-        raise APIError(409, "conflict", f"version {model.version} is the active version of {model.name!r}; "
+        raise conflict(f"version {model.version} is the active version of {model.name!r}; "
                        f"activate another version ({versions}) before deleting it",
                        {"active_version": model.version, "other_versions": [m.id for m in others]})  # fmt: skip
     served_by = services_serving(model)
     if served_by:
-        raise APIError(409, "conflict", f"model {model.id} is served by the published API service(s) "
+        raise conflict(f"model {model.id} is served by the published API service(s) "
                        f"{', '.join(served_by)}; unpublish them or publish a version that uses another model first",
                        {"served_by": served_by})  # fmt: skip
     path = model.artifact_path

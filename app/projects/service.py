@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 
 from app.db import Organization, Project, User
 from app.db.columns import parse_id
-from app.errors import APIError, not_found
+from app.errors import conflict, not_found
 from app.extensions import db
 
 
@@ -20,7 +20,7 @@ def create_project(
     color: str | None = None,
 ) -> Project:
     if db.session.scalar(select(Project).where(Project.org_id == org_id, Project.slug == slug)):
-        raise APIError(409, "conflict", f"a project with slug {slug!r} already exists", {"fields": {"slug": ["taken"]}})
+        raise conflict(f"a project with slug {slug!r} already exists", {"fields": {"slug": ["taken"]}})
     project = Project(
         org_id=org_id, name=name, slug=slug, description=description, created_by=created_by, icon=icon or "",
         color=color or None,
@@ -62,5 +62,5 @@ def project_by_ref(ref: str, org_name: str | None = None) -> Project:
     if not found:
         raise not_found(f"project {ref!r}" + (f" in organization {org_name!r}" if org_name else ""))
     if len(found) > 1:
-        raise APIError(409, "conflict", f"several organizations have a project {ref!r}; name one with --org")
+        raise conflict(f"several organizations have a project {ref!r}; name one with --org")
     return found[0]

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 from app.auth.permissions import has_permission, require_permission
 from app.datasets.indexing import queue_index_build
 from app.db import ApiKey, AssetVersion, DeletedAsset, Project, PublishedAsset, User
-from app.errors import APIError, invalid, not_found
+from app.errors import APIError, conflict, invalid, not_found
 from app.extensions import db
 from app.publishing.diff import diff_documents
 from app.serving.asset_config import validate_asset_config
@@ -56,7 +56,7 @@ def create_asset(user: User, project: Project | None, data: dict) -> PublishedAs
         raise APIError(400, "validation_error", "X-Project-Id header is required for an api_service",
                        {"fields": {"X-Project-Id": ["required for api_service"]}})  # fmt: skip
     if db.session.scalar(select(PublishedAsset.id).where(PublishedAsset.asset_key == data["asset_key"])):
-        raise APIError(409, "conflict", f"asset_key {data['asset_key']!r} is already taken",
+        raise conflict(f"asset_key {data['asset_key']!r} is already taken",
                        {"fields": {"asset_key": ["already taken"]}})  # fmt: skip
     config = validate_asset_config(data["asset_type"], data["config"], user, project, previous=None)
     asset = PublishedAsset(
@@ -215,7 +215,7 @@ def delete_asset(user: User, asset: PublishedAsset, force: bool = False) -> Dele
     DeletedAsset row records the deletion so org admins can still find and read that log."""
     if asset.status == "published":
         if not force:
-            raise APIError(409, "conflict", f"asset {asset.asset_key!r} is published: unpublish it first, or delete "
+            raise conflict(f"asset {asset.asset_key!r} is published: unpublish it first, or delete "
                            "with force=true (org admin)")  # fmt: skip
         require_permission(user, "org.admin")
     tombstone = DeletedAsset(

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from app.errors import APIError
+from app.errors import unavailable
 from app.sandbox.syscall_filter import compiled_filter
 
 CHILD_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child.py")
@@ -56,7 +56,7 @@ def bwrap_binary() -> str:
     """The bwrap executable; refusing to run is safer than running a handler without its jail."""
     found = shutil.which("bwrap") or ("/usr/bin/bwrap" if os.access("/usr/bin/bwrap", os.X_OK) else None)
     if not found:
-        raise APIError(503, "function_sandbox_unavailable", "the function sandbox is not installed on this worker")
+        raise unavailable("function_sandbox_unavailable", "the function sandbox is not installed on this worker")
     return found
 
 
@@ -66,7 +66,7 @@ def interpreter_layout(python: str) -> tuple[str, str]:
     real = os.path.realpath(python)
     if real == os.path.realpath(sys.executable):
         return real, os.path.realpath(sys.base_prefix)
-    out = subprocess.run(  # noqa: S603 - the interpreter is configuration, not user input
+    out = subprocess.run(  # the interpreter is configuration, not user input
         [real, "-I", "-S", "-c", "import sys; print(sys.base_prefix)"],
         capture_output=True,
         text=True,

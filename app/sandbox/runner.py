@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from app.errors import APIError, invalid
+from app.errors import APIError, invalid, unavailable
 from app.sandbox.jail import JailLimits
 from app.sandbox.jail_process import CallOutcome, JailProcess
 from app.sandbox.warm_pool import Slot, WarmKey, WarmPool
@@ -93,7 +93,7 @@ def _interpret(outcome: CallOutcome, jail: JailProcess, limits: JailLimits, time
     if not outcome.started:
         # bwrap itself failed (no namespaces allowed here, a missing interpreter path ...): an operator problem.
         log.error("function sandbox failed to start: exit %s, stderr: %r", code, bytes(jail.stderr[-2000:]))
-        raise APIError(503, "function_sandbox_unavailable", "the function sandbox could not start on this worker")
+        raise unavailable("function_sandbox_unavailable", "the function sandbox could not start on this worker")
     if code == 128 + signal.SIGXCPU:
         raise _cpu_time(limits)
     if code == 128 + signal.SIGKILL:

@@ -7,7 +7,7 @@ import errno
 import functools
 import os
 
-from app.errors import APIError
+from app.errors import unavailable
 
 # Each of these answers EPERM: none is needed by a handler, each has been a way out of a sandbox or into the kernel.
 DENIED_SYSCALLS = (
@@ -43,8 +43,8 @@ def compiled_filter() -> bytes:
     try:
         import pyseccomp as sc  # lazy: needs libseccomp; without it functions are a 503, the app still starts
     except (ImportError, RuntimeError, OSError) as exc:  # pyseccomp raises RuntimeError when libseccomp is missing
-        raise APIError(
-            503, "function_sandbox_unavailable", "the function sandbox's system-call filter is not available"
+        raise unavailable(
+            "function_sandbox_unavailable", "the function sandbox's system-call filter is not available"
         ) from exc
     denied = sc.ERRNO(errno.EPERM)
     rules = sc.SyscallFilter(sc.ALLOW)

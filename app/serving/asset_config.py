@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.auth.permissions import has_permission
 from app.datasets.catalog import Catalog
 from app.db import MLModel, Project, User
-from app.errors import APIError, invalid
+from app.errors import APIError, forbidden, invalid
 from app.extensions import db, warehouse
 from app.ml.input_schema import EXPLAIN_METHODS, MAX_EXACT_FEATURES
 from app.query.validation import validate_query_config
@@ -261,7 +261,7 @@ def _function(endpoint, field, user, project, catalog, old_handlers) -> dict:
     if not isinstance(handler, str):
         raise invalid(f"{field}.handler", "required: Python source defining handler(payload)")
     if old_handlers.get(endpoint["id"]) != handler and not has_permission(user, "org.admin"):
-        raise APIError(403, "permission_denied", "only organization admins may create or change function endpoints",
+        raise forbidden("only organization admins may create or change function endpoints",
                        {"fields": {f"{field}.handler": ["org.admin required"]}})  # fmt: skip
     check_handler_source(handler, f"{field}.handler")
     return endpoint

@@ -140,8 +140,7 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
     def send(batch: list[dict]) -> dict:
         answer = call_worker(score, [payload, batch], "predict", timeout, f"(model {model.id}, {len(batch)} rows)")
         if "error" in answer:
-            err = answer["error"]
-            raise APIError(err["status"], err["code"], err["message"], err.get("details"))
+            raise APIError.from_dict(answer["error"])
         return answer
 
     scorer = group_scorer()
@@ -241,8 +240,7 @@ def _run_function(endpoint: dict, body: object, org_id: int, scope: tuple[int, i
     args = [endpoint["handler"], body, identity]
     answer = call_worker(run_function, args, "functions", wait, f"(endpoint {endpoint['id']!r})")
     if "error" in answer:
-        err = answer["error"]
-        raise APIError(err["status"], err["code"], err["message"], err.get("details"))
+        raise APIError.from_dict(answer["error"])
     return Outcome({"result": answer["result"]})
 
 
@@ -320,6 +318,5 @@ def explain_with_worker(model: Row, rows: list[dict], top_n: int) -> list[dict]:
     answer = call_worker(explain, [payload, rows, top_n], "predict", timeout,
                          f"(model {model.id}, {len(rows)} rows explained)")  # fmt: skip
     if "error" in answer:
-        err = answer["error"]
-        raise APIError(err["status"], err["code"], err["message"], err.get("details"))
+        raise APIError.from_dict(answer["error"])
     return answer["explanations"]
