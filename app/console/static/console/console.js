@@ -82,7 +82,7 @@
     if (text !== undefined) { el.textContent = text; }
     return el;
   };
-  var fmt = function (x) { return (Math.round(x * 10000) / 10000).toString(); };
+  var fmt = function (x) { return Number(Number(x).toPrecision(4)).toString(); };  // 4 significant digits
   var explanationChart = function (index, explanation) {
     var box = document.createElement("div");
     box.className = "explain-row";
