@@ -124,8 +124,8 @@ def dataset_settings(project_id: int, name: str):
             for key in ("sensitivity", "strategy")
             if request.form.get(f"{key}_{i}")  # "" = automatic, by the column's name
         }
-        if entry:
-            masking[column["name"]] = entry
+        # The form shows every column: "automatic" on both is null, which removes that column's override.
+        masking[column["name"]] = entry or None
     data = {"friendly_name": text(request.form, "friendly_name"), "description": text(request.form, "description"),
             "masking": masking}  # fmt: skip
     errors = FormErrors()

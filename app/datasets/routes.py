@@ -92,7 +92,8 @@ def get_settings(name: str):
 
 
 @bp.put("/api/datasets/<name>/settings")
-@doc("Change the fields sent; masking replaces every override (org admin)", body=SettingsSchema,
+@doc("Change the fields sent (org admin); masking merges per column: each column sent replaces its override, "
+     "{column: null} removes it (automatic classification again), other columns keep theirs", body=SettingsSchema,
      response=SettingsSchema)  # fmt: skip
 @login_required()
 def put_settings(name: str):

@@ -43,12 +43,17 @@ class RegisterTableSchema(Schema):
 
 
 class SettingsSchema(Schema):
-    """GET answers every field; PUT writes only the fields sent (`masking` replaces the whole override map)."""
+    """GET answers every field; PUT writes only the fields sent, and `masking` only the columns sent (a column's
+    entry replaces its override, null removes it, other columns keep theirs)."""
 
     friendly_name = fields.String(validate=FRIENDLY_NAME)
     description = fields.String(validate=DESCRIPTION)
     # Checked by the query engine's validate_masking_settings so errors name `masking.<column>.<key>`.
-    masking = fields.Dict(keys=fields.String(), values=fields.Raw())
+    masking = fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(allow_none=True),
+        metadata={"description": "column -> {sensitivity, strategy}; PUT merges per column, null removes an override"},
+    )
 
 
 class ColumnSchema(Schema):

@@ -44,8 +44,9 @@ def test_diff_side_by_side_and_rollback(app, client, admin, console, customers, 
 
 
 def _minted(console, service, **fields) -> tuple[int, str]:
-    resp = console.post(service["url"] + "/keys", {"name": "app", **fields})
-    assert resp.status_code == 201, _html(resp)
+    minted = console.post(service["url"] + "/keys", {"name": "app", **fields})
+    assert minted.status_code == 303, _html(minted)  # post/redirect/get: the secret is shown on the page it leads to
+    resp = console.get(minted.headers["Location"])
     secret = re.search(r'value="(dk_[^"]+)"', _html(resp)).group(1)
     key_id = int(re.search(r"/keys/(\d+)/edit", _html(resp)).group(1))
     return key_id, secret
