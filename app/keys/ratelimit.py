@@ -23,6 +23,8 @@ _WARN_EVERY_S = 60.0
 _GCRA = """
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local gen = false
+if #KEYS > 1 then gen = redis.call('GET', KEYS[2]) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
@@ -30,11 +32,11 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - burst * interval
 if now < allow_at then
-  return {0, 0, string.format('%.0f', tat - now), string.format('%.0f', allow_at - now)}
+  return {0, 0, string.format('%.0f', tat - now), string.format('%.0f', allow_at - now), gen}
 end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
 local remaining = math.floor((now - allow_at) / interval)
-return {1, remaining, string.format('%.0f', new_tat - now), '0'}
+return {1, remaining, string.format('%.0f', new_tat - now), '0', gen}
 """
 
 
@@ -48,6 +50,7 @@ class Decision:
     reset_seconds: int  # until the whole budget is back
     retry_after_seconds: int  # 0 when allowed, else >= 1
     known: bool = True  # False when Redis could not be asked: the call was let through blind
+    generation: int | None = None  # the serving generation read in the same round trip (None: not asked / unknown)
 
     def headers(self) -> dict[str, str]:
         """`RateLimit-*` headers for every response, plus `Retry-After` on a refusal; none when the budget is
@@ -88,8 +91,11 @@ class RateLimiter:
         self._last_warning = -math.inf
         self._down_until = -math.inf
 
-    def hit(self, bucket: str, limit_per_minute: int) -> Decision:
-        """Count one request against `bucket` (e.g. `key:42`) and say whether it is within `limit_per_minute`."""
+    def hit(self, bucket: str, limit_per_minute: int, generation_key: str | None = None) -> Decision:
+        """Count one request against `bucket` (e.g. `key:42`) and say whether it is within `limit_per_minute`.
+
+        With `generation_key`, that counter is read in the same script (one round trip) into `Decision.generation`
+        (0 when unset)."""
         if isinstance(limit_per_minute, bool) or not isinstance(limit_per_minute, int) or limit_per_minute < 1:
             raise ValueError(f"limit_per_minute must be a positive integer, got {limit_per_minute!r}")
         interval_us = max(1, round(60_000_000 / limit_per_minute))
@@ -97,9 +103,8 @@ class RateLimiter:
         if time.monotonic() < self._down_until:
             return unknown
         try:
-            allowed, remaining, reset_us, retry_us = self._script(
-                keys=[f"{self.prefix}:{bucket}"], args=[interval_us, limit_per_minute]
-            )
+            keys = [f"{self.prefix}:{bucket}"] + ([generation_key] if generation_key else [])
+            allowed, remaining, reset_us, retry_us, *gen = self._script(keys=keys, args=[interval_us, limit_per_minute])
         except (redis.RedisError, OSError) as exc:
             self._down_until = time.monotonic() + self.retry_after_s
             self._warn(exc)
@@ -110,6 +115,7 @@ class RateLimiter:
             remaining=max(0, int(remaining)),
             reset_seconds=math.ceil(int(reset_us) / 1_000_000),
             retry_after_seconds=0 if allowed else max(1, math.ceil(int(retry_us) / 1_000_000)),
+            generation=_generation(gen[0] if gen else None) if generation_key else None,
         )
 
     def _warn(self, exc: Exception) -> None:
@@ -117,6 +123,15 @@ class RateLimiter:
         if now - self._last_warning >= _WARN_EVERY_S:
             self._last_warning = now
             log.warning("rate limiter cannot reach Redis, letting requests through: %s", exc)
+
+
+def _generation(raw) -> int | None:
+    if raw is None:  # Lua false (the counter was never set)
+        return 0
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 def _make_rate_limiter(app: Flask) -> RateLimiter:

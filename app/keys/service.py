@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import Row, bindparam, select, update
@@ -123,6 +124,15 @@ def revoke_api_key(asset: PublishedAsset, key_id: int) -> None:
     key.is_active = False
     key.revoked_at = key.revoked_at or utcnow()
     db.session.commit()
+    bump_serving_generation()
+
+
+def bump_serving_generation() -> None:
+    """Every server drops its cached keys, configs and queries on its next keyed call (see app/serving/state.py).
+    Call it after committing any change to a key's serving fields (revoke, update, rotate)."""
+    from app.serving.state import bump_serving_generation as bump
+
+    bump()
 
 
 _KEYS = ApiKey.__table__
@@ -134,17 +144,24 @@ _SERVING_KEY = select(
 ).where(_KEYS.c.key_hash == bindparam("key_hash"))  # fmt: skip
 
 
-def authenticate_api_key(presented: str | None) -> Row:
+def serving_key_row(key_hash: str) -> Row | None:
+    """The serving fields of the key with this hash, from the database."""
+    return db.session.execute(_SERVING_KEY, {"key_hash": key_hash}).first()
+
+
+def authenticate_api_key(presented: str | None, lookup: Callable[[str], Row | None] = serving_key_row) -> Row:
     """The key named by an X-API-Key value (a row of its serving fields): 401 when unknown, 403 when revoked or
     expired.
 
-    Looked up in the database on every call, so a revocation is effective on the next request everywhere.
+    `lookup(key_hash)` reads the row: serving passes its per-process cache, whose entries are dropped on every
+    server once the serving generation moves (a revocation bumps it), so a revocation is effective on the next
+    request everywhere.
     """
     if not presented:
         raise APIError(401, "unauthorized", "missing X-API-Key header")
     if not looks_like_api_key(presented):
         raise APIError(401, "unauthorized", "invalid API key")
-    key = db.session.execute(_SERVING_KEY, {"key_hash": hash_api_key(presented)}).first()
+    key = lookup(hash_api_key(presented))
     if key is None:
         raise APIError(401, "unauthorized", "invalid API key")
     if not key.is_active:

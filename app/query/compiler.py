@@ -67,13 +67,15 @@ def compile_query(
     policy: KeyPolicy,
     masking: MaskingLookup,
     field_prefix: str = "query",
+    plan: ResolvedQuery | None = None,
 ) -> CompiledQuery:
     """Compile `config` for one request. 422 for a config that no longer fits the tables, 400 for bad params.
 
     `masking(schema, table)` returns the table's per-column masking (see `effective_masking`); a column it
     leaves out is classified by name.
     """
-    plan = resolve_query_config(config, engine, field_prefix)
+    if plan is None:
+        plan = resolve_query_config(config, engine, field_prefix)
     tables = {t.key: _sa_table(t) for t in plan.tables}
     maskings = {t.key: dict(masking(t.schema, t.table) or {}) for t in plan.tables}
     outputs_by_column = {(o.column.table.key, o.column.name): o.name for o in plan.outputs}

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from flask import g
 from sqlalchemy import Row, bindparam, select
 
-from app.db import AssetVersion, AuditLog, Project, PublishedAsset, User
+from app.db import AssetVersion, AuditLog, PublishedAsset, User
 from app.errors import APIError, not_found
 from app.extensions import db, redis_store
 from app.keys.ratelimit import Decision, process_rate_limiter
-from app.keys.service import authenticate_api_key, key_policy
+from app.keys.service import authenticate_api_key, key_policy, serving_key_row
 from app.keys.usage import UsageTracker
 from app.serving.audit_buffer import AuditBuffer, audit_entry
 from app.serving.dispatch import Call, Outcome, run_data_query, run_endpoint
+from app.serving.state import GENERATION_KEY, TRUST_S, memo, serving_state
 
 log = logging.getLogger(__name__)
 FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"
@@ -48,8 +52,9 @@ _PUBLISHED = (
 
 def _published(asset_key: str, asset_type: str) -> Row:
     """The published asset (id, org_id, project_id, published_version) and that version's `config`, the immutable
-    snapshot served; 404 when it is not a published asset of `asset_type`."""
-    asset = db.session.execute(_PUBLISHED, {"asset_key": asset_key}).first()
+    snapshot served (cached per process, see app/serving/state.py); 404 when it is not a published asset of
+    `asset_type`."""
+    asset = memo("published", asset_key, lambda: db.session.execute(_PUBLISHED, {"asset_key": asset_key}).first())
     if (
         asset is None
         or asset.asset_type != asset_type
@@ -62,8 +67,50 @@ def _published(asset_key: str, asset_type: str) -> Row:
 
 
 def _spend(key: Row) -> Decision:
-    """Count the call against the key's budget."""
-    return process_rate_limiter().hit(f"key:{key.id}", key.rate_limit)
+    """Count the call against the key's budget; the same round trip reads the serving generation."""
+    return process_rate_limiter().hit(f"key:{key.id}", key.rate_limit, GENERATION_KEY)
+
+
+def _authenticate(api_key: str | None) -> Row:
+    return authenticate_api_key(api_key, lambda key_hash: memo("key", key_hash, lambda: serving_key_row(key_hash)))
+
+
+def _keyed(check: Callable[[], tuple]) -> tuple[tuple, Decision | None]:
+    """Run `check()` (the contract's checks up to the rate limit, returning (key, ...)) over this process's cached
+    serving data, then spend from the key's budget in the round trip that also reads the serving generation.
+
+    When the generation moved since the cached data was read (anything was published, revoked, changed), or Redis
+    cannot say and the cache was last confirmed more than `TRUST_S` ago, the cache is dropped and `check()` runs
+    again from the database, so the call is judged on current data; the budget is not spent twice. A call refused
+    before the rate limit (401/403/404) confirms the generation with one GET before refusing from cached data.
+    """
+    state = serving_state()
+    start = g.apiary_serving_gen = state.begin()
+
+    def stale(generation: int | None) -> bool:
+        """Whether data read under `start` may be stale, given the generation just read (None: unknown)."""
+        if generation is None:
+            if time.monotonic() - state.confirmed_at <= TRUST_S:
+                return False
+            state.clear()
+            return start is not None
+        state.observe(generation)
+        return generation != start
+
+    def again() -> tuple:
+        g.apiary_serving_gen = state.generation
+        return check()
+
+    try:
+        checked = check()
+    except APIError:
+        if start is None or not stale(state.read_generation()):
+            raise
+        checked = again()
+    decision = _spend(checked[0])
+    if stale(decision.generation):
+        checked = again()
+    return checked, decision
 
 
 def _enforce(key: Row, decision: Decision) -> dict:
@@ -98,30 +145,39 @@ def _admit(served: Served, key: Row, asset_key: str, asset_type: str) -> Row:
 def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: str | None, call: Call) -> Outcome:
     """401 key -> 403 inactive/expired -> 404 asset (a key's call on an asset not its own spends budget: 429) ->
     404 endpoint -> 403 endpoint scope -> 429 -> 405 -> 400/422 -> run."""
-    served.key = key = authenticate_api_key(api_key)
-    asset = _admit(served, key, asset_key, "api_service")
-    endpoint = next((ep for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
-    if endpoint is None:
-        raise not_found(f"endpoint {endpoint_id!r}")
-    served.endpoint_id = endpoint_id
-    # None = every endpoint; a list (never empty since mint refuses [], but an empty one would allow nothing).
-    if key.allowed_endpoints is not None and endpoint_id not in key.allowed_endpoints:
-        raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
-    headers = _enforce(key, _spend(key))
+
+    def check() -> tuple:
+        served.key = key = _authenticate(api_key)
+        asset = _admit(served, key, asset_key, "api_service")
+        endpoint = next((ep for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
+        if endpoint is None:
+            raise not_found(f"endpoint {endpoint_id!r}")
+        served.endpoint_id = endpoint_id
+        # None = every endpoint; a list (never empty since mint refuses [], but an empty one would allow nothing).
+        if key.allowed_endpoints is not None and endpoint_id not in key.allowed_endpoints:
+            raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
+        return key, asset, endpoint
+
+    (key, asset, endpoint), decision = _keyed(check)
+    headers = _enforce(key, decision)
     scope = (asset.id, asset.published_version)
-    outcome = run_endpoint(endpoint, call, key_policy(key), asset.org_id, asset.project_id, scope)
+    policy = memo("policy", key.id, lambda: key_policy(key))
+    outcome = run_endpoint(endpoint, call, policy, asset.org_id, asset.project_id, scope)
     outcome.headers.update(headers)
     return outcome
 
 
 def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: dict) -> Outcome:
-    served.key = key = authenticate_api_key(api_key)
-    asset = _admit(served, key, asset_key, "data_api")
-    headers = _enforce(key, _spend(key))
-    project = db.session.get(Project, asset.project_id) if asset.project_id else None
+    def check() -> tuple:
+        served.key = key = _authenticate(api_key)
+        return key, _admit(served, key, asset_key, "data_api")
+
+    (key, asset), decision = _keyed(check)
+    headers = _enforce(key, decision)
     ttl = asset.config.get("cache_ttl_seconds", 60)
     scope = (asset.id, asset.published_version)
-    outcome = run_data_query(asset.config, params, key_policy(key), asset.org_id, project, scope, "_data", ttl)
+    policy = memo("policy", key.id, lambda: key_policy(key))
+    outcome = run_data_query(asset.config, params, policy, asset.org_id, asset.project_id, scope, "_data", ttl)
     outcome.headers.update(headers)
     return outcome
 
