@@ -1,0 +1,133 @@
+"""Issue 15: serving data is cached per process, and every change that alters an answer reaches the next call on
+every server (two gunicorns here) through the serving generation; a cached call issues no SQL."""
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from tests.conftest import two_web_processes  # noqa: F401 - fixture
+from tests.publishing.test_assets import LOOKUP, TOP
+from tests.serving.test_serving_data import FILTERED, call, mint, service  # noqa: F401 - fixture
+
+PATH = "/api/service/sales-serving"
+
+
+@pytest.fixture()
+def servers(two_web_processes):  # noqa: F811
+    return [f"http://127.0.0.1:{port}" for port in two_web_processes]
+
+
+def get(base, key, endpoint, **params):
+    return httpx.get(f"{base}{PATH}/{endpoint}", headers={"X-API-Key": key}, params=params, timeout=10)
+
+
+def warm(servers, key, endpoint, **params):
+    """Both servers serve (and cache: key, published config, prepared query) the call, twice each."""
+    answers = [get(base, key, endpoint, **params) for base in servers for _ in range(2)]
+    assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+    return answers[0].json()
+
+
+def test_revocation_reaches_the_other_server_at_once(client, admin, service, servers):  # noqa: F811
+    key = mint(client, admin, service)
+    warm(servers, key["key"], "top")
+    revoked = httpx.delete(f"{servers[1]}/api/publish/assets/{service}/api-keys/{key['id']}", headers=admin.headers)
+    assert revoked.status_code in (200, 204), revoked.text
+    resp = get(servers[0], key["key"], "top")
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "key_revoked", resp.text
+
+
+def test_key_policy_change_reaches_the_other_server_at_once(app, client, admin, service, servers):  # noqa: F811
+    key = mint(client, admin, service)
+    assert warm(servers, key["key"], "customer", id="3")["rows"][0]["email"] == "[BLOCKED]"
+    from app.db import ApiKey
+    from app.extensions import db
+    from app.keys.service import bump_serving_generation
+
+    with app.app_context():
+        row = db.session.get(ApiKey, key["id"])
+        row.masking_level, row.sensitivity_max = "unmasked", "high"
+        db.session.commit()
+        bump_serving_generation()
+    resp = get(servers[0], key["key"], "customer", id="3")
+    assert resp.status_code == 200 and resp.json()["rows"][0]["email"] == "grace@example.com", resp.text
+    with app.app_context():
+        db.session.get(ApiKey, key["id"]).allowed_endpoints = ["top"]
+        db.session.commit()
+        bump_serving_generation()
+    resp = get(servers[1], key["key"], "customer", id="3")
+    assert resp.status_code == 403 and resp.json()["error"]["code"] == "endpoint_not_allowed", resp.text
+
+
+def test_masking_change_reaches_the_other_server_at_once(client, admin, project, service, servers):  # noqa: F811
+    key = mint(client, admin, service, sensitivity_max="high")
+    before = warm(servers, key["key"], "customer", id="3")["rows"][0]["email"]
+    assert before.endswith("@example.com") and before != "grace@example.com"  # high: masked, not blocked
+    put = httpx.put(f"{servers[1]}/api/datasets/marts.dim_customer/settings",
+                    headers=admin.project_headers(project["project_id"]),
+                    json={"masking": {"email": {"sensitivity": "critical", "strategy": "full"}}})  # fmt: skip
+    assert put.status_code == 200, put.text
+    resp = get(servers[0], key["key"], "customer", id="3")
+    assert resp.status_code == 200 and resp.json()["rows"][0]["email"] == "[BLOCKED]", resp.text
+
+
+def test_publish_unpublish_and_rollback_reach_the_other_server_at_once(client, admin, service, servers):  # noqa: F811
+    key = mint(client, admin, service)["key"]
+    url = f"{servers[1]}/api/publish/assets/{service}"
+    assert warm(servers, key, "top")["rows"][0]["tenure"] == 30
+    changed = {**TOP, "query": {**TOP["query"], "order_by": [{"column": "tenure", "dir": "asc"}]}}
+    extra = {**LOOKUP, "id": "customer2"}
+    put = httpx.put(url, headers=admin.headers, json={"config": {"endpoints": [LOOKUP, changed, FILTERED, extra]}})
+    assert put.status_code == 200, put.text
+    assert get(servers[0], key, "customer2", id="1").status_code == 404  # a draft is not served
+    assert httpx.post(f"{url}/publish", headers=admin.headers).status_code == 200
+    resp = get(servers[0], key, "top")
+    assert resp.status_code == 200 and resp.json()["rows"][0]["tenure"] == 3, resp.text
+    assert get(servers[0], key, "customer2", id="1").status_code == 200  # the 404 was not remembered
+
+    assert httpx.post(f"{url}/rollback/1", headers=admin.headers).status_code == 200
+    resp = get(servers[0], key, "top")
+    assert resp.status_code == 200 and resp.json()["rows"][0]["tenure"] == 30, resp.text
+    assert get(servers[0], key, "customer2", id="1").status_code == 404
+
+    assert httpx.post(f"{url}/unpublish", headers=admin.headers).status_code == 200
+    resp = get(servers[0], key, "top")
+    assert resp.status_code == 404, resp.text
+
+
+class StatementCounter:
+    def __init__(self, engines):
+        self.statements: list[str] = []
+        self.engines = engines
+
+    def _count(self, conn, cursor, statement, *args):
+        if statement.strip().upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):  # the read-only transaction's frame
+            self.statements.append(statement)
+
+    def __enter__(self):
+        for engine in self.engines:
+            event.listen(engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc):
+        for engine in self.engines:
+            event.remove(engine, "before_cursor_execute", self._count)
+
+
+def test_a_cached_call_issues_no_sql(app, client, admin, service):  # noqa: F811
+    from app.extensions import db, warehouse
+
+    key = mint(client, admin, service)["key"]
+    with app.app_context():
+        engines = [db.engine, warehouse.get()]
+    for _ in range(2):
+        assert call(client, key, "customer", query_string={"id": "2"}).status_code == 200
+    with StatementCounter(engines) as counter:
+        hit = call(client, key, "customer", query_string={"id": "2"})
+    assert hit.status_code == 200 and hit.headers["X-Cache"] == "HIT"
+    assert counter.statements == []
+    # A result-cache miss reads the warehouse once and nothing else: no key, config, catalog or reflection.
+    with StatementCounter(engines) as counter:
+        miss = call(client, key, "customer", query_string={"id": "4"})
+    assert miss.status_code == 200 and miss.headers["X-Cache"] == "MISS"
+    assert len(counter.statements) == 1 and "dim_customer" in counter.statements[0], counter.statements
