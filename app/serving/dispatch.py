@@ -29,6 +29,7 @@ class Outcome:
     body: dict
     headers: dict = field(default_factory=dict)
     model_id: int | None = None
+    cache_write: tuple | None = None  # (entry key, body, ttl): a result-cache miss to store with the audit record
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,17 @@ def run_endpoint(
     org_id: int,
     project_id: int | None,
     cache_scope: tuple[int, int] | None,
+    probed: str | None = None,
 ) -> Outcome:
-    """`cache_scope` is (asset id, published version) for live calls, None for dry runs (never cached)."""
+    """`cache_scope` is (asset id, published version) for live calls, None for dry runs (never cached); `probed`:
+    the result cache entry the call's serve script found empty (see run_data_query)."""
     check_method(endpoint, call.method)
     kind = endpoint["kind"]
     if kind in ("sql", "lookup"):
         query = endpoint["query"] if kind == "sql" else lookup_as_query(endpoint)
         ttl = endpoint.get("cache_ttl_seconds", 60) if cache_scope else 0
-        outcome = run_data_query(query, call.params, policy, org_id, project_id, cache_scope, endpoint["id"], ttl)
+        outcome = run_data_query(query, call.params, policy, org_id, project_id, cache_scope, endpoint["id"], ttl,
+                                 probed=probed)  # fmt: skip
         if kind == "lookup":
             # A lookup answers {rows, count}: paging belongs to sql endpoints.
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
@@ -97,8 +101,12 @@ def prepare_query(query: dict, org_id: int, project_id: int | None) -> PreparedQ
 
 
 def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, project_id: int | None,
-                   cache_scope: tuple[int, int] | None, endpoint_id: str, ttl: int) -> Outcome:  # fmt: skip
-    """A governed query with the key's policy, through the result cache when `ttl` > 0."""
+                   cache_scope: tuple[int, int] | None, endpoint_id: str, ttl: int,
+                   probed: str | None = None) -> Outcome:  # fmt: skip
+    """A governed query with the key's policy, through the result cache when `ttl` > 0.
+
+    `probed`: the entry's key, already read (and empty) in the call's serve script: no second read, and the answer
+    is returned as `cache_write` for the audit record's round trip instead of a SET of its own."""
     # Keyed by the config itself (its identity within a published version) and the scope it reads from.
     memo_key = (cache_scope, endpoint_id, org_id, project_id) if cache_scope else None
     if memo_key is not None:
@@ -107,6 +115,10 @@ def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, pr
         prepared = prepare_query(query, org_id, project_id)
     cache = result_cache() if ttl > 0 and cache_scope else None
     cache_key = None
+    if cache is not None and probed is not None:
+        body = run_query(warehouse.get(), prepared.physical, params, policy, prepared.masking,
+                         current_app.config["STATEMENT_TIMEOUT_SECONDS"], plan=prepared.plan)  # fmt: skip
+        return Outcome(body, {"X-Cache": "MISS"}, cache_write=(probed, body, ttl))
     if cache is not None:
         cache_key = cache.make_key(
             cache_scope[0], cache_scope[1], endpoint_id, params, policy, prepared.param_names, org_id
