@@ -131,3 +131,57 @@ def test_a_cached_call_issues_no_sql(app, client, admin, service):  # noqa: F811
         miss = call(client, key, "customer", query_string={"id": "4"})
     assert miss.status_code == 200 and miss.headers["X-Cache"] == "MISS"
     assert len(counter.statements) == 1 and "dim_customer" in counter.statements[0], counter.statements
+
+
+class RoundTrips:
+    """Counts what the process's namespaced Redis client sends: each command outside a pipeline and each pipeline
+    execution is one round trip."""
+
+    def __init__(self, app, monkeypatch):
+        from app.extensions import redis_store
+        from app.namespace import NamespacedPipeline, NamespacedRedis
+
+        with app.app_context():
+            client = redis_store.get()
+        self.sent: list[str] = []
+        plain, piped = NamespacedRedis.execute_command, NamespacedPipeline.execute
+
+        def execute_command(this, *args, **options):
+            if this is client:
+                self.sent.append(str(args[0]))
+            return plain(this, *args, **options)
+
+        def execute(this, *args, **kwargs):
+            self.sent.append("PIPELINE " + " ".join(str(c[0][0]) for c in this.command_stack))
+            return piped(this, *args, **kwargs)
+
+        monkeypatch.setattr(NamespacedRedis, "execute_command", execute_command)
+        monkeypatch.setattr(NamespacedPipeline, "execute", execute)
+
+    def during(self, fn):
+        self.sent.clear()
+        result = fn()
+        return result, list(self.sent)
+
+
+def test_one_redis_round_trip_per_cached_call(app, client, admin, service, monkeypatch):  # noqa: F811
+    key = mint(client, admin, service)
+    for _ in range(2):
+        assert call(client, key["key"], "customer", query_string={"id": "2"}).status_code == 200
+    trips = RoundTrips(app, monkeypatch)
+    hit, sent = trips.during(lambda: call(client, key["key"], "customer", query_string={"id": "2"}))
+    assert hit.status_code == 200 and hit.headers["X-Cache"] == "HIT"
+    assert sent == ["EVALSHA"], sent  # rate limit + generations + cache read + audit record
+    miss, sent = trips.during(lambda: call(client, key["key"], "customer", query_string={"id": "5"}))
+    assert miss.status_code == 200 and miss.headers["X-Cache"] == "MISS"
+    assert sent[0] == "EVALSHA" and len(sent) == 2 and "SET" in sent[1] and "RPUSH" in sent[1], sent
+    again, sent = trips.during(lambda: call(client, key["key"], "customer", query_string={"id": "5"}))
+    assert again.headers["X-Cache"] == "HIT" and again.get_json() == miss.get_json() and sent == ["EVALSHA"]
+
+    from app.serving.service import flush_serving_records
+
+    with app.app_context():
+        flush_serving_records()
+    logs = client.get(f"/api/api-services/{service}/logs", headers=admin.headers).get_json()
+    mine = [e for e in logs["items"] if e["key_id"] == key["id"]]
+    assert len(mine) == 5 and {(e["status"], e["endpoint_id"]) for e in mine} == {(200, "customer")}, logs
