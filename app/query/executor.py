@@ -28,10 +28,11 @@ def run_query(
     timeout_s: float,
     field_prefix: str = "query",
     plan: ResolvedQuery | None = None,
+    tables: Mapping | None = None,
 ) -> dict:
     """Compile and run `config` for one request: `{rows, count, limit, offset}`, every row shaped by `policy`.
     `plan`: `config` already resolved against the warehouse (serving caches it), else it is resolved here."""
-    compiled = compile_query(config, engine, params, policy, masking, field_prefix, plan=plan)
+    compiled = compile_query(config, engine, params, policy, masking, field_prefix, plan=plan, tables=tables)
     try:
         raw_rows = execute_readonly(engine, compiled.statement, timeout_s)
     except QueryTimeout as exc:

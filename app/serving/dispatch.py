@@ -12,7 +12,7 @@ from app.db import MLModel, Project
 from app.errors import APIError, not_found
 from app.extensions import db, warehouse
 from app.ml.input_schema import parse_predict_body, validate_rows
-from app.query.compiler import query_param_names
+from app.query.compiler import plan_tables, query_param_names
 from app.query.executor import run_query
 from app.query.plan import ResolvedQuery
 from app.query.policy import KeyPolicy
@@ -83,6 +83,7 @@ class PreparedQuery:
     plan: ResolvedQuery
     maskings: dict  # (schema, table) -> {column: ColumnMasking}
     param_names: frozenset
+    tables: dict  # the plan's SQLAlchemy Tables, reused so the statement's compiled SQL is cached
 
     def masking(self, schema: str, table: str) -> dict:
         return self.maskings.get((schema, table), {})
@@ -97,7 +98,7 @@ def prepare_query(query: dict, org_id: int, project_id: int | None) -> PreparedQ
     plan = resolve_query_config(physical, warehouse.get(), "query")
     lookup = catalog.masking()
     maskings = {(t.schema, t.table): dict(lookup(t.schema, t.table) or {}) for t in plan.tables}
-    return PreparedQuery(physical, plan, maskings, query_param_names(query))
+    return PreparedQuery(physical, plan, maskings, query_param_names(query), plan_tables(plan))
 
 
 def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, project_id: int | None,
@@ -117,7 +118,7 @@ def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, pr
     cache_key = None
     if cache is not None and probed is not None:
         body = run_query(warehouse.get(), prepared.physical, params, policy, prepared.masking,
-                         current_app.config["STATEMENT_TIMEOUT_SECONDS"], plan=prepared.plan)  # fmt: skip
+                         current_app.config["STATEMENT_TIMEOUT_SECONDS"], plan=prepared.plan, tables=prepared.tables)  # fmt: skip
         return Outcome(body, {"X-Cache": "MISS"}, cache_write=(probed, body, ttl))
     if cache is not None:
         cache_key = cache.make_key(
@@ -127,7 +128,7 @@ def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, pr
         if hit is not None:
             return Outcome(hit, {"X-Cache": "HIT"})
     body = run_query(warehouse.get(), prepared.physical, params, policy, prepared.masking,
-                     current_app.config["STATEMENT_TIMEOUT_SECONDS"], plan=prepared.plan)  # fmt: skip
+                     current_app.config["STATEMENT_TIMEOUT_SECONDS"], plan=prepared.plan, tables=prepared.tables)  # fmt: skip
     if cache is not None:
         cache.set(cache_key, body, ttl)
         return Outcome(body, {"X-Cache": "MISS"})
