@@ -181,3 +181,32 @@ def test_one_redis_round_trip_per_cached_call(app, client, admin, service, monke
     logs = client.get(f"/api/api-services/{service}/logs", headers=admin.headers).get_json()
     mine = [e for e in logs["items"] if e["key_id"] == key["id"]]
     assert len(mine) == 5 and {(e["status"], e["endpoint_id"]) for e in mine} == {(200, "customer")}, logs
+
+
+def test_without_redis_the_cache_is_trusted_for_one_second_at_most(app, client, admin, service):  # noqa: F811
+    """Redis unreachable: no generation can be read, so a change whose bump never arrived (revoked straight in the
+    database here) is effective once the cache is older than TRUST_S."""
+    import time
+
+    from app.db import ApiKey
+    from app.extensions import db
+    from app.keys.ratelimit import RateLimiter
+    from app.namespace import namespaced_redis
+    from app.serving.state import TRUST_S
+
+    key = mint(client, admin, service)
+    for _ in range(2):
+        assert call(client, key["key"], "top").status_code == 200
+    with app.app_context():
+        row = db.session.get(ApiKey, key["id"])
+        row.is_active = False
+        db.session.commit()  # no bump: as if it was lost
+    slot = app.extensions["apiary_rate_limiter"]
+    healthy = slot["value"]
+    slot["value"] = RateLimiter(namespaced_redis("redis://127.0.0.1:1/0", "dead", socket_connect_timeout=0.2))
+    try:
+        time.sleep(TRUST_S + 0.2)
+        resp = call(client, key["key"], "top")
+        assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "key_revoked", resp.get_json()
+    finally:
+        slot["value"] = healthy
