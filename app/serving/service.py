@@ -21,7 +21,7 @@ from app.serving.asset_config import lookup_as_query
 from app.serving.audit_buffer import AUDIT_KEY, AuditBuffer, audit_entry
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, run_data_query, run_endpoint
-from app.serving.state import GENERATION_KEY, TRUST_S, memo, serving_state
+from app.serving.state import GENERATION_KEY, memo, serving_state
 
 log = logging.getLogger(__name__)
 FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"
@@ -100,10 +100,7 @@ def _keyed(check: Callable[[], tuple], probe: Callable[[tuple, int | None], Prob
     def stale(generation: int | None) -> bool:
         """Whether data read under `start` may be stale, given the generation just read (None: unknown)."""
         if generation is None:
-            if time.monotonic() - state.confirmed_at <= TRUST_S:
-                return False
-            state.clear()
-            return start is not None
+            return not state.trusted() and start is not None
         state.observe(generation)
         return generation != start
 

@@ -42,13 +42,16 @@ class ServingState:
         self._lock = threading.Lock()
 
     def begin(self) -> int | None:
-        """At the start of a call: the generation its cached reads belong to; drops the cache if it is older than
-        `TRUST_S` without word from Redis."""
-        with self._lock:
-            if time.monotonic() - self.confirmed_at > TRUST_S:
-                self._entries.clear()
-                self.generation = None
-            return self.generation
+        """At the start of a call: the generation its cached reads belong to. Whether they may be served is decided
+        once the call has read the current generation (or failed to: see `trusted`)."""
+        return self.generation
+
+    def trusted(self) -> bool:
+        """Without a generation from Redis: whether the cache was confirmed within `TRUST_S`; if not, it is dropped."""
+        if time.monotonic() - self.confirmed_at <= TRUST_S:
+            return True
+        self.clear()
+        return False
 
     def observe(self, generation: int | None) -> None:
         """Record a generation read from Redis (None: Redis could not say). A new one drops the cache."""
