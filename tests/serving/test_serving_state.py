@@ -210,3 +210,18 @@ def test_without_redis_the_cache_is_trusted_for_one_second_at_most(app, client, 
         assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "key_revoked", resp.get_json()
     finally:
         slot["value"] = healthy
+
+
+def test_consecutive_model_calls_ask_redis_for_the_heartbeat_once(
+    app, client, admin, project, live_worker, monkeypatch
+):
+    from tests.models.slow_estimator import SlowRegressor
+    from tests.models.test_scoring import insert_model, predict, publish_models
+
+    model_id = insert_model(app, project["project_id"], SlowRegressor(seconds=0).fit([[0.0]], [0.0]))
+    key = publish_models(client, admin, project["project_id"], {"slow": model_id})
+    assert predict(client, key, "slow", {"features": {"x": 1.0}}).status_code == 200
+    trips = RoundTrips(monkeypatch)
+    resp, sent = trips.during(lambda: predict(client, key, "slow", {"features": {"x": 1.0}}))
+    assert resp.status_code == 200, resp.get_json()
+    assert "EXISTS" not in sent and sent[0] == "EVALSHA", sent
