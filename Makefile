@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg2://postgres@127.0.0.1:5432/test
 
-.PHONY: run test lint format install system-deps browser-deps bench mutants clean
+.PHONY: run test lint format install system-deps browser-deps bench-deps bench bench-predict mutants clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,14 +43,27 @@ format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 
 # The suite runs on SQLite, then again on PostgreSQL when one answers at 127.0.0.1:5432.
-test: install browser-deps lint
+test: install browser-deps bench-deps lint
 	$(BIN)/pytest -q
 	@if $(BIN)/python -c "import sqlalchemy as sa; sa.create_engine('$(PG_TEST_URL)').connect().close()" 2>/dev/null; then \
 	  echo "PostgreSQL answers: running the suite again against it"; \
 	  TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q; \
 	else echo "PostgreSQL not reachable at 127.0.0.1:5432: skipped the PostgreSQL run"; fi
 
-bench: install
+# The serving benchmark drives its load with hey (Debian package `hey`), installed when missing and we may use apt-get.
+bench-deps:
+	@command -v hey >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq hey >/dev/null 2>&1 || (apt-get update -qq >/dev/null && apt-get install -y -qq hey >/dev/null)); \
+	  else echo "hey is missing: install it with your package manager (Debian: apt-get install hey)"; exit 1; fi; }
+
+# `make bench BENCH_ARGS="--seconds 5"` for a shorter run; the figures go to bench/results/serving.json.
+BENCH_ARGS ?=
+bench: install bench-deps
+	$(BIN)/python bench/serving.py $(BENCH_ARGS)
+
+# The older model-only benchmark (serving route vs in-process scoring routes): bench/results/predict.json.
+bench-predict: install
 	$(BIN)/python bench/predict.py
 
 # Named mutants of the code behind the README's promises; each must be killed by its tests (slow: on demand).

@@ -74,6 +74,8 @@ SERVING_SCHEMAS: dict[str, dict] = {
     "ModelRowsRequest": {
         "type": "object", "required": ["rows"],
         "properties": {"rows": {"type": "array", "items": _ROW, "maxItems": 10000},
+                       "explanations": {"type": "object", "properties": {"method": {"type": "string", "enum": ["shapley"]},
+                                                                         "top_n": {"type": "integer"}}},
                        "context": {"type": "object", "additionalProperties": True}},
         "description": "model endpoint: several rows, scored together (at most PREDICT_MAX_ROWS)",
     },
@@ -89,8 +91,13 @@ SERVING_SCHEMAS: dict[str, dict] = {
     "PredictionsResponse": {
         "type": "object",
         "properties": {"predictions": {"type": "array", "items": {}}, "probabilities": {"type": "array", "items": {}},
-                       "model_id": {"type": "integer"}, "count": {"type": "integer"}},
-        "description": "model endpoints",
+                       "model_id": {"type": "integer"}, "count": {"type": "integer"},
+                       "probability_percentiles": {"type": "array", "items": {},
+                                                   "description": "classifiers trained with score quantiles"},
+                       "explanations": {"type": "array", "items": {},
+                                        "description": "per row {base, output, contributions, others}"},
+                       "enriched": {"type": "array", "items": {}, "description": "return_enriched: final feature rows"}},
+        "description": "model endpoints; a skipped row answers {ignored: true, reason} in place in predictions",
     },
     "FunctionResponse": {"type": "object", "properties": {"result": {}}, "description": "function endpoints"},
     "TestParamsRequest": {
@@ -123,6 +130,7 @@ def build_spec(app: Flask) -> dict:
         plugins=[MarshmallowPlugin()],
         info={
             "description": "Warehouse tables, lookups, scikit-learn models and Python functions as key-gated REST endpoints."
+            " Serving always needs an X-API-Key: an asset's is_public never lifts it."
         },
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})

@@ -101,6 +101,7 @@ class BaseConfig:
         self.STATEMENT_TIMEOUT_SECONDS = float(env.get("STATEMENT_TIMEOUT_SECONDS") or 5)
         self.PREDICT_TIMEOUT_SECONDS = float(env.get("PREDICT_TIMEOUT_SECONDS") or 10)
         self.PREDICT_MAX_ROWS = int(env.get("PREDICT_MAX_ROWS") or 10_000)
+        self.EXPLAIN_MAX_ROWS = int(env.get("EXPLAIN_MAX_ROWS") or 100)  # rows explained per model call
         self.TRAIN_TIMEOUT_SECONDS = float(env.get("TRAIN_TIMEOUT_SECONDS") or 600)
         self.FUNCTION_TIMEOUT_SECONDS = float(env.get("FUNCTION_TIMEOUT_SECONDS") or 5)
         # Warm function jails, per worker process: calls a jail serves, seconds it lives (idle or not), jails kept.

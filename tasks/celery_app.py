@@ -17,6 +17,7 @@ TASK_MODULES = [
     "tasks.train",
     "tasks.functions",
     "tasks.maintenance",
+    "tasks.indexing",
 ]
 
 

@@ -39,3 +39,18 @@ def score(model: dict, rows: list[dict]) -> dict:
         return scorer.score(rows, model["input_schema"])
     except APIError as err:
         return {"error": {"status": err.status, "code": err.code, "message": err.message, "details": err.details}}
+
+
+@shared_task(name="tasks.predict.explain", time_limit=60, soft_time_limit=55, acks_late=False)
+def explain(model: dict, rows: list[dict], top_n: int) -> dict:
+    """Exact Shapley explanations of already-validated rows (see app/ml/explanations.py)."""
+    from app.ml.explanations import explain_rows
+
+    try:
+        scorer = model_cache().get(
+            model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"]
+        )
+    except ArtifactRejected as exc:
+        return {"error": {"status": 500, "code": "model_artifact_rejected", "message": exc.reason, "details": {}}}
+    pipeline = getattr(scorer, "pipeline", scorer)
+    return {"explanations": explain_rows(pipeline, rows, model["input_schema"], top_n)}

@@ -38,6 +38,7 @@ def _authenticate() -> User:
         personal = personal_token_for(token)
         user = personal.user if personal is not None else None
         g.credential_expires_at = personal.expires_at if personal is not None else None
+        g.credential_token_id = personal.id if personal is not None else None
     else:
         verify_jwt_in_request()
         identity = get_jwt_identity()
@@ -55,6 +56,12 @@ def credential_expires_at():
     expires)."""
     current_user()
     return g.get("credential_expires_at")
+
+
+def credential_token_id() -> int | None:
+    """The id of the personal access token this request authenticated with (None: a JWT)."""
+    current_user()
+    return g.get("credential_token_id")
 
 
 def current_user() -> User:

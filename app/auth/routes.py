@@ -3,7 +3,7 @@
 from flask import Blueprint, current_app
 
 from app.auth import service
-from app.auth.permissions import credential_expires_at, current_user, login_required
+from app.auth.permissions import credential_expires_at, credential_token_id, current_user, login_required
 from app.auth.schemas import (
     LoginResultSchema,
     LoginSchema,
@@ -74,13 +74,17 @@ def list_users():
 
 @bp.post("/api/auth/tokens")
 @doc("Mint a personal access token; the secret is returned once; minted with a personal access token, it expires "
-     "no later than that token", body=TokenCreateSchema,
+     "no later than that token, records it as `parent_id`, and is revoked with it", body=TokenCreateSchema,
      response=TokenCreatedSchema, status=201)  # fmt: skip
 @login_required()
 def create_token():
     data = TokenCreateSchema().load(json_body())
     token, secret = service.create_personal_token(
-        current_user(), data["name"], data["expires_days"], not_after=credential_expires_at()
+        current_user(),
+        data["name"],
+        data["expires_days"],
+        not_after=credential_expires_at(),
+        parent_id=credential_token_id(),
     )
     result = TokenCreatedSchema().dump(token)
     result["token"] = secret
@@ -95,7 +99,8 @@ def list_tokens():
 
 
 @bp.delete("/api/auth/tokens/<int:token_id>")
-@doc("Revoke one of the caller's personal access tokens", status=204)
+@doc("Revoke one of the caller's personal access tokens and every token minted from it (children, their children, "
+     "...)", status=204)  # fmt: skip
 @login_required()
 def delete_token(token_id: int):
     service.delete_personal_token(current_user(), token_id)

@@ -79,6 +79,9 @@ class TokenSchema(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String()
     prefix = fields.String(dump_only=True)
+    parent_id = fields.Integer(
+        dump_only=True, allow_none=True, metadata={"description": "the token that minted this one (null: a login)"}
+    )
     expires_at = fields.DateTime(dump_only=True, allow_none=True)
     last_used_at = fields.DateTime(dump_only=True, allow_none=True)
     created_at = fields.DateTime(dump_only=True)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask_jwt_extended import create_access_token
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from app.auth.passwords import COMMON_PASSWORD, hash_password, is_common_password, verify_password
 from app.db import Organization, PersonalAccessToken, User
@@ -17,16 +18,27 @@ from app.extensions import db
 from app.keys.secrets import generate_personal_token, hash_api_key
 
 
-def _conflict_if_taken(username: str, email: str) -> None:
+def _account_taken(username: str, email: str) -> bool:
     taken = db.session.scalar(
         select(User.id).where(
             (func.lower(User.username) == username.lower()) | (func.lower(User.email) == email.lower())
         )
     )
-    if taken is not None:
+    return taken is not None
+
+
+def _conflict(fields: tuple[str, ...], message: str) -> APIError:
+    return APIError(409, "conflict", message, {"fields": {field: [message] for field in fields}})
+
+
+def _conflict_if_taken(username: str, email: str) -> None:
+    if _account_taken(username, email):
         # One message for both: which of the two is taken would tell a stranger who has an account here.
-        message = "username or e-mail is already registered"
-        raise APIError(409, "conflict", message, {"fields": {"username": [message], "email": [message]}})
+        raise _conflict(("username", "email"), "username or e-mail is already registered")
+
+
+# Sign-up: one answer whichever of the three is taken, so organization names cannot be listed either.
+SIGNUP_CONFLICT = "organization name, username or e-mail is already registered"
 
 
 def _check_new_account(username: str, password: str) -> None:
@@ -51,17 +63,20 @@ def suggest_username(email: str) -> str:
 def register_organization(org_name: str, username: str, email: str, password: str) -> User:
     """A new organization with this user as its admin."""
     _check_new_account(username, password)
-    if db.session.scalar(select(Organization).where(func.lower(Organization.name) == org_name.lower())):
-        raise APIError(409, "conflict", "org_name is already taken", {"fields": {"org_name": ["already taken"]}})
-    _conflict_if_taken(username, email)
-    org = Organization(name=org_name)
-    db.session.add(org)
-    db.session.flush()
-    user = User(
-        org_id=org.id, username=username, email=email.lower(), password_hash=hash_password(password), role="admin"
-    )
-    db.session.add(user)
-    db.session.commit()
+    org_taken = db.session.scalar(select(Organization.id).where(func.lower(Organization.name) == org_name.lower()))
+    if org_taken is not None or _account_taken(username, email):
+        raise _conflict(("org_name", "username", "email"), SIGNUP_CONFLICT)
+    password_hash = hash_password(password)
+    try:
+        org = Organization(name=org_name)
+        db.session.add(org)
+        db.session.flush()
+        user = User(org_id=org.id, username=username, email=email.lower(), password_hash=password_hash, role="admin")
+        db.session.add(user)
+        db.session.commit()
+    except IntegrityError:  # a concurrent sign-up took one of the names between the check and the insert
+        db.session.rollback()
+        raise _conflict(("org_name", "username", "email"), SIGNUP_CONFLICT) from None
     return user
 
 
@@ -136,12 +151,13 @@ def revoke_console_sessions(user: User) -> None:
 
 
 def create_personal_token(
-    user: User, name: str, expires_days: int | None, not_after: datetime | None = None
+    user: User, name: str, expires_days: int | None, not_after: datetime | None = None, parent_id: int | None = None
 ) -> tuple[PersonalAccessToken, str]:
     """The token row and its secret, which is returned this once and stored only as a hash.
 
     `not_after` is the expiry of the token the caller authenticated with: a token never outlives the one that minted
-    it (a 1-day token cannot mint a never-expiring one)."""
+    it (a 1-day token cannot mint a never-expiring one). `parent_id` is that token's id (None when minted from a
+    login): revoking the parent revokes this one too."""
     minted = generate_personal_token()
     expires_at = utcnow() + timedelta(days=expires_days) if expires_days else None
     if not_after is not None and (expires_at is None or expires_at > not_after):
@@ -152,6 +168,7 @@ def create_personal_token(
         prefix=minted.prefix,
         token_hash=minted.key_hash,
         expires_at=expires_at,
+        parent_id=parent_id,
     )
     db.session.add(token)
     db.session.commit()
@@ -163,12 +180,44 @@ def list_personal_tokens(user: User) -> list[PersonalAccessToken]:
     return list(db.session.scalars(stmt))
 
 
+def _descendant_ids(token_id: int) -> list[int]:
+    """The token and every token minted from it, at any depth (one recursive query)."""
+    pat = PersonalAccessToken
+    tree = select(pat.id).where(pat.id == token_id).cte("token_tree", recursive=True)
+    tree = tree.union(select(pat.id).where(pat.parent_id == tree.c.id))
+    return list(db.session.scalars(select(tree.c.id)))
+
+
 def delete_personal_token(user: User, token_id: int) -> None:
+    """Revoke the token and all its descendants: a stolen token's children die with it."""
     token = db.session.get(PersonalAccessToken, token_id)
     if token is None or token.user_id != user.id:
         raise not_found("token")
-    db.session.delete(token)
+    ids = _descendant_ids(token.id)
+    db.session.execute(delete(PersonalAccessToken).where(PersonalAccessToken.id.in_(ids)))
     db.session.commit()
+
+
+def _ancestors_live(token: PersonalAccessToken) -> bool:
+    """Whether every token above this one (its parent, the parent's parent, ...) still exists, is the same user's
+    and has not expired: a chain never outlives its root, even if a row was removed without the cascade."""
+    if token.parent_id is None:
+        return True
+    pat = PersonalAccessToken
+    up = select(pat.id, pat.parent_id, pat.user_id, pat.expires_at).where(pat.id == token.parent_id)
+    up = up.cte("token_ancestors", recursive=True)
+    up = up.union(select(pat.id, pat.parent_id, pat.user_id, pat.expires_at).where(pat.id == up.c.parent_id))
+    rows = db.session.execute(select(up.c.id, up.c.parent_id, up.c.user_id, up.c.expires_at)).all()
+    found = {row.id for row in rows}
+    if token.parent_id not in found:
+        return False
+    now = utcnow()
+    return all(
+        row.user_id == token.user_id
+        and (row.expires_at is None or row.expires_at > now)
+        and (row.parent_id is None or row.parent_id in found)
+        for row in rows
+    )
 
 
 def user_for_personal_token(secret: str) -> User | None:
@@ -177,9 +226,11 @@ def user_for_personal_token(secret: str) -> User | None:
 
 
 def personal_token_for(secret: str) -> PersonalAccessToken | None:
-    """The unexpired token with this secret (its last use noted), or None."""
+    """The unexpired token with this secret whose ancestors are all live (its last use noted), or None."""
     token = db.session.scalar(select(PersonalAccessToken).where(PersonalAccessToken.token_hash == hash_api_key(secret)))
     if token is None or (token.expires_at is not None and token.expires_at <= utcnow()):
+        return None
+    if not _ancestors_live(token):
         return None
     now = utcnow()
     # One write a minute at most: enough to show when a token was last used.

@@ -7,6 +7,7 @@ from flask import current_app, flash, jsonify, redirect, render_template, reques
 from app.console.blueprint import bp, console_user, project_for, signed_in, wants_json
 from app.console.forms import FormErrors, from_api_error, load, text
 from app.datasets import service as datasets
+from app.datasets.indexing import dataset_indexes
 from app.datasets.schemas import SettingsSchema, UploadFormSchema
 from app.errors import APIError
 from app.extensions import warehouse
@@ -86,6 +87,7 @@ def _dataset_page(project, dataset, errors: FormErrors, status: int = 200):
         "console/dataset.html",
         project=project,
         dataset=datasets.dataset_view(dataset),
+        indexes=_indexes(dataset),
         preview=preview,
         profile=_profile(preview),
         preview_error=preview_error,
@@ -93,6 +95,14 @@ def _dataset_page(project, dataset, errors: FormErrors, status: int = 200):
         levels=SENSITIVITY_LEVELS,
         strategies=STRATEGIES,
     ), status
+
+
+def _indexes(dataset) -> list[dict] | None:
+    """The table's indexes for the page's Indexes block; None (shown as unavailable) if the warehouse fails."""
+    try:
+        return dataset_indexes(dataset)
+    except APIError:
+        return None
 
 
 @bp.get("/projects/<int:project_id>/datasets/<name>")
@@ -114,8 +124,8 @@ def dataset_settings(project_id: int, name: str):
             for key in ("sensitivity", "strategy")
             if request.form.get(f"{key}_{i}")  # "" = automatic, by the column's name
         }
-        if entry:
-            masking[column["name"]] = entry
+        # The form shows every column: "automatic" on both is null, which removes that column's override.
+        masking[column["name"]] = entry or None
     data = {"friendly_name": text(request.form, "friendly_name"), "description": text(request.form, "description"),
             "masking": masking}  # fmt: skip
     errors = FormErrors()

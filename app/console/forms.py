@@ -68,3 +68,19 @@ def from_api_error(err: APIError, errors: FormErrors, field_for: dict[str, str] 
         detail = rest[len(head) :].lstrip(".")
         for message in messages:
             errors.add(field, f"{detail}: {message}" if detail else message)
+
+
+def row_scope_from_text(value: str) -> dict[str, list[str]] | None:
+    """Row scope typed one column per line, `region=EU,US`, as {"region": ["EU", "US"]}; None when empty. A line
+    without `=` keeps the column with no values, which the key validation refuses naming it."""
+    scope: dict[str, list[str]] = {}
+    for line in value.splitlines():
+        if not line.strip():
+            continue
+        column, _, values = line.partition("=")
+        scope.setdefault(column.strip(), []).extend(comma_list(values))
+    return scope or None
+
+
+def row_scope_text(scope: dict | None) -> str:
+    return "\n".join(f"{column}={','.join(str(v) for v in values)}" for column, values in (scope or {}).items())

@@ -11,7 +11,7 @@ import redis
 from flask import flash, jsonify, redirect, render_template, request, url_for
 
 from app.console.blueprint import bp, console_user, signed_in
-from app.console.forms import FormErrors, from_api_error, load, text
+from app.console.forms import FormErrors, comma_list, from_api_error, load, row_scope_from_text, text
 from app.console.service_pages import endpoints_of, load_service, render_service
 from app.errors import APIError
 from app.extensions import redis_store
@@ -60,11 +60,14 @@ def take_reveal(token: str, user_id: int, asset_id: int) -> dict | None:
 def mint_key(project_id: int, service_id: int):
     user = console_user()
     project, asset = load_service(project_id, service_id, "project.edit")
-    values = {name: text(request.form, name) for name in KEY_FIELDS}
+    values = {name: text(request.form, name) for name in (*KEY_FIELDS, "allowed_columns")}
+    values["row_scope"] = request.form.get("row_scope") or ""
     scope = request.form.getlist("allowed_endpoints")
     errors = FormErrors()
-    body = {k: v for k, v in values.items() if v != ""}
+    body = {k: v for k, v in values.items() if v != "" and k not in ("allowed_columns", "row_scope")}
     body["allowed_endpoints"] = scope or None  # none checked = every endpoint
+    body["allowed_columns"] = comma_list(values["allowed_columns"])  # empty = every column
+    body["row_scope"] = row_scope_from_text(values["row_scope"])
     data = load(KeyCreateSchema(), body, errors)
     if data is not None:
         try:

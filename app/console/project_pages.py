@@ -61,8 +61,13 @@ def create_service(project_id: int):
     user = console_user()
     project = project_for(project_id, "project.edit")
     errors = FormErrors()
-    values = {name: text(request.form, name) for name in ("asset_key", "title", "description")}
-    data = load(AssetCreateSchema(), {**values, "asset_type": "api_service", "config": {"endpoints": []}}, errors)
+    values = {name: text(request.form, name) for name in ("asset_key", "title", "description", "icon", "sort_order")}
+    roles = request.form.getlist("roles")
+    body = {k: v for k, v in values.items() if v != "" or k in ("asset_key", "title")}
+    if "sort_order" in body:  # the schema is strict about numbers: a whole number, or the error naming the field
+        body["sort_order"] = int(body["sort_order"]) if body["sort_order"].lstrip("-").isdigit() else body["sort_order"]
+    body.update(asset_type="api_service", config={"endpoints": []}, roles=roles)
+    data = load(AssetCreateSchema(), body, errors)
     if data is not None:
         try:
             asset = publishing.create_asset(user, project, data)
@@ -72,4 +77,4 @@ def create_service(project_id: int):
             flash(f"Service {asset.title} created as a draft. Add its endpoints below.", "success")
             return redirect(url_for("console.service", project_id=project.id, service_id=asset.id))
     return render_template("console/settings.html", project=project, services=_services(project), errors=errors,
-                           values=values), 422  # fmt: skip
+                           values={**values, "roles": roles}), 422  # fmt: skip

@@ -4,6 +4,7 @@ from app.console import (  # noqa: F401 - importing registers the views on bp
     account_pages,
     dataset_pages,
     key_pages,
+    lifecycle_pages,
     model_pages,
     project_pages,
     service_pages,

@@ -64,7 +64,8 @@ def render_service(project: Project, asset: PublishedAsset, status: int = 200, *
     context.setdefault("editor_errors", FormErrors())
     context.setdefault("key_errors", FormErrors())
     context.setdefault("key_values", {"name": "", "rate_limit": "100", "expires_days": "90",
-                                      "masking_level": "masked", "sensitivity_max": "medium"})  # fmt: skip
+                                      "masking_level": "masked", "sensitivity_max": "medium",
+                                      "allowed_columns": "", "row_scope": ""})  # fmt: skip
     api_keys = keys.list_api_keys(asset) if can("project.edit") else []
     choices = _editor_choices(project)
     return render_template(

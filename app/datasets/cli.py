@@ -1,8 +1,10 @@
-"""`flask datasets upload|list`: load CSV files into a project's datasets from the command line; `grant-schema`,
-`revoke-schema`, `schema-grants`: which warehouse schemas an organization may register tables from."""
+"""`flask datasets upload|list|indexes`: load CSV files into a project's datasets from the command line, show a
+dataset's indexes; `grant-schema`, `revoke-schema`, `schema-grants`: which warehouse schemas an organization may
+register tables from."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -104,6 +106,31 @@ def list_command(project_ref, org_name, as_json):
     for dataset in list_datasets(_project(project_ref, org_name)):
         rows = "?" if dataset.row_count is None else dataset.row_count
         click.echo(f"{dataset.name}\t{dataset.source}\t{rows} rows\t{len(dataset.columns)} columns")
+
+
+@datasets_cli.command("indexes")
+@click.argument("name")
+@click.option("--project", "project_ref", required=True, help="Project id or slug.")
+@click.option("--org", "org_name", help="Organization name (needed when several have the slug).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: [{name, columns, origin, unique, status, error}].")
+def indexes_command(name, project_ref, org_name, as_json):
+    """Show the indexes of dataset NAME's warehouse table: those Apiary builds when a service with lookups or eq
+    filters on it is published (origin apiary), and the others (existing)."""
+    from app.datasets.indexing import dataset_indexes
+    from app.datasets.service import get_dataset
+
+    try:
+        indexes = dataset_indexes(get_dataset(_project(project_ref, org_name), name))
+    except APIError as err:
+        raise click.ClickException(err.message) from None
+    if as_json:
+        click.echo(json.dumps(indexes, indent=2))
+        return
+    if not indexes:
+        click.echo(f"{name} has no indexes")
+    for ix in indexes:
+        line = f"{ix['name']}\t{', '.join(ix['columns'])}\t{ix['origin']}\t{ix['status']}"
+        click.echo(line + (f"\t{ix['error']}" if ix["error"] else ""))
 
 
 def _org_id(name: str) -> int:

@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, request
 
 from app.auth.permissions import current_user, login_required, project_in_scope
 from app.datasets import service
+from app.datasets.indexing import dataset_indexes
 from app.datasets.schemas import (
     DatasetListSchema,
     DatasetSchema,
@@ -74,11 +75,12 @@ def list_datasets():
 
 
 @bp.get("/api/datasets/<name>")
-@doc("One dataset: columns with their effective masking, row count, masking overrides", response=DatasetSchema)
+@doc("One dataset: columns with their effective masking, row count, masking overrides, and the table's indexes "
+     "(those Apiary builds for published lookups and eq filters, and the others)", response=DatasetSchema)  # fmt: skip
 @login_required()
 def get_dataset(name: str):
     dataset = service.get_dataset(project_in_scope("project.view"), name)
-    return DatasetSchema().dump(service.dataset_view(dataset))
+    return DatasetSchema().dump({**service.dataset_view(dataset), "indexes": dataset_indexes(dataset)})
 
 
 @bp.get("/api/datasets/<name>/settings")
@@ -90,7 +92,8 @@ def get_settings(name: str):
 
 
 @bp.put("/api/datasets/<name>/settings")
-@doc("Change the fields sent; masking replaces every override (org admin)", body=SettingsSchema,
+@doc("Change the fields sent (org admin); masking merges per column: each column sent replaces its override, "
+     "{column: null} removes it (automatic classification again), other columns keep theirs", body=SettingsSchema,
      response=SettingsSchema)  # fmt: skip
 @login_required()
 def put_settings(name: str):

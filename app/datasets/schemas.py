@@ -43,12 +43,17 @@ class RegisterTableSchema(Schema):
 
 
 class SettingsSchema(Schema):
-    """GET answers every field; PUT writes only the fields sent (`masking` replaces the whole override map)."""
+    """GET answers every field; PUT writes only the fields sent, and `masking` only the columns sent (a column's
+    entry replaces its override, null removes it, other columns keep theirs)."""
 
     friendly_name = fields.String(validate=FRIENDLY_NAME)
     description = fields.String(validate=DESCRIPTION)
     # Checked by the query engine's validate_masking_settings so errors name `masking.<column>.<key>`.
-    masking = fields.Dict(keys=fields.String(), values=fields.Raw())
+    masking = fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(allow_none=True),
+        metadata={"description": "column -> {sensitivity, strategy}; PUT merges per column, null removes an override"},
+    )
 
 
 class ColumnSchema(Schema):
@@ -56,6 +61,16 @@ class ColumnSchema(Schema):
     type = fields.String(metadata={"description": "integer | float | boolean | date | timestamp | text"})
     sensitivity = fields.String(metadata={"description": "effective: the override, else classified by name"})
     strategy = fields.String()
+
+
+class DatasetIndexSchema(Schema):
+    name = fields.String()
+    columns = fields.List(fields.String())
+    origin = fields.String(metadata={"description": "apiary (built for a published lookup or eq filter) | existing"})
+    unique = fields.Boolean()
+    status = fields.String(metadata={"description": "ready | building | failed | invalid (a failed concurrent build "
+                                     "on PostgreSQL; dropped and rebuilt on the next publish)"})  # fmt: skip
+    error = fields.String(metadata={"description": "why the last build failed, else empty"})
 
 
 class DatasetSchema(Schema):
@@ -70,6 +85,11 @@ class DatasetSchema(Schema):
     masking = fields.Dict(dump_only=True, metadata={"description": "the settings overrides, column -> masking"})
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
+    indexes = fields.List(
+        fields.Nested(DatasetIndexSchema),
+        dump_only=True,
+        metadata={"description": "GET /api/datasets/{name} only: the warehouse table's indexes"},
+    )
 
 
 class DatasetListSchema(Schema):

@@ -144,7 +144,12 @@ def upload_dataset(
             dataset.friendly_name = friendly_name
         if description is not None:
             dataset.description = description
-    return _save(dataset, full_name)
+    saved = _save(dataset, full_name)
+    if existing is not None:  # the old table went with its indexes: the published services using it get them back
+        from app.datasets.indexing import queue_dataset_reindex
+
+        queue_dataset_reindex(saved)
+    return saved
 
 
 def _check_upload_schema(project: Project, schema: str, upload_schemas: Collection[str] | None) -> None:
@@ -350,15 +355,32 @@ def settings_view(dataset: Dataset) -> dict:
 
 
 def check_masking(dataset: Dataset, masking: object) -> dict:
-    """The masking overrides as `update_settings` would save them, or the 422 naming the column and key."""
-    return validate_masking_settings(masking, [c["name"] for c in dataset.columns])
+    """The masking overrides as `update_settings` would save them, or the 422 naming the column and key.
+
+    A PUT's `masking` merges per column: each column sent replaces that column's override, `{column: null}` removes
+    it (automatic classification by name again), and columns not sent keep theirs. Replacing the whole map would
+    silently drop overrides the caller did not resend, and a column protected only by one would be served unmasked."""
+    if not isinstance(masking, dict):
+        return validate_masking_settings(masking)  # raises the 422 naming `masking`
+    names = [c["name"] for c in dataset.columns]
+    current = dict(dataset.masking or {})
+    removed = set()
+    for column, entry in masking.items():
+        if entry is None:
+            # A stale override (its column gone after a replace upload) may be removed too.
+            if column not in names and column not in current:
+                raise invalid(f"masking.{column}", "the dataset has no such column")
+            removed.add(column)
+    sent = validate_masking_settings({c: e for c, e in masking.items() if e is not None}, names)
+    merged = {column: entry for column, entry in current.items() if column not in removed}
+    merged.update(sent)
+    return merged
 
 
 def update_settings(dataset: Dataset, data: dict) -> Dataset:
-    """Write only the fields in `data`; `masking` replaces the override map (send `{}` to clear it)."""
+    """Write only the fields in `data`; `masking` merges per column (see `check_masking`)."""
     if "masking" in data:
-        names = [c["name"] for c in dataset.columns]
-        dataset.masking = validate_masking_settings(data["masking"], names)
+        dataset.masking = check_masking(dataset, data["masking"])
     for field in ("friendly_name", "description"):
         if field in data:
             setattr(dataset, field, data[field])

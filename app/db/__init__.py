@@ -1,8 +1,8 @@
 """SQLAlchemy models, one module per aggregate; importing this package registers them all."""
 
-from app.db.assets import AssetVersion, PublishedAsset
+from app.db.assets import AssetVersion, DeletedAsset, PublishedAsset
 from app.db.audit import AuditLog
-from app.db.datasets import Dataset, SchemaGrant
+from app.db.datasets import Dataset, DatasetIndex, SchemaGrant
 from app.db.keys import ApiKey
 from app.db.models import MLModel, Recipe, RecipeRun
 from app.db.projects import Project
@@ -13,6 +13,8 @@ __all__ = [
     "AssetVersion",
     "AuditLog",
     "Dataset",
+    "DatasetIndex",
+    "DeletedAsset",
     "MLModel",
     "Organization",
     "PersonalAccessToken",

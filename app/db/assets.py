@@ -27,6 +27,12 @@ class PublishedAsset(db.Model):
     description: Mapped[str] = mapped_column(sa.Text, default="")
     config: Mapped[dict] = mapped_column(JSONType, default=dict)
     draft_note: Mapped[str] = mapped_column(sa.Text, default="")
+    # Presentation and visibility, as Honeyframe clients send them; none of them changes what serving needs.
+    theme: Mapped[dict] = mapped_column(JSONType, default=dict)
+    icon: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
+    sort_order: Mapped[int] = mapped_column(default=0, server_default="0")
+    is_public: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    roles: Mapped[list] = mapped_column(JSONType, default=list)  # org roles that see it; [] = every role
     status: Mapped[str] = mapped_column(sa.String(20), default="draft")
     published_version: Mapped[int | None] = mapped_column()
     created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
@@ -53,3 +59,20 @@ class AssetVersion(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (sa.UniqueConstraint("asset_id", "version", name="uq_asset_versions_asset_version"),)
+
+
+class DeletedAsset(db.Model):
+    """What remains of a deleted asset: who deleted it and when, so its audit rows (kept by asset id and org) stay
+    findable and readable by the organization's admins until the audit retention purges them."""
+
+    __tablename__ = "deleted_assets"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # the deleted asset's id
+    org_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int | None] = mapped_column()
+    asset_type: Mapped[str] = mapped_column(sa.String(20))
+    asset_key: Mapped[str] = mapped_column(sa.String(100))
+    title: Mapped[str] = mapped_column(sa.String(200))
+    last_version: Mapped[int | None] = mapped_column()
+    deleted_by: Mapped[str] = mapped_column(sa.String(80))
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db.columns import UTCDateTime
+from app.db.columns import JSONType, UTCDateTime
 from app.extensions import db
 
 
@@ -26,5 +26,6 @@ class AuditLog(db.Model):
     latency_ms: Mapped[float] = mapped_column(sa.Float)
     model_id: Mapped[int | None] = mapped_column()
     error_code: Mapped[str | None] = mapped_column(sa.String(60))
+    context: Mapped[dict | None] = mapped_column(JSONType, nullable=True)  # a model call's caller context
 
     __table_args__ = (sa.Index("ix_audit_logs_asset_created", "asset_id", "created_at"),)

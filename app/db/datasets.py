@@ -45,3 +45,19 @@ class SchemaGrant(db.Model):
     org_id: Mapped[int] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"))
     schema_name: Mapped[str] = mapped_column(sa.String(63))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DatasetIndex(db.Model):
+    """An index Apiary built (or tried to build) on a dataset's table for a published service's lookups and
+    `eq` filters: which index, its state (`building`, `ready`, `failed`) and the last error."""
+
+    __tablename__ = "dataset_indexes"
+    __table_args__ = (sa.UniqueConstraint("dataset_id", "name", name="uq_dataset_indexes_dataset_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(sa.ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(sa.String(63))
+    columns: Mapped[list] = mapped_column(JSONType, default=list)
+    status: Mapped[str] = mapped_column(sa.String(20), default="building")
+    error: Mapped[str] = mapped_column(sa.Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

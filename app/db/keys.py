@@ -20,6 +20,10 @@ class ApiKey(db.Model):
     name: Mapped[str] = mapped_column(sa.String(100))
     prefix: Mapped[str] = mapped_column(sa.String(16))
     key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # After a rotation the old secret keeps working until previous_key_expires_at (the grace period).
+    previous_key_hash: Mapped[str | None] = mapped_column(sa.String(64), index=True, unique=True)
+    previous_key_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     rate_limit: Mapped[int] = mapped_column(default=100)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     masking_level: Mapped[str] = mapped_column(sa.String(10), default="masked")

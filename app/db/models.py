@@ -54,6 +54,8 @@ class MLModel(db.Model):
     feature_columns: Mapped[list] = mapped_column(JSONType, default=list)
     input_schema: Mapped[list] = mapped_column(JSONType, default=list)
     classes: Mapped[list | None] = mapped_column(JSONType)
+    # Classifiers trained since migration 0015: {class: 101 quantiles of held-out probabilities}; else None.
+    score_quantiles: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
     artifact_path: Mapped[str] = mapped_column(sa.String(500))
     artifact_sha256: Mapped[str] = mapped_column(sa.String(64))
     sklearn_version: Mapped[str] = mapped_column(sa.String(20))

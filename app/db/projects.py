@@ -19,6 +19,8 @@ class Project(db.Model):
     slug: Mapped[str] = mapped_column(sa.String(64))
     name: Mapped[str] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.Text, default="")
+    icon: Mapped[str] = mapped_column(sa.String(64), default="", server_default="")
+    color: Mapped[str | None] = mapped_column(sa.String(7))
     created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

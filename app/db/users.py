@@ -49,6 +49,11 @@ class PersonalAccessToken(db.Model):
     name: Mapped[str] = mapped_column(sa.String(100))
     prefix: Mapped[str] = mapped_column(sa.String(16))
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # The token that minted this one (None: minted from a login session). Revoking a token revokes its descendants,
+    # and a token is refused while any ancestor is missing or expired.
+    parent_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("personal_access_tokens.id", ondelete="CASCADE"), index=True
+    )
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

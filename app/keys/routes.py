@@ -1,11 +1,18 @@
 """Data-API key routes, under their asset."""
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from app.auth.permissions import current_user, login_required
 from app.http import json_body
 from app.keys import service
-from app.keys.schemas import KeyCreatedSchema, KeyCreateSchema, KeyListSchema
+from app.keys.schemas import (
+    KeyCreatedSchema,
+    KeyCreateSchema,
+    KeyListSchema,
+    KeyRotateSchema,
+    KeySchema,
+    KeyUpdateSchema,
+)
 from app.openapi import doc
 from app.publishing.service import get_asset
 
@@ -42,3 +49,28 @@ def revoke_key(asset_id: int, key_id: int):
     asset = get_asset(current_user(), asset_id, "project.edit")
     service.revoke_api_key(asset, key_id)
     return "", 204
+
+
+@bp.patch("/api/publish/assets/<int:asset_id>/api-keys/<int:key_id>")
+@doc("Change a key's mint fields (validated as at minting); effective on the next call on every server, and no "
+     "answer cached under the old settings is served under the new ones", body=KeyUpdateSchema(partial=True),
+     response=KeySchema)  # fmt: skip
+@login_required()
+def update_key(asset_id: int, key_id: int):
+    user = current_user()
+    asset = get_asset(user, asset_id, "project.edit")
+    data = KeyUpdateSchema().load(json_body(), partial=True)
+    return KeySchema().dump(service.update_api_key(user, asset, key_id, data))
+
+
+@bp.post("/api/publish/assets/<int:asset_id>/api-keys/<int:key_id>/rotate")
+@doc("A new secret for the key, returned this once; the old secret keeps working grace_seconds more (0..86400, "
+     "default 0)", body=KeyRotateSchema, response=KeyCreatedSchema)  # fmt: skip
+@login_required()
+def rotate_key(asset_id: int, key_id: int):
+    asset = get_asset(current_user(), asset_id, "project.edit")
+    data = KeyRotateSchema().load(json_body() if request.get_data() else {})
+    key, secret = service.rotate_api_key(asset, key_id, data["grace_seconds"])
+    body = KeyCreatedSchema().dump(key)
+    body["key"] = secret
+    return body

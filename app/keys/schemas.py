@@ -19,6 +19,20 @@ class KeyCreateSchema(Schema):
     row_scope = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=None, allow_none=True)
 
 
+class KeyUpdateSchema(KeyCreateSchema):
+    """PATCH: any mint field, validated by the mint schema itself; load it with `partial=True` so only the fields
+    sent are changed (no defaults filled in)."""
+
+
+class KeyRotateSchema(Schema):
+    grace_seconds = fields.Integer(
+        load_default=0,
+        strict=True,
+        validate=validate.Range(min=0, max=86_400),
+        metadata={"description": "Seconds the old secret keeps working (0..86400)"},
+    )
+
+
 class KeySchema(Schema):
     id = fields.Integer()
     asset_id = fields.Integer()
@@ -34,6 +48,12 @@ class KeySchema(Schema):
     is_active = fields.Boolean()
     revoked_at = fields.DateTime(allow_none=True)
     last_used_at = fields.DateTime(allow_none=True)
+    rotated_at = fields.DateTime(allow_none=True)
+    grace_expires_at = fields.DateTime(
+        attribute="previous_key_expires_at",
+        allow_none=True,
+        metadata={"description": "Until when the secret replaced by a rotation works"},
+    )
     created_at = fields.DateTime()
 
 

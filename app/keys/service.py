@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, bindparam, or_, select, update
 
 from app.db import ApiKey, PublishedAsset, User
 from app.db.columns import utcnow
@@ -79,19 +79,22 @@ def _above_ceiling(field: str, message: str) -> APIError:
     return APIError(403, "permission_denied", f"{field}: {message}", {"fields": {field: [message]}})
 
 
+KEY_POLICY_FIELDS = ("masking_level", "sensitivity_max", "allowed_columns", "allowed_endpoints", "row_scope")
+
+
+def validated_key_settings(user: User, asset: PublishedAsset, data: dict) -> dict:
+    """Every policy field of a key, checked by `check_key_fields` as serving will read them; minting and updating
+    both go through here, so a key can never be updated into a shape it could not have been minted with."""
+    return check_key_fields(user, asset, {field: data.get(field) for field in KEY_POLICY_FIELDS})
+
+
+def _expires_at(expires_days: int | None):
+    return utcnow() + timedelta(days=expires_days) if expires_days else None
+
+
 def mint_api_key(user: User, asset: PublishedAsset, data: dict) -> tuple[ApiKey, str]:
     """A new key for `asset`; returns the row and the secret, which is never stored or shown again."""
-    fields = check_key_fields(
-        user,
-        asset,
-        {
-            "masking_level": data["masking_level"],
-            "allowed_columns": data["allowed_columns"],
-            "sensitivity_max": data["sensitivity_max"],
-            "row_scope": data.get("row_scope"),
-            "allowed_endpoints": data.get("allowed_endpoints"),
-        },
-    )
+    settings = validated_key_settings(user, asset, data)
     minted = generate_api_key()
     key = ApiKey(
         asset_id=asset.id,
@@ -100,17 +103,80 @@ def mint_api_key(user: User, asset: PublishedAsset, data: dict) -> tuple[ApiKey,
         prefix=minted.prefix,
         key_hash=minted.key_hash,
         rate_limit=data["rate_limit"],
-        expires_at=utcnow() + timedelta(days=data["expires_days"]) if data.get("expires_days") else None,
-        masking_level=fields["masking_level"],
-        sensitivity_max=fields["sensitivity_max"],
-        allowed_columns=fields["allowed_columns"],
-        allowed_endpoints=fields["allowed_endpoints"],
-        row_scope=fields["row_scope"],
+        expires_at=_expires_at(data.get("expires_days")),
         created_by=user.id,
+        **settings,
     )
     db.session.add(key)
     db.session.commit()
     return key, minted.key
+
+
+def get_api_key(asset: PublishedAsset, key_id: int) -> ApiKey:
+    key = db.session.get(ApiKey, key_id)
+    if key is None or key.asset_id != asset.id:
+        raise not_found("api key")
+    return key
+
+
+def update_api_key(user: User, asset: PublishedAsset, key_id: int, data: dict) -> ApiKey:
+    """Change any mint field of a key (`data` holds only the fields sent, loaded by the mint schema).
+
+    Serving caches keys per process; the serving generation bumped here makes every server drop them, so the
+    change holds from the next call on every server; cached results are keyed by the policy's fingerprint, so an answer made under the old policy is never
+    served under the new one. `expires_days` counts from now (0 or null: never expires)."""
+    key = get_api_key(asset, key_id)
+    if not key.is_active:
+        raise APIError(409, "conflict", "this API key is revoked; mint a new one")
+    merged = {field: getattr(key, field) for field in KEY_POLICY_FIELDS}
+    merged.update({field: data[field] for field in KEY_POLICY_FIELDS if field in data})
+    if "allowed_endpoints" not in data:
+        # Kept as stored: an endpoint since removed from the service must not block renaming the key.
+        merged["allowed_endpoints"] = None
+    settings = validated_key_settings(user, asset, merged)
+    if "allowed_endpoints" not in data:
+        del settings["allowed_endpoints"]
+    for field, value in settings.items():
+        setattr(key, field, value)
+    if "name" in data:
+        key.name = data["name"]
+    if "rate_limit" in data:
+        key.rate_limit = data["rate_limit"]
+    if "expires_days" in data:
+        key.expires_at = _expires_at(data["expires_days"])
+    db.session.commit()
+    bump_serving_generation()
+    return key
+
+
+MAX_GRACE_SECONDS = 86_400
+
+
+def rotate_api_key(asset: PublishedAsset, key_id: int, grace_seconds: int = 0) -> tuple[ApiKey, str]:
+    """A new secret for the key (returned this once); the old one keeps working `grace_seconds` more (0: stops at
+    once). Rotating again during a grace period ends the older secret's grace at once: one previous secret at most."""
+    if not 0 <= grace_seconds <= MAX_GRACE_SECONDS:
+        raise invalid("grace_seconds", f"must be between 0 and {MAX_GRACE_SECONDS}")
+    key = get_api_key(asset, key_id)
+    if not key.is_active:
+        raise APIError(409, "conflict", "this API key is revoked; mint a new one")
+    minted = generate_api_key()
+    now = utcnow()
+    if grace_seconds:
+        key.previous_key_hash, key.previous_key_expires_at = key.key_hash, now + timedelta(seconds=grace_seconds)
+    else:
+        key.previous_key_hash, key.previous_key_expires_at = None, None
+    key.key_hash, key.prefix, key.rotated_at = minted.key_hash, minted.prefix, now
+    db.session.commit()
+    bump_serving_generation()
+    return key, minted.key
+
+
+def end_rotation_grace(key: ApiKey) -> None:
+    """Stop the previous secret now (what an expired grace period does; operators and tests use it)."""
+    key.previous_key_hash, key.previous_key_expires_at = None, None
+    db.session.commit()
+    bump_serving_generation()
 
 
 def list_api_keys(asset: PublishedAsset) -> list[ApiKey]:
@@ -118,9 +184,7 @@ def list_api_keys(asset: PublishedAsset) -> list[ApiKey]:
 
 
 def revoke_api_key(asset: PublishedAsset, key_id: int) -> None:
-    key = db.session.get(ApiKey, key_id)
-    if key is None or key.asset_id != asset.id:
-        raise not_found("api key")
+    key = get_api_key(asset, key_id)
     key.is_active = False
     key.revoked_at = key.revoked_at or utcnow()
     db.session.commit()
@@ -140,8 +204,8 @@ _KEYS = ApiKey.__table__
 _SERVING_KEY = select(
     _KEYS.c.id, _KEYS.c.asset_id, _KEYS.c.is_active, _KEYS.c.expires_at, _KEYS.c.rate_limit,
     _KEYS.c.allowed_endpoints, _KEYS.c.masking_level, _KEYS.c.allowed_columns, _KEYS.c.sensitivity_max,
-    _KEYS.c.row_scope,
-).where(_KEYS.c.key_hash == bindparam("key_hash"))  # fmt: skip
+    _KEYS.c.row_scope, _KEYS.c.key_hash, _KEYS.c.previous_key_expires_at,
+).where(or_(_KEYS.c.key_hash == bindparam("key_hash"), _KEYS.c.previous_key_hash == bindparam("key_hash")))  # fmt: skip
 
 
 def serving_key_row(key_hash: str) -> Row | None:
@@ -161,8 +225,14 @@ def authenticate_api_key(presented: str | None, lookup: Callable[[str], Row | No
         raise APIError(401, "unauthorized", "missing X-API-Key header")
     if not looks_like_api_key(presented):
         raise APIError(401, "unauthorized", "invalid API key")
-    key = lookup(hash_api_key(presented))
+    presented_hash = hash_api_key(presented)
+    key = lookup(presented_hash)
     if key is None:
+        raise APIError(401, "unauthorized", "invalid API key")
+    if key.key_hash != presented_hash and (
+        key.previous_key_expires_at is None or key.previous_key_expires_at <= utcnow()
+    ):
+        # The secret a rotation replaced, past its grace period.
         raise APIError(401, "unauthorized", "invalid API key")
     if not key.is_active:
         raise APIError(403, "key_revoked", "this API key has been revoked")

@@ -99,3 +99,22 @@ def _encoded_widths(encoder) -> list[int]:
     for out_name in names:
         widths[int(out_name.split("_", 1)[0][1:])] += 1
     return widths
+
+
+QUANTILE_STEPS = 100  # score_quantiles holds the 0th, 1st, ..., 100th percentile of each class's held-out scores
+MAX_QUANTILE_CLASSES = 50
+
+
+def score_quantiles(pipeline: Pipeline, x_test) -> dict[str, list[float]] | None:
+    """{class key: 101 quantiles of the held-out test probabilities of that class}: a compact record of the
+    score distribution, so serving can say where a new probability falls (`probability_percentiles`)."""
+    from app.ml.predictions import class_key
+
+    classes = pipeline.classes_
+    if len(classes) > MAX_QUANTILE_CLASSES or len(x_test) == 0:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proba = pipeline.predict_proba(x_test)
+    steps = np.linspace(0, 1, QUANTILE_STEPS + 1)
+    return {class_key(c): [round(float(q), 6) for q in np.quantile(proba[:, i], steps)] for i, c in enumerate(classes)}

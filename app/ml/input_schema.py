@@ -11,6 +11,8 @@ from app.errors import invalid
 FEATURE_TYPES = ("integer", "float", "boolean", "text", "date", "timestamp")
 NUMERIC_FEATURE_TYPES = ("integer", "float", "date", "timestamp")  # fed to the model as numbers
 CATEGORICAL_FEATURE_TYPES = ("boolean", "text")  # one-hot encoded
+EXPLAIN_METHODS = ("shapley",)  # explanations computed by app/ml/explanations.py on a worker
+MAX_EXACT_FEATURES = 12  # exact Shapley values cost 2^features model evaluations per row
 MAX_LISTED_CATEGORIES = 1000  # above this `categories` is None: the list would be noise, not documentation
 _EXPECTED = {
     "integer": "expected an integer",
@@ -83,15 +85,16 @@ def as_bool(value: Any) -> bool | None:
     return None
 
 
-def parse_predict_body(body: Any) -> tuple[list, bool]:
+def parse_predict_body(body: Any, extra: tuple[str, ...] = ()) -> tuple[list, bool]:
     """`{"features": {...}}` -> ([row], True); `{"rows": [...]}` -> (rows, False); anything else is a 422.
 
-    A `dry` flag (sent by the endpoint test route) is tolerated; any other key is refused so typos show.
+    A `dry` flag (sent by the endpoint test route) and the `extra` keys the caller reads itself (context,
+    explanations) are tolerated; any other key is refused so typos show.
     """
     if not isinstance(body, dict) or ("features" not in body and "rows" not in body):
         raise invalid("features", 'the body must be {"features": {...}} or {"rows": [{...}, ...]}')
     for key in body:
-        if key not in ("features", "rows", "dry"):
+        if key not in ("features", "rows", "dry", *extra):
             raise invalid(key, 'unknown field; send {"features": {...}} or {"rows": [{...}, ...]}')
     if "features" in body and "rows" in body:
         raise invalid("rows", "send either features or rows, not both")
@@ -148,23 +151,20 @@ def validate_rows(
     *,
     single: bool = False,
     allow_missing: bool = False,
+    start: int = 0,
 ) -> list[dict]:
     """Check prediction rows against the model's input schema; return them normalised, in schema order.
 
     Errors are 422 naming the place: `features.tenure: missing` (single) or `rows[3].plan: expected text`.
     Every feature must be present; null is accepted for a nullable feature and imputed by the pipeline. With
     `allow_missing=True` an absent feature is treated as null instead (for clients that send partial rows).
+    `start` is the index of the first row in the request (when rows are checked one by one).
     """
-    if not isinstance(rows, list):
-        raise invalid("rows", "must be a list of objects of feature values")
-    if not rows:
-        raise invalid("rows", "must hold at least one row")
-    if len(rows) > max_rows:
-        raise invalid("rows", f"at most {max_rows} rows per request (got {len(rows)})")
+    check_batch(rows, max_rows)
     known = {f["name"]: f for f in schema}
     out = []
     for i, row in enumerate(rows):
-        where = "features" if single else f"rows[{i}]"
+        where = "features" if single else f"rows[{start + i}]"
         if not isinstance(row, dict):
             raise invalid(where, "must be an object of feature values")
         for key in row:
@@ -188,3 +188,13 @@ def validate_rows(
             clean[name] = normalised
         out.append(clean)
     return out
+
+
+def check_batch(rows: Any, max_rows: int) -> None:
+    """A 422 naming `rows` unless it is a list of 1 to `max_rows` items."""
+    if not isinstance(rows, list):
+        raise invalid("rows", "must be a list of objects of feature values")
+    if not rows:
+        raise invalid("rows", "must hold at least one row")
+    if len(rows) > max_rows:
+        raise invalid("rows", f"at most {max_rows} rows per request (got {len(rows)})")

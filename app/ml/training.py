@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from app.errors import invalid
-from app.ml.evaluation import classification_metrics, feature_importance, regression_metrics
+from app.ml.evaluation import classification_metrics, feature_importance, regression_metrics, score_quantiles
 from app.ml.feature_selection import select_features
 from app.ml.frames import json_safe, model_frame
 from app.ml.input_schema import CATEGORICAL_FEATURE_TYPES, as_bool, build_input_schema, infer_feature_type
@@ -62,6 +62,7 @@ class TrainedModel:
     n_test: int
     excluded_columns: dict[str, str] = field(default_factory=dict)  # automatic selection: column -> why left out
     dropped_missing_target: int = 0
+    score_quantiles: dict | None = None  # classifiers: {class: 101 quantiles of held-out probabilities}
 
 
 def build_estimator(task_type: str, algorithm: str, hyperparams: dict[str, Any], random_state: int | None):
@@ -151,9 +152,10 @@ def train_model(df: pd.DataFrame, config: TrainingConfig, random_state: int | No
     if config.task_type == "classification":
         metrics = classification_metrics(pipeline, x_test, y_test)
         classes = [json_safe(c) for c in pipeline.classes_]
+        quantiles = score_quantiles(pipeline, x_test)
     else:
         metrics = regression_metrics(pipeline, x_test, y_test)
-        classes = None
+        classes = quantiles = None
     numeric = [f["name"] for f in schema if f["type"] not in CATEGORICAL_FEATURE_TYPES]
     categorical = [f["name"] for f in schema if f["type"] in CATEGORICAL_FEATURE_TYPES]
     return TrainedModel(
@@ -167,6 +169,7 @@ def train_model(df: pd.DataFrame, config: TrainingConfig, random_state: int | No
         n_test=len(x_test),
         excluded_columns=excluded,
         dropped_missing_target=dropped,
+        score_quantiles=quantiles,
     )
 
 

@@ -156,6 +156,7 @@ def _register(project: Project, recipe: Recipe, cfg: TrainingConfig, trained, st
             feature_columns=list(trained.feature_columns),
             input_schema=trained.input_schema,
             classes=trained.classes,
+            score_quantiles=trained.score_quantiles,
             artifact_path=stored.path,
             artifact_sha256=stored.sha256,
             sklearn_version=stored.sklearn_version,

@@ -10,10 +10,21 @@ from app.errors import APIError, not_found
 from app.extensions import db
 
 
-def create_project(org_id: int, name: str, slug: str, description: str = "", created_by: int | None = None) -> Project:
+def create_project(
+    org_id: int,
+    name: str,
+    slug: str,
+    description: str = "",
+    created_by: int | None = None,
+    icon: str = "",
+    color: str | None = None,
+) -> Project:
     if db.session.scalar(select(Project).where(Project.org_id == org_id, Project.slug == slug)):
         raise APIError(409, "conflict", f"a project with slug {slug!r} already exists", {"fields": {"slug": ["taken"]}})
-    project = Project(org_id=org_id, name=name, slug=slug, description=description, created_by=created_by)
+    project = Project(
+        org_id=org_id, name=name, slug=slug, description=description, created_by=created_by, icon=icon or "",
+        color=color or None,
+    )  # fmt: skip
     db.session.add(project)
     db.session.commit()
     return project

@@ -200,6 +200,28 @@ def revoke_key(asset_key, key_id):
     click.echo(f"revoked key {key_id}")
 
 
+@services_cli.command("delete")
+@click.argument("asset_key")
+@click.option("--force", is_flag=True, help="Delete even while published (needs an org admin).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@user_option
+def delete_service(asset_key, force, yes, email):
+    """Delete ASSET_KEY with its versions and keys; its audit log stays readable by org admins.
+
+    \b
+    Example:  flask services delete sales-serving --force --yes
+    """
+    from app.publishing.service import delete_asset
+
+    asset = _asset(asset_key)
+    if not yes:
+        click.confirm(f"Delete {asset.asset_type} {asset_key!r} with its versions and keys?", abort=True)
+    tombstone = _run(lambda: delete_asset(_actor(asset, email), asset, force=force))
+    click.echo(f"deleted {asset_key} (id {tombstone.id}); its audit log stays at /api/api-services/{tombstone.id}/logs")
+
+
 def register_publishing_cli(app: Flask) -> None:
+    from app.keys import cli as _keys_cli  # noqa: F401 - adds `flask keys update|rotate` to keys_cli
+
     app.cli.add_command(services_cli)
     app.cli.add_command(keys_cli)

@@ -13,6 +13,8 @@ from app.publishing.schemas import (
     AssetListSchema,
     AssetSchema,
     AssetUpdateSchema,
+    DeleteAssetQuerySchema,
+    DeletedAssetListSchema,
     DiffSchema,
     PublishResultSchema,
     PublishSchema,
@@ -67,8 +69,30 @@ def update_asset(asset_id: int):
     return _detail(service.update_asset(user, asset, data))
 
 
+@bp.delete("/api/publish/assets/<int:asset_id>")
+@doc("Delete the asset with its versions and keys; 409 while published unless force=true (org admin). Its audit "
+     "log stays readable by org admins at /api/api-services/{id}/logs", status=204,
+     query={"force": "true deletes a published asset (org admin)"})  # fmt: skip
+@login_required()
+def delete_asset(asset_id: int):
+    user = current_user()
+    asset = service.get_asset(user, asset_id, "project.edit")
+    args = DeleteAssetQuerySchema().load(request.args.to_dict())
+    service.delete_asset(user, asset, force=args["force"])
+    return "", 204
+
+
+@bp.get("/api/publish/deleted-assets")
+@doc("Deleted assets of the organization, newest first (org admin): their audit logs stay readable",
+     response=DeletedAssetListSchema)  # fmt: skip
+@login_required("org.admin")
+def list_deleted_assets():
+    return DeletedAssetListSchema().dump({"items": service.list_deleted_assets(current_user())})
+
+
 @bp.post("/api/publish/assets/<int:asset_id>/publish")
-@doc("Publish the draft as a new immutable version", body=PublishSchema, response=PublishResultSchema)
+@doc("Publish the draft as a new immutable version; a worker then indexes the warehouse columns its lookups and "
+     "eq filters match on (GET /api/datasets/{name} lists them)", body=PublishSchema, response=PublishResultSchema)  # fmt: skip
 @login_required()
 def publish(asset_id: int):
     user = current_user()

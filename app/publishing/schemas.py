@@ -1,14 +1,58 @@
 """Bodies of the publishing area: assets, versions, publish results and diffs."""
 
-from marshmallow import Schema, fields, validate
+import json
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from app.db.assets import ASSET_TYPES
 from app.db.columns import MAX_ID
+from app.db.users import ROLES
 
 ASSET_KEY = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,99}$", error="lower-case letters, digits, _ and -, at most 100")
+MAX_THEME_BYTES = 16 * 1024
 
 
-class AssetCreateSchema(Schema):
+def _theme_size(theme: dict) -> None:
+    if len(json.dumps(theme, separators=(",", ":")).encode("utf-8")) > MAX_THEME_BYTES:
+        raise ValidationError(f"at most {MAX_THEME_BYTES // 1024} KB of JSON")
+
+
+def _known_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValidationError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+
+
+class _Presentation(Schema):
+    """How the asset shows in lists and the console, and which org roles see it there; never a serving rule."""
+
+    theme = fields.Dict(
+        keys=fields.String(),
+        validate=_theme_size,
+        metadata={"description": "Any JSON object (at most 16 KB) your clients use to draw the asset"},
+    )
+    icon = fields.String(validate=validate.Length(max=200), metadata={"description": "An icon name, e.g. chart-line"})
+    sort_order = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=-1_000_000, max=1_000_000),
+        metadata={"description": "Lists are ordered by sort_order, then title"},
+    )
+    is_public = fields.Boolean(
+        metadata={
+            "description": "A flag for your clients' catalogues: it never lifts the "
+            "key requirement, serving always needs an X-API-Key"
+        }
+    )
+    roles = fields.List(
+        fields.String(validate=_known_role),
+        validate=validate.Length(max=len(ROLES)),
+        metadata={
+            "description": "Org roles (admin, designer, analyst, viewer) that see the asset in "
+            "lists and the console; empty = every role; admins always see it"
+        },
+    )
+
+
+class AssetCreateSchema(_Presentation):
     asset_type = fields.String(required=True, validate=validate.OneOf(ASSET_TYPES))
     asset_key = fields.String(required=True, validate=ASSET_KEY)
     title = fields.String(required=True, validate=validate.Length(min=1, max=200))
@@ -16,7 +60,7 @@ class AssetCreateSchema(Schema):
     config = fields.Dict(required=True)
 
 
-class AssetUpdateSchema(Schema):
+class AssetUpdateSchema(_Presentation):
     title = fields.String(validate=validate.Length(min=1, max=200))
     description = fields.String(validate=validate.Length(max=5000))
     config = fields.Dict()
@@ -45,6 +89,11 @@ class AssetSchema(Schema):
     config = fields.Dict()
     project_id = fields.Integer(allow_none=True, dump_only=True)
     published_version = fields.Integer(allow_none=True, dump_only=True)
+    theme = fields.Dict()
+    icon = fields.String()
+    sort_order = fields.Integer()
+    is_public = fields.Boolean()
+    roles = fields.List(fields.String())
     created_at = fields.DateTime(dump_only=True)
     updated_at = fields.DateTime(dump_only=True)
 
@@ -67,6 +116,25 @@ class PublishResultSchema(Schema):
     ok = fields.Boolean()
     status = fields.String()
     version = fields.Integer()
+
+
+class DeleteAssetQuerySchema(Schema):  # `?force=true`: delete a published asset (org admin)
+    force = fields.Boolean(load_default=False)
+
+
+class DeletedAssetSchema(Schema):
+    id = fields.Integer()
+    asset_key = fields.String()
+    asset_type = fields.String()
+    title = fields.String()
+    project_id = fields.Integer(allow_none=True)
+    last_version = fields.Integer(allow_none=True)
+    deleted_by = fields.String()
+    deleted_at = fields.DateTime()
+
+
+class DeletedAssetListSchema(Schema):
+    items = fields.List(fields.Nested(DeletedAssetSchema))
 
 
 class DiffEntrySchema(Schema):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
-from app.auth.permissions import require_permission
-from app.db import AssetVersion, Project, PublishedAsset, User
+from app.auth.permissions import has_permission, require_permission
+from app.datasets.indexing import queue_index_build
+from app.db import ApiKey, AssetVersion, DeletedAsset, Project, PublishedAsset, User
 from app.errors import APIError, invalid, not_found
 from app.extensions import db
 from app.publishing.diff import diff_documents
@@ -16,24 +17,37 @@ from app.serving.asset_config import validate_asset_config
 log = logging.getLogger(__name__)
 
 
+PRESENTATION_FIELDS = ("theme", "icon", "sort_order", "is_public", "roles")
+
+
+def visible_to(user: User, asset: PublishedAsset) -> bool:
+    """Whether the asset shows for the user: `roles` empty means every role; org admins always see every asset."""
+    return not asset.roles or user.role in asset.roles or has_permission(user, "org.admin")
+
+
 def get_asset(user: User, asset_id: int, permission: str = "project.view") -> PublishedAsset:
-    """An asset of the caller's organization (404 otherwise) that the caller may `permission`."""
+    """An asset of the caller's organization that the caller's role sees (404 otherwise) and may `permission`."""
     asset = db.session.get(PublishedAsset, asset_id)
-    if asset is None or asset.org_id != user.org_id:
+    if asset is None or asset.org_id != user.org_id or not visible_to(user, asset):
         raise not_found("asset")
     require_permission(user, permission)
     return asset
 
 
 def list_assets(user: User, asset_type: str | None, status: str | None, project_id: int | None) -> list[PublishedAsset]:
-    stmt = select(PublishedAsset).where(PublishedAsset.org_id == user.org_id).order_by(PublishedAsset.id)
+    """The organization's assets the user's role sees, ordered by sort_order, then title."""
+    stmt = (
+        select(PublishedAsset)
+        .where(PublishedAsset.org_id == user.org_id)
+        .order_by(PublishedAsset.sort_order, PublishedAsset.title, PublishedAsset.id)
+    )
     if asset_type:
         stmt = stmt.where(PublishedAsset.asset_type == asset_type)
     if status:
         stmt = stmt.where(PublishedAsset.status == status)
     if project_id is not None:
         stmt = stmt.where(PublishedAsset.project_id == project_id)
-    return list(db.session.scalars(stmt))
+    return [asset for asset in db.session.scalars(stmt) if visible_to(user, asset)]
 
 
 def create_asset(user: User, project: Project | None, data: dict) -> PublishedAsset:
@@ -45,6 +59,7 @@ def create_asset(user: User, project: Project | None, data: dict) -> PublishedAs
                        {"fields": {"asset_key": ["already taken"]}})  # fmt: skip
     config = validate_asset_config(data["asset_type"], data["config"], user, project, previous=None)
     asset = PublishedAsset(
+        id=_unused_asset_id(),
         org_id=user.org_id,
         project_id=project.id if project else None,
         asset_type=data["asset_type"],
@@ -54,10 +69,31 @@ def create_asset(user: User, project: Project | None, data: dict) -> PublishedAs
         config=config,
         status="draft",
         created_by=user.id,
+        theme=data.get("theme") or {},
+        icon=data.get("icon") or "",
+        sort_order=data.get("sort_order") or 0,
+        is_public=bool(data.get("is_public")),
+        roles=_roles(data.get("roles")),
     )
     db.session.add(asset)
     db.session.commit()
     return asset
+
+
+def _roles(roles: list[str] | None) -> list[str]:
+    return list(dict.fromkeys(roles or []))
+
+
+def _unused_asset_id() -> int | None:
+    """None (the database numbers it) except on SQLite, which hands a deleted row's id out again: there the id goes
+    past every deleted asset's, so a new asset never inherits a deleted one's audit log."""
+    if db.session.get_bind().dialect.name != "sqlite":
+        return None
+    last_deleted = db.session.scalar(select(func.max(DeletedAsset.id)))
+    last_live = db.session.scalar(select(func.max(PublishedAsset.id)))
+    if last_deleted is None or (last_live or 0) > last_deleted:
+        return None
+    return last_deleted + 1
 
 
 def _project_of(asset: PublishedAsset) -> Project | None:
@@ -75,9 +111,11 @@ def update_asset(user: User, asset: PublishedAsset, data: dict) -> PublishedAsse
     """Edit the draft; what is served stays the published version until the next publish."""
     if "config" in data:
         asset.config = validate_asset_config(asset.asset_type, data["config"], user, _project_of(asset), asset.config)
-    for field in ("title", "description"):
+    for field in ("title", "description", "theme", "icon", "sort_order", "is_public"):
         if field in data:
             setattr(asset, field, data[field])
+    if "roles" in data:
+        asset.roles = _roles(data["roles"])
     if data.get("change_note"):
         asset.draft_note = data["change_note"]
     db.session.commit()
@@ -105,6 +143,7 @@ def _snapshot(user: User, asset: PublishedAsset, config: dict, title: str, descr
     asset.draft_note = ""
     db.session.commit()
     _invalidate_cache(asset.id)
+    queue_index_build(asset)
     return version.version
 
 
@@ -167,6 +206,61 @@ def diff_versions(asset: PublishedAsset, a: int, b: int) -> dict:
         {k: v for k, v in left.items() if k != "version"}, {k: v for k, v in right.items() if k != "version"}
     )
     return {"left": left, "right": right, "diff": changes}
+
+
+def delete_asset(user: User, asset: PublishedAsset, force: bool = False) -> DeletedAsset:
+    """Delete the asset with its versions and keys in one transaction. A published asset is a 409 unless `force`,
+    which needs org.admin. The audit rows stay (they are kept by asset id and org, without a foreign key), and a
+    DeletedAsset row records the deletion so org admins can still find and read that log."""
+    if asset.status == "published":
+        if not force:
+            raise APIError(409, "conflict", f"asset {asset.asset_key!r} is published: unpublish it first, or delete "
+                           "with force=true (org admin)")  # fmt: skip
+        require_permission(user, "org.admin")
+    tombstone = DeletedAsset(
+        id=asset.id,
+        org_id=asset.org_id,
+        project_id=asset.project_id,
+        asset_type=asset.asset_type,
+        asset_key=asset.asset_key,
+        title=asset.title,
+        last_version=db.session.scalar(select(func.max(AssetVersion.version)).where(AssetVersion.asset_id == asset.id)),
+        deleted_by=user.username,
+    )
+    try:
+        db.session.execute(delete(ApiKey).where(ApiKey.asset_id == asset.id))
+        db.session.execute(delete(AssetVersion).where(AssetVersion.asset_id == asset.id))
+        db.session.delete(asset)
+        db.session.add(tombstone)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    _invalidate_cache(tombstone.id)
+    log.info("asset %s (%s) deleted by %s", tombstone.id, tombstone.asset_key, user.username)
+    return tombstone
+
+
+def deleted_asset(user: User, asset_id: int) -> DeletedAsset:
+    """A deleted asset of the caller's organization, for org admins (its audit log); 404 otherwise."""
+    row = db.session.get(DeletedAsset, asset_id)
+    if row is None or row.org_id != user.org_id:
+        raise not_found("asset")
+    require_permission(user, "org.admin")
+    return row
+
+
+def asset_for_logs(user: User, asset_id: int) -> PublishedAsset | DeletedAsset:
+    """Whose audit log to read: a live asset the caller may view, or (for org admins) a deleted asset of their org."""
+    if db.session.get(PublishedAsset, asset_id) is not None:
+        return get_asset(user, asset_id, "project.view")
+    return deleted_asset(user, asset_id)
+
+
+def list_deleted_assets(user: User) -> list[DeletedAsset]:
+    require_permission(user, "org.admin")
+    stmt = select(DeletedAsset).where(DeletedAsset.org_id == user.org_id).order_by(DeletedAsset.deleted_at.desc())
+    return list(db.session.scalars(stmt))
 
 
 def _invalidate_cache(asset_id: int) -> None:

@@ -158,7 +158,8 @@ def build_args(
         # Root keeps every capability in bwrap by default: keep only what the bootstrap needs to leave uid 0.
         args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     args += _filesystem_args(executable, prefix, child_fd)
-    args += ["--dir", "/tmp", "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/"]
+    # /dev is a tmpfs of its own without a size limit (and /dev/shm a directory of it): read-only, as the root is.
+    args += ["--dir", "/tmp", "--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", "--remount-ro", "/"]
     args += ["--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/", "--clearenv"]
     for name, value in CHILD_ENV.items():
         args += ["--setenv", name, value]

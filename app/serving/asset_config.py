@@ -145,20 +145,116 @@ def _lookup_field(field: str, path: str) -> str:
 
 
 def _model(endpoint, field, user, project, catalog, _old) -> dict:
-    _only(endpoint, field, {"id", "kind", "model_id", "description"})
+    _only(endpoint, field, {"id", "kind", "model_id", "description", "enrichments", "return_enriched", "on_bad_row",
+                            "explanations"})  # fmt: skip
     model_id = endpoint.get("model_id")
     if not isinstance(model_id, int) or isinstance(model_id, bool):
         raise invalid(f"{field}.model_id", "required: the id of a trained model")
-    found = project is not None and project.id == _model_project(model_id)
-    if not found:
+    model = _model_row(model_id)
+    if project is None or model is None or model.project_id != project.id:
         raise invalid(f"{field}.model_id", f"model {model_id} is not a model of this project")
-    return endpoint
+    normal = dict(endpoint)
+    for name in ("return_enriched",):
+        if name in endpoint and not isinstance(endpoint[name], bool):
+            raise invalid(f"{field}.{name}", "expected true or false")
+    if "on_bad_row" in endpoint and endpoint["on_bad_row"] not in ON_BAD_ROW:
+        raise invalid(f"{field}.on_bad_row", f"one of {', '.join(ON_BAD_ROW)}")
+    if endpoint.get("explanations") is not None:
+        _explanations_default(endpoint["explanations"], f"{field}.explanations", model)
+    if "enrichments" in endpoint:
+        normal["enrichments"] = _enrichments(endpoint["enrichments"], f"{field}.enrichments", model, catalog)
+    return normal
 
 
-def _model_project(model_id: int) -> int | None:
+def _model_row(model_id: int):
     from app.extensions import db
 
-    return db.session.scalar(select(MLModel.project_id).where(MLModel.id == model_id))
+    return db.session.execute(select(MLModel.project_id, MLModel.input_schema).where(MLModel.id == model_id)).first()
+
+
+def _explanations_default(value, field: str, model) -> None:
+    """The endpoint's default explanations (a request's own `explanations` replaces it)."""
+    from app.ml.input_schema import EXPLAIN_METHODS, MAX_EXACT_FEATURES
+
+    if not isinstance(value, dict) or set(value) - {"method", "top_n"}:
+        raise invalid(field, 'expected {"method": "shapley", "top_n": 3}')
+    if value.get("method", "shapley") not in EXPLAIN_METHODS:
+        raise invalid(f"{field}.method", f"one of {', '.join(EXPLAIN_METHODS)}")
+    if len(model.input_schema or []) > MAX_EXACT_FEATURES:
+        raise invalid(f"{field}.method", f"exact Shapley values need a model of at most {MAX_EXACT_FEATURES} features")
+    top_n = value.get("top_n", 3)
+    if not isinstance(top_n, int) or isinstance(top_n, bool) or not 1 <= top_n <= MAX_EXACT_FEATURES:
+        raise invalid(f"{field}.top_n", f"an integer from 1 to {MAX_EXACT_FEATURES}")
+
+
+ON_BAD_ROW = ("error", "ignore")
+ENRICH_POLICIES = {"missing_key": ("error", "ignore", "null"), "not_found": ("error", "ignore", "null"),
+                   "multiple_matches": ("error", "first")}  # fmt: skip
+MAX_ENRICHMENTS = 10
+
+
+def enrich_types_fit(source: str, target: str) -> bool:
+    """Whether a warehouse column of logical type `source` may feed (or match) a feature of type `target`."""
+    return source == target or (source, target) in {("integer", "float"), ("float", "integer")}
+
+
+def _enrichments(value, field: str, model, catalog: Catalog) -> list[dict]:
+    """`[{dataset, on: [{feature, column}], columns: {column: feature}, missing_key, not_found, multiple_matches,
+    override}]` checked against the project's catalog and the model's input schema; defaults filled."""
+    if not isinstance(value, list):
+        raise invalid(field, "expected a list of enrichments")
+    if len(value) > MAX_ENRICHMENTS:
+        raise invalid(field, f"at most {MAX_ENRICHMENTS} enrichments")
+    features = {f["name"]: f["type"] for f in model.input_schema or []}
+    out = []
+    for j, enrichment in enumerate(value):
+        where = f"{field}[{j}]"
+        if not isinstance(enrichment, dict):
+            raise invalid(where, "expected {dataset, on, columns}")
+        unknown = sorted(set(enrichment) - {"dataset", "on", "columns", "override", *ENRICH_POLICIES})
+        if unknown:
+            raise invalid(f"{where}.{unknown[0]}", "unknown field for an enrichment")
+        dataset = catalog.dataset(enrichment.get("dataset"), f"{where}.dataset")
+        columns = {c["name"]: c["type"] for c in dataset.columns or []}
+        on = enrichment.get("on")
+        if not isinstance(on, list) or not on or len(on) > 4:
+            raise invalid(f"{where}.on", "a list of 1 to 4 {feature, column} pairs")
+        for k, pair in enumerate(on):
+            _enrich_pair(pair, f"{where}.on[{k}]", features, columns, matching=True)
+        mapped = enrichment.get("columns")
+        if not isinstance(mapped, dict) or not mapped:
+            raise invalid(f"{where}.columns", "an object {column: feature} of at least one column")
+        targets: set[str] = set()
+        for column, feature in mapped.items():
+            _enrich_pair({"column": column, "feature": feature}, f"{where}.columns.{column}", features, columns)
+            if feature in targets:
+                raise invalid(f"{where}.columns.{column}", f"feature {feature!r} is mapped twice")
+            targets.add(feature)
+        normal = {"dataset": enrichment["dataset"], "on": [dict(p) for p in on], "columns": dict(mapped),
+                  "override": enrichment.get("override", False)}  # fmt: skip
+        if not isinstance(normal["override"], bool):
+            raise invalid(f"{where}.override", "expected true or false")
+        for name, allowed in ENRICH_POLICIES.items():
+            normal[name] = enrichment.get(name, "error")
+            if normal[name] not in allowed:
+                raise invalid(f"{where}.{name}", f"one of {', '.join(allowed)}")
+        out.append(normal)
+    return out
+
+
+def _enrich_pair(pair, where: str, features: dict, columns: dict, matching: bool = False) -> None:
+    if not isinstance(pair, dict) or set(pair) != {"feature", "column"}:
+        raise invalid(where, "expected {feature, column}")
+    column, feature = pair["column"], pair["feature"]
+    if not isinstance(column, str) or column not in columns:
+        raise invalid(f"{where}.column" if matching else where, f"{column!r} is not a column of the dataset")
+    # A key feature may be any value the caller sends; a looked-up value must be one the model takes.
+    if not isinstance(feature, str) or (not matching and feature not in features):
+        raise invalid(f"{where}.feature" if matching else where, f"{feature!r} is not a feature of the model")
+    ftype = features.get(feature, columns[column])
+    if not enrich_types_fit(columns[column], ftype):
+        raise invalid(f"{where}.feature" if matching else where,
+                      f"column {column} ({columns[column]}) does not fit feature {feature} ({ftype})")  # fmt: skip
 
 
 def _function(endpoint, field, user, project, catalog, old_handlers) -> dict:

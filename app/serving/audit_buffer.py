@@ -28,10 +28,11 @@ def audit_entry(
     model_id: int | None = None,
     error_code: str | None = None,
     ts: datetime | None = None,
+    context: dict | None = None,
 ) -> dict:
     """One audit record with every field the persisting task expects; `ts` defaults to now (ISO 8601 UTC)."""
     when = (ts or datetime.now(UTC)).astimezone(UTC)
-    return {
+    entry = {
         "ts": when.isoformat().replace("+00:00", "Z"),
         "asset_id": asset_id,
         "endpoint_id": endpoint_id,
@@ -44,6 +45,9 @@ def audit_entry(
         "method": method,
         "error_code": error_code,
     }
+    if context is not None:
+        entry["context"] = context  # a model call's caller context (at most 4 KB)
+    return entry
 
 
 class AuditBuffer:

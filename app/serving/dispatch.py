@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -9,9 +10,17 @@ from sqlalchemy import Row, bindparam, select
 
 from app.datasets.catalog import Catalog
 from app.db import MLModel, Project
-from app.errors import APIError, not_found
+from app.errors import APIError, invalid, not_found
 from app.extensions import db, warehouse
-from app.ml.input_schema import parse_predict_body, validate_rows
+from app.ml.input_schema import (
+    EXPLAIN_METHODS,
+    MAX_EXACT_FEATURES,
+    check_batch,
+    parse_predict_body,
+    validate_rows,
+)
+from app.ml.percentiles import percentile_of
+from app.query.coercion import CoercionError, coerce_text
 from app.query.compiler import plan_tables, query_param_names
 from app.query.executor import run_query
 from app.query.plan import ResolvedQuery
@@ -20,6 +29,7 @@ from app.query.validation import resolve_query_config
 from app.serving.asset_config import KIND_METHODS, lookup_as_query
 from app.serving.batching import group_scorer
 from app.serving.cache import result_cache
+from app.serving.enrichment import enrich_rows
 from app.serving.state import memo
 from app.serving.workers import call_worker
 
@@ -41,11 +51,16 @@ class Call:
     body: object
 
 
+# A model endpoint also answers GET for one row (features as query params), for clients that can only do GET.
+EXTRA_METHODS = {"model": ("GET",)}
+
+
 def check_method(endpoint: dict, method: str) -> None:
     expected = KIND_METHODS[endpoint["kind"]]
-    if method != expected:
+    allowed = (expected, *EXTRA_METHODS.get(endpoint["kind"], ()))
+    if method not in allowed:
         raise APIError(405, "method_not_allowed", f"endpoint {endpoint['id']!r} ({endpoint['kind']}) is called with {expected}",
-                       headers={"Allow": expected})  # fmt: skip
+                       headers={"Allow": ", ".join(allowed)})  # fmt: skip
 
 
 def run_endpoint(
@@ -71,7 +86,8 @@ def run_endpoint(
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
         return outcome
     if kind == "model":
-        return _run_model(endpoint, call.body, project_id)
+        body = call.body if call.method == "POST" else {"features": dict(call.params)}
+        return _run_model(endpoint, body, project_id, policy, org_id, from_query=call.method == "GET")
     return _run_function(endpoint, call.body, org_id, cache_scope)
 
 
@@ -139,7 +155,7 @@ _MODELS = MLModel.__table__
 # Read on every model call: the fields scoring needs, one statement built once, no ORM entity to load.
 _SCORING_MODEL = select(
     _MODELS.c.id, _MODELS.c.project_id, _MODELS.c.artifact_path, _MODELS.c.artifact_sha256, _MODELS.c.sklearn_version,
-    _MODELS.c.input_schema,
+    _MODELS.c.input_schema, _MODELS.c.score_quantiles,
 ).where(_MODELS.c.id == bindparam("model_id"))  # fmt: skip
 
 
@@ -177,16 +193,85 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
     return scorer.score((model.id, model.artifact_sha256), rows, send, 2 * timeout)
 
 
-def _run_model(endpoint: dict, body: object, project_id: int | None) -> Outcome:
+def _run_model(endpoint: dict, body: object, project_id: int | None, policy: KeyPolicy, org_id: int,
+               from_query: bool = False) -> Outcome:  # fmt: skip
     model = memo(
         "model", (endpoint["model_id"], project_id), lambda: model_for_endpoint(endpoint["model_id"], project_id)
     )
-    rows, single = parse_predict_body(body)
-    rows = validate_rows(model.input_schema, rows, current_app.config["PREDICT_MAX_ROWS"], single=single)
-    scored = score_with_worker(model, rows)
+    rows, single = parse_predict_body(body, ("context", "explanations"))
+    if from_query:
+        rows = [query_features(model.input_schema, rows[0])]
+    max_rows = current_app.config["PREDICT_MAX_ROWS"]
+    check_batch(rows, max_rows)
+    explain = explanation_request(body, endpoint, model, len(rows))
+    enrichments, ignore_bad = endpoint.get("enrichments"), endpoint.get("on_bad_row") == "ignore"
+    if not enrichments and not ignore_bad:
+        rows = validate_rows(model.input_schema, rows, max_rows, single=single)
+        scored = score_with_worker(model, rows)
+        if explain:
+            scored["explanations"] = explain_with_worker(model, rows, explain["top_n"])
+        return _model_outcome(model, scored, None)
+    ignored: dict[int, str] = {}
+    shown = None
+    if enrichments:
+        project = db.session.get(Project, project_id) if project_id else None
+        features = {f["name"] for f in model.input_schema}
+        enriched = enrich_rows(enrichments, rows, policy, org_id, project, single, features)
+        rows, ignored, shown = enriched.rows, enriched.ignored, enriched.shown
+    clean: dict[int, dict] = {}
+    for i, row in enumerate(rows):
+        if i in ignored:
+            continue
+        try:
+            [clean[i]] = validate_rows(model.input_schema, [row], max_rows, single=single, start=i)
+        except APIError as err:
+            if not ignore_bad or err.status != 422:
+                raise
+            ignored[i] = err.message
+    live = sorted(clean)
+    scored = score_with_worker(model, [clean[i] for i in live]) if live else {"predictions": [], "probabilities": None}
+    explained = explain_with_worker(model, [clean[i] for i in live], explain["top_n"]) if explain and live else None
+    per_row: dict[int, tuple] = {}
+    probabilities = scored.get("probabilities")
+    for n, i in enumerate(live):
+        per_row[i] = (scored["predictions"][n], probabilities[n] if probabilities is not None else None,
+                      explained[n] if explained else None)  # fmt: skip
+    predictions, probs, echo, explanations = [], [], [], []
+    for i in range(len(rows)):
+        if i in ignored:
+            predictions.append({"ignored": True, "reason": ignored[i]})
+            probs.append(None)
+            echo.append(None)
+            explanations.append(None)
+        else:
+            predictions.append(per_row[i][0])
+            probs.append(per_row[i][1])
+            explanations.append(per_row[i][2])
+            echo.append({**clean[i], **(shown[i] if shown else {})})
+    # When every row is ignored no probabilities were computed; the field is then left out.
+    merged = {"predictions": predictions, "probabilities": probs if probabilities is not None else None}
+    if explain:
+        merged["explanations"] = explanations
+    return _model_outcome(model, merged, echo if endpoint.get("return_enriched") else None)
+
+
+def _model_outcome(model: Row, scored: dict, enriched: list | None) -> Outcome:
     result = {"predictions": scored["predictions"], "model_id": model.id, "count": len(scored["predictions"])}
     if scored.get("probabilities") is not None:
         result["probabilities"] = scored["probabilities"]
+        if model.score_quantiles:
+            # Where each probability falls among the held-out test scores (models trained before: left out).
+            result["probability_percentiles"] = [
+                None if row is None else {
+                    cls: percentile_of(model.score_quantiles[cls], p) for cls, p in row.items()
+                    if cls in model.score_quantiles
+                }
+                for row in scored["probabilities"]
+            ]  # fmt: skip
+    if "explanations" in scored:
+        result["explanations"] = scored["explanations"]
+    if enriched is not None:
+        result["enriched"] = enriched
     return Outcome(result, model_id=model.id)
 
 
@@ -206,3 +291,82 @@ def _run_function(endpoint: dict, body: object, org_id: int, scope: tuple[int, i
         err = answer["error"]
         raise APIError(err["status"], err["code"], err["message"], err.get("details"))
     return Outcome({"result": answer["result"]})
+
+
+MAX_CONTEXT_BYTES = 4096
+
+
+def request_context(body: object) -> dict | None:
+    """A model call's `context`: any JSON object of at most 4 KB, never scored, kept in the audit log."""
+    if not isinstance(body, dict) or body.get("context") is None:
+        return None
+    context = body["context"]
+    if not isinstance(context, dict):
+        raise invalid("context", "must be a JSON object")
+    if len(json.dumps(context, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_CONTEXT_BYTES:
+        raise invalid("context", f"at most {MAX_CONTEXT_BYTES} bytes of JSON")
+    return context
+
+
+def query_features(schema: list[dict], params: dict) -> dict:
+    """One row from query-string values: each model feature's string coerced to its type (an empty value is
+    null), a 422 naming `features.<name>` when it does not fit. Other params (an enrichment key) stay strings."""
+    types = {f["name"]: f["type"] for f in schema}
+    row: dict = {}
+    for name, raw in params.items():
+        ftype = types.get(name)
+        if ftype in (None, "text", "date", "timestamp"):
+            row[name] = raw
+        elif raw == "":
+            row[name] = None
+        else:
+            try:
+                row[name] = coerce_text(raw, ftype)
+            except CoercionError as exc:
+                raise invalid(f"features.{name}", str(exc)) from None
+    return row
+
+
+def explanation_request(body: object, endpoint: dict, model: Row, n_rows: int) -> dict | None:
+    """The request's `explanations` (or the endpoint's default): `{method: "shapley", top_n}`; None for none.
+
+    422 naming `explanations.method` for an unknown method or a model exact Shapley values cannot be computed
+    for (too many input features), and naming `explanations` past the rows-per-call cap (EXPLAIN_MAX_ROWS)."""
+    asked = body.get("explanations") if isinstance(body, dict) else None
+    if asked is None:
+        asked = endpoint.get("explanations")
+    if asked is None or asked is False:
+        return None
+    if not isinstance(asked, dict):
+        raise invalid("explanations", 'expected {"method": "shapley", "top_n": 3}')
+    unknown = sorted(set(asked) - {"method", "top_n"})
+    if unknown:
+        raise invalid(f"explanations.{unknown[0]}", "unknown field; explanations take method and top_n")
+    if asked.get("method", "shapley") not in EXPLAIN_METHODS:
+        raise invalid("explanations.method", f"one of {', '.join(EXPLAIN_METHODS)}")
+    features = len(model.input_schema)
+    if features > MAX_EXACT_FEATURES:
+        raise invalid("explanations.method", f"exact Shapley values are computed for models of at most "
+                      f"{MAX_EXACT_FEATURES} input features; this model has {features}")  # fmt: skip
+    top_n = asked.get("top_n", 3)
+    if not isinstance(top_n, int) or isinstance(top_n, bool) or not 1 <= top_n <= MAX_EXACT_FEATURES:
+        raise invalid("explanations.top_n", f"an integer from 1 to {MAX_EXACT_FEATURES}")
+    cap = int(current_app.config["EXPLAIN_MAX_ROWS"])
+    if n_rows > cap:
+        raise invalid("explanations", f"at most {cap} rows per call are explained (got {n_rows})")
+    return {"method": "shapley", "top_n": top_n}
+
+
+def explain_with_worker(model: Row, rows: list[dict], top_n: int) -> list[dict]:
+    """Exact Shapley explanations of validated rows, computed on a predict worker (never in the web process)."""
+    from tasks.predict import explain
+
+    payload = {"id": model.id, "artifact_path": model.artifact_path, "artifact_sha256": model.artifact_sha256,
+               "sklearn_version": model.sklearn_version, "input_schema": model.input_schema}  # fmt: skip
+    timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
+    answer = call_worker(explain, [payload, rows, top_n], "predict", timeout,
+                         f"(model {model.id}, {len(rows)} rows explained)")  # fmt: skip
+    if "error" in answer:
+        err = answer["error"]
+        raise APIError(err["status"], err["code"], err["message"], err.get("details"))
+    return answer["explanations"]

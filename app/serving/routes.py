@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 from app.auth.permissions import current_user, login_required
 from app.errors import APIError
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
-from app.publishing.service import get_asset
+from app.publishing.service import asset_for_logs, get_asset
 from app.serving import service
 from app.serving.dispatch import Call
 from app.serving.schemas import LogPageSchema, LogQuerySchema
@@ -66,16 +66,18 @@ def _served(run) -> Response:
 @bp.route("/api/service/<asset_key>/<endpoint_id>", methods=ANY_METHOD)
 @doc("Call an endpoint of a published API service (GET for sql/lookup, POST for model/function)", auth="api_key",
      tags=["serving"], responses=SERVING_ERRORS, methods={
-         "GET": {"summary": "Call a sql or lookup endpoint", "response": ref("RowsResponse"),
+         "GET": {"summary": "Call a sql or lookup endpoint (or a model endpoint for one row)", "response": ref("RowsResponse"),
                  "description": "sql: the endpoint's filter params plus `limit` (1..max_limit) and `offset` (>= 0); "
                                 "lookup: the key from the query param named by the endpoint's `key_param` (default "
-                                "`id`). Any other method on a sql or lookup endpoint is a 405.",
+                                "`id`). Any other method on a sql or lookup endpoint is a 405. model: one row's features "
+                                "as query params (`?tenure=7&plan=basic`), validated as a POST body would be.",
                  "query": {"limit": "sql: 1..max_limit", "offset": "sql: >= 0"}},
          "POST": {"summary": "Call a model or function endpoint", "body": SERVING_BODY, "response": SERVING_RESPONSE,
                   "description": "model: `{\"features\": {...}}` or `{\"rows\": [{...}, ...]}` scored on a worker "
                                  "(422 naming a bad feature, 504 past PREDICT_TIMEOUT_SECONDS, 503 without a worker); "
                                  "function: any JSON body, answered as `{\"result\": ...}`. Any other method on a "
-                                 "model or function endpoint is a 405."},
+                                 "function endpoint is a 405; a model endpoint also answers GET with one row's "
+                                 "features as query params (coerced to their types)."},
      })  # fmt: skip
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
@@ -121,6 +123,6 @@ def test_endpoint(asset_id: int, endpoint_id: str):
             "limit": "1..1000", "offset": ">= 0"}, tags=["serving"])  # fmt: skip
 @login_required()
 def logs(asset_id: int):
-    asset = get_asset(current_user(), asset_id, "project.view")
+    asset = asset_for_logs(current_user(), asset_id)
     filters = LogQuerySchema().load(request.args.to_dict())
     return LogPageSchema().dump(service.list_logs(asset, filters))

@@ -26,6 +26,7 @@ class LogEntrySchema(Schema):
     latency_ms = fields.Float()
     model_id = fields.Integer(allow_none=True)
     error_code = fields.String(allow_none=True)
+    context = fields.Dict(allow_none=True)
 
 
 class LogPageSchema(Schema):

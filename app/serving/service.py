@@ -20,7 +20,7 @@ from app.keys.usage import LAST_USED_KEY, UsageTracker
 from app.serving.asset_config import lookup_as_query
 from app.serving.audit_buffer import AUDIT_KEY, AuditBuffer, audit_entry
 from app.serving.cache import result_cache
-from app.serving.dispatch import Call, Outcome, prepare_query, run_data_query, run_endpoint
+from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
 from app.serving.state import GENERATION_KEY, memo, serving_state
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Served:
     audited: bool = False  # the serve script already wrote the audit record (a result-cache hit)
     cache_write: tuple | None = None  # (entry key, body, ttl) sent with the audit record's round trip
     probe_template: str | None = None  # the result cache entry the serve script read (`{G}`/`{R}` unfilled)
+    context: dict | None = None  # a model call's caller context, recorded with the call
 
 
 _ASSETS, _VERSIONS = PublishedAsset.__table__, AssetVersion.__table__
@@ -117,7 +118,12 @@ def _keyed(check: Callable[[], tuple], probe: Callable[[tuple, int | None], Prob
     key = checked[0]
     decision = process_rate_limiter().hit_serving(f"key:{key.id}", key.rate_limit, probe(checked, start))
     if stale(decision.generation):
-        return again(), decision, False
+        fresh = again()
+        if fresh[0].rate_limit != key.rate_limit or fresh[0].id != key.id:
+            # The budget changed with the key: judged under the new one (this call counts against it too).
+            decision = process_rate_limiter().hit_serving(f"key:{fresh[0].id}", fresh[0].rate_limit,
+                                                          Probe(GENERATION_KEY))  # fmt: skip
+        return fresh, decision, False
     return checked, decision, True
 
 
@@ -176,6 +182,8 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
 
     (key, asset, endpoint), decision, probed = _keyed(check, probe)
     headers = _enforce(key, decision)
+    if endpoint.get("kind") == "model" and call.method == "POST":
+        served.context = request_context(call.body)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
     found = _probed_entry(served, decision) if probed else None
@@ -266,6 +274,9 @@ def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> 
         raise not_found(f"endpoint {endpoint_id!r}")
     outcome = run_endpoint(endpoint, call, preview_policy(user.role), asset.org_id, asset.project_id, None)
     outcome.body = {**outcome.body, "dry": True}
+    context = request_context(call.body) if endpoint.get("kind") == "model" else None
+    if context is not None:
+        outcome.body["context"] = context
     return outcome
 
 
@@ -306,6 +317,7 @@ def _entry(served: Served, method: str, status: int, latency_ms: float, model_id
         project_id=served.asset.project_id,
         model_id=model_id,
         error_code=error_code,
+        context=served.context,
     )
 
 
@@ -352,6 +364,7 @@ def _audit_row(entry: dict) -> dict:
         "latency_ms": entry["latency_ms"],
         "model_id": entry.get("model_id"),
         "error_code": entry.get("error_code"),
+        "context": entry.get("context"),
     }
 
 

@@ -102,7 +102,7 @@ def test_sign_up_conflict_does_not_say_which_field_is_taken(client, admin):
     by_email = _register(client, "someone_else", f"{admin.username}@example.com")
     assert by_username.status_code == by_email.status_code == 409
     assert by_username.get_json()["error"] == by_email.get_json()["error"]
-    assert by_username.get_json()["error"]["message"] == "username or e-mail is already registered"
+    assert by_username.get_json()["error"]["message"] == "organization name, username or e-mail is already registered"
 
 
 def test_a_personal_token_cannot_mint_one_that_outlives_it(client, admin):
@@ -120,3 +120,22 @@ def test_a_personal_token_cannot_mint_one_that_outlives_it(client, admin):
     if parent_expiry.tzinfo is None:
         parent_expiry = parent_expiry.replace(tzinfo=UTC)
     assert parent_expiry - datetime.now(UTC) < timedelta(days=1, minutes=1)
+
+
+def test_sign_up_conflict_does_not_say_whether_the_organization_exists(client, admin):
+    """Probe finding 9: a taken organization name was its own 409 naming org_name, so names could be listed."""
+    from app.db import Organization
+    from app.extensions import db
+
+    with client.application.app_context():
+        org_name = db.session.get(Organization, admin.org_id).name
+    by_org = _register(client, "fresh_user", "fresh.user@example.com", org=org_name.upper())
+    by_username = _register(client, admin.username, "someone.else@example.com")
+    by_email = _register(client, "someone_else", f"{admin.username}@example.com")
+    assert by_org.status_code == by_username.status_code == by_email.status_code == 409
+    assert by_org.get_json()["error"] == by_username.get_json()["error"] == by_email.get_json()["error"]
+    error = by_org.get_json()["error"]
+    assert error["message"] == "organization name, username or e-mail is already registered"
+    assert set(error["details"]["fields"]) == {"org_name", "username", "email"}
+    # Nothing was written: the fresh username is still free.
+    assert _register(client, "fresh_user", "fresh.user@example.com").status_code == 201

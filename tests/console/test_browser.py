@@ -125,6 +125,7 @@ def upload_with_progress(page, path: Path) -> list[tuple[int, str]]:
     return seen
 
 
+@pytest.mark.timeout(400)  # signs up, uploads, trains and serves: minutes on a loaded machine
 def test_the_whole_job_in_a_browser(live_server, browser_page, tmp_path):
     page, base = browser_page, live_server
     username, password = f"ada_{uuid.uuid4().hex[:8]}", "correct horse battery staple"
@@ -268,7 +269,9 @@ def test_the_whole_job_in_a_browser(live_server, browser_page, tmp_path):
     expect(page.locator("#keys tbody tr")).to_have_count(1)
     expect(page.locator("#keys tbody")).to_contain_text("churn_risk")
     features = {"features": {"tenure": 3, "monthly": 20.0, "plan": "basic"}}
-    served = httpx.post(f"{base}/api/service/sales-serving/churn_risk", json=features, headers={"X-API-Key": secret})
+    # The first call loads the model on the worker: allow for a loaded machine (the server's own deadline is 10 s).
+    served = httpx.post(f"{base}/api/service/sales-serving/churn_risk", json=features, headers={"X-API-Key": secret},
+                        timeout=30)  # fmt: skip
     assert served.status_code == 200, served.text
     assert (
         httpx.get(f"{base}/api/service/sales-serving/customer?id=1", headers={"X-API-Key": secret}).status_code == 403

@@ -45,7 +45,7 @@ def test_get_settings_and_partial_put(client, admin, project, people):
     assert detail["row_count"] == 1 and detail["source"] == "upload"
     assert detail["created_at"] and detail["updated_at"]
 
-    cleared = client.put(f"{people}/settings", headers=headers, json={"masking": {}})
+    cleared = client.put(f"{people}/settings", headers=headers, json={"masking": {"region": None, "ssn": None}})
     assert cleared.get_json()["masking"] == {}
 
 
@@ -91,3 +91,84 @@ def test_a_put_with_two_mistakes_reports_both(client, admin, project, people):
     assert bad.status_code == 422
     assert set(bad.get_json()["error"]["details"]["fields"]) == {"friendly_name", "masking.nope"}
     assert client.get(f"{people}/settings", headers=headers).get_json()["friendly_name"] == "People"
+
+
+def test_masking_put_merges_per_column(client, admin, project, people):
+    """Probe finding 6: a PUT with one column's masking dropped every other override (a column protected only by an
+    override fell back to `low`, unmasked). Now the columns sent replace theirs, the others stay, null removes one."""
+    headers = admin.project_headers(project["project_id"])
+    designer = add_user(client, admin, "designer")
+    preview = f"{people}/preview"
+
+    def region_seen_by_designer():
+        return client.get(preview, headers=designer.project_headers(project["project_id"])).get_json()["rows"][0][
+            "region"
+        ]
+
+    assert region_seen_by_designer() == "EU"  # low by name: served as stored
+    first = client.put(f"{people}/settings", headers=headers,
+                       json={"masking": {"region": {"sensitivity": "critical", "strategy": "full"}}})  # fmt: skip
+    assert first.status_code == 200, first.get_json()
+    assert region_seen_by_designer() != "EU"
+
+    second = client.put(f"{people}/settings", headers=headers,
+                        json={"masking": {"ssn": {"strategy": "redact"}}})  # fmt: skip
+    assert second.status_code == 200, second.get_json()
+    both = {"region": {"sensitivity": "critical", "strategy": "full"}, "ssn": {"strategy": "redact"}}
+    assert second.get_json()["masking"] == both
+    assert client.get(f"{people}/settings", headers=headers).get_json()["masking"] == both
+    assert region_seen_by_designer() != "EU"  # still protected
+
+    # A column sent replaces that column's override as a whole.
+    third = client.put(f"{people}/settings", headers=headers, json={"masking": {"region": {"sensitivity": "high"}}})
+    assert third.get_json()["masking"] == {"region": {"sensitivity": "high"}, "ssn": {"strategy": "redact"}}
+
+    # null removes one column's override (automatic classification again); the others stay.
+    fourth = client.put(f"{people}/settings", headers=headers, json={"masking": {"region": None}})
+    assert fourth.status_code == 200, fourth.get_json()
+    assert fourth.get_json()["masking"] == {"ssn": {"strategy": "redact"}}
+    assert region_seen_by_designer() == "EU"
+
+    # {} changes nothing; an unknown column, even with null, is still a 422 and nothing is written.
+    assert client.put(f"{people}/settings", headers=headers, json={"masking": {}}).get_json()["masking"] == {
+        "ssn": {"strategy": "redact"}
+    }
+    bad = client.put(f"{people}/settings", headers=headers,
+                     json={"masking": {"ssn": None, "nope": None}})  # fmt: skip
+    assert bad.status_code == 422
+    assert "masking.nope" in bad.get_json()["error"]["details"]["fields"]
+    assert client.get(f"{people}/settings", headers=headers).get_json()["masking"] == {"ssn": {"strategy": "redact"}}
+
+
+def test_merged_masking_reaches_keyed_calls_and_their_cache(app, client, admin, project):
+    """Through serving: an override survives a PUT for another column, and removing one with null takes effect at
+    once (the cached answer computed under the old rules is not served)."""
+    from tests.publishing.test_assets import LOOKUP, _create
+    from tests.serving.test_serving_data import call, mint
+    from tests.warehouse_tables import create_dataset
+
+    create_dataset(app, project["project_id"])
+    created = _create(client, admin, project["project_id"], key="sales-serving", endpoints=[LOOKUP])
+    asset_id = created.get_json()["id"]
+    assert client.post(f"/api/publish/assets/{asset_id}/publish", headers=admin.headers).status_code == 200
+    key = mint(client, admin, asset_id)["key"]  # masked, medium ceiling
+    settings = "/api/datasets/marts.dim_customer/settings"
+    headers = admin.project_headers(project["project_id"])
+
+    def name_served():
+        resp = call(client, key, "customer", query_string={"id": "2"})
+        assert resp.status_code == 200, resp.get_json()
+        return resp.headers["X-Cache"], resp.get_json()["rows"][0]["name"]
+
+    assert name_served() == ("MISS", "Al****")
+    assert name_served() == ("HIT", "Al****")
+    assert (
+        client.put(settings, headers=headers, json={"masking": {"name": {"sensitivity": "critical"}}}).status_code
+        == 200
+    )
+    assert name_served() == ("MISS", "[BLOCKED]")
+    other = client.put(settings, headers=headers, json={"masking": {"email": {"strategy": "hash"}}})
+    assert other.get_json()["masking"] == {"name": {"sensitivity": "critical"}, "email": {"strategy": "hash"}}
+    assert name_served()[1] == "[BLOCKED]"  # before: the name's override was dropped and the name served masked only
+    assert client.put(settings, headers=headers, json={"masking": {"name": None}}).status_code == 200
+    assert name_served() == ("MISS", "Al****")

@@ -31,7 +31,7 @@ def test_reaper_marks_a_run_past_the_time_limit_failed_and_says_why(app, client,
 
     assert _run_on_worker(app, "tasks.maintenance.reap_stuck_runs") == 1
     resp = client.get(f"/api/flow/ai-recipes/{recipe_id}/runs", headers=admin.project_headers(project["project_id"]))
-    runs = {run["run_id"]: run for run in resp.get_json()["runs"]}
+    runs = {run["run_id"]: run for run in resp.get_json()["items"]}
     assert runs[lost_id]["status"] == "failed"
     assert "worker running this training was lost" in runs[lost_id]["error"]
     assert f"{TIME_LIMIT_SECONDS} s training time limit" in runs[lost_id]["error"]

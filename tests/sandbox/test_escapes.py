@@ -1,5 +1,5 @@
 """Escapes a handler may try from inside the jail: nested namespaces, mounts, ptrace, raw sockets, kernel keyrings,
-memory beyond its budget, and host paths in the jail's own process list. Each runs a real handler in the real jail."""
+memory beyond its budget (shared memory the watch cannot see included), and host paths in the jail's own process list. Each runs a real handler in the real jail."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ import ctypes, errno, os, platform
 NR = {
     "x86_64": {"clone": 56, "clone3": 435, "unshare": 272, "setns": 308, "mount": 165, "ptrace": 101, "bpf": 321,
                "keyctl": 250, "add_key": 248, "perf_event_open": 298, "userfaultfd": 323, "io_uring_setup": 425,
-               "fsopen": 430, "open_tree": 428},
+               "fsopen": 430, "open_tree": 428, "memfd_create": 319, "memfd_secret": 447, "shmget": 29, "msgget": 68,
+               "semget": 64, "mq_open": 240},
     "aarch64": {"clone": 220, "clone3": 435, "unshare": 97, "setns": 268, "mount": 40, "ptrace": 117, "bpf": 280,
                 "keyctl": 219, "add_key": 217, "perf_event_open": 241, "userfaultfd": 282, "io_uring_setup": 425,
-                "fsopen": 430, "open_tree": 428},
+                "fsopen": 430, "open_tree": 428, "memfd_create": 279, "memfd_secret": 447, "shmget": 194,
+                "msgget": 186, "semget": 190, "mq_open": 180},
 }[platform.machine()]
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWPID = 0x20000, 0x10000000, 0x40000000, 0x20000000
 SIGCHLD = 17
@@ -249,3 +251,92 @@ def test_the_jails_total_memory_is_bounded_not_only_each_process():
 
 def test_children_within_the_total_memory_budget_are_left_alone():
     assert call(HOARD, {"children": 2, "mb": 30, "hold_s": 0.5}, memory_mb=192) == "held"
+
+
+SHARED_MEMORY = (
+    SYSCALLS
+    + """
+import mmap
+
+IPC_PRIVATE, IPC_CREAT = 0, 0o1000
+
+
+def attempt(fn):
+    try:
+        fn()
+        return "ok"
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+
+
+def handler(payload):
+    # Through libc's wrappers and the raw system calls alike: neither may hand out memory outside RSS and PSS.
+    seen = {
+        "os.memfd_create": attempt(lambda: os.memfd_create("hoard")),
+        "/dev/shm": attempt(lambda: os.open("/dev/shm/hoard", os.O_CREAT | os.O_RDWR, 0o600)),
+        "/dev": attempt(lambda: os.open("/dev/hoard", os.O_CREAT | os.O_RDWR, 0o600)),
+    }
+    for name, args in (("memfd_create", (b"hoard", 0)), ("memfd_secret", (0,)),
+                       ("shmget", (IPC_PRIVATE, 8 << 20, IPC_CREAT | 0o600)), ("msgget", (IPC_PRIVATE, IPC_CREAT | 0o600)),
+                       ("semget", (IPC_PRIVATE, 1000, IPC_CREAT | 0o600)), ("mq_open", (b"hoard", os.O_CREAT | os.O_RDWR, 0o600, None))):
+        seen[name] = errno_or_ok(*syscall(name, *args))
+    # What stays allowed: shared anonymous memory (counted in the RSS and PSS of whoever maps it), a ctypes callback
+    # (libffi's trampolines), and files in /tmp (bounded by the tmpfs's size).
+    shared = mmap.mmap(-1, 1 << 20)
+    shared[:5] = b"works"
+    compare = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int))(
+        lambda a, b: a[0] - b[0])
+    numbers = (ctypes.c_int * 3)(3, 1, 2)
+    libc.qsort(numbers, 3, ctypes.sizeof(ctypes.c_int), compare)
+    with open("/tmp/mapped", "w+b") as handle:
+        handle.truncate(1 << 20)
+        mapped = mmap.mmap(handle.fileno(), 1 << 20)
+        mapped[:5] = b"works"
+    return {"refused": seen, "allowed": [bytes(shared[:5]).decode(), list(numbers), bytes(mapped[:5]).decode()]}
+"""
+)
+
+
+def test_memfd_and_other_shared_memory_the_watch_cannot_see_are_refused():
+    # The hole found by probing: pages of a memfd count in neither RSS nor PSS, so 40 memfds of 15 MB each held
+    # 600 MB against a 256 MB limit. SysV shared memory, message queues and semaphores are kernel memory outside the
+    # processes as well; /dev (and /dev/shm) is a tmpfs without a size limit.
+    seen = call(SHARED_MEMORY)
+    assert seen["refused"] == {
+        "os.memfd_create": "EPERM",
+        "/dev/shm": "EROFS",
+        "/dev": "EROFS",
+        "memfd_create": "EPERM",
+        "memfd_secret": "EPERM",
+        "shmget": "EPERM",
+        "msgget": "EPERM",
+        "semget": "EPERM",
+        "mq_open": "EPERM",
+    }, seen
+    assert seen["allowed"] == ["works", [1, 2, 3], "works"], seen
+    assert_next_call_succeeds()
+
+
+def test_the_tmp_tmpfs_bounds_memory_mapped_from_files():
+    # Files in /tmp are shared memory too (mmap'ed or not), outside RSS once unmapped: the tmpfs's size bounds them.
+    err = failure(
+        """
+import mmap, os
+
+
+def handler(payload):
+    held = []
+    for i in range(8):
+        fd = os.open(f"/tmp/hoard{i}", os.O_CREAT | os.O_RDWR, 0o600)
+        os.ftruncate(fd, 4 << 20)
+        with mmap.mmap(fd, 4 << 20) as mapped:
+            for offset in range(0, 4 << 20, 4096):
+                mapped[offset] = 1
+        held.append(fd)
+    return len(held)
+""",
+        tmp_mb=8,
+    )
+    # Touching a page past the tmpfs's size is a SIGBUS: the call fails and the 32 MB were never held.
+    assert (err.status, err.code) in ((502, "function_crashed"), (422, "function_resource_limit")), err.message
+    assert_next_call_succeeds()

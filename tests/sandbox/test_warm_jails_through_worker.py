@@ -168,3 +168,62 @@ def test_the_test_pane_never_uses_or_leaves_a_warm_jail(client, service):
     assert len(dry_tokens) == 3 and not dry_tokens & published
     # Nor did a dry run leave its jail for live calls.
     assert not {r["token"] for r in served_n(client, service, "a", 4)} & dry_tokens
+
+
+MEMFD = """
+import os
+
+TOKEN = os.urandom(8).hex()
+CALLS = 0
+KEEP = []
+
+
+def handler(payload):
+    global CALLS
+    CALLS += 1
+    for i in range(payload.get("files", 0)):
+        try:
+            fd = os.memfd_create(f"hoard{i}")
+        except OSError as exc:
+            if payload.get("catch"):
+                return {"token": TOKEN, "calls": CALLS, "held_mb": len(KEEP) * payload["mb"], "refused": repr(exc)}
+            raise RuntimeError(f"{TOKEN} {exc!r}") from None
+        for _ in range(payload["mb"]):
+            os.write(fd, b"y" * (1 << 20))
+        KEEP.append(fd)
+    return {"token": TOKEN, "calls": CALLS, "held_mb": len(KEEP) * payload.get("mb", 0)}
+"""
+
+
+def host_shmem_mb() -> int:
+    with open("/proc/meminfo") as handle:
+        return next(int(line.split()[1]) // 1024 for line in handle if line.startswith("Shmem:"))
+
+
+def test_memfd_cannot_hold_memory_past_the_limit_and_a_refused_call_ends_its_warm_jail(client, admin, project, worker):
+    # The hole found by probing: 20 memfds of 15 MB held 300 MB per call (600 MB after two) in a warm jail with a
+    # 256 MB limit, outside RSS and PSS; the host's Shmem grew from 77 MB to 691 MB until the jail aged out.
+    endpoint = [{"id": "m", "kind": "function", "handler": MEMFD}]
+    asset_key = f"memfd-{uuid.uuid4().hex[:8]}"
+    created = _create(client, admin, project["project_id"], key=asset_key, endpoints=endpoint)
+    assert created.status_code == 201, created.get_json()
+    asset_id = created.get_json()["id"]
+    assert client.post(f"/api/publish/assets/{asset_id}/publish", headers=admin.headers).status_code == 200
+    minted = client.post(f"/api/publish/assets/{asset_id}/api-keys", headers=admin.headers, json={"name": "k"})
+    service = {"asset_key": asset_key, "key": minted.get_json()["key"]}
+    before = calls_by_jail(warm_up(client, service, "m"))
+    shmem_before = host_shmem_mb()
+    for _ in range(2):
+        caught = served(client, service, "m", {"files": 20, "mb": 15, "catch": True})
+        assert caught["held_mb"] == 0 and "PermissionError" in caught["refused"], caught
+        assert host_shmem_mb() - shmem_before < 256
+    failed = post(client, service, "m", {"files": 20, "mb": 15})
+    assert failed.status_code == 422, failed.get_json()
+    error = failed.get_json()["error"]
+    assert error["code"] == "function_error" and "PermissionError" in error["message"], error
+    assert host_shmem_mb() - shmem_before < 256
+    # The jail that refused was warm (it had served calls); the next calls never land on it again.
+    token = error["message"].split("RuntimeError: ")[1].split(" ")[0]
+    assert token in before, (token, before)
+    after = calls_by_jail(served_n(client, service, "m", 8))
+    assert token not in after, (token, after)

@@ -133,8 +133,8 @@ def test_bad_endpoint_configs_are_refused_with_the_field(customers, api):
     svc = customers.create_api_service("sales-serving", "Sales", endpoints=[CUSTOMER])
     with pytest.raises(apiary.ValidationError):
         svc.add_endpoint(model_endpoint("risk", model_id=999_999))
-    with pytest.raises(apiary.ValidationError):
-        svc.add_endpoint(CUSTOMER)  # duplicate id
+    svc.add_endpoint(CUSTOMER)  # the same id replaces the endpoint (issue 11), it is no longer an error
+    assert [e["id"] for e in svc.endpoints] == ["customer"]
     with pytest.raises(apiary.ConflictError):
         customers.create_api_service("sales-serving", "Again")
     with pytest.raises(apiary.NotFoundError):

@@ -57,6 +57,15 @@ def test_key_policy_change_reaches_the_other_server_at_once(app, client, admin, 
         bump_serving_generation()
     resp = get(servers[1], key["key"], "customer", id="3")
     assert resp.status_code == 403 and resp.json()["error"]["code"] == "endpoint_not_allowed", resp.text
+    # Through the service: PATCH on one server, the next call on the other.
+    url = f"{servers[1]}/api/publish/assets/{service}/api-keys/{key['id']}"
+    patched = httpx.patch(url, headers=admin.headers, json={"allowed_endpoints": None})
+    assert patched.status_code == 200, patched.text
+    assert get(servers[0], key["key"], "customer", id="3").status_code == 200
+    rotated = httpx.post(f"{url}/rotate", headers=admin.headers, json={"grace_seconds": 0})
+    assert rotated.status_code == 200, rotated.text
+    assert get(servers[0], key["key"], "customer", id="3").status_code == 401
+    assert get(servers[0], rotated.json()["key"], "customer", id="3").status_code == 200
 
 
 def test_masking_change_reaches_the_other_server_at_once(client, admin, project, service, servers):  # noqa: F811

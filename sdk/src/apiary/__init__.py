@@ -1,7 +1,15 @@
 """Apiary's Python SDK: projects, datasets, models and key-gated API services over the REST API."""
 
 from apiary.client import Client
-from apiary.endpoints import function_endpoint, lookup_endpoint, model_endpoint, sql_endpoint
+from apiary.endpoints import (
+    enrichment,
+    function_endpoint,
+    lookup_endpoint,
+    model_endpoint,
+    predict_body,
+    shapley,
+    sql_endpoint,
+)
 from apiary.errors import (
     ApiaryError,
     AuthenticationError,
@@ -16,7 +24,7 @@ from apiary.errors import (
     ValidationError,
 )
 from apiary.projects import Dataset, Model, Project, TrainResult
-from apiary.services import ApiKey, APIService, LogEntry, LogPage, Version
+from apiary.services import ApiKey, APIService, DataAPI, LogEntry, LogPage, PublishedAsset, Version
 
 __version__ = "0.1.0"
 
@@ -28,12 +36,14 @@ __all__ = [
     "AuthenticationError",
     "Client",
     "ConflictError",
+    "DataAPI",
     "Dataset",
     "LogEntry",
     "LogPage",
     "Model",
     "NotFoundError",
     "PermissionDeniedError",
+    "PublishedAsset",
     "Project",
     "RateLimitError",
     "ServerError",
@@ -46,4 +56,7 @@ __all__ = [
     "lookup_endpoint",
     "model_endpoint",
     "sql_endpoint",
+    "enrichment",
+    "predict_body",
+    "shapley",
 ]

@@ -10,7 +10,7 @@ import httpx
 
 from apiary.endpoints import Endpoint
 from apiary.projects import Project
-from apiary.services import APIService
+from apiary.services import APIService, PublishedAsset, asset_handle
 from apiary.transport import Transport
 
 
@@ -88,12 +88,27 @@ class Client:
             self._transport, self._transport.request("GET", f"/api/projects/{quote(str(id_or_slug), safe='')}")
         )
 
-    def create_project(self, name: str, slug: str, description: str = "") -> Project:
-        """A new project; `slug` is lower-case letters, digits and dashes, unique in the organization."""
-        body = self._transport.request(
-            "POST", "/api/projects", json={"name": name, "slug": slug, "description": description}
-        )
-        return Project(self._transport, body)
+    def create_project(
+        self, name: str, slug: str, description: str = "", *, icon: str | None = None, color: str | None = None
+    ) -> Project:
+        """A new project; `slug` is lower-case letters, digits and dashes, unique in the organization; `icon` (at
+        most 64 characters) and `color` (`#RRGGBB`) are how lists and the console show it."""
+        body: dict[str, Any] = {"name": name, "slug": slug, "description": description}
+        if icon is not None:
+            body["icon"] = icon
+        if color is not None:
+            body["color"] = color
+        return Project(self._transport, self._transport.request("POST", "/api/projects", json=body))
+
+    def get_asset(self, asset_id: int) -> PublishedAsset:
+        """A published asset by its id: an APIService or a DataAPI, by its type."""
+        return asset_handle(self._transport, self._transport.request("GET", f"/api/publish/assets/{int(asset_id)}"))
+
+    def list_assets(self, asset_type: str | None = None) -> list[PublishedAsset]:
+        """The organization's assets your role sees, ordered by sort_order, then title."""
+        params = {"asset_type": asset_type} if asset_type else None
+        body = self._transport.request("GET", "/api/publish/assets", params=params)
+        return [asset_handle(self._transport, item) for item in body.get("items") or []]
 
     def get_api_service(self, asset_id: int) -> APIService:
         """An API service by its asset id."""

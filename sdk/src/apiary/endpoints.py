@@ -33,9 +33,78 @@ def lookup_endpoint(
     }
 
 
-def model_endpoint(id: str, *, model_id: int) -> Endpoint:
-    """A `model` endpoint (POST): `{"features": {...}}` or `{"rows": [...]}` in, predictions out."""
-    return {"id": id, "kind": "model", "model_id": model_id}
+def model_endpoint(
+    id: str,
+    *,
+    model_id: int,
+    enrichments: Sequence[Mapping[str, Any]] | None = None,
+    return_enriched: bool | None = None,
+    on_bad_row: str | None = None,
+    explanations: Mapping[str, Any] | None = None,
+) -> Endpoint:
+    """A `model` endpoint (POST, or GET with one row's features as query params): `{"features": {...}}` or
+    `{"rows": [...]}` in, predictions out. `enrichments` (see `enrichment`) look features up in project datasets;
+    `return_enriched` echoes the final feature rows; `on_bad_row="ignore"` answers `{"ignored": true, "reason"}`
+    in place of a bad row instead of failing the batch; `explanations` is the default for requests that send none
+    (see `shapley`)."""
+    endpoint: Endpoint = {"id": id, "kind": "model", "model_id": model_id}
+    if enrichments is not None:
+        endpoint["enrichments"] = [dict(e) for e in enrichments]
+    if return_enriched is not None:
+        endpoint["return_enriched"] = return_enriched
+    if on_bad_row is not None:
+        endpoint["on_bad_row"] = on_bad_row
+    if explanations is not None:
+        endpoint["explanations"] = dict(explanations)
+    return endpoint
+
+
+def enrichment(
+    dataset: str,
+    on: Mapping[str, str],
+    columns: Mapping[str, str],
+    *,
+    missing_key: str = "error",
+    not_found: str = "error",
+    multiple_matches: str = "error",
+    override: bool = False,
+) -> dict[str, Any]:
+    """One enrichment of a model endpoint: rows of `dataset` ("schema.table") matched on `on` ({feature: column}),
+    `columns` ({column: feature}) filling the features the caller did not send (all of them with `override`).
+    Policies: `missing_key`/`not_found` "error" | "ignore" | "null", `multiple_matches` "error" | "first"."""
+    return {
+        "dataset": dataset,
+        "on": [{"feature": feature, "column": column} for feature, column in on.items()],
+        "columns": dict(columns),
+        "missing_key": missing_key,
+        "not_found": not_found,
+        "multiple_matches": multiple_matches,
+        "override": override,
+    }
+
+
+def shapley(top_n: int = 3) -> dict[str, Any]:
+    """The `explanations` of a model call (or an endpoint's default): exact Shapley values, the `top_n` largest."""
+    return {"method": "shapley", "top_n": top_n}
+
+
+def predict_body(
+    features: Mapping[str, Any] | None = None,
+    *,
+    rows: Sequence[Mapping[str, Any]] | None = None,
+    explanations: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The body of a model call: one row (`features`) or `rows`, with optional `explanations` and a `context`
+    object (at most 4 KB, never scored, kept in the audit log)."""
+    if (features is None) == (rows is None):
+        raise ValueError("pass either features or rows")
+    body: dict[str, Any] = {"features": dict(features)} if features is not None else {"rows": [dict(r) for r in rows]}
+    if explanations is not None:
+        body["explanations"] = dict(explanations)
+    if context is not None:
+        body["context"] = dict(context)
+    return body
 
 
 def function_endpoint(id: str, handler: str) -> Endpoint:

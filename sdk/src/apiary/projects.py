@@ -15,7 +15,7 @@ from urllib.parse import quote
 from apiary.endpoints import Endpoint
 from apiary.errors import TrainingError
 from apiary.frames import csv_bytes
-from apiary.services import APIService
+from apiary.services import APIService, DataAPI, presentation_fields
 from apiary.transport import Transport
 
 
@@ -86,6 +86,8 @@ class Project:
         self.slug: str = body["slug"]
         self.name: str = body.get("name", "")
         self.description: str = body.get("description", "")
+        self.icon: str = body.get("icon") or ""
+        self.color: str | None = body.get("color")
 
     def __repr__(self) -> str:
         return f"<Project {self.id} {self.slug!r}>"
@@ -264,8 +266,16 @@ class Project:
         *,
         description: str = "",
         publish: bool = False,
+        theme: Mapping[str, Any] | None = None,
+        roles: Sequence[str] | None = None,
+        is_public: bool | None = None,
+        icon: str | None = None,
+        sort_order: int | None = None,
     ) -> APIService:
-        """Create an API service (a draft) served at `/api/service/<asset_key>/...`; publishes when asked."""
+        """Create an API service (a draft) served at `/api/service/<asset_key>/...`; publishes when asked.
+
+        `theme`, `icon` and `sort_order` shape lists and the console; `roles` limits which org roles see the
+        service there (empty = every role); `is_public` never lifts the key requirement of serving."""
         body = self._request(
             "POST",
             "/api/publish/assets",
@@ -275,7 +285,43 @@ class Project:
                 "title": title,
                 "description": description,
                 "config": {"endpoints": list(endpoints or [])},
+                **presentation_fields(theme, roles, is_public, icon, sort_order),
             },
         )
         service = APIService(self._transport, body)
-        return service.publish() if publish else service
+        if publish:
+            service.publish()
+        return service
+
+    def create_data_api(
+        self,
+        asset_key: str,
+        title: str,
+        query: Mapping[str, Any],
+        *,
+        description: str = "",
+        publish: bool = False,
+        theme: Mapping[str, Any] | None = None,
+        roles: Sequence[str] | None = None,
+        is_public: bool | None = None,
+        icon: str | None = None,
+        sort_order: int | None = None,
+    ) -> DataAPI:
+        """Create a data API (a draft): one query config (`source`, `columns`, `filters`, ...) served at
+        `GET /api/data/<asset_key>` with a key; publishes when asked."""
+        body = self._request(
+            "POST",
+            "/api/publish/assets",
+            json={
+                "asset_type": "data_api",
+                "asset_key": asset_key,
+                "title": title,
+                "description": description,
+                "config": dict(query),
+                **presentation_fields(theme, roles, is_public, icon, sort_order),
+            },
+        )
+        data_api = DataAPI(self._transport, body)
+        if publish:
+            data_api.publish()
+        return data_api

@@ -1,4 +1,5 @@
-"""The APIService handle: edit the endpoints, publish, mint keys, call, dry-run, versions, rollback, logs."""
+"""Published assets: the shared PublishedAsset handle (draft edits, publish, versions, rollback, diff, keys, logs,
+delete), the APIService (endpoints, calls, dry runs) and the DataAPI (one governed query)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ class ApiKey:
     is_active: bool = True
     last_used_at: str | None = None
     created_at: str | None = None
+    rotated_at: str | None = None
+    grace_expires_at: str | None = None
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> ApiKey:
@@ -47,6 +50,8 @@ class ApiKey:
             is_active=bool(body.get("is_active", True)),
             last_used_at=body.get("last_used_at"),
             created_at=body.get("created_at"),
+            rotated_at=body.get("rotated_at"),
+            grace_expires_at=body.get("grace_expires_at"),
         )
 
 
@@ -74,6 +79,7 @@ class LogEntry:
     latency_ms: float
     model_id: int | None = None
     error_code: str | None = None
+    context: dict[str, Any] | None = None  # the caller's `context` of a model call
 
 
 @dataclass
@@ -86,8 +92,31 @@ class LogPage:
     offset: int
 
 
-class APIService:
-    """A published asset of type `api_service`. Edits change the draft; callers see them after `publish()`."""
+_UNSET: Any = object()
+
+
+def presentation_fields(
+    theme: Mapping[str, Any] | None = None,
+    roles: Sequence[str] | None = None,
+    is_public: bool | None = None,
+    icon: str | None = None,
+    sort_order: int | None = None,
+) -> dict[str, Any]:
+    """The asset fields that shape lists and the console (None = leave out, the server's default)."""
+    fields_ = {
+        "theme": dict(theme) if theme is not None else None,
+        "roles": list(roles) if roles is not None else None,
+        "is_public": is_public,
+        "icon": icon,
+        "sort_order": sort_order,
+    }
+    return {k: v for k, v in fields_.items() if v is not None}
+
+
+class PublishedAsset:
+    """A published asset (an `api_service` or a `data_api`): edits change the draft; callers see them after
+    `publish()`. `roles` limits which org roles see it in lists and the console (empty = every role);
+    `is_public` never lifts the key requirement of serving."""
 
     def __init__(self, transport: Transport, body: Mapping[str, Any]):
         self._transport = transport
@@ -96,27 +125,28 @@ class APIService:
     def _load(self, body: Mapping[str, Any]) -> None:
         self.id: int = body["id"]
         self.asset_key: str = body["asset_key"]
+        self.asset_type: str = body.get("asset_type", "")
         self.title: str = body.get("title", "")
         self.description: str = body.get("description", "")
         self.status: str = body.get("status", "draft")
         self.config: dict[str, Any] = dict(body.get("config") or {})
         self.project_id: int | None = body.get("project_id")
         self.published_version: int | None = body.get("published_version")
+        self.theme: dict[str, Any] = dict(body.get("theme") or {})
+        self.roles: list[str] = list(body.get("roles") or [])
+        self.is_public: bool = bool(body.get("is_public"))
+        self.icon: str = body.get("icon") or ""
+        self.sort_order: int = body.get("sort_order") or 0
 
     def __repr__(self) -> str:
-        return f"<APIService {self.id} {self.asset_key!r} {self.status}>"
+        return f"<{type(self).__name__} {self.id} {self.asset_key!r} {self.status}>"
 
     @property
     def _path(self) -> str:
         return f"/api/publish/assets/{self.id}"
 
-    @property
-    def endpoints(self) -> list[Endpoint]:
-        """The draft config's endpoints (as of the last call that read or wrote the service)."""
-        return list(self.config.get("endpoints") or [])
-
-    def refresh(self) -> APIService:
-        """Re-read the service from the server."""
+    def refresh(self) -> PublishedAsset:
+        """Re-read the asset from the server."""
         self._load(self._transport.request("GET", self._path))
         return self
 
@@ -127,8 +157,13 @@ class APIService:
         description: str | None = None,
         config: Mapping[str, Any] | None = None,
         change_note: str = "",
-    ) -> APIService:
-        """Edit the draft; serving keeps the published version until the next `publish()`."""
+        theme: Mapping[str, Any] | None = None,
+        roles: Sequence[str] | None = None,
+        is_public: bool | None = None,
+        icon: str | None = None,
+        sort_order: int | None = None,
+    ) -> PublishedAsset:
+        """Edit the draft (only what is given changes); serving keeps the published version until `publish()`."""
         body: dict[str, Any] = {"change_note": change_note}
         if title is not None:
             body["title"] = title
@@ -136,39 +171,26 @@ class APIService:
             body["description"] = description
         if config is not None:
             body["config"] = dict(config)
+        body.update(presentation_fields(theme, roles, is_public, icon, sort_order))
         self._load(self._transport.request("PUT", self._path, json=body))
         return self
 
-    def set_endpoints(self, endpoints: Sequence[Endpoint], publish: bool = False) -> APIService:
-        """Replace every endpoint of the draft; publishes too when `publish` is true."""
-        self.refresh()
-        return self._write_endpoints(list(endpoints), publish)
-
-    def add_endpoint(self, endpoint: Endpoint, publish: bool = False) -> APIService:
-        """Append one endpoint to the current draft (read-modify-write); publishes too when `publish` is true."""
-        self.refresh()
-        return self._write_endpoints([*self.endpoints, endpoint], publish)
-
-    def remove_endpoint(self, endpoint_id: str, publish: bool = False) -> APIService:
-        """Drop the endpoint `endpoint_id` from the draft; publishes too when `publish` is true."""
-        self.refresh()
-        return self._write_endpoints([e for e in self.endpoints if e.get("id") != endpoint_id], publish)
-
-    def _write_endpoints(self, endpoints: list[Endpoint], publish: bool) -> APIService:
-        # Other keys of the config survive: only `endpoints` is replaced.
-        self.update(config={**self.config, "endpoints": endpoints})
-        return self.publish() if publish else self
-
-    def publish(self, change_note: str | None = None) -> APIService:
-        """Publish the draft as a new version; its endpoints become callable with keys."""
+    def publish(self, change_note: str | None = None) -> PublishedAsset:
+        """Publish the draft as a new version; it becomes callable with keys."""
         body = {"change_note": change_note} if change_note is not None else {}
         self._transport.request("POST", f"{self._path}/publish", json=body)
         return self.refresh()
 
-    def unpublish(self) -> APIService:
-        """Stop serving; the service goes back to draft and every call answers 404."""
+    def unpublish(self) -> PublishedAsset:
+        """Stop serving; the asset goes back to draft and every call answers 404."""
         self._transport.request("POST", f"{self._path}/unpublish")
         return self.refresh()
+
+    def delete(self, *, force: bool = False) -> None:
+        """Delete the asset with its versions and keys. A published asset raises ConflictError unless `force`
+        (org admins only); its audit log stays readable by org admins (`logs()` still works for them)."""
+        self._transport.request("DELETE", self._path, params={"force": "true"} if force else None)
+        self.status = "deleted"
 
     def versions(self) -> list[Version]:
         """Every published version, newest first."""
@@ -179,7 +201,7 @@ class APIService:
             for v in body.get("versions") or []
         ]
 
-    def rollback(self, version: int) -> APIService:
+    def rollback(self, version: int) -> PublishedAsset:
         """Re-publish old `version` as a new version (org admin)."""
         self._transport.request("POST", f"{self._path}/rollback/{int(version)}")
         return self.refresh()
@@ -219,7 +241,7 @@ class APIService:
         return ApiKey.from_json(self._transport.request("POST", f"{self._path}/api-keys", json=body))
 
     def list_keys(self) -> list[ApiKey]:
-        """The service's keys, with their prefixes (never the secrets)."""
+        """The asset's keys, with their prefixes (never the secrets)."""
         body = self._transport.request("GET", f"{self._path}/api-keys")
         return [ApiKey.from_json(item) for item in body.get("items") or []]
 
@@ -227,6 +249,119 @@ class APIService:
         """Revoke a key (by id or object); effective at once on every server."""
         key_id = key.id if isinstance(key, ApiKey) else int(key)
         self._transport.request("DELETE", f"{self._path}/api-keys/{key_id}")
+
+    def update_key(
+        self,
+        key: int | ApiKey,
+        *,
+        name: str | None = None,
+        rate_limit: int | None = None,
+        expires_days: int | None = _UNSET,
+        masking_level: str | None = None,
+        sensitivity_max: str | None = None,
+        allowed_columns: Sequence[str] | None = None,
+        allowed_endpoints: Sequence[str] | None = _UNSET,
+        row_scope: Mapping[str, Any] | None = _UNSET,
+    ) -> ApiKey:
+        """Change a key; only the arguments given change, checked as at minting. Effective on the key's next
+        call on every server, and no answer cached under the old settings is served under the new ones.
+
+        `expires_days` counts from now (0 or None: never); `allowed_endpoints=None` opens every endpoint again,
+        `row_scope=None` drops the row scope, `allowed_columns=[]` allows every column. The result has no secret.
+        """
+        key_id = key.id if isinstance(key, ApiKey) else int(key)
+        body: dict[str, Any] = {}
+        for field_name, value in (("name", name), ("rate_limit", rate_limit), ("masking_level", masking_level),
+                                  ("sensitivity_max", sensitivity_max)):  # fmt: skip
+            if value is not None:
+                body[field_name] = value
+        if allowed_columns is not None:
+            body["allowed_columns"] = list(allowed_columns)
+        if expires_days is not _UNSET:
+            body["expires_days"] = expires_days
+        if allowed_endpoints is not _UNSET:
+            body["allowed_endpoints"] = list(allowed_endpoints) if allowed_endpoints is not None else None
+        if row_scope is not _UNSET:
+            body["row_scope"] = dict(row_scope) if row_scope is not None else None
+        return ApiKey.from_json(self._transport.request("PATCH", f"{self._path}/api-keys/{key_id}", json=body))
+
+    def rotate_key(self, key: int | ApiKey, *, grace_seconds: int = 0) -> ApiKey:
+        """A new secret for the key, on the result's `.key` this once; the old secret keeps working
+        `grace_seconds` more (0 to 86,400; 0 stops it at once)."""
+        key_id = key.id if isinstance(key, ApiKey) else int(key)
+        path = f"{self._path}/api-keys/{key_id}/rotate"
+        return ApiKey.from_json(self._transport.request("POST", path, json={"grace_seconds": int(grace_seconds)}))
+
+    def logs(
+        self,
+        *,
+        endpoint_id: str | None = None,
+        key_id: int | None = None,
+        status: int | None = None,
+        errors_only: bool = False,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> LogPage:
+        """The audit log of calls to this service, newest first (written by a worker within seconds)."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if errors_only:
+            params["errors_only"] = "true"
+        extra = {"endpoint_id": endpoint_id, "key_id": key_id, "status": status, "since": since, "until": until}
+        params.update({k: v for k, v in extra.items() if v is not None})
+        body = self._transport.request("GET", f"/api/api-services/{self.id}/logs", params=params)
+        items = [
+            LogEntry(
+                id=i["id"],
+                created_at=i.get("created_at", ""),
+                endpoint_id=i.get("endpoint_id"),
+                key_id=i.get("key_id"),
+                method=i.get("method", ""),
+                status=i["status"],
+                latency_ms=i.get("latency_ms", 0.0),
+                model_id=i.get("model_id"),
+                error_code=i.get("error_code"),
+                context=i.get("context"),
+            )
+            for i in body.get("items") or []
+        ]
+        return LogPage(items, body.get("total", len(items)), body.get("limit", limit), body.get("offset", offset))
+
+
+class APIService(PublishedAsset):
+    """A published asset of type `api_service`: named endpoints (sql, lookup, model, function)."""
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        """The draft config's endpoints (as of the last call that read or wrote the service)."""
+        return list(self.config.get("endpoints") or [])
+
+    def set_endpoints(self, endpoints: Sequence[Endpoint], publish: bool = False) -> APIService:
+        """Replace every endpoint of the draft; publishes too when `publish` is true."""
+        self.refresh()
+        return self._write_endpoints(list(endpoints), publish)
+
+    def add_endpoint(self, endpoint: Endpoint, publish: bool = False) -> APIService:
+        """Add one endpoint to the current draft (read-modify-write); an endpoint with the same id is replaced in
+        place, so running a script twice is not an error. Publishes too when `publish` is true."""
+        self.refresh()
+        current = self.endpoints
+        if any(e.get("id") == endpoint.get("id") for e in current):
+            endpoints = [endpoint if e.get("id") == endpoint.get("id") else e for e in current]
+        else:
+            endpoints = [*current, endpoint]
+        return self._write_endpoints(endpoints, publish)
+
+    def remove_endpoint(self, endpoint_id: str, publish: bool = False) -> APIService:
+        """Drop the endpoint `endpoint_id` from the draft; publishes too when `publish` is true."""
+        self.refresh()
+        return self._write_endpoints([e for e in self.endpoints if e.get("id") != endpoint_id], publish)
+
+    def _write_endpoints(self, endpoints: list[Endpoint], publish: bool) -> APIService:
+        # Other keys of the config survive: only `endpoints` is replaced.
+        self.update(config={**self.config, "endpoints": endpoints})
+        return self.publish() if publish else self
 
     def call(
         self,
@@ -262,37 +397,19 @@ class APIService:
         path = f"/api/api-services/{self.id}/endpoints/{quote(endpoint_id, safe='')}/test"
         return self._transport.request("POST", path, json=payload if payload is not None else {})
 
-    def logs(
-        self,
-        *,
-        endpoint_id: str | None = None,
-        key_id: int | None = None,
-        status: int | None = None,
-        errors_only: bool = False,
-        since: str | None = None,
-        until: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> LogPage:
-        """The audit log of calls to this service, newest first (written by a worker within seconds)."""
-        params: dict[str, Any] = {"limit": limit, "offset": offset}
-        if errors_only:
-            params["errors_only"] = "true"
-        extra = {"endpoint_id": endpoint_id, "key_id": key_id, "status": status, "since": since, "until": until}
-        params.update({k: v for k, v in extra.items() if v is not None})
-        body = self._transport.request("GET", f"/api/api-services/{self.id}/logs", params=params)
-        items = [
-            LogEntry(
-                id=i["id"],
-                created_at=i.get("created_at", ""),
-                endpoint_id=i.get("endpoint_id"),
-                key_id=i.get("key_id"),
-                method=i.get("method", ""),
-                status=i["status"],
-                latency_ms=i.get("latency_ms", 0.0),
-                model_id=i.get("model_id"),
-                error_code=i.get("error_code"),
-            )
-            for i in body.get("items") or []
-        ]
-        return LogPage(items, body.get("total", len(items)), body.get("limit", limit), body.get("offset", offset))
+
+class DataAPI(PublishedAsset):
+    """A published asset of type `data_api`: one governed query served at `GET /api/data/<asset_key>`."""
+
+    def query(self, *, api_key: str | ApiKey, params: Mapping[str, Any] | None = None) -> Any:
+        """Call the published query with a key; `params` fill its filters and `limit`/`offset`."""
+        secret = api_key.key if isinstance(api_key, ApiKey) else api_key
+        if not secret:
+            raise ValueError("api_key: pass the dk_… secret (it is on .key of the object create_key returned)")
+        path = f"/api/data/{quote(self.asset_key, safe='')}"
+        return self._transport.request("GET", path, params=params, headers={"X-API-Key": secret}, authenticated=False)
+
+
+def asset_handle(transport: Transport, body: Mapping[str, Any]) -> PublishedAsset:
+    """The right handle for an asset body: APIService or DataAPI."""
+    return (DataAPI if body.get("asset_type") == "data_api" else APIService)(transport, body)

@@ -1,0 +1,189 @@
+"""Indexes for published lookups and `eq` filters: which to build (through the catalog), building them off the
+request path on a worker, recording the outcome, and showing a dataset's indexes."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from app.datasets.catalog import Catalog
+from app.db import AssetVersion, Dataset, DatasetIndex, Project, PublishedAsset
+from app.db.columns import utcnow
+from app.errors import APIError
+from app.extensions import db, warehouse
+from app.query.validation import resolve_query_config
+from app.serving.asset_config import lookup_as_query
+from app.warehouse.indexes import INDEX_PREFIX, build_index, covering_index, index_name, list_indexes
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR = 500
+
+
+def indexed_queries(asset_type: str, config: dict) -> list[dict]:
+    """The (logical) query configs of a published config that filter with `eq`: a data_api's query, each sql
+    endpoint's query, each lookup as the one-filter query it stands for."""
+    if asset_type == "data_api":
+        queries = [config]
+    else:
+        queries = []
+        for endpoint in config.get("endpoints", []):
+            if endpoint.get("kind") == "lookup":
+                queries.append(lookup_as_query(endpoint))
+            elif endpoint.get("kind") == "sql":
+                queries.append(endpoint.get("query") or {})
+    return [q for q in queries if any(isinstance(f, dict) and f.get("op") == "eq" for f in q.get("filters") or [])]
+
+
+def queue_index_build(asset: PublishedAsset, config: dict | None = None) -> bool:
+    """After a publish has committed: ask a worker to index what the published version (`config`, by default the
+    asset's, which a publish has just copied) filters on. Never fails the publish (no broker: logged, and the next
+    publish tries again)."""
+    if not indexed_queries(asset.asset_type, asset.config if config is None else config):
+        return False
+    try:
+        from tasks.indexing import build_lookup_indexes
+
+        build_lookup_indexes.apply_async(args=[asset.id, asset.published_version])
+    except Exception as exc:  # noqa: BLE001 - indexing is an optimisation: the publish stands without it
+        log.warning("could not queue the index build of asset %s: %s", asset.id, exc)
+        return False
+    return True
+
+
+def _dataset_names(query: dict) -> set[str]:
+    refs = [query.get("source") or {}, *(j for j in query.get("joins") or [] if isinstance(j, dict))]
+    return {f"{ref.get('schema')}.{ref.get('table')}" for ref in refs if isinstance(ref, dict)}
+
+
+def queue_dataset_reindex(dataset: Dataset) -> int:
+    """After a dataset's table was replaced (its indexes dropped with it): queue the index build of every published
+    asset of its project that filters it with `eq`; how many were queued."""
+    assets = db.session.scalars(
+        select(PublishedAsset).where(
+            PublishedAsset.project_id == dataset.project_id, PublishedAsset.status == "published"
+        )  # fmt: skip
+    )
+    queued = 0
+    for asset in assets:
+        version = db.session.scalar(
+            select(AssetVersion).where(
+                AssetVersion.asset_id == asset.id, AssetVersion.version == asset.published_version
+            )  # fmt: skip
+        )
+        if version is None:
+            continue
+        queries = indexed_queries(asset.asset_type, version.config or {})
+        if any(dataset.name in _dataset_names(q) for q in queries):
+            queued += queue_index_build(asset, version.config)
+    return queued
+
+
+def index_targets(asset: PublishedAsset, config: dict) -> dict[int, set[tuple[str, ...]]]:
+    """Dataset id -> column tuples to index, for the datasets of the asset's project its config filters on.
+
+    Every name goes through the catalog and is resolved against the reflected table: nothing reaches DDL unchecked.
+    """
+    project = db.session.get(Project, asset.project_id) if asset.project_id else None
+    catalog = Catalog.for_scope(asset.org_id, project)
+    engine = warehouse.get()
+    targets: dict[int, set[tuple[str, ...]]] = {}
+    for query in indexed_queries(asset.asset_type, config):
+        try:
+            resolved = resolve_query_config(catalog.physical_query(query, "config"), engine, "config")
+        except APIError as err:  # a table or column gone since the publish: nothing to index there
+            log.info("asset %s: a query no longer resolves, not indexed: %s", asset.id, err.message)
+            continue
+        for spec in resolved.filters:
+            if spec.op != "eq":
+                continue
+            dataset = catalog.by_physical.get((spec.column.table.schema, spec.column.table.table))
+            if dataset is not None:
+                targets.setdefault(dataset.id, set()).add((spec.column.name,))
+    return targets
+
+
+def build_asset_indexes(asset_id: int, version: int | None) -> dict[str, str]:
+    """Build the missing indexes for one published version; index name -> outcome (`built`, `present`, `failed`).
+
+    Failures are logged and recorded on the dataset (its page and API show them); they never raise."""
+    asset = db.session.get(PublishedAsset, asset_id)
+    if asset is None or asset.status != "published":
+        return {}
+    row = db.session.scalar(
+        select(AssetVersion).where(AssetVersion.asset_id == asset_id, AssetVersion.version == version)
+    )
+    if row is None:
+        return {}
+    outcome: dict[str, str] = {}
+    for dataset_id, column_sets in index_targets(asset, row.config).items():
+        dataset = db.session.get(Dataset, dataset_id)
+        for columns in sorted(column_sets):
+            outcome.update(_ensure_index(dataset, columns))
+    return outcome
+
+
+def _ensure_index(dataset: Dataset, columns: tuple[str, ...]) -> dict[str, str]:
+    engine = warehouse.get()
+    name = index_name(dataset.table_name, columns)
+    try:
+        present = covering_index(list_indexes(engine, dataset.schema_name, dataset.table_name), columns)
+    except APIError as err:
+        log.error("indexing %s: the warehouse did not answer: %s", dataset.name, err.message)
+        return {name: "failed"}
+    if present is not None:
+        if present.name == name:
+            _record(dataset, name, columns, "ready", "")
+        return {present.name: "present"}
+    _record(dataset, name, columns, "building", "")
+    try:
+        build_index(engine, dataset.schema_name, dataset.table_name, columns)
+        if covering_index(list_indexes(engine, dataset.schema_name, dataset.table_name), columns) is None:
+            # PostgreSQL's IF NOT EXISTS skips when any relation of the schema has the name, not only this index.
+            raise RuntimeError(f"{name} names another object of schema {dataset.schema_name}")
+    except Exception as exc:  # noqa: BLE001 - recorded and logged; serving works without the index
+        log.error("building index %s on %s failed", name, dataset.name, exc_info=True)
+        detail = getattr(exc, "orig", None) or exc
+        _record(dataset, name, columns, "failed", f"{type(exc).__name__}: {detail}"[:MAX_ERROR])
+        return {name: "failed"}
+    _record(dataset, name, columns, "ready", "")
+    log.info("index %s built on %s (%s)", name, dataset.name, ", ".join(columns))
+    return {name: "built"}
+
+
+def _record(dataset: Dataset, name: str, columns: tuple[str, ...], status: str, error: str) -> None:
+    record = db.session.scalar(
+        select(DatasetIndex).where(DatasetIndex.dataset_id == dataset.id, DatasetIndex.name == name)
+    )
+    if record is None:
+        record = DatasetIndex(dataset_id=dataset.id, name=name)
+        db.session.add(record)
+    record.columns, record.status, record.error = list(columns), status, error
+    record.updated_at = utcnow()  # when Apiary last checked it, even when nothing changed
+    db.session.commit()
+
+
+def dataset_indexes(dataset: Dataset) -> list[dict]:
+    """The table's indexes as the warehouse reports them, each with its origin (`apiary` built it for a published
+    service, or it was `existing`) and status; plus Apiary's builds that are still running or failed."""
+    reflected = list_indexes(warehouse.get(), dataset.schema_name, dataset.table_name)
+    records = {r.name: r for r in db.session.scalars(select(DatasetIndex).where(DatasetIndex.dataset_id == dataset.id))}
+    views = []
+    for ix in reflected:
+        record = records.pop(ix.name, None)
+        origin = "apiary" if record is not None or ix.name.startswith(INDEX_PREFIX) else "existing"
+        if ix.valid:
+            status, error = "ready", ""
+        else:
+            status = "building" if record is not None and record.status == "building" else "invalid"
+            error = record.error if record is not None else ""
+        columns = list(ix.columns) or (list(record.columns) if record is not None else [])
+        views.append({"name": ix.name, "columns": columns, "origin": origin, "unique": ix.unique, "status": status,
+                      "error": error})  # fmt: skip
+    for record in records.values():
+        if record.status == "ready":  # gone from the warehouse (the table was replaced): the next publish rebuilds
+            continue
+        views.append({"name": record.name, "columns": list(record.columns), "origin": "apiary", "unique": False,
+                      "status": record.status, "error": record.error})  # fmt: skip
+    return views

@@ -1,0 +1,339 @@
+"""Serving benchmark (issue 15): Apiary's keyed calls beside a bare Flask "hello" and a plain scikit-learn route.
+
+One run, one private stack (temp var dir, private Redis, free loopback ports, one Celery worker consuming every
+queue, gunicorn with `make run`'s settings for every server): a generated 100,000-row table is uploaded through
+`POST /api/datasets/file/upload`, a random forest is trained on a worker through a train_model recipe, and one
+published API service holds a cached lookup, an uncached lookup, an uncached filtered sql query, the model and a
+function. hey then drives each call at 16 clients and at 1 client, bounded in requests and in time.
+
+    make bench                                  # = .venv/bin/python bench/serving.py
+    .venv/bin/python bench/serving.py --seconds 5 --warmup 1 [--rows 100000] [--keep]
+
+Prints the table and writes bench/results/serving.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.load import Target, run_hey  # noqa: E402
+from bench.report import add_ratios, format_table, format_targets, issue_targets, ms_text  # noqa: E402
+from bench.stack import GUNICORN_SETTINGS, Stack, gunicorn_command, worker_command  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "serving.json"
+CLIENT_LEVELS = (16, 1)
+SERVICE_KEY = "bench"
+LOOKUP_ID = 42  # the table is unindexed: where the row sits does not change the cost of finding it
+FEATURES = {"tenure": 8, "plan": "basic", "monthly_fee": 20.0, "region": "EU"}
+FUNCTION_PAYLOAD = {"tenure": 5}
+MODEL_HYPERPARAMS = {"n_estimators": 100, "max_depth": 12}
+SEGMENT_HANDLER = """def handler(payload):
+    tenure = payload.get("tenure", 0)
+    return {"segment": "new" if tenure < 12 else "loyal", "tenure": tenure}
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    label: str
+    server: str  # "hello", "sklearn" or "apiary"
+    method: str
+    path: str
+    body: dict | None = None
+    keyed: bool = True
+
+
+ROWS = (
+    Row("hello", 'bare Flask "hello" (reference)', "hello", "GET", "/hello", keyed=False),
+    Row(
+        "sklearn",
+        "plain Flask + scikit-learn predict (reference)",
+        "sklearn",
+        "POST",
+        "/predict",
+        {"features": FEATURES},
+        keyed=False,
+    ),  # fmt: skip
+    Row(
+        "lookup_cached",
+        "lookup by key, cache on",
+        "apiary",
+        "GET",
+        f"/api/service/{SERVICE_KEY}/customer?id={LOOKUP_ID}",
+    ),
+    Row(
+        "lookup_uncached",
+        "lookup by key, cache off",
+        "apiary",
+        "GET",
+        f"/api/service/{SERVICE_KEY}/customer_nocache?id={LOOKUP_ID}",
+    ),  # fmt: skip
+    Row(
+        "sql_filtered",
+        "sql filtered + sorted, cache off",
+        "apiary",
+        "GET",
+        f"/api/service/{SERVICE_KEY}/top_tenure?region=EU&limit=10",
+    ),  # fmt: skip
+    Row(
+        "model",
+        "model, one row (random forest)",
+        "apiary",
+        "POST",
+        f"/api/service/{SERVICE_KEY}/churn_risk",
+        {"features": FEATURES},
+    ),  # fmt: skip
+    Row("function", "function endpoint", "apiary", "POST", f"/api/service/{SERVICE_KEY}/segment", FUNCTION_PAYLOAD),
+)
+
+
+# --- the data, the model and the service, through Apiary's own API ------------------------------------------------
+
+
+def customers_csv(rows: int, seed: int = 15) -> bytes:
+    """A customer table where short-tenure basic-plan customers churn (plus noise), `rows` rows."""
+    rng = random.Random(seed)
+    out = io.StringIO()
+    out.write("customer_key,name,email,region,plan,tenure,monthly_fee,churned\n")
+    for i in range(1, rows + 1):
+        tenure, plan = rng.randint(1, 72), rng.choice(("basic", "standard", "premium"))
+        churned = int((tenure < 18 and plan == "basic") or rng.random() < 0.07)
+        out.write(f"{i},Customer {i},customer{i}@example.com,{rng.choice(('EU', 'US', 'APAC'))},{plan},{tenure},"
+                  f"{rng.uniform(9, 99):.2f},{churned}\n")  # fmt: skip
+    return out.getvalue().encode()
+
+
+def _ok(response, what: str, status: int = 200) -> dict:
+    if response.status_code != status:
+        raise RuntimeError(f"{what}: HTTP {response.status_code} {response.text[:500]}")
+    return response.json()
+
+
+def set_up_service(base_url: str, rows: int) -> dict:
+    """Sign up, upload the table, train the model on a worker, publish the service and mint a key."""
+    import httpx
+
+    with httpx.Client(base_url=base_url, timeout=900) as http:
+        _ok(http.post("/api/auth/register", json={"org_name": "Bench", "username": "bench",
+                      "email": "bench@example.com", "password": "benchmark password 15"}), "sign up", 201)  # fmt: skip
+        login = _ok(http.post("/api/auth/login", json={"username": "bench", "password": "benchmark password 15"}),
+                    "log in")  # fmt: skip
+        auth = {"Authorization": f"Bearer {login['access_token']}"}
+        # Only the fields every Apiary version accepts (icon, color, theme ... arrive with issue 11).
+        project = _ok(http.post("/api/projects", json={"name": "Bench", "slug": "bench"}, headers=auth), "project", 201)
+        scoped = {**auth, "X-Project-Id": str(project["project_id"])}
+        started = time.perf_counter()
+        dataset = _ok(http.post("/api/datasets/file/upload", headers=scoped, data={"name": "marts.customers"},
+                                files={"file": ("customers.csv", customers_csv(rows), "text/csv")}), "upload", 201)  # fmt: skip
+        upload_s = time.perf_counter() - started
+        print(f"  uploaded {dataset['row_count']:,} rows in {upload_s:.1f} s", flush=True)
+        config = {"input_table": "marts.customers", "target_column": "churned", "task_type": "classification",
+                  "algorithm": "random_forest", "feature_columns": list(FEATURES), "hyperparams": MODEL_HYPERPARAMS}  # fmt: skip
+        recipe = _ok(http.post("/api/flow/ai-recipes", headers=scoped, json={"recipe_type": "train_model",
+                     "name": "churn", "inputs": ["marts.customers"], "config": config}), "recipe", 201)  # fmt: skip
+        started = time.perf_counter()
+        run = _ok(http.post(f"/api/flow/ai-recipes/{recipe['recipe_id']}/run", headers=scoped), "train")
+        train_s = time.perf_counter() - started
+        if run["status"] != "success":
+            raise RuntimeError(f"training failed: {run}")
+        print(f"  trained model {run['model_id']} on a worker in {train_s:.1f} s", flush=True)
+        sql = {"source": {"schema": "marts", "table": "customers"}, "columns": ["customer_key", "region", "plan", "tenure"],
+               "filters": [{"column": "region", "op": "eq", "param": "region"}],
+               "order_by": [{"column": "tenure", "dir": "desc"}], "pagination": {"default_limit": 10, "max_limit": 100}}  # fmt: skip
+        endpoints = [
+            {"id": "customer", "kind": "lookup", "dataset": "marts.customers", "key_column": "customer_key",
+             "cache_ttl_seconds": 60},
+            {"id": "customer_nocache", "kind": "lookup", "dataset": "marts.customers", "key_column": "customer_key",
+             "cache_ttl_seconds": 0},
+            {"id": "top_tenure", "kind": "sql", "query": sql, "cache_ttl_seconds": 0},
+            {"id": "churn_risk", "kind": "model", "model_id": run["model_id"]},
+            {"id": "segment", "kind": "function", "handler": SEGMENT_HANDLER},
+        ]  # fmt: skip
+        asset = _ok(http.post("/api/publish/assets", headers=scoped, json={"asset_type": "api_service",
+                    "asset_key": SERVICE_KEY, "title": "Bench", "config": {"endpoints": endpoints}}), "service", 201)  # fmt: skip
+        _ok(http.post(f"/api/publish/assets/{asset['id']}/publish", headers=auth), "publish")
+        key = _ok(http.post(f"/api/publish/assets/{asset['id']}/api-keys", headers=auth,
+                            json={"name": "bench", "rate_limit": 1_000_000, "expires_days": 0}), "key", 201)  # fmt: skip
+    return {"model_id": run["model_id"], "key": key["key"], "upload_s": round(upload_s, 1), "train_s": round(train_s, 1),
+            "row_count": dataset["row_count"]}  # fmt: skip
+
+
+def model_artifact(stack: Stack, model_id: int) -> str:
+    """Where the worker stored the trained model (the plain scikit-learn route loads the same file)."""
+    with sqlite3.connect(stack.tmp / "var" / "apiary.db") as conn:
+        (path,) = conn.execute("SELECT artifact_path FROM ml_models WHERE id = ?", (model_id,)).fetchone()
+    return path
+
+
+def target_for(stack: Stack, row: Row, key: str) -> Target:
+    headers = (("X-API-Key", key),) if row.keyed else ()
+    body = json.dumps(row.body) if row.body is not None else None
+    return Target(stack.url(row.server, row.path), row.method, body, headers)
+
+
+def check_answers(targets: dict[str, Target]) -> None:
+    """Every call answers 200 before it is measured, lookups find their row, and only the cached one hits the cache."""
+    import httpx
+
+    for row_id, target in targets.items():
+        for _ in range(2):
+            answer = httpx.request(target.method, target.url, content=target.body, timeout=60,
+                                   headers={"Content-Type": "application/json", **dict(target.headers)})  # fmt: skip
+            if answer.status_code != 200:
+                raise RuntimeError(f"{row_id}: HTTP {answer.status_code} {answer.text[:500]}")
+        if row_id == "lookup_cached" and answer.headers.get("X-Cache") != "HIT":
+            raise RuntimeError(f"lookup_cached: the second call was not a cache hit ({answer.headers.get('X-Cache')})")
+        if row_id in ("lookup_uncached", "sql_filtered") and "X-Cache" in answer.headers:
+            raise RuntimeError(f"{row_id}: answered through the cache, expected it off")
+        if row_id.startswith("lookup") and answer.json()["count"] != 1:
+            raise RuntimeError(f"{row_id}: expected the one row of key {LOOKUP_ID}, got {answer.text[:300]}")
+
+
+# --- the run -------------------------------------------------------------------------------------------------------
+
+
+def measure(stack: Stack, targets: dict[str, Target], args: argparse.Namespace) -> dict[str, dict]:
+    """Per row: a short unrecorded warm-up at 16 clients (models loaded in every process), then 16, then 1 client."""
+    results: dict[str, dict] = {}
+    for row in ROWS:
+        target = targets[row.id]
+        if args.warmup > 0:
+            run_hey(target, max(CLIENT_LEVELS), args.warmup, args.max_requests)
+        results[row.id] = {}
+        for clients in CLIENT_LEVELS:
+            stack.check_alive()
+            figures = run_hey(target, clients, args.seconds, args.max_requests)
+            results[row.id][f"c{clients}"] = figures.as_dict()
+            print(f"  {row.label:<48} {clients:>2} clients: {figures.requests_per_s:>8,.1f} req/s  "
+                  f"p50 {ms_text(figures.p50_ms):>6} ms  p99 {ms_text(figures.p99_ms):>6} ms"
+                  + (f"  {figures.errors} errors ({figures.first_error})" if figures.errors else ""), flush=True)  # fmt: skip
+    return results
+
+
+def _hey_version() -> str:
+    try:
+        done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "hey"], capture_output=True, text=True,
+                              timeout=10, check=False)  # fmt: skip
+        return f"hey {done.stdout.strip()}" if done.returncode == 0 and done.stdout.strip() else "hey"
+    except OSError:
+        return "hey"
+
+
+def _terminate(signum, _frame):
+    raise SystemExit(128 + signum)  # unwinds through the finally that stops the stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10, help="time budget of each measurement (default 10)")
+    parser.add_argument("--warmup", type=float, default=2, help="unrecorded warm-up per call, seconds (default 2)")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="request cap of each measurement")
+    parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated table (default 100,000)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs, databases)")
+    args = parser.parse_args()
+    if args.rows < 1000:
+        parser.error("--rows: at least 1000 (the model trains on them)")
+    if not 0 < args.seconds <= 600 or not 0 <= args.warmup <= 600:
+        parser.error("--seconds: more than 0 and at most 600; --warmup: 0 to 600")
+    if args.max_requests < max(CLIENT_LEVELS):
+        parser.error(f"--max-requests: at least {max(CLIENT_LEVELS)}")
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    load_before = os.getloadavg()
+    stack = Stack(args.keep)
+    try:
+        print(f"starting a private stack in {stack.tmp}", flush=True)
+        stack.start_apiary()
+        setup = set_up_service(stack.url("apiary", ""), args.rows)
+        stack.serve("hello", "bench.hello_app:create_app()")
+        stack.serve("sklearn", "bench.sklearn_app:create_app()",
+                    {"BENCH_MODEL_ARTIFACT": model_artifact(stack, setup["model_id"])})  # fmt: skip
+        stack.wait_until("hello", "/hello")
+        stack.wait_until("sklearn", "/predict", timeout=120, statuses=(405,))  # POST only: any answer means booted
+        targets = {row.id: target_for(stack, row, setup["key"]) for row in ROWS}
+        check_answers(targets)
+        print(f"measuring {len(ROWS)} calls x {len(CLIENT_LEVELS)} client counts, {args.seconds:g} s each", flush=True)
+        results = measure(stack, targets, args)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        stack.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    add_ratios(results)
+    targets_checked = issue_targets(results)
+    labels = {row.id: row.label for row in ROWS}
+    table = format_table(labels, results)
+    report = {
+        "what": "issue 15 serving benchmark: Apiary's keyed calls beside a bare Flask hello and a plain scikit-learn "
+        "route, same gunicorn settings, one run",
+        "command": " ".join(["python", *sys.argv]) if sys.argv[0].endswith(".py") else " ".join(sys.argv),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        },  # fmt: skip
+        "settings": {
+            "load_tool": _hey_version(),
+            "clients": list(CLIENT_LEVELS),
+            "seconds_per_measurement": args.seconds,
+            "warmup_seconds": args.warmup,
+            "max_requests_per_measurement": args.max_requests,
+            "gunicorn": " ".join(["gunicorn", *gunicorn_command(0, "<app>")[1:]]).replace(":0 ", ":<port> "),
+            "gunicorn_settings": list(GUNICORN_SETTINGS),
+            "worker": " ".join(["celery", *worker_command()[1:]]),
+            "databases": "SQLite metadata and warehouse (make run's defaults), private Redis",
+            "table_rows": setup["row_count"],
+            "upload_seconds": setup["upload_s"],
+            "model": {
+                "algorithm": "random_forest",
+                "hyperparams": MODEL_HYPERPARAMS,
+                "features": FEATURES,
+                "train_seconds": setup["train_s"],
+            },  # fmt: skip
+        },
+        "calls": {
+            row.id: {"label": row.label, "server": row.server, "method": row.method, "path": row.path, "body": row.body}
+            for row in ROWS
+        },  # fmt: skip
+        "results": results,
+        "issue_15_targets": targets_checked,
+        "table": table.splitlines(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print(table)
+    print()
+    print("issue 15 targets:")
+    print(format_targets(targets_checked))
+    print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("\ninterrupted: every process the benchmark started is stopped", file=sys.stderr)
+        sys.exit(130)

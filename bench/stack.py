@@ -1,0 +1,187 @@
+"""A private Apiary stack for benchmarks: its own temp var dir, Redis, ports, worker and gunicorn servers.
+
+Every process it starts runs in its own process group (and dies with the benchmark if that is killed outright);
+`stop()` signals each group, TERM then KILL, and is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# The web process exactly as `make run` starts it (app/supervisor.py), bound to the loopback: every server of the
+# benchmark, Apiary's and the reference apps, runs with these settings. tests/bench checks they match.
+GUNICORN_SETTINGS = ("--workers", "2", "--threads", "8", "--graceful-timeout", "1", "--access-logfile", "-")
+# The worker as `make run` starts it: one prefork worker consuming every queue. (make run's beat, which only reaps
+# stale runs and purges old audit records, is not started: it plays no part in a call.)
+WORKER_QUEUES = "predict,train,functions,default"
+WORKER_SETTINGS = ("-n", "worker@%h", "--concurrency", "2", "--loglevel", "INFO")
+# Settings Apiary reads from the environment that must not leak in from the caller's shell.
+_OWN_SETTINGS = ("APIARY_", "APP_CONFIG", "DATABASE_URL", "WAREHOUSE_", "REDIS_URL", "CELERY_", "MODEL_STORE",
+                 "PROMETHEUS_MULTIPROC_DIR", "PORT")  # fmt: skip
+
+
+def gunicorn_command(port: int, app_spec: str) -> list[str]:
+    return [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *GUNICORN_SETTINGS, app_spec]
+
+
+def worker_command() -> list[str]:
+    return [str(BIN / "celery"), "-A", "celery_worker", "worker", "-Q", WORKER_QUEUES, *WORKER_SETTINGS]
+
+
+class Stack:
+    def __init__(self, keep: bool = False):
+        self.tmp = Path(tempfile.mkdtemp(prefix="apiary-bench-"))
+        self.keep = keep
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        # The caller's environment without any Apiary setting: the stack points every process at its own.
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS)}
+        self.env["PYTHONPATH"] = str(ROOT)
+        self.ports: dict[str, int] = {}
+        self.stopped = False
+
+    # --- starting ------------------------------------------------------------------------------------------------
+
+    def start_apiary(self) -> None:
+        """Redis, migrations, one worker and Apiary's web process; returns once /readyz is green."""
+        from app.redis_server import start_private_redis
+
+        redis_proc, redis_url = start_private_redis(str(self.tmp / "redis"))
+        self.children.append(("redis", redis_proc))
+        var = self.tmp / "var"
+        metrics = self.tmp / "prometheus"  # as `make run`: gunicorn runs several workers
+        metrics.mkdir(parents=True)
+        self.env.update({"APP_CONFIG": "development", "APIARY_VAR_DIR": str(var), "REDIS_URL": redis_url,
+                         "PROMETHEUS_MULTIPROC_DIR": str(metrics)})  # fmt: skip
+        done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"flask db upgrade failed:\n{done.stderr[-2000:]}")
+        self.spawn("worker", worker_command())
+        self.serve("apiary", "wsgi:app")
+        self.wait_until("apiary", "/readyz", timeout=180)
+
+    def serve(self, name: str, app_spec: str, extra_env: dict[str, str] | None = None) -> int:
+        """Start gunicorn for `app_spec` on a free loopback port with Apiary's settings; returns the port."""
+        from app.redis_server import free_port
+
+        port = free_port()
+        self.ports[name] = port
+        self.spawn(name, gunicorn_command(port, app_spec), extra_env)
+        return port
+
+    def spawn(self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
+        from app.supervisor import die_with_parent  # SIGKILL when the benchmark dies, even by SIGKILL
+
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - the child owns it for its lifetime
+        try:
+            # Own session and process group: Ctrl-C reaches only the benchmark, and stop() signals the whole group.
+            proc = subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **(extra_env or {})}, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    preexec_fn=die_with_parent(signal.SIGKILL))  # fmt: skip
+        finally:
+            log.close()
+        self.children.append((name, proc))
+
+    def wait_until(self, name: str, path: str, timeout: float = 90, statuses: tuple[int, ...] = (200,)) -> None:
+        """Poll `path` on server `name` until it answers one of `statuses` (a worker of it has booted)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                if self.get(name, path) in statuses:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{name} did not answer {statuses} on {path} within {timeout:g} s; logs in {self.tmp}")
+
+    def check_alive(self) -> None:
+        for name, proc in self.children:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited ({proc.returncode}); see {self.tmp / (name + '.log')}")
+
+    def get(self, name: str, path: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports[name], timeout=5)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            resp.read()
+            return resp.status
+        finally:
+            conn.close()
+
+    def url(self, name: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    # --- stopping ------------------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        # Servers and the worker first, Redis last: they still talk to it while they shut down.
+        groups = [proc for name, proc in reversed(self.children) if name != "redis"]
+        for proc in groups:
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in groups:
+            _wait(proc, max(0.1, deadline - time.monotonic()))
+            _signal_group(proc, signal.SIGKILL)  # whatever of the group is left (forked workers included)
+            _wait(proc, 5)
+            settled = time.monotonic() + 5
+            while live_group_members(proc.pid) and time.monotonic() < settled:
+                time.sleep(0.05)  # a killed process lingers until the kernel has torn it down
+        for name, proc in self.children:
+            if name == "redis":
+                proc.terminate()
+                if not _wait(proc, 10):
+                    proc.kill()
+                    _wait(proc, 5)
+        if self.keep:
+            print(f"kept the stack's files (logs, databases) in {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Pids of the processes of group `pgid` that still run (zombies, already dead, are not counted)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state not in ("Z", "X"):
+            members.append(int(entry))
+    return members
+
+
+def _wait(proc: subprocess.Popen, timeout: float) -> bool:
+    try:
+        proc.wait(timeout=timeout)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    """The whole group of a child spawn() started (it leads its own group), forked children included."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):  # nothing of the group is left
+        pass

@@ -1,0 +1,90 @@
+"""Issue 11: DELETE /api/publish/assets/{id}: 409 while published unless force by an org admin; versions and keys
+go in one transaction; the audit log stays readable by org admins."""
+
+from sqlalchemy import func, select
+
+from tests.conftest import add_user, sign_up
+from tests.serving.test_serving_data import call, mint, service  # noqa: F401 - fixture
+
+
+def _count(app, model, **where):
+    from app.extensions import db
+
+    with app.app_context():
+        stmt = select(func.count()).select_from(model)
+        for name, value in where.items():
+            stmt = stmt.where(getattr(model, name) == value)
+        return db.session.scalar(stmt)
+
+
+def test_published_asset_is_409_until_unpublished(app, client, admin, service):  # noqa: F811
+    from app.db import ApiKey, AssetVersion, PublishedAsset
+
+    key = mint(client, admin, service)["key"]
+    assert call(client, key, "top").status_code == 200
+    url = f"/api/publish/assets/{service}"
+    refused = client.delete(url, headers=admin.headers)
+    assert refused.status_code == 409 and "unpublish" in refused.get_json()["error"]["message"]
+    assert client.delete(f"{url}?force=false", headers=admin.headers).status_code == 409
+    assert _count(app, ApiKey, asset_id=service) == 1 and call(client, key, "top").status_code == 200
+
+    assert client.post(f"{url}/unpublish", headers=admin.headers).status_code == 200
+    deleted = client.delete(url, headers=admin.headers)
+    assert deleted.status_code == 204 and deleted.get_data() == b""
+    assert client.get(url, headers=admin.headers).status_code == 404
+    assert _count(app, PublishedAsset, id=service) == 0
+    assert _count(app, AssetVersion, asset_id=service) == 0 and _count(app, ApiKey, asset_id=service) == 0
+    assert call(client, key, "top").status_code == 401
+    assert client.delete(url, headers=admin.headers).status_code == 404
+
+
+def test_force_needs_an_org_admin(app, client, admin, service):  # noqa: F811
+    designer = add_user(client, admin, "designer")
+    url = f"/api/publish/assets/{service}"
+    denied = client.delete(f"{url}?force=true", headers=designer.headers)
+    assert denied.status_code == 403 and denied.get_json()["error"]["code"] == "permission_denied"
+    assert client.get(url, headers=admin.headers).status_code == 200
+    assert client.delete(f"{url}?force=maybe", headers=admin.headers).status_code == 422
+    assert client.delete(f"{url}?force=true", headers=admin.headers).status_code == 204
+    assert client.get(url, headers=admin.headers).status_code == 404
+
+
+def test_another_org_cannot_delete(client, admin, service):  # noqa: F811
+    other = sign_up(client)
+    assert client.delete(f"/api/publish/assets/{service}?force=true", headers=other.headers).status_code == 404
+    assert client.get(f"/api/publish/assets/{service}", headers=admin.headers).status_code == 200
+
+
+def test_audit_log_stays_readable_by_org_admins(app, client, admin, service):  # noqa: F811
+    from app.serving.service import flush_serving_records
+
+    key = mint(client, admin, service)["key"]
+    for _ in range(3):
+        assert call(client, key, "top").status_code == 200
+    with app.app_context():
+        flush_serving_records()
+    logs_url = f"/api/api-services/{service}/logs"
+    assert client.get(logs_url, headers=admin.headers).get_json()["total"] == 3
+
+    analyst = add_user(client, admin, "analyst")
+    assert client.delete(f"/api/publish/assets/{service}?force=true", headers=admin.headers).status_code == 204
+    after = client.get(logs_url, headers=admin.headers)
+    assert after.status_code == 200, after.get_json()
+    assert after.get_json()["total"] == 3 and {r["endpoint_id"] for r in after.get_json()["items"]} == {"top"}
+    assert client.get(logs_url, headers=analyst.headers).status_code == 403
+    assert client.get(logs_url, headers=sign_up(client).headers).status_code == 404
+
+    tombstones = client.get("/api/publish/deleted-assets", headers=admin.headers).get_json()["items"]
+    assert [(t["id"], t["asset_key"], t["deleted_by"]) for t in tombstones] == [
+        (service, "sales-serving", admin.username)
+    ]
+    assert client.get("/api/publish/deleted-assets", headers=analyst.headers).status_code == 403
+
+    # A new asset never inherits the deleted one's id (SQLite would hand it out again) and so never its log.
+    from tests.publishing.test_assets import _create
+
+    project_id = client.get("/api/projects", headers=admin.headers).get_json()["items"][0]["project_id"]
+    fresh = _create(client, admin, project_id).get_json()
+    assert fresh["id"] != service
+    assert client.get(f"/api/api-services/{fresh['id']}/logs", headers=admin.headers).get_json()["total"] == 0
+    assert client.get(logs_url, headers=admin.headers).get_json()["total"] == 3
