@@ -279,7 +279,15 @@ def activate_model(model: MLModel) -> MLModel:
     )
     model.is_active = True
     db.session.commit()
+    _bump_serving()
     return model
+
+
+def _bump_serving() -> None:
+    """Scoring fields of models are cached per web process: every server drops them on its next keyed call."""
+    from app.serving.state import bump_serving_generation
+
+    bump_serving_generation()
 
 
 def delete_model(model: MLModel) -> None:
@@ -299,6 +307,7 @@ def delete_model(model: MLModel) -> None:
     path = model.artifact_path
     db.session.delete(model)
     db.session.commit()
+    _bump_serving()
     remove_artifact(path)
 
 

@@ -267,3 +267,7 @@ def _invalidate_cache(asset_id: int) -> None:
     from app.serving.cache import result_cache
 
     result_cache().invalidate_asset(asset_id)
+    # Published configs are cached per process: every server drops them on its next keyed call.
+    from app.serving.state import bump_serving_generation
+
+    bump_serving_generation()
