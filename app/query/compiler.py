@@ -118,6 +118,12 @@ def compile_query(
             for side, ref in (("left", left), ("right", right)):
                 if not visible(ref):
                     raise column_not_permitted(f"{join.field}.on[{i}].{side}", ref)
+                if masked(ref):
+                    # An equality oracle over a whole table at once: joined to a table of guesses, every match
+                    # would bring its guess back in clear (unlike one `eq` param, one guess per call).
+                    where = f"{join.field}.on[{i}].{side}"
+                    message = f"column {ref.name} is masked for this key and cannot be joined on"
+                    raise APIError(400, "column_masked", f"{where}: {message}", {"fields": {where: [message]}})
         onclause = sa.and_(*(sa_col(left) == sa_col(right) for left, right in join.on))
         from_clause = from_clause.join(tables[join.table.key], onclause, isouter=join.type == "left")
 
