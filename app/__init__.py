@@ -60,6 +60,9 @@ def register_process_singletons(app: Flask) -> None:
 
     rate_limiter.init_app(app)
     result_caches.init_app(app)
+    from app.serving.state import serving_states  # keys, configs, queries cached per process (issue 15)
+
+    serving_states.init_app(app)
 
 
 def register_input_limits(app: Flask) -> None:

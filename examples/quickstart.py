@@ -1,4 +1,5 @@
-"""Apiary end to end with the Python SDK: upload a CSV, train a churn model, serve four endpoint kinds, call them.
+"""Apiary end to end with the Python SDK: upload a CSV, train a churn model, serve four endpoint kinds, call them
+(the model also by customer id alone: enrichment, explanations, a caller context).
 
 Run against the server `make run` starts (http://127.0.0.1:8000; the admin is admin@example.com, its password is
 printed by make run and kept in var/admin_password):
@@ -9,7 +10,7 @@ printed by make run and kept in var/admin_password):
 or with a personal access token: APIARY_TOKEN=... (flags --url, --token, --username, --password, --project override).
 
 Everything it makes has its own names, so it never touches the demo `make run` builds (project `sales`, table
-`marts.dim_customer`, service `sales-serving`): the project `quickstart`, the table `quickstart.customers` in it, the
+`marts.dim_customer`, service `sales-serving`): the project `quickstart`, the table `uploads.quickstart_customers` in it, the
 model `quickstart_churn` and the service `quickstart-<project id>` (service keys are unique across the whole
 installation, so the project's id keeps two organizations apart). Running it again reuses the project and the
 service, replaces the table's rows, trains a new model version and publishes a new service version.
@@ -31,13 +32,16 @@ from apiary import (
     Client,
     ConflictError,
     NotFoundError,
+    enrichment,
     function_endpoint,
     lookup_endpoint,
     model_endpoint,
+    predict_body,
+    shapley,
     sql_endpoint,
 )
 
-TABLE = "quickstart.customers"
+TABLE = "uploads.quickstart_customers"
 MODEL = "quickstart_churn"
 SEGMENT_HANDLER = """def handler(payload):
     tenure = int(payload.get("tenure", 0))
@@ -111,6 +115,22 @@ def main(argv: list[str] | None = None) -> int:
         endpoints = [
             lookup_endpoint("customer", TABLE, "customer_key"),
             model_endpoint("churn_risk", model_id=trained.model_id),
+            # the same model scored from a customer id alone: the features are looked up in the table (enrichment),
+            # an unknown id is answered {"ignored": true} in its place, and each row is explained (top 2 features)
+            model_endpoint(
+                "churn_by_id",
+                model_id=trained.model_id,
+                enrichments=[
+                    enrichment(
+                        TABLE,
+                        on={"customer_id": "customer_key"},
+                        columns={"tenure": "tenure", "plan": "plan", "monthly": "monthly"},
+                        not_found="ignore",
+                    )
+                ],
+                return_enriched=True,
+                explanations=shapley(2),
+            ),
             sql_endpoint(
                 "top_tenure",
                 {
@@ -147,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         out = svc.call("churn_risk", {"features": {"tenure": 8, "plan": "basic", "monthly": 30}}, api_key=key.key)
         show("predictions", out["predictions"])
 
+        # a batch by customer id: looked-up features (`enriched`), an ignored row, explanations per row where
+        # base + contributions + others = the churn probability; the `context` is never scored, only audited
+        by_id = predict_body(rows=[{"customer_id": 42}, {"customer_id": 99999}], context={"source": "quickstart"})
+        out = svc.call("churn_by_id", by_id, api_key=key.key)
+        show("by customer id", {k: out[k] for k in ("predictions", "probabilities", "enriched", "explanations")})
+
         # lookup and sql endpoints are GET + query params
         row = svc.call("customer", api_key=key.key, method="GET", params={"id": 42})
         show("customer 42", row["rows"])
@@ -160,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         # dry-run an endpoint's draft with your login, no key
         dry = svc.test("churn_risk", {"features": {"tenure": 8, "plan": "basic", "monthly": 30}})
         show("dry run", dry)
+        show("dry run with context", svc.test("churn_by_id", by_id)["context"])
     return 0
 
 

@@ -67,8 +67,8 @@ MUTANTS = (
         "app/serving/asset_config.py",
         (
             (
-                "found = project is not None and project.id == _model_project(model_id)",
-                "found = _model_project(model_id) is not None",
+                "if project is None or model is None or model.project_id != project.id:",
+                "if project is None or model is None:",
             ),
         ),
         ("tests/publishing/test_config_scope.py",),
@@ -80,19 +80,12 @@ MUTANTS = (
         ("tests/publishing/test_config_scope.py",),
     ),
     Mutant(
-        "a revocation is seen only by the server that made it (keys remembered per process)",
+        "a revocation is seen only by the server that made it (the serving generation not bumped)",
         "app/keys/service.py",
         (
             (
-                '    key = db.session.execute(_SERVING_KEY, {"key_hash": hash_api_key(presented)}).first()\n',
-                "    memo = globals().setdefault('_REMEMBERED', {})\n"
-                "    key = memo.get(presented) or db.session.execute(_SERVING_KEY, "
-                '{"key_hash": hash_api_key(presented)}).first()\n'
-                "    memo[presented] = key\n",
-            ),
-            (
-                "    key.revoked_at = key.revoked_at or utcnow()\n",
-                "    key.revoked_at = key.revoked_at or utcnow()\n    globals().get('_REMEMBERED', {}).clear()\n",
+                "    key.revoked_at = key.revoked_at or utcnow()\n    db.session.commit()\n    bump_serving_generation()\n",
+                "    key.revoked_at = key.revoked_at or utcnow()\n    db.session.commit()\n",
             ),
         ),
         (

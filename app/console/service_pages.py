@@ -8,7 +8,16 @@ import json
 from flask import flash, redirect, render_template, request, url_for
 
 from app.console.blueprint import bp, can, console_user, project_for, signed_in
-from app.console.endpoint_form import KIND_LABELS, KINDS, endpoint_from_form, form_values, posted_values
+from app.console.endpoint_form import (
+    KIND_LABELS,
+    KINDS,
+    POLICIES,
+    endpoint_from_form,
+    enrichment_error_paths,
+    enrichment_values,
+    form_values,
+    posted_values,
+)
 from app.console.forms import FormErrors, from_api_error
 from app.console.key_reveal import take_reveal
 from app.datasets import service as datasets
@@ -78,6 +87,8 @@ def render_service(project: Project, asset: PublishedAsset, status: int = 200, *
         api_keys=api_keys,
         kinds=KINDS,
         kind_labels=KIND_LABELS,
+        policies=POLICIES,
+        blank_enrichment=enrichment_values(None),
         examples=_test_examples(endpoints_of(asset), choices["models"]),
         **choices,
         **context,
@@ -116,7 +127,11 @@ def save_endpoint(project_id: int, service_id: int):
         try:
             publishing.update_asset(user, asset, {"config": config})
         except APIError as err:
-            from_api_error(err, errors, prefix=f"config.endpoints[{index}].")
+            prefix = f"config.endpoints[{index}]."
+            if isinstance(err.details, dict) and isinstance(err.details.get("fields"), dict):
+                blocks = values.get("_enrichment_blocks") or []
+                err.details = {**err.details, "fields": enrichment_error_paths(err.details["fields"], prefix, blocks)}
+            from_api_error(err, errors, field_for={"enrichments": ""}, prefix=prefix)
         else:
             flash(f"Endpoint {endpoint['id']} saved to the draft. Publish to serve it.", "success")
             return redirect(url_for("console.service", project_id=project.id, service_id=asset.id) + "#endpoints")

@@ -23,6 +23,8 @@ _WARN_EVERY_S = 60.0
 _GCRA = """
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local gen = false
+if #KEYS > 1 then gen = redis.call('GET', KEYS[2]) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1])) or now
@@ -30,12 +32,59 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - burst * interval
 if now < allow_at then
-  return {0, 0, string.format('%.0f', tat - now), string.format('%.0f', allow_at - now)}
+  return {0, 0, string.format('%.0f', tat - now), string.format('%.0f', allow_at - now), gen}
 end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
 local remaining = math.floor((now - allow_at) / interval)
-return {1, remaining, string.format('%.0f', new_tat - now), '0'}
+return {1, remaining, string.format('%.0f', new_tat - now), '0', gen}
 """
+
+
+# A keyed call's one round trip (issue 15): the GCRA above, the serving generation, and, for a result-cached
+# endpoint, the cache's asset and rules generations and the cached answer (KEYS[5] is the entry's name with `{G}`
+# and `{R}` standing for the two generations). On a hit that needs nothing else (allowed, serving generation as
+# expected), the audit record, the key's last use and the flush flag are written too (KEYS[6..8], ARGV[4..7]).
+_SERVE = """
+local gen = redis.call('GET', KEYS[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - burst * interval
+if now < allow_at then
+  return {0, 0, string.format('%.0f', tat - now), string.format('%.0f', allow_at - now), gen}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+local remaining = math.floor((now - allow_at) / interval)
+local reset = string.format('%.0f', new_tat - now)
+if #KEYS < 5 then return {1, remaining, reset, '0', gen} end
+local ag = redis.call('GET', KEYS[3]) or '0'
+local rg = redis.call('GET', KEYS[4]) or '0'
+local name = string.gsub(string.gsub(KEYS[5], '{G}', ag), '{R}', rg)
+local hit = redis.call('GET', name)
+local audited, flush = 0, false
+if hit and #KEYS >= 8 and (gen or '0') == ARGV[3] then
+  redis.call('RPUSH', KEYS[6], ARGV[4])
+  redis.call('LTRIM', KEYS[6], -tonumber(ARGV[5]), -1)
+  redis.call('HSET', KEYS[7], ARGV[6], ARGV[7])
+  flush = redis.call('SET', KEYS[8], 1, 'NX', 'EX', 2)
+  audited = 1
+end
+return {1, remaining, reset, '0', gen, ag, rg, hit, audited, flush and 1 or 0}
+"""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the serve script reads and writes beside the rate limit (see `_SERVE`)."""
+
+    generation_key: str
+    cache_keys: tuple[str, str, str] | None = None  # asset generation, rules generation, entry template
+    expected_generation: int | None = None  # the serving generation the call's cached data belongs to
+    audit: tuple[str, str, str, str, int, str, str] | None = None  # list, hash, flag, entry, max_len, key id, ts
 
 
 @dataclass(frozen=True)
@@ -48,6 +97,11 @@ class Decision:
     reset_seconds: int  # until the whole budget is back
     retry_after_seconds: int  # 0 when allowed, else >= 1
     known: bool = True  # False when Redis could not be asked: the call was let through blind
+    generation: int | None = None  # the serving generation read in the same round trip (None: not asked / unknown)
+    cache_generations: tuple[int, int] | None = None  # the result cache's (asset, rules) generations, if probed
+    cached: bytes | str | None = None  # the cached answer, if probed and present
+    audited: bool = False  # the script wrote the call's audit record (a hit)
+    flush_due: bool = False  # ... and the flush flag was free: schedule a flush
 
     def headers(self) -> dict[str, str]:
         """`RateLimit-*` headers for every response, plus `Retry-After` on a refusal; none when the budget is
@@ -85,11 +139,15 @@ class RateLimiter:
         self.retry_after_s = retry_after_s
         # register_script runs EVALSHA and loads the script on NOSCRIPT (a restarted or flushed server).
         self._script = redis_client.register_script(_GCRA)
+        self._serve = redis_client.register_script(_SERVE)
         self._last_warning = -math.inf
         self._down_until = -math.inf
 
-    def hit(self, bucket: str, limit_per_minute: int) -> Decision:
-        """Count one request against `bucket` (e.g. `key:42`) and say whether it is within `limit_per_minute`."""
+    def hit(self, bucket: str, limit_per_minute: int, generation_key: str | None = None) -> Decision:
+        """Count one request against `bucket` (e.g. `key:42`) and say whether it is within `limit_per_minute`.
+
+        With `generation_key`, that counter is read in the same script (one round trip) into `Decision.generation`
+        (0 when unset)."""
         if isinstance(limit_per_minute, bool) or not isinstance(limit_per_minute, int) or limit_per_minute < 1:
             raise ValueError(f"limit_per_minute must be a positive integer, got {limit_per_minute!r}")
         interval_us = max(1, round(60_000_000 / limit_per_minute))
@@ -97,9 +155,8 @@ class RateLimiter:
         if time.monotonic() < self._down_until:
             return unknown
         try:
-            allowed, remaining, reset_us, retry_us = self._script(
-                keys=[f"{self.prefix}:{bucket}"], args=[interval_us, limit_per_minute]
-            )
+            keys = [f"{self.prefix}:{bucket}"] + ([generation_key] if generation_key else [])
+            allowed, remaining, reset_us, retry_us, *gen = self._script(keys=keys, args=[interval_us, limit_per_minute])
         except (redis.RedisError, OSError) as exc:
             self._down_until = time.monotonic() + self.retry_after_s
             self._warn(exc)
@@ -110,6 +167,48 @@ class RateLimiter:
             remaining=max(0, int(remaining)),
             reset_seconds=math.ceil(int(reset_us) / 1_000_000),
             retry_after_seconds=0 if allowed else max(1, math.ceil(int(retry_us) / 1_000_000)),
+            generation=_generation(gen[0] if gen else None) if generation_key else None,
+        )
+
+    def hit_serving(self, bucket: str, limit_per_minute: int, probe: Probe) -> Decision:
+        """`hit` plus, in the same round trip, what `probe` asks (serving generation, cache read, audit record)."""
+        if isinstance(limit_per_minute, bool) or not isinstance(limit_per_minute, int) or limit_per_minute < 1:
+            raise ValueError(f"limit_per_minute must be a positive integer, got {limit_per_minute!r}")
+        interval_us = max(1, round(60_000_000 / limit_per_minute))
+        unknown = Decision(True, limit_per_minute, limit_per_minute, 0, 0, known=False)
+        if time.monotonic() < self._down_until:
+            return unknown
+        keys = [f"{self.prefix}:{bucket}", probe.generation_key]
+        args: list = [interval_us, limit_per_minute, str(probe.expected_generation)]
+        if probe.cache_keys is not None:
+            keys += list(probe.cache_keys)
+            if probe.audit is not None and probe.expected_generation is not None:
+                audit_list, usage_hash, flag, entry, max_len, key_id, ts = probe.audit
+                keys += [audit_list, usage_hash, flag]
+                args += [entry, max_len, key_id, ts]
+        try:
+            reply = self._serve(keys=keys, args=args)
+        except (redis.RedisError, OSError) as exc:
+            self._down_until = time.monotonic() + self.retry_after_s
+            self._warn(exc)
+            return unknown
+        allowed, remaining, reset_us, retry_us, gen, *rest = reply
+        extra = {}
+        if rest:
+            ag, rg, hit, audited, flush = rest
+            generations = (_generation(ag), _generation(rg))
+            if None not in generations:
+                extra["cache_generations"] = generations
+                extra["cached"] = hit
+            extra["audited"], extra["flush_due"] = bool(audited), bool(flush)
+        return Decision(
+            allowed=bool(allowed),
+            limit=limit_per_minute,
+            remaining=max(0, int(remaining)),
+            reset_seconds=math.ceil(int(reset_us) / 1_000_000),
+            retry_after_seconds=0 if allowed else max(1, math.ceil(int(retry_us) / 1_000_000)),
+            generation=_generation(gen),
+            **extra,
         )
 
     def _warn(self, exc: Exception) -> None:
@@ -117,6 +216,15 @@ class RateLimiter:
         if now - self._last_warning >= _WARN_EVERY_S:
             self._last_warning = now
             log.warning("rate limiter cannot reach Redis, letting requests through: %s", exc)
+
+
+def _generation(raw) -> int | None:
+    if raw is None:  # Lua false (the counter was never set)
+        return 0
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 def _make_rate_limiter(app: Flask) -> RateLimiter:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import Row, bindparam, or_, select, update
@@ -121,8 +122,8 @@ def get_api_key(asset: PublishedAsset, key_id: int) -> ApiKey:
 def update_api_key(user: User, asset: PublishedAsset, key_id: int, data: dict) -> ApiKey:
     """Change any mint field of a key (`data` holds only the fields sent, loaded by the mint schema).
 
-    Serving reads the key from the database on every call, so the change holds from the next call on every
-    server; cached results are keyed by the policy's fingerprint, so an answer made under the old policy is never
+    Serving caches keys per process; the serving generation bumped here makes every server drop them, so the
+    change holds from the next call on every server; cached results are keyed by the policy's fingerprint, so an answer made under the old policy is never
     served under the new one. `expires_days` counts from now (0 or null: never expires)."""
     key = get_api_key(asset, key_id)
     if not key.is_active:
@@ -144,6 +145,7 @@ def update_api_key(user: User, asset: PublishedAsset, key_id: int, data: dict) -
     if "expires_days" in data:
         key.expires_at = _expires_at(data["expires_days"])
     db.session.commit()
+    bump_serving_generation()
     return key
 
 
@@ -166,6 +168,7 @@ def rotate_api_key(asset: PublishedAsset, key_id: int, grace_seconds: int = 0) -
         key.previous_key_hash, key.previous_key_expires_at = None, None
     key.key_hash, key.prefix, key.rotated_at = minted.key_hash, minted.prefix, now
     db.session.commit()
+    bump_serving_generation()
     return key, minted.key
 
 
@@ -173,6 +176,7 @@ def end_rotation_grace(key: ApiKey) -> None:
     """Stop the previous secret now (what an expired grace period does; operators and tests use it)."""
     key.previous_key_hash, key.previous_key_expires_at = None, None
     db.session.commit()
+    bump_serving_generation()
 
 
 def list_api_keys(asset: PublishedAsset) -> list[ApiKey]:
@@ -184,6 +188,15 @@ def revoke_api_key(asset: PublishedAsset, key_id: int) -> None:
     key.is_active = False
     key.revoked_at = key.revoked_at or utcnow()
     db.session.commit()
+    bump_serving_generation()
+
+
+def bump_serving_generation() -> None:
+    """Every server drops its cached keys, configs and queries on its next keyed call (see app/serving/state.py).
+    Call it after committing any change to a key's serving fields (revoke, update, rotate)."""
+    from app.serving.state import bump_serving_generation as bump
+
+    bump()
 
 
 _KEYS = ApiKey.__table__
@@ -195,18 +208,25 @@ _SERVING_KEY = select(
 ).where(or_(_KEYS.c.key_hash == bindparam("key_hash"), _KEYS.c.previous_key_hash == bindparam("key_hash")))  # fmt: skip
 
 
-def authenticate_api_key(presented: str | None) -> Row:
+def serving_key_row(key_hash: str) -> Row | None:
+    """The serving fields of the key with this hash, from the database."""
+    return db.session.execute(_SERVING_KEY, {"key_hash": key_hash}).first()
+
+
+def authenticate_api_key(presented: str | None, lookup: Callable[[str], Row | None] = serving_key_row) -> Row:
     """The key named by an X-API-Key value (a row of its serving fields): 401 when unknown, 403 when revoked or
     expired.
 
-    Looked up in the database on every call, so a revocation is effective on the next request everywhere.
+    `lookup(key_hash)` reads the row: serving passes its per-process cache, whose entries are dropped on every
+    server once the serving generation moves (a revocation bumps it), so a revocation is effective on the next
+    request everywhere.
     """
     if not presented:
         raise APIError(401, "unauthorized", "missing X-API-Key header")
     if not looks_like_api_key(presented):
         raise APIError(401, "unauthorized", "invalid API key")
     presented_hash = hash_api_key(presented)
-    key = db.session.execute(_SERVING_KEY, {"key_hash": presented_hash}).first()
+    key = lookup(presented_hash)
     if key is None:
         raise APIError(401, "unauthorized", "invalid API key")
     if key.key_hash != presented_hash and (

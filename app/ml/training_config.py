@@ -111,7 +111,7 @@ class TrainingConfig:
     column_types: dict[str, str] = field(default_factory=dict)
     input_table: str | None = None
     model_name: str | None = None
-    # An org admin's explicit consent to train on high/critical columns (checked by the models service).
+    # An org admin's explicit consent to train on sensitive columns: a target above low, a high/critical feature.
     allow_sensitive: bool = False
 
     def to_json(self) -> dict:

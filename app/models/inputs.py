@@ -21,6 +21,9 @@ def input_columns(project: Project, input_table: object, field: str = "config.in
 
 
 SENSITIVE_LEVELS = ("high", "critical")
+# A target's values come back raw to every key as predicted labels and probability keys, so any level above low
+# (a `medium` name as much as a `high` e-mail) needs the admin's consent; a feature's values are never served back.
+SENSITIVE_TARGET_LEVELS = ("medium", *SENSITIVE_LEVELS)
 
 
 def input_masking(project: Project, input_table: str | None) -> dict[str, ColumnMasking]:
@@ -36,8 +39,9 @@ def column_masking(maskings: dict[str, ColumnMasking], name: str) -> ColumnMaski
 
 
 def check_sensitive_columns(project: Project, cfg: TrainingConfig) -> None:
-    """422 naming the field when the target or a named feature is high or critical and the config does not say
-    `allow_sensitive` (a model's metadata and predictions carry the values it was trained on)."""
+    """422 naming the field when the target is above low, or a named feature is high or critical, and the config
+    does not say `allow_sensitive` (a model's metadata and predictions carry the values it was trained on; its
+    predicted labels are the target's raw values, served to every key)."""
     if cfg.allow_sensitive:
         return
     maskings = input_masking(project, cfg.input_table)
@@ -45,7 +49,7 @@ def check_sensitive_columns(project: Project, cfg: TrainingConfig) -> None:
     named += [(f"config.feature_columns[{i}]", name) for i, name in enumerate(cfg.feature_columns or ())]
     for field, name in named:
         level = column_masking(maskings, name).sensitivity
-        if level in SENSITIVE_LEVELS:
+        if level in (SENSITIVE_TARGET_LEVELS if field == "config.target_column" else SENSITIVE_LEVELS):
             raise invalid(field, f"column {name!r} is {level}; training on it needs config.allow_sensitive: true "
                                  "from an organization admin")  # fmt: skip
 

@@ -30,7 +30,7 @@ TRAIN_QUEUE = "train"
 def check_recipe_config(project: Project, config: dict, inputs: list[str], user: User | None = None) -> TrainingConfig:
     """Validate a train_model config against the input table's columns (422 naming `config.<field>`).
 
-    High and critical columns are refused as target or features (422) unless the config says
+    A target above low, or a high or critical feature, is refused (422) unless the config says
     `allow_sensitive: true`, which only an organization admin may send (403 naming `config.allow_sensitive`).
     """
     if not isinstance(config, dict):
@@ -198,7 +198,15 @@ def activate_model(model: MLModel) -> MLModel:
     )
     model.is_active = True
     db.session.commit()
+    _bump_serving()
     return model
+
+
+def _bump_serving() -> None:
+    """Scoring fields of models are cached per web process: every server drops them on its next keyed call."""
+    from app.serving.state import bump_serving_generation
+
+    bump_serving_generation()
 
 
 def delete_model(model: MLModel) -> None:
@@ -218,6 +226,7 @@ def delete_model(model: MLModel) -> None:
     path = model.artifact_path
     db.session.delete(model)
     db.session.commit()
+    _bump_serving()
     remove_artifact(path)
 
 

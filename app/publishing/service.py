@@ -266,3 +266,7 @@ def list_deleted_assets(user: User) -> list[DeletedAsset]:
 
 def _invalidate_cache(asset_id: int) -> None:
     result_cache().invalidate_asset(asset_id)
+    # Published configs are cached per process: every server drops them on its next keyed call.
+    from app.serving.state import bump_serving_generation
+
+    bump_serving_generation()

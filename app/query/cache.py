@@ -63,6 +63,38 @@ class ResultCache:
             return f"{self.prefix}:{asset_id}:{_UNCACHED}"
         return f"{self.prefix}:{asset_id}:g{generation}:r{rules}:v{version}:{digest}"
 
+    def probe_keys(
+        self,
+        asset_id: int,
+        version: int,
+        endpoint_id: str,
+        params: Mapping[str, Any],
+        policy: KeyPolicy,
+        used_params: Iterable[str] | None,
+        org_id: int,
+    ) -> tuple[str, str, str]:
+        """For a script that reads the generations and the entry in one round trip: (asset generation key, rules
+        generation key, the entry's key with `{G}` and `{R}` in place of the two generations)."""
+        keep = set(used_params) if used_params is not None else None
+        normalised = sorted((str(k), str(v)) for k, v in params.items() if keep is None or k in keep)
+        body = json.dumps([str(endpoint_id), normalised, policy.fingerprint()], separators=(",", ":"))
+        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
+        template = f"{self.prefix}:{asset_id}:g{{G}}:r{{R}}:v{version}:{digest}"
+        return self._generation_key(asset_id), self._rules_key(org_id), template
+
+    @staticmethod
+    def filled(template: str, generations: tuple[int, int]) -> str:
+        """The entry's key once the probe read the (asset, rules) generations."""
+        return template.replace("{G}", str(generations[0])).replace("{R}", str(generations[1]))
+
+    def decode(self, raw: Any) -> dict | None:
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except (TypeError, ValueError):
+            return None
+
     def generation(self, asset_id: int) -> int | None:
         """The asset's invalidation counter (0 before the first invalidation); None when Redis cannot say."""
         return self._generations(asset_id, None)[0]
@@ -98,6 +130,12 @@ class ResultCache:
             return
         payload = json.dumps(value, separators=(",", ":"), default=str)
         self._call(lambda: self.redis.set(key, payload, ex=int(ttl_seconds)))
+
+    def queue_set(self, pipe: Any, key: str, value: dict, ttl_seconds: int) -> None:
+        """`set`, sent on `pipe` (a pipeline the caller executes with other commands)."""
+        if not ttl_seconds or ttl_seconds <= 0 or key.endswith(_UNCACHED):
+            return
+        pipe.set(key, json.dumps(value, separators=(",", ":"), default=str), ex=int(ttl_seconds))
 
     def invalidate_asset(self, asset_id: int) -> None:
         """Make every cached result of the asset unreachable (publish, unpublish, rollback)."""

@@ -67,14 +67,18 @@ def compile_query(
     policy: KeyPolicy,
     masking: MaskingLookup,
     field_prefix: str = "query",
+    plan: ResolvedQuery | None = None,
+    tables: Mapping[str, sa.Table] | None = None,
 ) -> CompiledQuery:
     """Compile `config` for one request. 422 for a config that no longer fits the tables, 400 for bad params.
 
     `masking(schema, table)` returns the table's per-column masking (see `effective_masking`); a column it
     leaves out is classified by name.
     """
-    plan = resolve_query_config(config, engine, field_prefix)
-    tables = {t.key: _sa_table(t) for t in plan.tables}
+    if plan is None:
+        plan = resolve_query_config(config, engine, field_prefix)
+    # Reused Table objects (see `plan_tables`) let SQLAlchemy's compiled cache serve the statement's SQL.
+    tables = tables if tables is not None else plan_tables(plan)
     maskings = {t.key: dict(masking(t.schema, t.table) or {}) for t in plan.tables}
     outputs_by_column = {(o.column.table.key, o.column.name): o.name for o in plan.outputs}
 
@@ -114,6 +118,12 @@ def compile_query(
             for side, ref in (("left", left), ("right", right)):
                 if not visible(ref):
                     raise column_not_permitted(f"{join.field}.on[{i}].{side}", ref)
+                if masked(ref):
+                    # An equality oracle over a whole table at once: joined to a table of guesses, every match
+                    # would bring its guess back in clear (unlike one `eq` param, one guess per call).
+                    where = f"{join.field}.on[{i}].{side}"
+                    message = f"column {ref.name} is masked for this key and cannot be joined on"
+                    raise APIError(400, "column_masked", f"{where}: {message}", {"fields": {where: [message]}})
         onclause = sa.and_(*(sa_col(left) == sa_col(right) for left, right in join.on))
         from_clause = from_clause.join(tables[join.table.key], onclause, isouter=join.type == "left")
 
@@ -143,6 +153,11 @@ def compile_query(
     statement = sa.select(*selected).select_from(from_clause).where(*conditions).order_by(*order)
     statement = statement.limit(limit).offset(offset)
     return CompiledQuery(statement, tuple(columns), limit, offset)
+
+
+def plan_tables(plan: ResolvedQuery) -> dict[str, sa.Table]:
+    """The plan's tables as SQLAlchemy Tables, by table key; build once per plan and pass to `compile_query`."""
+    return {t.key: _sa_table(t) for t in plan.tables}
 
 
 def _sa_table(ref: TableRef) -> sa.Table:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from app.errors import APIError
 from app.query.compiler import CompiledQuery, MaskingLookup, OutputColumn, compile_query
 from app.query.masking import BLOCKED, mask_value
+from app.query.plan import ResolvedQuery
 from app.query.policy import MASK, KeyPolicy
 from app.warehouse.engine import QueryTimeout, execute_readonly
 
@@ -26,9 +27,12 @@ def run_query(
     masking: MaskingLookup,
     timeout_s: float,
     field_prefix: str = "query",
+    plan: ResolvedQuery | None = None,
+    tables: Mapping | None = None,
 ) -> dict:
-    """Compile and run `config` for one request: `{rows, count, limit, offset}`, every row shaped by `policy`."""
-    compiled = compile_query(config, engine, params, policy, masking, field_prefix)
+    """Compile and run `config` for one request: `{rows, count, limit, offset}`, every row shaped by `policy`.
+    `plan`: `config` already resolved against the warehouse (serving caches it), else it is resolved here."""
+    compiled = compile_query(config, engine, params, policy, masking, field_prefix, plan=plan, tables=tables)
     try:
         raw_rows = execute_readonly(engine, compiled.statement, timeout_s)
     except QueryTimeout as exc:

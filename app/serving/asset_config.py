@@ -12,7 +12,10 @@ from app.db import MLModel, Project, User
 from app.errors import APIError, forbidden, invalid
 from app.extensions import db, warehouse
 from app.ml.input_schema import EXPLAIN_METHODS, MAX_EXACT_FEATURES
-from app.query.validation import validate_query_config
+from app.query.masking import BLOCKED, default_masking
+from app.query.plan import ColumnRef, TableRef
+from app.query.policy import SERVE
+from app.query.validation import resolve_query_config, validate_query_config
 from app.sandbox import check_handler_source
 
 ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -28,6 +31,8 @@ def validate_asset_config(
     catalog = Catalog.for_scope(user.org_id, project)
     if asset_type == "data_api":
         validate_query_config(catalog.physical_query(config, "config"), warehouse.get(), "config")
+        if config != previous:
+            check_masked_uses(user, catalog, "data_api", config, "config")
         return config
     return _validate_service(config, user, project, catalog, previous or {})
 
@@ -64,11 +69,63 @@ def _validate_service(config: dict, user: User, project: Project, catalog: Catal
             raise invalid(f"{field}.kind", f"endpoint {endpoint_id!r}: kind must be one of {', '.join(KINDS)}")
         try:
             normalised.append(_VALIDATORS[kind](endpoint, field, user, project, catalog, old_handlers))
+            if normalised[-1] not in previous.get("endpoints", []):
+                # An endpoint kept exactly as saved before was checked (or written by an admin) then.
+                check_masked_uses(user, catalog, kind, normalised[-1], field)
         except APIError as err:
             if endpoint_id not in err.message:
                 err.message = f"endpoint {endpoint_id!r}: {err.message}"
             raise
     return {"endpoints": normalised}
+
+
+def check_masked_uses(user: User, catalog: Catalog, kind: str, config: dict, field: str) -> None:
+    """403 naming the field when a non-admin's config filters with a fixed value, joins, sorts or looks up on a
+    column the saver's role sees masked or blocked (`preview_policy(user.role)`).
+
+    Those parts of a config run for every caller, the Test pane included, so they would let the author test guesses
+    against values they may not see (`like '123-45-0%'`, `gt` for a binary search, a join to a table of guesses).
+    Request params are checked against each caller when the endpoint runs instead. Org admins see every value.
+    """
+    if has_permission(user, "org.admin"):
+        return
+    from app.datasets.service import preview_policy
+
+    policy = preview_policy(user.role)
+    masking = catalog.masking()
+
+    def check(ref: ColumnRef, where: str, use: str) -> None:
+        column = masking(ref.table.schema, ref.table.table).get(ref.name) or default_masking(ref.name)
+        action, level = policy.action_for(column), column.sensitivity
+        if action == SERVE:
+            return
+        seen = "blocked" if action == BLOCKED else "masked"
+        message = (f"column {ref.name} ({level}) is {seen} for your role; only an organization admin may "
+                   f"{use} on it in a saved config")  # fmt: skip
+        raise APIError(403, "permission_denied", f"{where}: {message}", {"fields": {where: [message]}})
+
+    if kind in ("sql", "data_api"):
+        prefix = field if kind == "data_api" else f"{field}.query"
+        plan = resolve_query_config(catalog.physical_query(config["query"] if kind == "sql" else config, prefix),
+                                    warehouse.get(), prefix)  # fmt: skip
+        for spec in plan.filters:
+            if spec.param is None:
+                check(spec.column, f"{spec.field}.column", "filter with a fixed value")
+        for join in plan.joins:
+            for i, pair in enumerate(join.on):
+                for side, ref in zip(("left", "right"), pair, strict=True):
+                    check(ref, f"{join.field}.on[{i}].{side}", "join")
+        for order in plan.order_by:
+            check(order.column, f"{order.field}.column", "sort")
+    elif kind == "lookup":
+        plan = resolve_query_config(catalog.physical_query(lookup_as_query(config), field), warehouse.get(), field)
+        check(plan.filters[0].column, f"{field}.key_column", "look up")
+    elif kind == "model":
+        for j, enrichment in enumerate(config.get("enrichments") or []):
+            dataset = catalog.dataset(enrichment["dataset"], f"{field}.enrichments[{j}].dataset")
+            table = TableRef(dataset.name, dataset.schema_name, dataset.table_name, {})
+            for k, pair in enumerate(enrichment["on"]):
+                check(ColumnRef(table, pair["column"]), f"{field}.enrichments[{j}].on[{k}].column", "look up")
 
 
 def _cache_ttl(endpoint: dict, field: str) -> int:

@@ -61,6 +61,10 @@ def _invalidate_changed_rules(session: Session) -> None:
     cache = result_cache()
     for org_id in orgs:
         cache.invalidate_rules(org_id)
+    # Masking and reflected columns are cached per process (app/serving/state.py): every server drops them.
+    from app.serving.state import bump_serving_generation
+
+    bump_serving_generation()
 
 
 @event.listens_for(Session, "after_rollback")

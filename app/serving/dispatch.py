@@ -21,13 +21,16 @@ from app.ml.input_schema import (
 )
 from app.ml.percentiles import percentile_of
 from app.query.coercion import CoercionError, coerce_text
-from app.query.compiler import query_param_names
+from app.query.compiler import plan_tables, query_param_names
 from app.query.executor import run_query
+from app.query.plan import ResolvedQuery
 from app.query.policy import KeyPolicy
+from app.query.validation import resolve_query_config
 from app.serving.asset_config import KIND_METHODS, lookup_as_query
 from app.serving.batching import group_scorer
 from app.serving.cache import result_cache
 from app.serving.enrichment import enrich_rows
+from app.serving.state import memo
 from app.serving.workers import call_worker
 from tasks.functions import run_function
 
@@ -37,6 +40,7 @@ class Outcome:
     body: dict
     headers: dict = field(default_factory=dict)
     model_id: int | None = None
+    cache_write: tuple | None = None  # (entry key, body, ttl): a result-cache miss to store with the audit record
 
 
 @dataclass(frozen=True)
@@ -67,15 +71,17 @@ def run_endpoint(
     org_id: int,
     project_id: int | None,
     cache_scope: tuple[int, int] | None,
+    probed: str | None = None,
 ) -> Outcome:
-    """`cache_scope` is (asset id, published version) for live calls, None for dry runs (never cached)."""
+    """`cache_scope` is (asset id, published version) for live calls, None for dry runs (never cached); `probed`:
+    the result cache entry the call's serve script found empty (see run_data_query)."""
     check_method(endpoint, call.method)
     kind = endpoint["kind"]
     if kind in ("sql", "lookup"):
         query = endpoint["query"] if kind == "sql" else lookup_as_query(endpoint)
         ttl = endpoint.get("cache_ttl_seconds", 60) if cache_scope else 0
-        project = db.session.get(Project, project_id) if project_id else None
-        outcome = run_data_query(query, call.params, policy, org_id, project, cache_scope, endpoint["id"], ttl)
+        outcome = run_data_query(query, call.params, policy, org_id, project_id, cache_scope, endpoint["id"], ttl,
+                                 probed=probed)  # fmt: skip
         if kind == "lookup":
             # A lookup answers {rows, count}: paging belongs to sql endpoints.
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
@@ -86,22 +92,60 @@ def run_endpoint(
     return _run_function(endpoint, call.body, org_id, cache_scope)
 
 
-def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, project: Project | None,
-                   cache_scope: tuple[int, int] | None, endpoint_id: str, ttl: int) -> Outcome:  # fmt: skip
-    """A governed query with the key's policy, through the result cache when `ttl` > 0."""
+@dataclass(frozen=True)
+class PreparedQuery:
+    """What a query config resolves to before any request: warehouse names, reflected columns, masking."""
+
+    physical: dict
+    plan: ResolvedQuery
+    maskings: dict  # (schema, table) -> {column: ColumnMasking}
+    param_names: frozenset
+    tables: dict  # the plan's SQLAlchemy Tables, reused so the statement's compiled SQL is cached
+
+    def masking(self, schema: str, table: str) -> dict:
+        return self.maskings.get((schema, table), {})
+
+
+def prepare_query(query: dict, org_id: int, project_id: int | None) -> PreparedQuery:
+    """Resolve `query` against the catalog and the warehouse (SQL and reflection): once per process and serving
+    generation for live calls (see app/serving/state.py), every time for dry runs."""
+    project = db.session.get(Project, project_id) if project_id else None
+    catalog = Catalog.for_scope(org_id, project)
+    physical = catalog.physical_query(query, "query")
+    plan = resolve_query_config(physical, warehouse.get(), "query")
+    lookup = catalog.masking()
+    maskings = {(t.schema, t.table): dict(lookup(t.schema, t.table) or {}) for t in plan.tables}
+    return PreparedQuery(physical, plan, maskings, query_param_names(query), plan_tables(plan))
+
+
+def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, project_id: int | None,
+                   cache_scope: tuple[int, int] | None, endpoint_id: str, ttl: int,
+                   probed: str | None = None) -> Outcome:  # fmt: skip
+    """A governed query with the key's policy, through the result cache when `ttl` > 0.
+
+    `probed`: the entry's key, already read (and empty) in the call's serve script: no second read, and the answer
+    is returned as `cache_write` for the audit record's round trip instead of a SET of its own."""
+    # Keyed by the config itself (its identity within a published version) and the scope it reads from.
+    memo_key = (cache_scope, endpoint_id, org_id, project_id) if cache_scope else None
+    if memo_key is not None:
+        prepared = memo("query", memo_key, lambda: prepare_query(query, org_id, project_id))
+    else:
+        prepared = prepare_query(query, org_id, project_id)
     cache = result_cache() if ttl > 0 and cache_scope else None
     cache_key = None
+    if cache is not None and probed is not None:
+        body = run_query(warehouse.get(), prepared.physical, params, policy, prepared.masking,
+                         current_app.config["STATEMENT_TIMEOUT_SECONDS"], plan=prepared.plan, tables=prepared.tables)  # fmt: skip
+        return Outcome(body, {"X-Cache": "MISS"}, cache_write=(probed, body, ttl))
     if cache is not None:
         cache_key = cache.make_key(
-            cache_scope[0], cache_scope[1], endpoint_id, params, policy, query_param_names(query), org_id
+            cache_scope[0], cache_scope[1], endpoint_id, params, policy, prepared.param_names, org_id
         )
         hit = cache.get(cache_key)
         if hit is not None:
             return Outcome(hit, {"X-Cache": "HIT"})
-    catalog = Catalog.for_scope(org_id, project)
-    physical = catalog.physical_query(query, "query")
-    body = run_query(warehouse.get(), physical, params, policy, catalog.masking(),
-                     current_app.config["STATEMENT_TIMEOUT_SECONDS"])  # fmt: skip
+    body = run_query(warehouse.get(), prepared.physical, params, policy, prepared.masking,
+                     current_app.config["STATEMENT_TIMEOUT_SECONDS"], plan=prepared.plan, tables=prepared.tables)  # fmt: skip
     if cache is not None:
         cache.set(cache_key, body, ttl)
         return Outcome(body, {"X-Cache": "MISS"})
@@ -151,7 +195,9 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
 
 def _run_model(endpoint: dict, body: object, project_id: int | None, policy: KeyPolicy, org_id: int,
                from_query: bool = False) -> Outcome:  # fmt: skip
-    model = model_for_endpoint(endpoint["model_id"], project_id)
+    model = memo(
+        "model", (endpoint["model_id"], project_id), lambda: model_for_endpoint(endpoint["model_id"], project_id)
+    )
     rows, single = parse_predict_body(body, ("context", "explanations"))
     if from_query:
         rows = [query_features(model.input_schema, rows[0])]

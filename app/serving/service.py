@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from flask import g
 from sqlalchemy import Row, bindparam, select
 
-from app.db import AssetVersion, AuditLog, Project, PublishedAsset, User
+from app.db import AssetVersion, AuditLog, PublishedAsset, User
 from app.errors import APIError, not_found
 from app.extensions import db, redis_store
-from app.keys.ratelimit import Decision, process_rate_limiter
-from app.keys.service import authenticate_api_key, key_policy
-from app.keys.usage import UsageTracker
-from app.serving.audit_buffer import AuditBuffer, audit_entry
-from app.serving.dispatch import Call, Outcome, request_context, run_data_query, run_endpoint
+from app.keys.ratelimit import Decision, Probe, process_rate_limiter
+from app.keys.service import authenticate_api_key, key_policy, serving_key_row
+from app.keys.usage import LAST_USED_KEY, UsageTracker
+from app.serving.asset_config import lookup_as_query
+from app.serving.audit_buffer import AUDIT_KEY, AuditBuffer, audit_entry
+from app.serving.cache import result_cache
+from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
+from app.serving.state import GENERATION_KEY, memo, serving_state
 
 log = logging.getLogger(__name__)
 FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"
@@ -27,6 +34,10 @@ class Served:
     key: Row | None = None  # serving fields of the key (authenticate_api_key)
     asset: Row | None = None  # the published asset (_published)
     endpoint_id: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    audited: bool = False  # the serve script already wrote the audit record (a result-cache hit)
+    cache_write: tuple | None = None  # (entry key, body, ttl) sent with the audit record's round trip
+    probe_template: str | None = None  # the result cache entry the serve script read (`{G}`/`{R}` unfilled)
     context: dict | None = None  # a model call's caller context, recorded with the call
 
 
@@ -49,8 +60,9 @@ _PUBLISHED = (
 
 def _published(asset_key: str, asset_type: str) -> Row:
     """The published asset (id, org_id, project_id, published_version) and that version's `config`, the immutable
-    snapshot served; 404 when it is not a published asset of `asset_type`."""
-    asset = db.session.execute(_PUBLISHED, {"asset_key": asset_key}).first()
+    snapshot served (cached per process, see app/serving/state.py); 404 when it is not a published asset of
+    `asset_type`."""
+    asset = memo("published", asset_key, lambda: db.session.execute(_PUBLISHED, {"asset_key": asset_key}).first())
     if (
         asset is None
         or asset.asset_type != asset_type
@@ -63,8 +75,56 @@ def _published(asset_key: str, asset_type: str) -> Row:
 
 
 def _spend(key: Row) -> Decision:
-    """Count the call against the key's budget."""
-    return process_rate_limiter().hit(f"key:{key.id}", key.rate_limit)
+    """Count the call against the key's budget; the same round trip reads the serving generation."""
+    return process_rate_limiter().hit(f"key:{key.id}", key.rate_limit, GENERATION_KEY)
+
+
+def _authenticate(api_key: str | None) -> Row:
+    return authenticate_api_key(api_key, lambda key_hash: memo("key", key_hash, lambda: serving_key_row(key_hash)))
+
+
+def _keyed(check: Callable[[], tuple], probe: Callable[[tuple, int | None], Probe]) -> tuple[tuple, Decision, bool]:
+    """Run `check()` (the contract's checks up to the rate limit, returning (key, ...)) over this process's cached
+    serving data, then spend from the key's budget in the round trip that also reads the serving generation.
+
+    When the generation moved since the cached data was read (anything was published, revoked, changed), or Redis
+    cannot say and the cache was last confirmed more than `TRUST_S` ago, the cache is dropped and `check()` runs
+    again from the database, so the call is judged on current data; the budget is not spent twice. A call refused
+    before the rate limit (401/403/404) confirms the generation with one GET before refusing from cached data.
+
+    `probe(checked, generation)` says what else the same round trip reads and writes (the result cache entry, the
+    audit record of a hit). Returns (checked, decision, whether the probe's answers belong to `checked`).
+    """
+    state = serving_state()
+    start = g.apiary_serving_gen = state.begin()
+
+    def stale(generation: int | None) -> bool:
+        """Whether data read under `start` may be stale, given the generation just read (None: unknown)."""
+        if generation is None:
+            return not state.trusted() and start is not None
+        state.observe(generation)
+        return generation != start
+
+    def again() -> tuple:
+        g.apiary_serving_gen = state.generation
+        return check()
+
+    try:
+        checked = check()
+    except APIError:
+        if start is None or not stale(state.read_generation()):
+            raise
+        checked = again()
+    key = checked[0]
+    decision = process_rate_limiter().hit_serving(f"key:{key.id}", key.rate_limit, probe(checked, start))
+    if stale(decision.generation):
+        fresh = again()
+        if fresh[0].rate_limit != key.rate_limit or fresh[0].id != key.id:
+            # The budget changed with the key: judged under the new one (this call counts against it too).
+            decision = process_rate_limiter().hit_serving(f"key:{fresh[0].id}", fresh[0].rate_limit,
+                                                          Probe(GENERATION_KEY))  # fmt: skip
+        return fresh, decision, False
+    return checked, decision, True
 
 
 def _enforce(key: Row, decision: Decision) -> dict:
@@ -99,32 +159,105 @@ def _admit(served: Served, key: Row, asset_key: str, asset_type: str) -> Row:
 def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: str | None, call: Call) -> Outcome:
     """401 key -> 403 inactive/expired -> 404 asset (a key's call on an asset not its own spends budget: 429) ->
     404 endpoint -> 403 endpoint scope -> 429 -> 405 -> 400/422 -> run."""
-    served.key = key = authenticate_api_key(api_key)
-    asset = _admit(served, key, asset_key, "api_service")
-    endpoint = next((ep for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
-    if endpoint is None:
-        raise not_found(f"endpoint {endpoint_id!r}")
-    served.endpoint_id = endpoint_id
-    # None = every endpoint; a list (never empty since mint refuses [], but an empty one would allow nothing).
-    if key.allowed_endpoints is not None and endpoint_id not in key.allowed_endpoints:
-        raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
-    headers = _enforce(key, _spend(key))
+
+    def check() -> tuple:
+        served.key = key = _authenticate(api_key)
+        asset = _admit(served, key, asset_key, "api_service")
+        endpoint = next((ep for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
+        if endpoint is None:
+            raise not_found(f"endpoint {endpoint_id!r}")
+        served.endpoint_id = endpoint_id
+        # None = every endpoint; a list (never empty since mint refuses [], but an empty one would allow nothing).
+        if key.allowed_endpoints is not None and endpoint_id not in key.allowed_endpoints:
+            raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
+        return key, asset, endpoint
+
+    def probe(checked: tuple, generation: int | None) -> Probe:
+        key, asset, endpoint = checked
+        if endpoint["kind"] not in ("sql", "lookup") or call.method != "GET":
+            return Probe(GENERATION_KEY)
+        query = endpoint["query"] if endpoint["kind"] == "sql" else lookup_as_query(endpoint)
+        return _cache_probe(served, key, asset, endpoint_id, query, call.params, endpoint.get("cache_ttl_seconds", 60),
+                            generation)  # fmt: skip
+
+    (key, asset, endpoint), decision, probed = _keyed(check, probe)
+    headers = _enforce(key, decision)
     if endpoint.get("kind") == "model" and call.method == "POST":
         served.context = request_context(call.body)
     scope = (asset.id, asset.published_version)
-    outcome = run_endpoint(endpoint, call, key_policy(key), asset.org_id, asset.project_id, scope)
+    policy = memo("policy", key.id, lambda: key_policy(key))
+    found = _probed_entry(served, decision) if probed else None
+    if found is not None and found[1] is not None:
+        outcome = Outcome(found[1], {"X-Cache": "HIT"})
+        if endpoint["kind"] == "lookup":
+            outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
+    else:
+        outcome = run_endpoint(endpoint, call, policy, asset.org_id, asset.project_id, scope,
+                               probed=found[0] if found else None)  # fmt: skip
+    served.cache_write = outcome.cache_write
     outcome.headers.update(headers)
     return outcome
 
 
+def _cache_probe(served: Served, key: Row, asset: Row, endpoint_id: str, query: dict, params: dict, ttl: int,
+                 generation: int | None) -> Probe:  # fmt: skip
+    """The serve script's probe for a result-cached query: its entry, and on a hit the call's audit record."""
+    if not ttl or ttl <= 0:
+        return Probe(GENERATION_KEY)
+    try:
+        prepared = memo("query", ((asset.id, asset.published_version), endpoint_id, asset.org_id, asset.project_id),
+                        lambda: prepare_query(query, asset.org_id, asset.project_id))  # fmt: skip
+    except APIError:
+        return Probe(GENERATION_KEY)  # the call reports it after the rate limit, as before
+    policy = memo("policy", key.id, lambda: key_policy(key))
+    cache = result_cache()
+    cache_keys = cache.probe_keys(asset.id, asset.published_version, endpoint_id, params, policy,
+                                  prepared.param_names, asset.org_id)  # fmt: skip
+    served.probe_template = cache_keys[2]
+    entry = _entry(served, "GET", 200, (time.perf_counter() - served.started) * 1000, None, None)
+    audit = (AUDIT_KEY, LAST_USED_KEY, FLUSH_THROTTLE_KEY, json.dumps(entry, default=str, separators=(",", ":")),
+             AuditBuffer(redis_store.get()).max_len, str(key.id), f"{time.time():.3f}")  # fmt: skip
+    return Probe(GENERATION_KEY, cache_keys, generation, audit)
+
+
+def _probed_entry(served: Served, decision: Decision) -> tuple[str, dict | None] | None:
+    """(the entry's key, the cached answer or None) when the serve script read the result cache."""
+    if decision.cache_generations is None or served.asset is None:
+        return None
+    cache = result_cache()
+    template = served.probe_template
+    if template is None:
+        return None
+    body = cache.decode(decision.cached)
+    if decision.audited:
+        served.audited = True
+        if decision.flush_due:
+            _schedule_flush()
+    return cache.filled(template, decision.cache_generations), body
+
+
 def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: dict) -> Outcome:
-    served.key = key = authenticate_api_key(api_key)
-    asset = _admit(served, key, asset_key, "data_api")
-    headers = _enforce(key, _spend(key))
-    project = db.session.get(Project, asset.project_id) if asset.project_id else None
+    def check() -> tuple:
+        served.key = key = _authenticate(api_key)
+        return key, _admit(served, key, asset_key, "data_api")
+
+    def probe(checked: tuple, generation: int | None) -> Probe:
+        key, asset = checked
+        return _cache_probe(served, key, asset, "_data", asset.config, params, asset.config.get("cache_ttl_seconds", 60),
+                            generation)  # fmt: skip
+
+    (key, asset), decision, probed = _keyed(check, probe)
+    headers = _enforce(key, decision)
     ttl = asset.config.get("cache_ttl_seconds", 60)
     scope = (asset.id, asset.published_version)
-    outcome = run_data_query(asset.config, params, key_policy(key), asset.org_id, project, scope, "_data", ttl)
+    policy = memo("policy", key.id, lambda: key_policy(key))
+    found = _probed_entry(served, decision) if probed else None
+    if found is not None and found[1] is not None:
+        outcome = Outcome(found[1], {"X-Cache": "HIT"})
+    else:
+        outcome = run_data_query(asset.config, params, policy, asset.org_id, asset.project_id, scope, "_data", ttl,
+                                 probed=found[0] if found else None)  # fmt: skip
+    served.cache_write = outcome.cache_write
     outcome.headers.update(headers)
     return outcome
 
@@ -154,8 +287,26 @@ def record_call(
     database, and at most one flush task is scheduled every 2 s whatever the request rate."""
     if served.asset is None or served.key is None or served.key.asset_id != served.asset.id:
         return  # nothing to attribute the call to (bad key, unknown asset), or a key of another asset: never logged
+    if served.audited and status == 200:
+        return  # a result-cache hit: the serve script wrote the record in the call's one round trip
     client = redis_store.get()
-    entry = audit_entry(
+    entry = _entry(served, method, status, latency_ms, model_id, error_code)
+    cache_write = served.cache_write if status == 200 else None
+
+    def bookkeeping(pipe) -> None:
+        if served.key is not None:
+            UsageTracker(client).queue_touch(pipe, served.key.id)
+        if cache_write is not None:  # a result-cache miss: the entry goes in the audit record's round trip
+            result_cache().queue_set(pipe, *cache_write)
+        pipe.set(FLUSH_THROTTLE_KEY, 1, nx=True, ex=2)
+
+    replies = AuditBuffer(client).record(entry, bookkeeping)
+    if replies and replies[-1]:
+        _schedule_flush()
+
+
+def _entry(served: Served, method: str, status: int, latency_ms: float, model_id, error_code) -> dict:
+    return audit_entry(
         asset_id=served.asset.id,
         endpoint_id=served.endpoint_id,
         key_id=served.key.id if served.key else None,
@@ -168,15 +319,6 @@ def record_call(
         error_code=error_code,
         context=served.context,
     )
-
-    def bookkeeping(pipe) -> None:
-        if served.key is not None:
-            UsageTracker(client).queue_touch(pipe, served.key.id)
-        pipe.set(FLUSH_THROTTLE_KEY, 1, nx=True, ex=2)
-
-    replies = AuditBuffer(client).record(entry, bookkeeping)
-    if replies and replies[-1]:
-        _schedule_flush()
 
 
 def _schedule_flush() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import redis
 from billiard.exceptions import WorkerLostError
@@ -16,11 +17,27 @@ from tasks.heartbeat import HEARTBEAT_KEY
 log = logging.getLogger(__name__)
 
 
+# A worker's heartbeat lives TTL_SECONDS (6 s) in Redis, so "a worker is alive" is already seconds old when read;
+# remembering a yes for one more second per process saves a Redis round trip on nearly every model/function call.
+# A no is never remembered: a worker that starts is used at once.
+ALIVE_MEMO_S = 1.0
+_alive_seen: dict[tuple[int, str], float] = {}
+
+
 def queue_has_worker(queue: str) -> bool:
+    client = redis_store.get()
+    slot = (id(client), queue)
+    if time.monotonic() - _alive_seen.get(slot, -ALIVE_MEMO_S) < ALIVE_MEMO_S:
+        return True
     try:
-        return redis_store.get().exists(HEARTBEAT_KEY.format(queue=queue)) > 0
+        alive = client.exists(HEARTBEAT_KEY.format(queue=queue)) > 0
     except redis.RedisError:
         return False
+    if alive:
+        _alive_seen[slot] = time.monotonic()
+    else:
+        _alive_seen.pop(slot, None)
+    return alive
 
 
 def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) -> dict:

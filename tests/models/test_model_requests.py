@@ -108,6 +108,9 @@ def test_classifiers_answer_probability_percentiles_from_held_out_scores(app, cl
     with app.app_context():
         db.session.get(MLModel, body["model_id"]).score_quantiles = None
         db.session.commit()
+        from app.serving.state import bump_serving_generation
+
+        bump_serving_generation()  # model rows are cached per web process (issue 15): a direct change bumps
     older = predict(client, service["key"], "churn", {"rows": rows[:2]}).get_json()
     assert "probability_percentiles" not in older and len(older["probabilities"]) == 2
 

@@ -1,5 +1,6 @@
 """examples/quickstart.py as documented: against a live server, as the admin `make run` creates (username
-admin@example.com), twice in a row, then from a second organization, building all four endpoint kinds, while the
+admin@example.com), twice in a row, then from a second organization, building all four endpoint kinds (and a model
+endpoint with enrichment, explanations and a context), while the
 demo `make run` builds (project sales, marts.dim_customer, service sales-serving) keeps answering untouched."""
 
 from __future__ import annotations
@@ -41,10 +42,14 @@ def _demo(app, server_url: str) -> tuple[Login, str]:
     return Login(server_url, ADMIN_EMAIL, PASSWORD), re.search(r"API key \(shown once\): (dk_\S+)", built.output)[1]
 
 
+_patient = httpx.Client(timeout=120)
+
+
 def _assert_demo_answers(admin: Login, secret: str) -> None:
     """The curl lines `make run` prints still work, on the demo's own table with its own columns."""
     url = f"{admin.url}/api/service/sales-serving"
     key = {"X-API-Key": secret}
+    httpx = _patient  # the first model call loads the model on the worker, slowly on a loaded machine
     customer = httpx.get(f"{url}/customer", params={"id": 42}, headers=key)
     assert customer.status_code == 200 and sorted(customer.json()["rows"][0]) == sorted(DEMO_COLUMNS), customer.text
     risk = httpx.post(f"{url}/churn_risk", headers=key,
@@ -57,7 +62,7 @@ def _assert_demo_answers(admin: Login, secret: str) -> None:
 
 
 def _assert_four_kinds(out: dict[str, object]) -> None:
-    assert out["service"]["endpoints"] == ["customer", "churn_risk", "top_tenure", "segment"]
+    assert out["service"]["endpoints"] == ["customer", "churn_risk", "churn_by_id", "top_tenure", "segment"]
     assert out["key prefix"].startswith("dk_")
     assert out["predictions"] == [1]
     assert [row["customer_key"] for row in out["customer 42"]] == [42]
@@ -66,6 +71,25 @@ def _assert_four_kinds(out: dict[str, object]) -> None:
     assert tenures == sorted(tenures, reverse=True)
     assert out["segment"] == {"segment": "new", "tenure": 5}
     assert out["dry run"]["dry"] is True and out["dry run"]["predictions"] == [1]
+    # The model by customer id: features looked up from customer 42's row, an unknown id ignored in place,
+    # explanations that add up to the probability, the context echoed by the dry run.
+    by_id = out["by customer id"]
+    [customer] = out["customer 42"]
+    assert by_id["enriched"][0] == {
+        "tenure": customer["tenure"],
+        "plan": customer["plan"],
+        "monthly": customer["monthly"],
+    }
+    assert by_id["predictions"][1]["ignored"] is True and by_id["enriched"][1] is None
+    explained = by_id["explanations"][0]
+    assert len(explained["contributions"]) == 2 and by_id["explanations"][1] is None
+    total = explained["base"] + sum(explained["contributions"].values()) + explained["others"]
+    assert abs(total - explained["output"]) < 1e-6
+    assert (
+        abs(explained["output"] - max(by_id["probabilities"][0].values())) < 1e-6
+        or abs(explained["output"] - by_id["probabilities"][0].get("1", by_id["probabilities"][0].get(1, -1))) < 1e-6
+    )
+    assert out["dry run with context"] == {"source": "quickstart"}
 
 
 def test_quickstart_runs_as_documented_twice_and_from_a_second_org(app, server_url, login, live_worker):
@@ -74,7 +98,7 @@ def test_quickstart_runs_as_documented_twice_and_from_a_second_org(app, server_u
 
     first = _run(admin)  # the documented defaults: --project quickstart
     assert first["project"]["slug"] == "quickstart"
-    assert first["dataset"]["rows"] == 200 and first["dataset"]["name"] == "quickstart.customers"
+    assert first["dataset"]["rows"] == 200 and first["dataset"]["name"] == "uploads.quickstart_customers"
     assert isinstance(first["model"]["model_id"], int) and "accuracy" in first["model"]["metrics"]
     assert first["service"]["asset_key"] == f"quickstart-{first['project']['id']}"
     assert first["service"]["version"] == 1

@@ -240,8 +240,11 @@ def test_changing_a_keys_policy_never_reaches_its_old_cached_answers(app, client
     call(client, minted["key"], "customer", query_string={"id": "2"})
     hit = call(client, minted["key"], "customer", query_string={"id": "2"})
     assert hit.headers["X-Cache"] == "HIT" and hit.get_json()["rows"][0]["name"] == "Al****"
+    from app.keys.service import bump_serving_generation
+
     with app.app_context():
         db.session.get(ApiKey, minted["id"]).sensitivity_max = "low"
         db.session.commit()
+        bump_serving_generation()  # as a key update does: keys are cached per process (issue 15)
     after = call(client, minted["key"], "customer", query_string={"id": "2"})
     assert after.headers["X-Cache"] == "MISS" and after.get_json()["rows"][0]["name"] == "[BLOCKED]"

@@ -52,6 +52,101 @@
     showKind();
   }
 
+  // Model endpoint editor: another blank enrichment block (the form works without it: one blank block is always
+  // there). A block is a copy of the <template> with its number written into ids, names and labels.
+  var addEnrichment = document.getElementById("add-enrichment");
+  var enrichmentTemplate = document.getElementById("enrichment-template");
+  if (addEnrichment && enrichmentTemplate) {
+    addEnrichment.hidden = false;
+    addEnrichment.addEventListener("click", function () {
+      var holder = document.querySelector("[data-enrichments]");
+      var n = holder.querySelectorAll("[data-enrichment]").length;
+      while (document.querySelector('[name="enr-' + n + '-dataset"]')) { n += 1; }
+      var block = enrichmentTemplate.content.firstElementChild.cloneNode(true);
+      [block].concat(Array.prototype.slice.call(block.querySelectorAll("*"))).forEach(function (el) {
+        ["id", "name", "for", "data-enrichment"].forEach(function (attr) {
+          var value = el.getAttribute(attr);
+          if (value && value.indexOf("__N__") !== -1) { el.setAttribute(attr, value.split("__N__").join(String(n))); }
+        });
+      });
+      holder.appendChild(block);
+      block.querySelector("select").focus();
+    });
+  }
+
+  // Test pane: a model answer's explanations as horizontal bars (SVG built with createElementNS and textContent).
+  var SVG = "http://www.w3.org/2000/svg";
+  var svgEl = function (name, attrs, text) {
+    var el = document.createElementNS(SVG, name);
+    Object.keys(attrs).forEach(function (key) { el.setAttribute(key, String(attrs[key])); });
+    if (text !== undefined) { el.textContent = text; }
+    return el;
+  };
+  var fmt = function (x) { return Number(Number(x).toPrecision(4)).toString(); };  // 4 significant digits
+  var explanationChart = function (index, explanation) {
+    var box = document.createElement("div");
+    box.className = "explain-row";
+    box.setAttribute("data-explain-row", String(index));
+    var title = document.createElement("h4");
+    title.textContent = "Row " + index + ": output " + fmt(explanation.output) + " = base " + fmt(explanation.base) +
+      " + contributions";
+    box.appendChild(title);
+    var bars = Object.keys(explanation.contributions || {}).map(function (name) {
+      return { name: name, value: Number(explanation.contributions[name]) };
+    }).sort(function (a, b) { return Math.abs(b.value) - Math.abs(a.value); });
+    if (explanation.others) { bars.push({ name: "(others)", value: Number(explanation.others), others: true }); }
+    var max = bars.reduce(function (m, b) { return Math.max(m, Math.abs(b.value)); }, 0) || 1;
+    var rowH = 22, labelW = 150, barW = 260, valueW = 80, mid = labelW + barW / 2;
+    var svg = svgEl("svg", { "class": "explain-chart", role: "img", viewBox: "0 0 " + (labelW + barW + valueW) + " " +
+      (rowH * (bars.length + 1) + 4), "aria-label": "Contributions of row " + index });
+    bars.forEach(function (bar, i) {
+      var y = i * rowH + 2, width = Math.max(1, (Math.abs(bar.value) / max) * (barW / 2 - 4));
+      var g = svgEl("g", { "data-feature": bar.name, "data-value": bar.value });
+      g.appendChild(svgEl("text", { x: labelW - 6, y: y + 14, "text-anchor": "end" }, bar.name));
+      g.appendChild(svgEl("rect", { x: bar.value >= 0 ? mid : mid - width, y: y + 3, width: width, height: rowH - 8,
+        "class": bar.value >= 0 ? "bar-pos" : "bar-neg" }));
+      g.appendChild(svgEl("text", { x: labelW + barW + 4, y: y + 14, "class": "bar-value" }, (bar.value >= 0 ? "+" : "") + fmt(bar.value)));
+      svg.appendChild(g);
+    });
+    svg.appendChild(svgEl("line", { "class": "axis", x1: mid, x2: mid, y1: 0, y2: rowH * bars.length + 2 }));
+    svg.appendChild(svgEl("text", { x: labelW - 6, y: rowH * bars.length + 16, "text-anchor": "end", "data-base": explanation.base },
+      "base"));
+    svg.appendChild(svgEl("text", { x: labelW + barW + 4, y: rowH * bars.length + 16, "class": "base-value" }, fmt(explanation.base)));
+    box.appendChild(svg);
+    return box;
+  };
+  var renderExtras = function (holder, body) {
+    while (holder.firstChild) { holder.removeChild(holder.firstChild); }
+    if (!body || typeof body !== "object") { return; }
+    var addLine = function (attr, label, value) {
+      var p = document.createElement("p");
+      p.className = "test-extra small";
+      p.setAttribute(attr, "");
+      var strong = document.createElement("strong");
+      strong.textContent = label + " ";
+      var code = document.createElement("span");
+      code.className = "mono";
+      code.textContent = typeof value === "string" ? value : JSON.stringify(value);
+      p.appendChild(strong);
+      p.appendChild(code);
+      holder.appendChild(p);
+      return p;
+    };
+    if (body.context !== undefined) { addLine("data-result-context", "Context (audited, never scored):", body.context); }
+    (Array.isArray(body.predictions) ? body.predictions : []).forEach(function (prediction, i) {
+      if (prediction && typeof prediction === "object" && prediction.ignored) {
+        addLine("data-ignored-row", "Row " + i + " ignored:", prediction.reason || "").classList.add("ignored-row");
+      }
+    });
+    var explanations = body.explanations;
+    if (explanations && !Array.isArray(explanations)) { explanations = [explanations]; }
+    (explanations || []).forEach(function (explanation, i) {
+      if (explanation && typeof explanation === "object" && explanation.contributions) {
+        holder.appendChild(explanationChart(i, explanation));
+      }
+    });
+  };
+
   // Training form: target columns of the chosen dataset, algorithms of the chosen task.
   var trainForm = document.getElementById("train-form");
   if (trainForm) {
@@ -195,6 +290,7 @@
         badge.className = "badge " + (data.status < 400 ? "badge-published" : "badge-revoked");
         result.querySelector("[data-result-latency]").textContent =
           data.latency_ms === null ? "" : data.latency_ms + " ms";
+        renderExtras(result.querySelector("[data-result-extras]"), data.body);
         result.querySelector("[data-result-body]").textContent = JSON.stringify(data.body, null, 2);
         result.hidden = false;
       }).catch(function (err) {
