@@ -5,8 +5,8 @@ from celery import shared_task
 from flask import current_app
 
 from app.models.reaper import reap_stuck_runs as reap
+from app.serving.audit import flush_serving_records as flush
 from app.serving.audit_retention import purge_audit_logs as purge
-from app.serving.service import flush_serving_records as flush
 from tasks.train import TIME_LIMIT_SECONDS
 
 

@@ -184,7 +184,7 @@ def test_services_test_is_the_test_pane(app, client, admin, project, runner):
 
 
 def test_keys_mint_scopes_call_and_logs(app, client, admin, project, runner):
-    from app.serving.service import flush_serving_records
+    from app.serving.audit import flush_serving_records
 
     pid = project["project_id"]
     create_dataset(app, pid)

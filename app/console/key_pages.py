@@ -15,6 +15,7 @@ from app.errors import APIError
 from app.keys import service as keys
 from app.keys.schemas import KeyCreateSchema
 from app.serving import service as serving
+from app.serving.audit import list_logs
 from app.serving.dispatch import Call
 from app.serving.schemas import LogQuerySchema
 
@@ -105,7 +106,7 @@ def service_logs(project_id: int, service_id: int):
     errors = FormErrors()
     query = {k: v for k, v in values.items() if v}
     filters = load(LogQuerySchema(), {**query, "limit": PAGE_SIZE}, errors)
-    page = serving.list_logs(asset, filters) if filters is not None else {"items": [], "total": 0, "offset": 0,
+    page = list_logs(asset, filters) if filters is not None else {"items": [], "total": 0, "offset": 0,
                                                                           "limit": PAGE_SIZE}  # fmt: skip
     key_names = {k.id: f"{k.name} ({k.prefix}…)" for k in keys.list_api_keys(asset)}
     base = {k: v for k, v in query.items() if k != "offset"}

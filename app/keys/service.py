@@ -7,6 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import Row, bindparam, or_, select, update
 
+from app.auth.permissions import has_permission
+from app.datasets.service import preview_policy
 from app.db import ApiKey, PublishedAsset, User
 from app.db.columns import utcnow
 from app.errors import APIError, invalid, not_found
@@ -14,6 +16,7 @@ from app.extensions import db
 from app.keys.secrets import generate_api_key, hash_api_key, looks_like_api_key
 from app.query.masking import sensitivity_rank
 from app.query.policy import KeyPolicy
+from app.serving.state import bump_serving_generation as bump
 
 
 def _endpoint_ids(asset: PublishedAsset) -> set[str]:
@@ -30,9 +33,6 @@ def check_key_fields(user: User, asset: PublishedAsset, data: dict) -> dict:
     - a key above the minter's own role ceiling needs org.admin (403 naming the field): `masking_level: unmasked`,
       or a `sensitivity_max` above what the minter's role sees in previews (designer: high, viewer: medium).
     """
-    from app.auth.permissions import has_permission
-    from app.datasets.service import preview_policy
-
     out: dict = {}
     policy = KeyPolicy.from_key_fields(
         data.get("masking_level"), data.get("allowed_columns"), data.get("sensitivity_max"), data.get("row_scope")
@@ -194,8 +194,6 @@ def revoke_api_key(asset: PublishedAsset, key_id: int) -> None:
 def bump_serving_generation() -> None:
     """Every server drops its cached keys, configs and queries on its next keyed call (see app/serving/state.py).
     Call it after committing any change to a key's serving fields (revoke, update, rotate)."""
-    from app.serving.state import bump_serving_generation as bump
-
     bump()
 
 

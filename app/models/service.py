@@ -17,6 +17,7 @@ from app.models.inputs import check_sensitive_columns, column_masking, input_col
 from app.models.runs import fail_if_queued, mark_failed, remove_artifact, run_outcome
 from app.query.masking import BLOCKED, mask_value
 from app.query.policy import MASK
+from app.serving.state import bump_serving_generation
 from app.serving.workers import call_worker, queue_has_worker
 
 log = logging.getLogger(__name__)
@@ -204,8 +205,6 @@ def activate_model(model: MLModel) -> MLModel:
 
 def _bump_serving() -> None:
     """Scoring fields of models are cached per web process: every server drops them on its next keyed call."""
-    from app.serving.state import bump_serving_generation
-
     bump_serving_generation()
 
 

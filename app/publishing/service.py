@@ -14,6 +14,7 @@ from app.extensions import db
 from app.publishing.diff import diff_documents
 from app.serving.asset_config import validate_asset_config
 from app.serving.cache import result_cache
+from app.serving.state import bump_serving_generation
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +268,4 @@ def list_deleted_assets(user: User) -> list[DeletedAsset]:
 def _invalidate_cache(asset_id: int) -> None:
     result_cache().invalidate_asset(asset_id)
     # Published configs are cached per process: every server drops them on its next keyed call.
-    from app.serving.state import bump_serving_generation
-
     bump_serving_generation()

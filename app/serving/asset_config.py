@@ -89,7 +89,7 @@ def check_masked_uses(user: User, catalog: Catalog, kind: str, config: dict, fie
     """
     if has_permission(user, "org.admin"):
         return
-    from app.datasets.service import preview_policy
+    from app.datasets.service import preview_policy  # cycle: datasets.service -> indexing -> index_builds -> here
 
     policy = preview_policy(user.role)
     masking = catalog.masking()

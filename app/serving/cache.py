@@ -9,8 +9,10 @@ from flask import Flask, has_app_context
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from app.db import Dataset, Project
 from app.extensions import _PerProcess, redis_store
 from app.query.cache import ResultCache
+from app.serving.state import bump_serving_generation
 
 log = logging.getLogger(__name__)
 _CHANGED_ORGS = "apiary_rules_changed_orgs"
@@ -35,8 +37,6 @@ def _note_dataset_changes(session: Session, _flush_context, _instances) -> None:
     Any attribute set counts (`session.dirty`), not only net changes: an upload with replace rewrites the warehouse
     table and sets the row's fields again, which may be equal to the old ones while the data is not.
     """
-    from app.db import Dataset, Project
-
     project_ids = {
         obj.project_id
         for obj in (*session.new, *session.dirty, *session.deleted)
@@ -62,8 +62,6 @@ def _invalidate_changed_rules(session: Session) -> None:
     for org_id in orgs:
         cache.invalidate_rules(org_id)
     # Masking and reflected columns are cached per process (app/serving/state.py): every server drops them.
-    from app.serving.state import bump_serving_generation
-
     bump_serving_generation()
 
 

@@ -14,10 +14,11 @@ from app.errors import APIError
 from app.publishing.cli import services_cli
 from app.publishing.lifecycle_cli import _acting
 from app.serving.asset_config import KIND_METHODS
+from app.serving.audit import list_logs
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call
 from app.serving.schemas import LogPageSchema, LogQuerySchema
-from app.serving.service import Served, dry_run, list_logs, record_call, serve_endpoint
+from app.serving.service import Served, dry_run, record_call, serve_endpoint
 
 cache_cli = CliGroup("cache", help="Apiary's result cache in Redis.")
 

@@ -12,6 +12,7 @@ from app.errors import APIError
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
 from app.publishing.service import asset_for_logs, get_asset
 from app.serving import service
+from app.serving.audit import list_logs
 from app.serving.dispatch import Call
 from app.serving.schemas import LogPageSchema, LogQuerySchema
 
@@ -125,4 +126,4 @@ def test_endpoint(asset_id: int, endpoint_id: str):
 def logs(asset_id: int):
     asset = asset_for_logs(current_user(), asset_id)
     filters = LogQuerySchema().load(request.args.to_dict())
-    return LogPageSchema().dump(service.list_logs(asset, filters))
+    return LogPageSchema().dump(list_logs(asset, filters))

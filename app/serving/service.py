@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 from flask import g
 from sqlalchemy import Row, bindparam, select
 
-from app.db import AssetVersion, AuditLog, PublishedAsset, User
+from app.datasets.service import preview_policy
+from app.db import AssetVersion, PublishedAsset, User
 from app.errors import APIError, not_found
 from app.extensions import db, redis_store
 from app.keys.ratelimit import Decision, Probe, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy, serving_key_row
 from app.keys.usage import LAST_USED_KEY, UsageTracker
 from app.serving.asset_config import lookup_as_query
-from app.serving.audit_buffer import AUDIT_KEY, AuditBuffer, audit_entry
+from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
 from app.serving.state import GENERATION_KEY, memo, serving_state
@@ -265,8 +266,6 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
 def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> Outcome:
     """The Test pane: the draft config, never cached, no key, seen as the caller's role sees previews (admins
     unmasked; designers masked with critical columns blocked), so it is no way around role masking."""
-    from app.datasets.service import preview_policy
-
     if asset.asset_type != "api_service":
         raise not_found("api service")
     endpoint = next((ep for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None)
@@ -323,66 +322,9 @@ def _entry(served: Served, method: str, status: int, latency_ms: float, model_id
 
 def _schedule_flush() -> None:
     try:
-        from tasks.maintenance import flush_serving_records  # cycle: the task runs this module's flush
+        # lazy: tasks.maintenance imports tasks.train, which loads scikit-learn
+        from tasks.maintenance import flush_serving_records
 
         flush_serving_records.apply_async(countdown=1)
     except Exception as exc:  # noqa: BLE001 - auditing must never fail a served call
         log.warning("could not schedule the audit flush: %s", exc)
-
-
-def flush_serving_records(batch: int = 1000) -> int:
-    """Move buffered audit records and last-used times into the database; returns how many records."""
-    from app.keys.service import store_last_used
-
-    client = redis_store.get()
-    buffer = AuditBuffer(client)
-    written = 0
-    while True:
-        entries = buffer.drain(batch)
-        if not entries:
-            break
-        db.session.execute(AuditLog.__table__.insert(), [_audit_row(e) for e in entries])
-        db.session.commit()
-        written += len(entries)
-    store_last_used(UsageTracker(client).drain())
-    return written
-
-
-def _audit_row(entry: dict) -> dict:
-    from datetime import datetime
-
-    ts = datetime.fromisoformat(entry["ts"].replace("Z", "+00:00"))
-    return {
-        "created_at": ts.replace(tzinfo=None),
-        "org_id": entry.get("org_id"),
-        "project_id": entry.get("project_id"),
-        "asset_id": entry["asset_id"],
-        "endpoint_id": entry.get("endpoint_id"),
-        "key_id": entry.get("key_id"),
-        "method": entry.get("method") or "",
-        "status": entry["status"],
-        "latency_ms": entry["latency_ms"],
-        "model_id": entry.get("model_id"),
-        "error_code": entry.get("error_code"),
-        "context": entry.get("context"),
-    }
-
-
-def list_logs(asset: PublishedAsset, filters: dict) -> dict:
-    stmt = select(AuditLog).where(AuditLog.asset_id == asset.id)
-    for name in ("endpoint_id", "key_id", "status"):
-        if filters.get(name) is not None:
-            stmt = stmt.where(getattr(AuditLog, name) == filters[name])
-    if filters.get("since") is not None:
-        stmt = stmt.where(AuditLog.created_at >= filters["since"])
-    if filters.get("until") is not None:
-        stmt = stmt.where(AuditLog.created_at < filters["until"])
-    if filters.get("errors_only"):
-        stmt = stmt.where(AuditLog.status >= 400)
-    from sqlalchemy import func
-
-    total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = db.session.scalars(
-        stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(filters["limit"]).offset(filters["offset"])
-    )
-    return {"items": list(rows), "total": total, "limit": filters["limit"], "offset": filters["offset"]}

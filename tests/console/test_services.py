@@ -199,7 +199,7 @@ def _audit_written(app, count: int) -> None:
 
     from app.db import AuditLog
     from app.extensions import db
-    from app.serving.service import flush_serving_records
+    from app.serving.audit import flush_serving_records
 
     deadline = time.monotonic() + 10
     with app.app_context():

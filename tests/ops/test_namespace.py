@@ -81,7 +81,7 @@ def two_installations(app, tmp_path, redis_url, monkeypatch):
 def test_two_installations_on_one_redis_never_share_work(app, two_installations, redis_url, tmp_path):
     from app.extensions import redis_store
     from app.ops.health import worker_processes
-    from app.serving.audit_buffer import AuditBuffer
+    from app.serving.audit import AuditBuffer
 
     (app_a, env_a), (app_b, env_b) = two_installations
     ns_a, ns_b = app_a.config["APIARY_NAMESPACE"], app_b.config["APIARY_NAMESPACE"]

@@ -56,7 +56,7 @@ def test_another_org_cannot_delete(client, admin, service):  # noqa: F811
 
 
 def test_audit_log_stays_readable_by_org_admins(app, client, admin, service):  # noqa: F811
-    from app.serving.service import flush_serving_records
+    from app.serving.audit import flush_serving_records
 
     key = mint(client, admin, service)["key"]
     for _ in range(3):

@@ -10,7 +10,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.redis_server import free_port
-from app.serving.audit_buffer import AUDIT_KEY, AuditBuffer, audit_entry
+from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry
 
 FIELDS = {
     "ts", "asset_id", "endpoint_id", "key_id", "status", "latency_ms", "model_id", "org_id", "project_id", "method",

@@ -19,7 +19,7 @@ def _other_org_service(app, client) -> tuple:
 
 
 def _audit_total(app, client, account, asset_id) -> int:
-    from app.serving.service import flush_serving_records
+    from app.serving.audit import flush_serving_records
 
     with app.app_context():
         flush_serving_records()  # what the worker's flush task runs

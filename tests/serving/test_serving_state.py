@@ -183,7 +183,7 @@ def test_one_redis_round_trip_per_cached_call(app, client, admin, service, monke
     again, sent = trips.during(lambda: call(client, key["key"], "customer", query_string={"id": "5"}))
     assert again.headers["X-Cache"] == "HIT" and again.get_json() == miss.get_json() and sent == ["EVALSHA"]
 
-    from app.serving.service import flush_serving_records
+    from app.serving.audit import flush_serving_records
 
     with app.app_context():
         flush_serving_records()

@@ -1,4 +1,5 @@
-"""The audit trail of serving calls, buffered in a capped Redis list so a request never waits on a database write."""
+"""The audit trail of serving calls: buffered in a capped Redis list so a request never waits on a database write,
+flushed into the audit_logs table by a worker, and listed back."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
+from sqlalchemy import func, select
+
+from app.db import AuditLog, PublishedAsset
+from app.extensions import db, redis_store
+from app.keys.service import store_last_used
+from app.keys.usage import UsageTracker
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +118,55 @@ class AuditBuffer:
     def _count_drops(self, n: int) -> None:
         with self._lock:
             self._dropped += n
+
+
+def flush_serving_records(batch: int = 1000) -> int:
+    """Move buffered audit records and last-used times into the database; returns how many records."""
+    client = redis_store.get()
+    buffer = AuditBuffer(client)
+    written = 0
+    while True:
+        entries = buffer.drain(batch)
+        if not entries:
+            break
+        db.session.execute(AuditLog.__table__.insert(), [_audit_row(e) for e in entries])
+        db.session.commit()
+        written += len(entries)
+    store_last_used(UsageTracker(client).drain())
+    return written
+
+
+def _audit_row(entry: dict) -> dict:
+    ts = datetime.fromisoformat(entry["ts"].replace("Z", "+00:00"))
+    return {
+        "created_at": ts.replace(tzinfo=None),
+        "org_id": entry.get("org_id"),
+        "project_id": entry.get("project_id"),
+        "asset_id": entry["asset_id"],
+        "endpoint_id": entry.get("endpoint_id"),
+        "key_id": entry.get("key_id"),
+        "method": entry.get("method") or "",
+        "status": entry["status"],
+        "latency_ms": entry["latency_ms"],
+        "model_id": entry.get("model_id"),
+        "error_code": entry.get("error_code"),
+        "context": entry.get("context"),
+    }
+
+
+def list_logs(asset: PublishedAsset, filters: dict) -> dict:
+    stmt = select(AuditLog).where(AuditLog.asset_id == asset.id)
+    for name in ("endpoint_id", "key_id", "status"):
+        if filters.get(name) is not None:
+            stmt = stmt.where(getattr(AuditLog, name) == filters[name])
+    if filters.get("since") is not None:
+        stmt = stmt.where(AuditLog.created_at >= filters["since"])
+    if filters.get("until") is not None:
+        stmt = stmt.where(AuditLog.created_at < filters["until"])
+    if filters.get("errors_only"):
+        stmt = stmt.where(AuditLog.status >= 400)
+    total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
+    rows = db.session.scalars(
+        stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(filters["limit"]).offset(filters["offset"])
+    )
+    return {"items": list(rows), "total": total, "limit": filters["limit"], "offset": filters["offset"]}
