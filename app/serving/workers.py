@@ -8,7 +8,6 @@ import time
 import redis
 from billiard.exceptions import WorkerLostError
 from celery.exceptions import TimeoutError as CeleryTimeout
-from flask import current_app
 
 from app.errors import APIError
 from app.extensions import redis_store
@@ -67,7 +66,3 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
                        headers={"Retry-After": 1}) from None  # fmt: skip
     finally:
         result.forget()
-
-
-def predict_timeout() -> float:
-    return float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
