@@ -35,8 +35,10 @@ def customers_csv(rows: int = 500, seed: int = 42) -> bytes:
     for i in range(1, rows + 1):
         tenure, plan = rng.randint(1, 72), rng.choice(["basic", "standard", "premium"])
         churned = int((tenure < 18 and plan == "basic") or rng.random() < 0.07)
-        out.write(f"{i},Customer {i},customer{i}@example.com,+1-555-{rng.randint(1000, 9999)},"
-                  f"{rng.choice(['EU', 'US', 'APAC'])},{plan},{tenure},{rng.uniform(9, 99):.2f},{churned}\n")  # fmt: skip
+        out.write(
+            f"{i},Customer {i},customer{i}@example.com,+1-555-{rng.randint(1000, 9999)},"
+            f"{rng.choice(['EU', 'US', 'APAC'])},{plan},{tenure},{rng.uniform(9, 99):.2f},{churned}\n"
+        )
     return out.getvalue().encode()
 
 
@@ -49,30 +51,70 @@ def build_demo(org_name: str) -> tuple[dict, str]:
     project = db.session.scalar(select(Project).where(Project.org_id == org.id, Project.slug == "sales"))
     project = project or create_project(org.id, "Sales", "sales", "The API Services example", created_by=admin.id)
     click.echo("loading marts.dim_customer ...")
-    upload_dataset(warehouse.get(), project, io.BytesIO(customers_csv()), "dim_customer.csv", name="marts.dim_customer",
-                   friendly_name="Customers", replace=True,
-                   schema_prefix=current_app.config["WAREHOUSE_SCHEMA_PREFIX"], created_by=admin.id)  # fmt: skip
-    outcome = train(project, "marts.dim_customer", "churned", "classification", "random_forest", "churn_risk",
-                    ["tenure", "plan", "monthly_fee", "region"])  # fmt: skip
+    upload_dataset(
+        warehouse.get(),
+        project,
+        io.BytesIO(customers_csv()),
+        "dim_customer.csv",
+        name="marts.dim_customer",
+        friendly_name="Customers",
+        replace=True,
+        schema_prefix=current_app.config["WAREHOUSE_SCHEMA_PREFIX"],
+        created_by=admin.id,
+    )
+    outcome = train(
+        project,
+        "marts.dim_customer",
+        "churned",
+        "classification",
+        "random_forest",
+        "churn_risk",
+        ["tenure", "plan", "monthly_fee", "region"],
+    )
     if outcome["status"] != "success":
         raise click.ClickException(f"training failed: {outcome.get('error')}")
     endpoints = [
         {"id": "customer", "kind": "lookup", "dataset": "marts.dim_customer", "key_column": "customer_key"},
         {"id": "churn_risk", "kind": "model", "model_id": outcome["model_id"]},
-        {"id": "top_tenure", "kind": "sql", "query": {
-            "source": {"schema": "marts", "table": "dim_customer"},
-            "columns": ["customer_key", "region", "plan", "tenure"],
-            "filters": [{"column": "region", "op": "eq", "param": "region"}],
-            "order_by": [{"column": "tenure", "dir": "desc"}],
-            "pagination": {"default_limit": 10, "max_limit": 100}}},
+        {
+            "id": "top_tenure",
+            "kind": "sql",
+            "query": {
+                "source": {"schema": "marts", "table": "dim_customer"},
+                "columns": ["customer_key", "region", "plan", "tenure"],
+                "filters": [{"column": "region", "op": "eq", "param": "region"}],
+                "order_by": [{"column": "tenure", "dir": "desc"}],
+                "pagination": {"default_limit": 10, "max_limit": 100},
+            },
+        },
         {"id": "segment", "kind": "function", "handler": SCORE_HANDLER},
-    ]  # fmt: skip
-    asset = create_asset(admin, project, {"asset_type": "api_service", "asset_key": SERVICE_KEY, "title": "Sales serving",
-                                          "description": "The seed example", "config": {"endpoints": endpoints}})  # fmt: skip
+    ]
+    asset = create_asset(
+        admin,
+        project,
+        {
+            "asset_type": "api_service",
+            "asset_key": SERVICE_KEY,
+            "title": "Sales serving",
+            "description": "The seed example",
+            "config": {"endpoints": endpoints},
+        },
+    )
     version = publish_asset(admin, asset, "demo")
-    _key, secret = mint_api_key(admin, asset, {"name": "demo", "rate_limit": 600, "expires_days": 30,
-                                               "masking_level": "masked", "sensitivity_max": "high",
-                                               "allowed_columns": [], "allowed_endpoints": None, "row_scope": None})  # fmt: skip
+    _key, secret = mint_api_key(
+        admin,
+        asset,
+        {
+            "name": "demo",
+            "rate_limit": 600,
+            "expires_days": 30,
+            "masking_level": "masked",
+            "sensitivity_max": "high",
+            "allowed_columns": [],
+            "allowed_endpoints": None,
+            "row_scope": None,
+        },
+    )
     return {"asset_id": asset.id, "version": version, "model_id": outcome["model_id"], "project_id": project.id}, secret
 
 

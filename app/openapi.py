@@ -11,10 +11,21 @@ from flask import Flask
 _PATH_PARAM = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>[a-zA-Z_]+)>")
 
 
-def doc(summary: str, *, body=None, form=None, files: tuple[str, ...] = (), response=None, status: int = 200,
-        auth: bool | str = True, query: dict | None = None, tags: list[str] | None = None,
-        methods: dict[str, dict] | None = None, responses: dict[int, str] | None = None,
-        description: str | None = None):  # fmt: skip
+def doc(
+    summary: str,
+    *,
+    body=None,
+    form=None,
+    files: tuple[str, ...] = (),
+    response=None,
+    status: int = 200,
+    auth: bool | str = True,
+    query: dict | None = None,
+    tags: list[str] | None = None,
+    methods: dict[str, dict] | None = None,
+    responses: dict[int, str] | None = None,
+    description: str | None = None,
+):
     """Describe a view for the OpenAPI document; `auth` is True (bearer), False, or "api_key".
 
     `body` is a JSON request body's schema; `form` and `files` describe a multipart/form-data body instead (the
@@ -49,8 +60,10 @@ def _multipart(meta: dict) -> dict:
 
 
 def _query_params(query: dict) -> list[dict]:
-    return [{"name": name, "in": "query", "required": False, "description": description, "schema": {"type": "string"}}
-            for name, description in query.items()]  # fmt: skip
+    return [
+        {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": "string"}}
+        for name, description in query.items()
+    ]
 
 
 def ref(name: str) -> dict:
@@ -62,57 +75,80 @@ def ref(name: str) -> dict:
 _ROW = {"type": "object", "additionalProperties": True, "description": "feature name -> value"}
 SERVING_SCHEMAS: dict[str, dict] = {
     "ModelFeaturesRequest": {
-        "type": "object", "required": ["features"],
+        "type": "object",
+        "required": ["features"],
         "properties": {
             "features": _ROW,
-            "explanations": {"type": "object", "properties": {"method": {"type": "string", "enum": ["shapley"]},
-                                                              "top_n": {"type": "integer"}}},
+            "explanations": {
+                "type": "object",
+                "properties": {"method": {"type": "string", "enum": ["shapley"]}, "top_n": {"type": "integer"}},
+            },
             "context": {"type": "object", "additionalProperties": True},
         },
         "description": "model endpoint: one row to score",
     },
     "ModelRowsRequest": {
-        "type": "object", "required": ["rows"],
-        "properties": {"rows": {"type": "array", "items": _ROW, "maxItems": 10000},
-                       "explanations": {"type": "object", "properties": {"method": {"type": "string", "enum": ["shapley"]},
-                                                                         "top_n": {"type": "integer"}}},
-                       "context": {"type": "object", "additionalProperties": True}},
+        "type": "object",
+        "required": ["rows"],
+        "properties": {
+            "rows": {"type": "array", "items": _ROW, "maxItems": 10000},
+            "explanations": {
+                "type": "object",
+                "properties": {"method": {"type": "string", "enum": ["shapley"]}, "top_n": {"type": "integer"}},
+            },
+            "context": {"type": "object", "additionalProperties": True},
+        },
         "description": "model endpoint: several rows, scored together (at most PREDICT_MAX_ROWS)",
     },
     "FunctionRequest": {"description": "function endpoint: any JSON value, passed to handler(payload)"},
     "RowsResponse": {
         "type": "object",
-        "properties": {"rows": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
-                       "count": {"type": "integer"},
-                       "limit": {"type": "integer", "description": "sql only"},
-                       "offset": {"type": "integer", "description": "sql only"}},
+        "properties": {
+            "rows": {"type": "array", "items": {"type": "object", "additionalProperties": True}},
+            "count": {"type": "integer"},
+            "limit": {"type": "integer", "description": "sql only"},
+            "offset": {"type": "integer", "description": "sql only"},
+        },
         "description": "sql and lookup endpoints",
     },
     "PredictionsResponse": {
         "type": "object",
-        "properties": {"predictions": {"type": "array", "items": {}}, "probabilities": {"type": "array", "items": {}},
-                       "model_id": {"type": "integer"}, "count": {"type": "integer"},
-                       "probability_percentiles": {"type": "array", "items": {},
-                                                   "description": "classifiers trained with score quantiles"},
-                       "explanations": {"type": "array", "items": {},
-                                        "description": "per row {base, output, contributions, others}"},
-                       "enriched": {"type": "array", "items": {}, "description": "return_enriched: final feature rows"}},
+        "properties": {
+            "predictions": {"type": "array", "items": {}},
+            "probabilities": {"type": "array", "items": {}},
+            "model_id": {"type": "integer"},
+            "count": {"type": "integer"},
+            "probability_percentiles": {
+                "type": "array",
+                "items": {},
+                "description": "classifiers trained with score quantiles",
+            },
+            "explanations": {
+                "type": "array",
+                "items": {},
+                "description": "per row {base, output, contributions, others}",
+            },
+            "enriched": {"type": "array", "items": {}, "description": "return_enriched: final feature rows"},
+        },
         "description": "model endpoints; a skipped row answers {ignored: true, reason} in place in predictions",
     },
     "FunctionResponse": {"type": "object", "properties": {"result": {}}, "description": "function endpoints"},
     "TestParamsRequest": {
-        "type": "object", "additionalProperties": {"type": "string"},
+        "type": "object",
+        "additionalProperties": {"type": "string"},
         "description": "Test pane, sql and lookup endpoints: the request's query parameters as one object",
     },
-}  # fmt: skip
+}
 SERVING_BODY = {"oneOf": [ref("ModelFeaturesRequest"), ref("ModelRowsRequest"), ref("FunctionRequest")]}
 SERVING_RESPONSE = {"oneOf": [ref("PredictionsResponse"), ref("FunctionResponse")]}
 TEST_BODY = {"oneOf": [ref("TestParamsRequest"), *SERVING_BODY["oneOf"]]}
 TEST_RESPONSE = {
     "description": "the serving answer plus `dry: true`",
-    "allOf": [{"oneOf": [ref("RowsResponse"), *SERVING_RESPONSE["oneOf"]]},
-              {"type": "object", "properties": {"dry": {"type": "boolean", "enum": [True]}}}],
-}  # fmt: skip
+    "allOf": [
+        {"oneOf": [ref("RowsResponse"), *SERVING_RESPONSE["oneOf"]]},
+        {"type": "object", "properties": {"dry": {"type": "boolean", "enum": [True]}}},
+    ],
+}
 
 
 def _error_response(description: str) -> dict:
@@ -164,10 +200,14 @@ def build_spec(app: Flask) -> dict:
         }
         path = _PATH_PARAM.sub(lambda m: "{" + m.group("name") + "}", rule.rule)
         params = [
-            {"name": m.group("name"), "in": "path", "required": True,
-             "schema": {"type": "integer" if m.group("conv") == "int" else "string"}}
+            {
+                "name": m.group("name"),
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer" if m.group("conv") == "int" else "string"},
+            }
             for m in _PATH_PARAM.finditer(rule.rule)
-        ]  # fmt: skip
+        ]
         base, per_method = meta, meta.get("methods")
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             if per_method is not None and method not in per_method:

@@ -40,19 +40,26 @@ def start_private_redis(data_dir: str, port: int | None = None, preexec_fn=None)
     proc = subprocess.Popen(
         [
             redis_server_binary(),
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", data_dir,
-            "--logfile", os.path.join(data_dir, "redis.log"),
-            "--maxclients", "1000",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            data_dir,
+            "--logfile",
+            os.path.join(data_dir, "redis.log"),
+            "--maxclients",
+            "1000",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         preexec_fn=preexec_fn,
-    )  # fmt: skip
+    )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

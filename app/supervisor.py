@@ -84,8 +84,12 @@ class Supervisor:
             try:
                 sock.bind((self.host, self.port))
             except OSError as exc:
-                print(f"[apiary] cannot listen on {self.host}:{self.port}: {exc.strerror} (is another `make run` "
-                      "up? stop it, or set PORT)", file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"[apiary] cannot listen on {self.host}:{self.port}: {exc.strerror} (is another `make run` "
+                    "up? stop it, or set PORT)",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 sys.exit(1)
 
     def start_redis(self) -> None:
@@ -133,8 +137,19 @@ class Supervisor:
                 stored.write_text(secrets.token_urlsafe(12))
                 stored.chmod(0o600)
             password = stored.read_text().strip()
-        self.flask("users", "create", "--email", email, "--password", password, "--org", "Apiary", "--role", "admin",
-                   "--if-missing")  # fmt: skip
+        self.flask(
+            "users",
+            "create",
+            "--email",
+            email,
+            "--password",
+            password,
+            "--org",
+            "Apiary",
+            "--role",
+            "admin",
+            "--if-missing",
+        )
         return email, password
 
     def add_child(self, name: str, cmd: list[str], stop_signal: int, grace_s: float) -> None:
@@ -146,9 +161,14 @@ class Supervisor:
         child.log.parent.mkdir(parents=True, exist_ok=True)
         with open(child.log, "ab") as log:
             child.proc = subprocess.Popen(
-                child.cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                child.cmd,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=die_with_parent(child.stop_signal),
-            )  # fmt: skip
+            )
         child.started, child.restart_at = time.monotonic(), None
         _log(f"started {child.name} (pid {child.proc.pid}), log: {child.log}")
 
@@ -175,8 +195,10 @@ class Supervisor:
             child.failures = 1 if now - child.started >= STABLE_AFTER_S else child.failures + 1
             delay = min(BACKOFF_MAX_S, 2 ** (child.failures - 1))
             child.restart_at = now + delay
-            _log(f"{child.name} (pid {child.proc.pid}) exited with code {code}; restarting in {delay:g} s "
-                 f"(restart {child.failures} in a row; see {child.log})")  # fmt: skip
+            _log(
+                f"{child.name} (pid {child.proc.pid}) exited with code {code}; restarting in {delay:g} s "
+                f"(restart {child.failures} in a row; see {child.log})"
+            )
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> bool:
         deadline = time.monotonic() + timeout
@@ -272,16 +294,60 @@ class Supervisor:
         bin_dir = Path(sys.executable).parent
         celery = str(bin_dir / "celery")
         # SIGQUIT is Celery's cold shutdown: running tasks are abandoned (a training run is reaped later).
-        self.add_child("worker", [celery, "-A", "celery_worker", "worker", "-Q", "predict,train,functions,default",
-                                  "-n", "worker@%h", "--concurrency", "2", "--loglevel", "INFO"],
-                       signal.SIGQUIT, 2.5)  # fmt: skip
-        self.add_child("beat", [celery, "-A", "celery_worker", "beat", "--loglevel", "INFO",
-                                "--schedule", str(self.var / "celerybeat-schedule")],
-                       signal.SIGTERM, 2)  # fmt: skip
+        self.add_child(
+            "worker",
+            [
+                celery,
+                "-A",
+                "celery_worker",
+                "worker",
+                "-Q",
+                "predict,train,functions,default",
+                "-n",
+                "worker@%h",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "INFO",
+            ],
+            signal.SIGQUIT,
+            2.5,
+        )
+        self.add_child(
+            "beat",
+            [
+                celery,
+                "-A",
+                "celery_worker",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--schedule",
+                str(self.var / "celerybeat-schedule"),
+            ],
+            signal.SIGTERM,
+            2,
+        )
         bind = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        self.add_child("web", [str(bin_dir / "gunicorn"), "--bind", bind, "--workers", "2",
-                               "--threads", "8", "--graceful-timeout", "1", "--access-logfile", "-", "wsgi:app"],
-                       signal.SIGTERM, 2.5)  # fmt: skip
+        self.add_child(
+            "web",
+            [
+                str(bin_dir / "gunicorn"),
+                "--bind",
+                bind,
+                "--workers",
+                "2",
+                "--threads",
+                "8",
+                "--graceful-timeout",
+                "1",
+                "--access-logfile",
+                "-",
+                "wsgi:app",
+            ],
+            signal.SIGTERM,
+            2.5,
+        )
         if not self.wait_ready():
             if self.stopping:
                 return 0

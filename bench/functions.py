@@ -98,17 +98,43 @@ class FunctionStack(Stack):
         var = self.tmp / "var"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "WAREHOUSE_", "DATABASE_"))}
         env = {k: v for k, v in env.items() if not k.startswith("FUNCTION_")}
-        env.update({"APP_CONFIG": "development", "APIARY_VAR_DIR": str(var), "REDIS_URL": redis_url,
-                    "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)})  # fmt: skip
+        env.update(
+            {
+                "APP_CONFIG": "development",
+                "APIARY_VAR_DIR": str(var),
+                "REDIS_URL": redis_url,
+                "LOG_LEVEL": "WARNING",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         self.env = env
         os.environ.update(env)
-        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         self.port = free_port()
         bin_dir = Path(sys.executable).parent
-        self.spawn("web", [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
-                           "--threads", "8", "--keep-alive", "30", "--graceful-timeout", "5",
-                           "bench.functions:bench_app()"])  # fmt: skip
+        self.spawn(
+            "web",
+            [
+                str(bin_dir / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--threads",
+                "8",
+                "--keep-alive",
+                "30",
+                "--graceful-timeout",
+                "5",
+                "bench.functions:bench_app()",
+            ],
+        )
         self.wait_until(lambda: self.get("/healthz")[0] == 200, "web")
 
     def start_worker(self, **settings: str) -> None:
@@ -122,9 +148,25 @@ class FunctionStack(Stack):
         saved = self.env
         self.env = {**saved, **settings}
         bin_dir = Path(sys.executable).parent
-        self.spawn("worker", [str(bin_dir / "celery"), "-A", "celery_worker", "worker", "-Q", "functions",
-                              "--concurrency", "2", "--pool", "prefork", "--loglevel", "INFO",
-                              "--without-gossip", "--without-mingle"])  # fmt: skip
+        self.spawn(
+            "worker",
+            [
+                str(bin_dir / "celery"),
+                "-A",
+                "celery_worker",
+                "worker",
+                "-Q",
+                "functions",
+                "--concurrency",
+                "2",
+                "--pool",
+                "prefork",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+        )
         self.env = saved
 
     def task_runtimes(self) -> dict:
@@ -136,20 +178,47 @@ class FunctionStack(Stack):
 
 def set_up_function(stack: Stack) -> str:
     """Sign up, create a project, publish a service with one function endpoint; its key."""
-    _ok(stack.request("POST", "/api/auth/register", {"org_name": "Bench", "username": "bench",
-                      "email": "bench@example.com", "password": "benchmark password 123"}), "register", 201)  # fmt: skip
-    token = _ok(stack.request("POST", "/api/auth/login", {"username": "bench", "password": "benchmark password 123"}),
-                "login")["access_token"]  # fmt: skip
+    _ok(
+        stack.request(
+            "POST",
+            "/api/auth/register",
+            {
+                "org_name": "Bench",
+                "username": "bench",
+                "email": "bench@example.com",
+                "password": "benchmark password 123",
+            },
+        ),
+        "register",
+        201,
+    )
+    token = _ok(
+        stack.request("POST", "/api/auth/login", {"username": "bench", "password": "benchmark password 123"}), "login"
+    )["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
-    project_id = _ok(stack.request("POST", "/api/projects", {"name": "Bench", "slug": "bench"}, auth), "project",
-                     201)["project_id"]  # fmt: skip
+    project_id = _ok(stack.request("POST", "/api/projects", {"name": "Bench", "slug": "bench"}, auth), "project", 201)[
+        "project_id"
+    ]
     scoped = {**auth, "X-Project-Id": str(project_id)}
     endpoints = [{"id": "root", "kind": "function", "handler": HANDLER}]
-    asset = _ok(stack.request("POST", "/api/publish/assets", {"asset_type": "api_service", "asset_key": "bench",
-                "title": "Bench", "config": {"endpoints": endpoints}}, scoped), "service", 201)  # fmt: skip
+    asset = _ok(
+        stack.request(
+            "POST",
+            "/api/publish/assets",
+            {"asset_type": "api_service", "asset_key": "bench", "title": "Bench", "config": {"endpoints": endpoints}},
+            scoped,
+        ),
+        "service",
+        201,
+    )
     _ok(stack.request("POST", f"/api/publish/assets/{asset['id']}/publish", None, auth), "publish")
-    return _ok(stack.request("POST", f"/api/publish/assets/{asset['id']}/api-keys",
-                             {"name": "bench", "rate_limit": 1_000_000}, auth), "key", 201)["key"]  # fmt: skip
+    return _ok(
+        stack.request(
+            "POST", f"/api/publish/assets/{asset['id']}/api-keys", {"name": "bench", "rate_limit": 1_000_000}, auth
+        ),
+        "key",
+        201,
+    )["key"]
 
 
 def measure(port: int, method: str, path: str, headers: dict, concurrency: int, total: int) -> dict:

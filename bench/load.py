@@ -87,8 +87,17 @@ class Target:
 def hey_command(target: Target, clients: int, max_requests: int, body_file: str | None) -> list[str]:
     if not target.url.startswith(("http://127.0.0.1:", "http://localhost:")):
         raise ValueError(f"the benchmark only loads the loopback, not {target.url}")
-    cmd = ["hey", "-n", str(max(max_requests, clients)), "-c", str(clients), "-t", str(REQUEST_TIMEOUT_S),
-           "-m", target.method]  # fmt: skip
+    cmd = [
+        "hey",
+        "-n",
+        str(max(max_requests, clients)),
+        "-c",
+        str(clients),
+        "-t",
+        str(REQUEST_TIMEOUT_S),
+        "-m",
+        target.method,
+    ]
     for name, value in target.headers:
         cmd += ["-H", f"{name}: {value}"]
     if body_file is not None:
@@ -109,8 +118,12 @@ def run_hey(target: Target, clients: int, seconds: float, max_requests: int) -> 
         out_path = os.path.join(tmp, "out.txt")
         with open(out_path, "wb") as out:
             # Its own session: a Ctrl-C reaches the benchmark, which then stops hey itself.
-            proc = subprocess.Popen(hey_command(target, clients, max_requests, body_file), stdout=out,
-                                    stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                hey_command(target, clients, max_requests, body_file),
+                stdout=out,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
             try:
                 try:
                     _out, err = proc.communicate(timeout=seconds)

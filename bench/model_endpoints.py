@@ -49,43 +49,82 @@ def put_customers(project_id: int) -> None:
 
     types = {"customer_key": "integer", "tenure": "integer", "monthly": "float", "plan": "text", "region": "text"}
     rng = random.Random(2)
-    rows = [{"customer_key": i, "tenure": rng.randint(1, 60), "monthly": round(rng.uniform(10, 90), 2),
-             "plan": rng.choice(["basic", "premium"]), "region": rng.choice(["EU", "US", "APAC"])}
-            for i in range(1, N_CUSTOMERS + 1)]  # fmt: skip
+    rows = [
+        {
+            "customer_key": i,
+            "tenure": rng.randint(1, 60),
+            "monthly": round(rng.uniform(10, 90), 2),
+            "plan": rng.choice(["basic", "premium"]),
+            "region": rng.choice(["EU", "US", "APAC"]),
+        }
+        for i in range(1, N_CUSTOMERS + 1)
+    ]
     app = create_app()
     with app.app_context():
         engine = warehouse.get()
         ensure_schema(engine, "marts")
-        table = sa.Table(f"p{project_id}__customers", sa.MetaData(),
-                         *[sa.Column(c, sa_type_for(t)) for c, t in types.items()], schema="marts")  # fmt: skip
+        table = sa.Table(
+            f"p{project_id}__customers",
+            sa.MetaData(),
+            *[sa.Column(c, sa_type_for(t)) for c, t in types.items()],
+            schema="marts",
+        )
         table.create(engine)
         with engine.begin() as conn:
             conn.execute(table.insert(), rows)
             sa.Index("ix_bench_customers", table.c.customer_key).create(conn)
-        db.session.add(Dataset(project_id=project_id, name="marts.customers", schema_name="marts",
-                               table_name=table.name, source="upload", row_count=len(rows), masking={},
-                               columns=[{"name": c, "type": t} for c, t in types.items()]))  # fmt: skip
+        db.session.add(
+            Dataset(
+                project_id=project_id,
+                name="marts.customers",
+                schema_name="marts",
+                table_name=table.name,
+                source="upload",
+                row_count=len(rows),
+                masking={},
+                columns=[{"name": c, "type": t} for c, t in types.items()],
+            )
+        )
         db.session.commit()
         engine.dispose()
 
 
 def publish_extras(stack: Stack, model_id: int) -> str:
-    token = _ok(stack.request("POST", "/api/auth/login", {"username": "bench", "password": "benchmark password 123"}),
-                "login")["access_token"]  # fmt: skip
+    token = _ok(
+        stack.request("POST", "/api/auth/login", {"username": "bench", "password": "benchmark password 123"}), "login"
+    )["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     projects = _ok(stack.request("GET", "/api/projects", None, auth), "projects")
     project_id = (projects["items"] if isinstance(projects, dict) else projects)[0]["project_id"]
     put_customers(project_id)
-    enrich = {"dataset": "marts.customers", "on": [{"feature": "customer_id", "column": "customer_key"}],
-              "columns": {f: f for f in FEATURES}}  # fmt: skip
-    endpoints = [{"id": "plain", "kind": "model", "model_id": model_id},
-                 {"id": "enriched", "kind": "model", "model_id": model_id, "enrichments": [enrich]}]  # fmt: skip
+    enrich = {
+        "dataset": "marts.customers",
+        "on": [{"feature": "customer_id", "column": "customer_key"}],
+        "columns": {f: f for f in FEATURES},
+    }
+    endpoints = [
+        {"id": "plain", "kind": "model", "model_id": model_id},
+        {"id": "enriched", "kind": "model", "model_id": model_id, "enrichments": [enrich]},
+    ]
     scoped = {**auth, "X-Project-Id": str(project_id)}
-    asset = _ok(stack.request("POST", "/api/publish/assets", {"asset_type": "api_service", "asset_key": "extras",
-                "title": "Extras", "config": {"endpoints": endpoints}}, scoped), "service", 201)  # fmt: skip
+    asset = _ok(
+        stack.request(
+            "POST",
+            "/api/publish/assets",
+            {"asset_type": "api_service", "asset_key": "extras", "title": "Extras", "config": {"endpoints": endpoints}},
+            scoped,
+        ),
+        "service",
+        201,
+    )
     _ok(stack.request("POST", f"/api/publish/assets/{asset['id']}/publish", None, auth), "publish")
-    return _ok(stack.request("POST", f"/api/publish/assets/{asset['id']}/api-keys",
-                             {"name": "extras", "rate_limit": 1_000_000}, auth), "key", 201)["key"]  # fmt: skip
+    return _ok(
+        stack.request(
+            "POST", f"/api/publish/assets/{asset['id']}/api-keys", {"name": "extras", "rate_limit": 1_000_000}, auth
+        ),
+        "key",
+        201,
+    )["key"]
 
 
 def timed(port: int, path: str, key: str, bodies: list[dict]) -> dict:
@@ -102,9 +141,12 @@ def timed(port: int, path: str, key: str, bodies: list[dict]) -> dict:
             raise RuntimeError(f"{path}: HTTP {resp.status} {payload[:300]!r}")
     conn.close()
     ordered = sorted(latencies)
-    return {"requests": len(ordered), "mean_ms": round(statistics.fmean(ordered), 2),
-            "p50_ms": round(statistics.median(ordered), 2),
-            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2)}  # fmt: skip
+    return {
+        "requests": len(ordered),
+        "mean_ms": round(statistics.fmean(ordered), 2),
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+    }
 
 
 def main() -> None:
@@ -121,8 +163,14 @@ def main() -> None:
             if kind == "enriched":
                 rows.append({"customer_id": rng.randint(1, N_CUSTOMERS)})
             else:
-                rows.append({"tenure": rng.randint(1, 60), "monthly": round(rng.uniform(10, 90), 2),
-                             "plan": rng.choice(["basic", "premium"]), "region": rng.choice(["EU", "US", "APAC"])})  # fmt: skip
+                rows.append(
+                    {
+                        "tenure": rng.randint(1, 60),
+                        "monthly": round(rng.uniform(10, 90), 2),
+                        "plan": rng.choice(["basic", "premium"]),
+                        "region": rng.choice(["EU", "US", "APAC"]),
+                    }
+                )
         body = {"rows": rows}
         if kind == "explained":
             body["explanations"] = {"method": "shapley", "top_n": 3}
@@ -133,8 +181,11 @@ def main() -> None:
         stack.start()
         model_id, _key = set_up_model(stack)
         key = publish_extras(stack, model_id)
-        paths = {"plain": "/api/service/extras/plain", "enriched": "/api/service/extras/enriched",
-                 "explained": "/api/service/extras/plain"}  # fmt: skip
+        paths = {
+            "plain": "/api/service/extras/plain",
+            "enriched": "/api/service/extras/enriched",
+            "explained": "/api/service/extras/plain",
+        }
         for kind, path in paths.items():  # warm: models loaded in every worker process, explanations compiled
             timed(stack.port, path, key, [batch(kind, args.rows) for _ in range(6)])
         results = {}
@@ -147,8 +198,10 @@ def main() -> None:
         stack.stop()
 
     big = results[f"rows_{args.rows}"]
-    per_row = {kind: round((big[kind]["mean_ms"] - big["plain"]["mean_ms"]) / args.rows, 3)
-               for kind in ("enriched", "explained")}  # fmt: skip
+    per_row = {
+        kind: round((big[kind]["mean_ms"] - big["plain"]["mean_ms"]) / args.rows, 3)
+        for kind in ("enriched", "explained")
+    }
     report = {
         "what": "logistic regression, 4 features; enrichment looks all 4 up from a 5,000-row indexed table; "
         "explanations are exact Shapley values (2^4 = 16 coalitions per row) on a worker",

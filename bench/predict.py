@@ -95,19 +95,63 @@ class Stack:
         self.children.append(("redis", redis_proc))
         var = self.tmp / "var"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "WAREHOUSE_", "DATABASE_"))}
-        env.update({"APP_CONFIG": "development", "APIARY_VAR_DIR": str(var), "REDIS_URL": redis_url,
-                    "MODEL_STORE": str(var / "models"), "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)})  # fmt: skip
+        env.update(
+            {
+                "APP_CONFIG": "development",
+                "APIARY_VAR_DIR": str(var),
+                "REDIS_URL": redis_url,
+                "MODEL_STORE": str(var / "models"),
+                "LOG_LEVEL": "WARNING",
+                "PYTHONPATH": str(ROOT),
+            }
+        )
         self.env = env
         os.environ.update(env)
-        subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=env,
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         bin_dir = Path(sys.executable).parent
-        self.spawn("worker", [str(bin_dir / "celery"), "-A", "celery_worker", "worker", "-Q", "predict,train",
-                              "--concurrency", "2", "--pool", "prefork", "--loglevel", "WARNING",
-                              "--without-gossip", "--without-mingle"])  # fmt: skip
+        self.spawn(
+            "worker",
+            [
+                str(bin_dir / "celery"),
+                "-A",
+                "celery_worker",
+                "worker",
+                "-Q",
+                "predict,train",
+                "--concurrency",
+                "2",
+                "--pool",
+                "prefork",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+        )
         self.port = free_port()
-        self.spawn("web", [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
-                           "--threads", "8", "--keep-alive", "30", "--graceful-timeout", "5", "bench.predict:bench_app()"])  # fmt: skip
+        self.spawn(
+            "web",
+            [
+                str(bin_dir / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--threads",
+                "8",
+                "--keep-alive",
+                "30",
+                "--graceful-timeout",
+                "5",
+                "bench.predict:bench_app()",
+            ],
+        )
         self.wait_until(lambda: self.get("/healthz")[0] == 200, "web")
         self.wait_until(lambda: self.get("/readyz")[0] == 200, "worker")
 
@@ -176,28 +220,68 @@ def _ok(result: tuple[int, dict], what: str, status: int = 200) -> dict:
 
 def set_up_model(stack: Stack) -> tuple[int, str]:
     """Sign up, create a project and a churn table, train a logistic regression, publish it with a key."""
-    _ok(stack.request("POST", "/api/auth/register", {"org_name": "Bench", "username": "bench",
-                      "email": "bench@example.com", "password": "benchmark password 123"}), "register", 201)  # fmt: skip
-    token = _ok(stack.request("POST", "/api/auth/login", {"username": "bench", "password": "benchmark password 123"}),
-                "login")["access_token"]  # fmt: skip
+    _ok(
+        stack.request(
+            "POST",
+            "/api/auth/register",
+            {
+                "org_name": "Bench",
+                "username": "bench",
+                "email": "bench@example.com",
+                "password": "benchmark password 123",
+            },
+        ),
+        "register",
+        201,
+    )
+    token = _ok(
+        stack.request("POST", "/api/auth/login", {"username": "bench", "password": "benchmark password 123"}), "login"
+    )["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
-    project_id = _ok(stack.request("POST", "/api/projects", {"name": "Bench", "slug": "bench"}, auth), "project",
-                     201)["project_id"]  # fmt: skip
+    project_id = _ok(stack.request("POST", "/api/projects", {"name": "Bench", "slug": "bench"}, auth), "project", 201)[
+        "project_id"
+    ]
     put_churn_table(project_id)
     scoped = {**auth, "X-Project-Id": str(project_id)}
-    config = {"input_table": "marts.churn", "target_column": "churned", "task_type": "classification",
-              "algorithm": "logistic_regression", "feature_columns": list(FEATURES)}  # fmt: skip
-    recipe = _ok(stack.request("POST", "/api/flow/ai-recipes", {"recipe_type": "train_model", "name": "churn",
-                 "inputs": ["marts.churn"], "config": config}, scoped), "recipe", 201)  # fmt: skip
+    config = {
+        "input_table": "marts.churn",
+        "target_column": "churned",
+        "task_type": "classification",
+        "algorithm": "logistic_regression",
+        "feature_columns": list(FEATURES),
+    }
+    recipe = _ok(
+        stack.request(
+            "POST",
+            "/api/flow/ai-recipes",
+            {"recipe_type": "train_model", "name": "churn", "inputs": ["marts.churn"], "config": config},
+            scoped,
+        ),
+        "recipe",
+        201,
+    )
     run = _ok(stack.request("POST", f"/api/flow/ai-recipes/{recipe['recipe_id']}/run", None, scoped), "train")
     if run["status"] != "success":
         raise RuntimeError(f"training failed: {run}")
     endpoints = [{"id": "churn", "kind": "model", "model_id": run["model_id"]}]
-    asset = _ok(stack.request("POST", "/api/publish/assets", {"asset_type": "api_service", "asset_key": "bench",
-                "title": "Bench", "config": {"endpoints": endpoints}}, scoped), "service", 201)  # fmt: skip
+    asset = _ok(
+        stack.request(
+            "POST",
+            "/api/publish/assets",
+            {"asset_type": "api_service", "asset_key": "bench", "title": "Bench", "config": {"endpoints": endpoints}},
+            scoped,
+        ),
+        "service",
+        201,
+    )
     _ok(stack.request("POST", f"/api/publish/assets/{asset['id']}/publish", None, auth), "publish")
-    key = _ok(stack.request("POST", f"/api/publish/assets/{asset['id']}/api-keys",
-                            {"name": "bench", "rate_limit": 1_000_000}, auth), "key", 201)["key"]  # fmt: skip
+    key = _ok(
+        stack.request(
+            "POST", f"/api/publish/assets/{asset['id']}/api-keys", {"name": "bench", "rate_limit": 1_000_000}, auth
+        ),
+        "key",
+        201,
+    )["key"]
     return run["model_id"], key
 
 
@@ -214,20 +298,40 @@ def put_churn_table(project_id: int, n: int = 2000) -> None:
     rows = []
     for _ in range(n):
         tenure, plan = rng.randint(1, 60), rng.choice(["basic", "premium"])
-        rows.append({"tenure": tenure, "monthly": round(rng.uniform(10, 90), 2), "plan": plan,
-                     "region": rng.choice(["EU", "US", "APAC"]), "churned": int(tenure < 20 and plan == "basic")})  # fmt: skip
+        rows.append(
+            {
+                "tenure": tenure,
+                "monthly": round(rng.uniform(10, 90), 2),
+                "plan": plan,
+                "region": rng.choice(["EU", "US", "APAC"]),
+                "churned": int(tenure < 20 and plan == "basic"),
+            }
+        )
     app = create_app()
     with app.app_context():
         engine = warehouse.get()
         ensure_schema(engine, "marts")
-        table = sa.Table(f"p{project_id}__churn", sa.MetaData(), *[sa.Column(c, sa_type_for(t)) for c, t in types.items()],
-                         schema="marts")  # fmt: skip
+        table = sa.Table(
+            f"p{project_id}__churn",
+            sa.MetaData(),
+            *[sa.Column(c, sa_type_for(t)) for c, t in types.items()],
+            schema="marts",
+        )
         table.create(engine)
         with engine.begin() as conn:
             conn.execute(table.insert(), rows)
-        db.session.add(Dataset(project_id=project_id, name="marts.churn", schema_name="marts",
-                               table_name=table.name, source="upload", row_count=n, masking={},
-                               columns=[{"name": c, "type": t} for c, t in types.items()]))  # fmt: skip
+        db.session.add(
+            Dataset(
+                project_id=project_id,
+                name="marts.churn",
+                schema_name="marts",
+                table_name=table.name,
+                source="upload",
+                row_count=n,
+                masking={},
+                columns=[{"name": c, "type": t} for c, t in types.items()],
+            )
+        )
         db.session.commit()
         engine.dispose()
 
@@ -338,10 +442,12 @@ def main() -> None:
             f = figures[level]
             print(f"{name:<12} {f['concurrency']:>4} {f['requests_per_s']:>8} {f['p50_ms']:>8} {f['p99_ms']:>8}")
     targets = report["targets"]
-    print(f"target p50 at c1 < {TARGET_P50_MS:g} ms: {'met' if targets['p50_c1_met'] else 'missed'}; "
-          f"throughput at c16 vs ceiling: x{targets['throughput_c16_vs_ceiling']} "
-          f"({'met' if targets['throughput_c16_met'] else 'missed'}); "
-          f"vs scikit-learn in process: x{report['reference']['throughput_c16_vs_sklearn_in_process']}")  # fmt: skip
+    print(
+        f"target p50 at c1 < {TARGET_P50_MS:g} ms: {'met' if targets['p50_c1_met'] else 'missed'}; "
+        f"throughput at c16 vs ceiling: x{targets['throughput_c16_vs_ceiling']} "
+        f"({'met' if targets['throughput_c16_met'] else 'missed'}); "
+        f"vs scikit-learn in process: x{report['reference']['throughput_c16_vs_sklearn_in_process']}"
+    )
     print(f"written to {RESULTS.relative_to(ROOT)}")
 
 

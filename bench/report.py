@@ -46,8 +46,16 @@ def issue_targets(results: dict[str, dict]) -> list[dict]:
         row = results.get(row_id)
         value = get(row) if row is not None and level in row else None
         met = None if value is None else (value >= threshold if op == ">=" else value < threshold)
-        checked.append({"row": row_id, "clients": int(level[1:]), "what": what, "target": f"{op} {threshold:g}",
-                        "measured": value, "met": met})  # fmt: skip
+        checked.append(
+            {
+                "row": row_id,
+                "clients": int(level[1:]),
+                "what": what,
+                "target": f"{op} {threshold:g}",
+                "measured": value,
+                "met": met,
+            }
+        )
     return checked
 
 

@@ -70,7 +70,7 @@ ROWS = (
         "/predict",
         {"features": FEATURES},
         keyed=False,
-    ),  # fmt: skip
+    ),
     Row(
         "lookup_cached",
         "lookup by key, cache on",
@@ -84,14 +84,14 @@ ROWS = (
         "apiary",
         "GET",
         f"/api/service/{SERVICE_KEY}/customer_nocache?id={LOOKUP_ID}",
-    ),  # fmt: skip
+    ),
     Row(
         "sql_filtered",
         "sql filtered + sorted, cache off",
         "apiary",
         "GET",
         f"/api/service/{SERVICE_KEY}/top_tenure?region=EU&limit=10",
-    ),  # fmt: skip
+    ),
     Row(
         "model",
         "model, one row (random forest)",
@@ -99,7 +99,7 @@ ROWS = (
         "POST",
         f"/api/service/{SERVICE_KEY}/churn_risk",
         {"features": FEATURES},
-    ),  # fmt: skip
+    ),
     Row("function", "function endpoint", "apiary", "POST", f"/api/service/{SERVICE_KEY}/segment", FUNCTION_PAYLOAD),
 )
 
@@ -115,8 +115,10 @@ def customers_csv(rows: int, seed: int = 15) -> bytes:
     for i in range(1, rows + 1):
         tenure, plan = rng.randint(1, 72), rng.choice(("basic", "standard", "premium"))
         churned = int((tenure < 18 and plan == "basic") or rng.random() < 0.07)
-        out.write(f"{i},Customer {i},customer{i}@example.com,{rng.choice(('EU', 'US', 'APAC'))},{plan},{tenure},"
-                  f"{rng.uniform(9, 99):.2f},{churned}\n")  # fmt: skip
+        out.write(
+            f"{i},Customer {i},customer{i}@example.com,{rng.choice(('EU', 'US', 'APAC'))},{plan},{tenure},"
+            f"{rng.uniform(9, 99):.2f},{churned}\n"
+        )
     return out.getvalue().encode()
 
 
@@ -131,48 +133,119 @@ def set_up_service(base_url: str, rows: int) -> dict:
     import httpx
 
     with httpx.Client(base_url=base_url, timeout=900) as http:
-        _ok(http.post("/api/auth/register", json={"org_name": "Bench", "username": "bench",
-                      "email": "bench@example.com", "password": "benchmark password 15"}), "sign up", 201)  # fmt: skip
-        login = _ok(http.post("/api/auth/login", json={"username": "bench", "password": "benchmark password 15"}),
-                    "log in")  # fmt: skip
+        _ok(
+            http.post(
+                "/api/auth/register",
+                json={
+                    "org_name": "Bench",
+                    "username": "bench",
+                    "email": "bench@example.com",
+                    "password": "benchmark password 15",
+                },
+            ),
+            "sign up",
+            201,
+        )
+        login = _ok(
+            http.post("/api/auth/login", json={"username": "bench", "password": "benchmark password 15"}), "log in"
+        )
         auth = {"Authorization": f"Bearer {login['access_token']}"}
         # Only the fields every Apiary version accepts (icon, color, theme ... arrive with issue 11).
         project = _ok(http.post("/api/projects", json={"name": "Bench", "slug": "bench"}, headers=auth), "project", 201)
         scoped = {**auth, "X-Project-Id": str(project["project_id"])}
         started = time.perf_counter()
-        dataset = _ok(http.post("/api/datasets/file/upload", headers=scoped, data={"name": "marts.customers"},
-                                files={"file": ("customers.csv", customers_csv(rows), "text/csv")}), "upload", 201)  # fmt: skip
+        dataset = _ok(
+            http.post(
+                "/api/datasets/file/upload",
+                headers=scoped,
+                data={"name": "marts.customers"},
+                files={"file": ("customers.csv", customers_csv(rows), "text/csv")},
+            ),
+            "upload",
+            201,
+        )
         upload_s = time.perf_counter() - started
         print(f"  uploaded {dataset['row_count']:,} rows in {upload_s:.1f} s", flush=True)
-        config = {"input_table": "marts.customers", "target_column": "churned", "task_type": "classification",
-                  "algorithm": "random_forest", "feature_columns": list(FEATURES), "hyperparams": MODEL_HYPERPARAMS}  # fmt: skip
-        recipe = _ok(http.post("/api/flow/ai-recipes", headers=scoped, json={"recipe_type": "train_model",
-                     "name": "churn", "inputs": ["marts.customers"], "config": config}), "recipe", 201)  # fmt: skip
+        config = {
+            "input_table": "marts.customers",
+            "target_column": "churned",
+            "task_type": "classification",
+            "algorithm": "random_forest",
+            "feature_columns": list(FEATURES),
+            "hyperparams": MODEL_HYPERPARAMS,
+        }
+        recipe = _ok(
+            http.post(
+                "/api/flow/ai-recipes",
+                headers=scoped,
+                json={"recipe_type": "train_model", "name": "churn", "inputs": ["marts.customers"], "config": config},
+            ),
+            "recipe",
+            201,
+        )
         started = time.perf_counter()
         run = _ok(http.post(f"/api/flow/ai-recipes/{recipe['recipe_id']}/run", headers=scoped), "train")
         train_s = time.perf_counter() - started
         if run["status"] != "success":
             raise RuntimeError(f"training failed: {run}")
         print(f"  trained model {run['model_id']} on a worker in {train_s:.1f} s", flush=True)
-        sql = {"source": {"schema": "marts", "table": "customers"}, "columns": ["customer_key", "region", "plan", "tenure"],
-               "filters": [{"column": "region", "op": "eq", "param": "region"}],
-               "order_by": [{"column": "tenure", "dir": "desc"}], "pagination": {"default_limit": 10, "max_limit": 100}}  # fmt: skip
+        sql = {
+            "source": {"schema": "marts", "table": "customers"},
+            "columns": ["customer_key", "region", "plan", "tenure"],
+            "filters": [{"column": "region", "op": "eq", "param": "region"}],
+            "order_by": [{"column": "tenure", "dir": "desc"}],
+            "pagination": {"default_limit": 10, "max_limit": 100},
+        }
         endpoints = [
-            {"id": "customer", "kind": "lookup", "dataset": "marts.customers", "key_column": "customer_key",
-             "cache_ttl_seconds": 60},
-            {"id": "customer_nocache", "kind": "lookup", "dataset": "marts.customers", "key_column": "customer_key",
-             "cache_ttl_seconds": 0},
+            {
+                "id": "customer",
+                "kind": "lookup",
+                "dataset": "marts.customers",
+                "key_column": "customer_key",
+                "cache_ttl_seconds": 60,
+            },
+            {
+                "id": "customer_nocache",
+                "kind": "lookup",
+                "dataset": "marts.customers",
+                "key_column": "customer_key",
+                "cache_ttl_seconds": 0,
+            },
             {"id": "top_tenure", "kind": "sql", "query": sql, "cache_ttl_seconds": 0},
             {"id": "churn_risk", "kind": "model", "model_id": run["model_id"]},
             {"id": "segment", "kind": "function", "handler": SEGMENT_HANDLER},
-        ]  # fmt: skip
-        asset = _ok(http.post("/api/publish/assets", headers=scoped, json={"asset_type": "api_service",
-                    "asset_key": SERVICE_KEY, "title": "Bench", "config": {"endpoints": endpoints}}), "service", 201)  # fmt: skip
+        ]
+        asset = _ok(
+            http.post(
+                "/api/publish/assets",
+                headers=scoped,
+                json={
+                    "asset_type": "api_service",
+                    "asset_key": SERVICE_KEY,
+                    "title": "Bench",
+                    "config": {"endpoints": endpoints},
+                },
+            ),
+            "service",
+            201,
+        )
         _ok(http.post(f"/api/publish/assets/{asset['id']}/publish", headers=auth), "publish")
-        key = _ok(http.post(f"/api/publish/assets/{asset['id']}/api-keys", headers=auth,
-                            json={"name": "bench", "rate_limit": 1_000_000, "expires_days": 0}), "key", 201)  # fmt: skip
-    return {"model_id": run["model_id"], "key": key["key"], "upload_s": round(upload_s, 1), "train_s": round(train_s, 1),
-            "row_count": dataset["row_count"]}  # fmt: skip
+        key = _ok(
+            http.post(
+                f"/api/publish/assets/{asset['id']}/api-keys",
+                headers=auth,
+                json={"name": "bench", "rate_limit": 1_000_000, "expires_days": 0},
+            ),
+            "key",
+            201,
+        )
+    return {
+        "model_id": run["model_id"],
+        "key": key["key"],
+        "upload_s": round(upload_s, 1),
+        "train_s": round(train_s, 1),
+        "row_count": dataset["row_count"],
+    }
 
 
 def model_artifact(stack: Stack, model_id: int) -> str:
@@ -194,8 +267,13 @@ def check_answers(targets: dict[str, Target]) -> None:
 
     for row_id, target in targets.items():
         for _ in range(2):
-            answer = httpx.request(target.method, target.url, content=target.body, timeout=60,
-                                   headers={"Content-Type": "application/json", **dict(target.headers)})  # fmt: skip
+            answer = httpx.request(
+                target.method,
+                target.url,
+                content=target.body,
+                timeout=60,
+                headers={"Content-Type": "application/json", **dict(target.headers)},
+            )
             if answer.status_code != 200:
                 raise RuntimeError(f"{row_id}: HTTP {answer.status_code} {answer.text[:500]}")
         if row_id == "lookup_cached" and answer.headers.get("X-Cache") != "HIT":
@@ -221,16 +299,20 @@ def measure(stack: Stack, targets: dict[str, Target], args: argparse.Namespace) 
             stack.check_alive()
             figures = run_hey(target, clients, args.seconds, args.max_requests)
             results[row.id][f"c{clients}"] = figures.as_dict()
-            print(f"  {row.label:<48} {clients:>2} clients: {figures.requests_per_s:>8,.1f} req/s  "
-                  f"p50 {ms_text(figures.p50_ms):>6} ms  p99 {ms_text(figures.p99_ms):>6} ms"
-                  + (f"  {figures.errors} errors ({figures.first_error})" if figures.errors else ""), flush=True)  # fmt: skip
+            print(
+                f"  {row.label:<48} {clients:>2} clients: {figures.requests_per_s:>8,.1f} req/s  "
+                f"p50 {ms_text(figures.p50_ms):>6} ms  p99 {ms_text(figures.p99_ms):>6} ms"
+                + (f"  {figures.errors} errors ({figures.first_error})" if figures.errors else ""),
+                flush=True,
+            )
     return results
 
 
 def _hey_version() -> str:
     try:
-        done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "hey"], capture_output=True, text=True,
-                              timeout=10, check=False)  # fmt: skip
+        done = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Version}", "hey"], capture_output=True, text=True, timeout=10, check=False
+        )
         return f"hey {done.stdout.strip()}" if done.returncode == 0 and done.stdout.strip() else "hey"
     except OSError:
         return "hey"
@@ -265,8 +347,11 @@ def main() -> None:
         stack.start_apiary()
         setup = set_up_service(stack.url("apiary", ""), args.rows)
         stack.serve("hello", "bench.hello_app:create_app()")
-        stack.serve("sklearn", "bench.sklearn_app:create_app()",
-                    {"BENCH_MODEL_ARTIFACT": model_artifact(stack, setup["model_id"])})  # fmt: skip
+        stack.serve(
+            "sklearn",
+            "bench.sklearn_app:create_app()",
+            {"BENCH_MODEL_ARTIFACT": model_artifact(stack, setup["model_id"])},
+        )
         stack.wait_until("hello", "/hello")
         stack.wait_until("sklearn", "/predict", timeout=120, statuses=(405,))  # POST only: any answer means booted
         targets = {row.id: target_for(stack, row, setup["key"]) for row in ROWS}
@@ -293,7 +378,7 @@ def main() -> None:
             "platform": platform.platform(),
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        },  # fmt: skip
+        },
         "settings": {
             "load_tool": _hey_version(),
             "clients": list(CLIENT_LEVELS),
@@ -311,12 +396,12 @@ def main() -> None:
                 "hyperparams": MODEL_HYPERPARAMS,
                 "features": FEATURES,
                 "train_seconds": setup["train_s"],
-            },  # fmt: skip
+            },
         },
         "calls": {
             row.id: {"label": row.label, "server": row.server, "method": row.method, "path": row.path, "body": row.body}
             for row in ROWS
-        },  # fmt: skip
+        },
         "results": results,
         "issue_15_targets": targets_checked,
         "table": table.splitlines(),

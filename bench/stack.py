@@ -27,8 +27,17 @@ GUNICORN_SETTINGS = ("--workers", "2", "--threads", "8", "--graceful-timeout", "
 WORKER_QUEUES = "predict,train,functions,default"
 WORKER_SETTINGS = ("-n", "worker@%h", "--concurrency", "2", "--loglevel", "INFO")
 # Settings Apiary reads from the environment that must not leak in from the caller's shell.
-_OWN_SETTINGS = ("APIARY_", "APP_CONFIG", "DATABASE_URL", "WAREHOUSE_", "REDIS_URL", "CELERY_", "MODEL_STORE",
-                 "PROMETHEUS_MULTIPROC_DIR", "PORT")  # fmt: skip
+_OWN_SETTINGS = (
+    "APIARY_",
+    "APP_CONFIG",
+    "DATABASE_URL",
+    "WAREHOUSE_",
+    "REDIS_URL",
+    "CELERY_",
+    "MODEL_STORE",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "PORT",
+)
 
 
 def gunicorn_command(port: int, app_spec: str) -> list[str]:
@@ -61,10 +70,23 @@ class Stack:
         var = self.tmp / "var"
         metrics = self.tmp / "prometheus"  # as `make run`: gunicorn runs several workers
         metrics.mkdir(parents=True)
-        self.env.update({"APP_CONFIG": "development", "APIARY_VAR_DIR": str(var), "REDIS_URL": redis_url,
-                         "PROMETHEUS_MULTIPROC_DIR": str(metrics)})  # fmt: skip
-        done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        self.env.update(
+            {
+                "APP_CONFIG": "development",
+                "APIARY_VAR_DIR": str(var),
+                "REDIS_URL": redis_url,
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+            }
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"flask db upgrade failed:\n{done.stderr[-2000:]}")
         self.spawn("worker", worker_command())
@@ -86,9 +108,15 @@ class Stack:
         log = open(self.tmp / f"{name}.log", "wb")  # the child owns it for its lifetime
         try:
             # Own session and process group: Ctrl-C reaches only the benchmark, and stop() signals the whole group.
-            proc = subprocess.Popen(cmd, cwd=ROOT, env={**self.env, **(extra_env or {})}, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=die_with_parent(signal.SIGKILL))  # fmt: skip
+            proc = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env={**self.env, **(extra_env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGKILL),
+            )
         finally:
             log.close()
         self.children.append((name, proc))

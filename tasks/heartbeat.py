@@ -59,8 +59,11 @@ def _beat(sender) -> None:
 @worker_ready.connect
 def _start_heartbeat(sender=None, **_kwargs) -> None:
     if sender.hostname.startswith("celery@"):
-        log.warning("this worker has Celery's default node name %s: give each worker its own with -n (e.g. "
-                    "-n predict@%%h), or broadcast commands cannot tell workers apart", sender.hostname)  # fmt: skip
+        log.warning(
+            "this worker has Celery's default node name %s: give each worker its own with -n (e.g. "
+            "-n predict@%%h), or broadcast commands cannot tell workers apart",
+            sender.hostname,
+        )
     threading.Thread(target=_beat, args=(sender,), name="apiary-heartbeat", daemon=True).start()
 
 

@@ -12,8 +12,12 @@ SOFT_TIME_LIMIT_SECONDS = 600
 TIME_LIMIT_SECONDS = 660
 
 
-@shared_task(name="tasks.train.train_recipe", soft_time_limit=SOFT_TIME_LIMIT_SECONDS, time_limit=TIME_LIMIT_SECONDS,
-             acks_late=False)  # fmt: skip
+@shared_task(
+    name="tasks.train.train_recipe",
+    soft_time_limit=SOFT_TIME_LIMIT_SECONDS,
+    time_limit=TIME_LIMIT_SECONDS,
+    acks_late=False,
+)
 def train_recipe(run_id: int) -> dict:
     """Train the recipe of run `run_id`; returns the run's outcome ({status, run_id, model_id, metrics | error})."""
     return execute_run(run_id)

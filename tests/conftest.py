@@ -176,9 +176,13 @@ def sign_up(client, org_name: str | None = None, username: str | None = None) ->
     password = "correct horse battery staple"
     resp = client.post(
         "/api/auth/register",
-        json={"org_name": org_name or f"Org {suffix}", "username": username, "email": f"{username}@example.com",
-              "password": password},
-    )  # fmt: skip
+        json={
+            "org_name": org_name or f"Org {suffix}",
+            "username": username,
+            "email": f"{username}@example.com",
+            "password": password,
+        },
+    )
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
     return Account(body["user_id"], body["org_id"], username, password, log_in(client, username, password))
@@ -220,10 +224,25 @@ def worker(app, test_env, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     env = {**os.environ, **test_env}
     cmd = [
-        sys.executable, "-m", "celery", "-A", "celery_worker", "worker",
-        "-Q", "predict,train,functions,default", "--concurrency", "2", "--pool", "prefork",
-        "--loglevel", "INFO", "--hostname", f"test-{RUN_ID}@%h", "--without-gossip", "--without-mingle",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "celery_worker",
+        "worker",
+        "-Q",
+        "predict,train,functions,default",
+        "--concurrency",
+        "2",
+        "--pool",
+        "prefork",
+        "--loglevel",
+        "INFO",
+        "--hostname",
+        f"test-{RUN_ID}@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     celery = app.extensions["celery"]
@@ -264,11 +283,26 @@ def two_web_processes(test_env, tmp_path):
     for i in range(2):
         port = free_port()
         log = open(tmp_path / f"web{i}.log", "wb")  # owned by the child
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "16",
-             "wsgi:app"],
-            cwd=ROOT, env={**os.environ, **test_env}, stdout=log, stderr=subprocess.STDOUT,
-        ))  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    "1",
+                    "--threads",
+                    "16",
+                    "wsgi:app",
+                ],
+                cwd=ROOT,
+                env={**os.environ, **test_env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
         ports.append(port)
     deadline = time.monotonic() + 60
     for port in ports:

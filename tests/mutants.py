@@ -179,8 +179,16 @@ def main(argv: list[str] | None = None) -> int:
                 killed = code == 1 and detail.startswith("FAILED")
                 outcome = "survived" if code == 0 else "killed" if killed else f"error (pytest exit {code})"
             shutil.copy2(ROOT / mutant.path, tree / mutant.path)
-            results.append({"mutant": mutant.name, "file": mutant.path, "tests": list(mutant.tests),
-                            "outcome": outcome, "detail": detail, "seconds": round(time.monotonic() - started, 1)})  # fmt: skip
+            results.append(
+                {
+                    "mutant": mutant.name,
+                    "file": mutant.path,
+                    "tests": list(mutant.tests),
+                    "outcome": outcome,
+                    "detail": detail,
+                    "seconds": round(time.monotonic() - started, 1),
+                }
+            )
             print(f"{outcome:>9}  {mutant.name}\n           {detail}")
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps({"mutants": results}, indent=2) + "\n")

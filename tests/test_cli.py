@@ -3,11 +3,34 @@
 
 def test_users_and_projects_commands(app):
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["users", "create", "--email", "ops@example.com", "--password", "long password 1",
-                                 "--org", "Ops Org", "--role", "admin"])  # fmt: skip
+    result = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password",
+            "long password 1",
+            "--org",
+            "Ops Org",
+            "--role",
+            "admin",
+        ]
+    )
     assert result.exit_code == 0, result.output
-    again = runner.invoke(args=["users", "create", "--email", "ops@example.com", "--password", "x" * 10, "--org", "Ops Org",
-                                "--if-missing"])  # fmt: skip
+    again = runner.invoke(
+        args=[
+            "users",
+            "create",
+            "--email",
+            "ops@example.com",
+            "--password",
+            "x" * 10,
+            "--org",
+            "Ops Org",
+            "--if-missing",
+        ]
+    )
     assert again.exit_code == 0 and "already exists" in again.output
     dup = runner.invoke(
         args=["users", "create", "--email", "ops@example.com", "--password", "x" * 10, "--org", "Ops Org"]

@@ -49,8 +49,23 @@ def test_create_show_versions_diff_rollback(app, client, admin, project, runner,
     create_dataset(app, pid)
     config = tmp_path / "service.json"
     config.write_text(json.dumps({"endpoints": [LOOKUP]}))
-    created = _json(runner.invoke(args=["services", "create", "--project", "sales", "--key", "sales-serving",
-                                        "--title", "Sales serving", "--config", str(config), "--json"]))  # fmt: skip
+    created = _json(
+        runner.invoke(
+            args=[
+                "services",
+                "create",
+                "--project",
+                "sales",
+                "--key",
+                "sales-serving",
+                "--title",
+                "Sales serving",
+                "--config",
+                str(config),
+                "--json",
+            ]
+        )
+    )
     assert created["status"] == "draft" and created["project_id"] == pid
     assert created["config"]["endpoints"][0]["key_param"] == "id"  # defaults filled in by the service
     url = f"/api/publish/assets/{created['id']}"
@@ -80,33 +95,66 @@ def test_create_show_versions_diff_rollback(app, client, admin, project, runner,
     _fails(runner.invoke(args=["services", "diff", "sales-serving", "1", "9"]), "version 9 not found")
 
     designer = add_user(client, admin, "designer")
-    _fails(runner.invoke(args=["services", "rollback", "sales-serving", "1", "--user", _email(designer)]),
-           "org.admin")  # fmt: skip
+    _fails(runner.invoke(args=["services", "rollback", "sales-serving", "1", "--user", _email(designer)]), "org.admin")
     rolled = _json(runner.invoke(args=["services", "rollback", "sales-serving", "1", "--json"]))
     assert rolled == {"ok": True, "status": "published", "version": 3}
     after = client.get(url, headers=admin.headers).get_json()
     assert [e["id"] for e in after["config"]["endpoints"]] == ["customer"] and after["published_version"] == 3
 
     _fails(runner.invoke(args=["services", "show", "nope"]), "no asset with key 'nope'")
-    _fails(runner.invoke(args=["services", "create", "--project", "sales", "--key", "sales-serving", "--title", "T",
-                               "--config", str(config)]), "asset_key", "already taken")  # fmt: skip
-    _fails(runner.invoke(args=["services", "create", "--project", "sales", "--key", "Bad Key!", "--title", "T"]),
-           "asset_key")  # fmt: skip
+    _fails(
+        runner.invoke(
+            args=[
+                "services",
+                "create",
+                "--project",
+                "sales",
+                "--key",
+                "sales-serving",
+                "--title",
+                "T",
+                "--config",
+                str(config),
+            ]
+        ),
+        "asset_key",
+        "already taken",
+    )
+    _fails(
+        runner.invoke(args=["services", "create", "--project", "sales", "--key", "Bad Key!", "--title", "T"]),
+        "asset_key",
+    )
     config.write_text("{not json")
-    _fails(runner.invoke(args=["services", "create", "--project", "sales", "--key", "k2", "--title", "T", "--config",
-                               str(config)]), "--config", "not valid JSON")  # fmt: skip
+    _fails(
+        runner.invoke(
+            args=["services", "create", "--project", "sales", "--key", "k2", "--title", "T", "--config", str(config)]
+        ),
+        "--config",
+        "not valid JSON",
+    )
     _fails(runner.invoke(args=["services", "create", "--key", "k3", "--title", "T"]), "--project")
 
     # --body: the whole create body as the REST call takes it, options overriding its fields.
     body = tmp_path / "asset.json"
-    data_api = {"asset_type": "data_api", "asset_key": "customers-api", "title": "From the file",
-                "config": {"source": {"schema": "marts", "table": "dim_customer"}, "columns": ["customer_key"]}}  # fmt: skip
+    data_api = {
+        "asset_type": "data_api",
+        "asset_key": "customers-api",
+        "title": "From the file",
+        "config": {"source": {"schema": "marts", "table": "dim_customer"}, "columns": ["customer_key"]},
+    }
     body.write_text(json.dumps(data_api))
-    made = _json(runner.invoke(args=["services", "create", "--project", "sales", "--body", str(body), "--title",
-                                     "Customers", "--json"]))  # fmt: skip
+    made = _json(
+        runner.invoke(
+            args=["services", "create", "--project", "sales", "--body", str(body), "--title", "Customers", "--json"]
+        )
+    )
     assert made["asset_type"] == "data_api" and made["title"] == "Customers" and made["config"] == data_api["config"]
-    _fails(runner.invoke(args=["services", "endpoints", "add", "customers-api", "--id", "x", "--kind", "model",
-                               "--model-id", "1"]), "only an api_service has endpoints")  # fmt: skip
+    _fails(
+        runner.invoke(
+            args=["services", "endpoints", "add", "customers-api", "--id", "x", "--kind", "model", "--model-id", "1"]
+        ),
+        "only an api_service has endpoints",
+    )
     body.write_text(json.dumps({**data_api, "asset_key": "k4", "colour": "red"}))
     _fails(runner.invoke(args=["services", "create", "--project", "sales", "--body", str(body)]), "colour", "Unknown")
     body.write_text(json.dumps({"asset_type": "data_api", "asset_key": "k5", "config": data_api["config"]}))
@@ -122,9 +170,28 @@ def test_endpoints_add_replaces_and_remove(app, client, admin, project, runner, 
     asset_id = _create(client, admin, pid).get_json()["id"]
     url = f"/api/publish/assets/{asset_id}"
 
-    replaced = runner.invoke(args=["services", "endpoints", "add", "sales-serving", "--id", "customer", "--kind",
-                                   "lookup", "--dataset", "marts.dim_customer", "--key-column", "customer_key",
-                                   "--column", "customer_key", "--column", "region", "--max-results", "5"])  # fmt: skip
+    replaced = runner.invoke(
+        args=[
+            "services",
+            "endpoints",
+            "add",
+            "sales-serving",
+            "--id",
+            "customer",
+            "--kind",
+            "lookup",
+            "--dataset",
+            "marts.dim_customer",
+            "--key-column",
+            "customer_key",
+            "--column",
+            "customer_key",
+            "--column",
+            "region",
+            "--max-results",
+            "5",
+        ]
+    )
     assert "replaced endpoint customer" in _ok(replaced).stdout
     endpoints = client.get(url, headers=admin.headers).get_json()["config"]["endpoints"]
     assert len(endpoints) == 1
@@ -132,26 +199,65 @@ def test_endpoints_add_replaces_and_remove(app, client, admin, project, runner, 
 
     query = tmp_path / "query.json"
     query.write_text(json.dumps(TOP["query"]))
-    added = _json(runner.invoke(args=["services", "endpoints", "add", "sales-serving", "--id", "top", "--kind", "sql",
-                                      "--query", str(query), "--json"]))  # fmt: skip
+    added = _json(
+        runner.invoke(
+            args=[
+                "services",
+                "endpoints",
+                "add",
+                "sales-serving",
+                "--id",
+                "top",
+                "--kind",
+                "sql",
+                "--query",
+                str(query),
+                "--json",
+            ]
+        )
+    )
     assert [e["id"] for e in added["config"]["endpoints"]] == ["customer", "top"]
 
     # A bad endpoint is refused naming the endpoint and its field, and the draft stays as it was.
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**TOP, "query": {**TOP["query"], "columns": ["customer_key", "nope"]}}))
     _fails(runner.invoke(args=["services", "endpoints", "add", "sales-serving", "--file", str(bad)]), "top", "nope")
-    _fails(runner.invoke(args=["services", "endpoints", "add", "sales-serving", "--id", "x", "--kind", "lookup",
-                               "--dataset", "marts.ghost", "--key-column", "id"]), "marts.ghost")  # fmt: skip
+    _fails(
+        runner.invoke(
+            args=[
+                "services",
+                "endpoints",
+                "add",
+                "sales-serving",
+                "--id",
+                "x",
+                "--kind",
+                "lookup",
+                "--dataset",
+                "marts.ghost",
+                "--key-column",
+                "id",
+            ]
+        ),
+        "marts.ghost",
+    )
     _fails(runner.invoke(args=["services", "endpoints", "add", "sales-serving", "--id", "x"]), "--kind")
-    _fails(runner.invoke(args=["services", "endpoints", "add", "sales-serving", "--id", "x", "--kind", "soap"]),
-           "--kind", "soap")  # fmt: skip
+    _fails(
+        runner.invoke(args=["services", "endpoints", "add", "sales-serving", "--id", "x", "--kind", "soap"]),
+        "--kind",
+        "soap",
+    )
     viewer = add_user(client, admin, "viewer")
-    _fails(runner.invoke(args=["services", "endpoints", "remove", "sales-serving", "top", "--user", _email(viewer)]),
-           "project.edit")  # fmt: skip
+    _fails(
+        runner.invoke(args=["services", "endpoints", "remove", "sales-serving", "top", "--user", _email(viewer)]),
+        "project.edit",
+    )
     assert client.get(url, headers=admin.headers).get_json()["config"] == added["config"]
 
-    assert "removed endpoint top" in _ok(runner.invoke(args=["services", "endpoints", "remove", "sales-serving",
-                                                             "top"])).stdout  # fmt: skip
+    assert (
+        "removed endpoint top"
+        in _ok(runner.invoke(args=["services", "endpoints", "remove", "sales-serving", "top"])).stdout
+    )
     assert [e["id"] for e in client.get(url, headers=admin.headers).get_json()["config"]["endpoints"]] == ["customer"]
     _fails(runner.invoke(args=["services", "endpoints", "remove", "sales-serving", "ghost"]), "endpoint 'ghost'")
 
@@ -167,15 +273,20 @@ def test_services_test_is_the_test_pane(app, client, admin, project, runner):
     assert as_admin == client.post(pane, headers=admin.headers, json={"id": 1}).get_json()
     assert as_admin["dry"] is True and as_admin["rows"][0]["customer_key"] == 1
     designer = add_user(client, admin, "designer")
-    as_designer = _json(runner.invoke(args=["services", "test", "sales-serving", "customer", "-d", '{"id": 1}',
-                                            "--user", _email(designer)]))  # fmt: skip
+    as_designer = _json(
+        runner.invoke(
+            args=["services", "test", "sales-serving", "customer", "-d", '{"id": 1}', "--user", _email(designer)]
+        )
+    )
     assert as_designer == client.post(pane, headers=designer.headers, json={"id": 1}).get_json()
     top = _json(runner.invoke(args=["services", "test", "sales-serving", "top", "-p", "limit=2"]))
     assert top["count"] == 2 and top["rows"][0]["tenure"] == 30
 
     viewer = add_user(client, admin, "viewer")
-    _fails(runner.invoke(args=["services", "test", "sales-serving", "customer", "-p", "id=1", "--user",
-                               _email(viewer)]), "project.edit")  # fmt: skip
+    _fails(
+        runner.invoke(args=["services", "test", "sales-serving", "customer", "-p", "id=1", "--user", _email(viewer)]),
+        "project.edit",
+    )
     _fails(runner.invoke(args=["services", "test", "sales-serving", "ghost"]), "endpoint 'ghost' not found")
     _fails(runner.invoke(args=["services", "test", "sales-serving", "customer"]), "id")
     _fails(runner.invoke(args=["services", "test", "sales-serving", "top", "-p", "limit=0"]), "limit")
@@ -191,10 +302,32 @@ def test_keys_mint_scopes_call_and_logs(app, client, admin, project, runner):
     asset_id = _create(client, admin, pid, endpoints=[LOOKUP, TOP]).get_json()["id"]
     _ok(runner.invoke(args=["services", "publish", "sales-serving"]))
 
-    minted = _json(runner.invoke(args=["keys", "mint", "sales-serving", "--name", "eu", "--endpoint", "top",
-                                       "--endpoint", "customer", "--allowed-column", "customer_key",
-                                       "--allowed-column", "tenure", "--allowed-column", "region",
-                                       "--row-scope", "region=EU,UK", "--masking-level", "unmasked", "--json"]))  # fmt: skip
+    minted = _json(
+        runner.invoke(
+            args=[
+                "keys",
+                "mint",
+                "sales-serving",
+                "--name",
+                "eu",
+                "--endpoint",
+                "top",
+                "--endpoint",
+                "customer",
+                "--allowed-column",
+                "customer_key",
+                "--allowed-column",
+                "tenure",
+                "--allowed-column",
+                "region",
+                "--row-scope",
+                "region=EU,UK",
+                "--masking-level",
+                "unmasked",
+                "--json",
+            ]
+        )
+    )
     secret = minted["key"]
     assert secret.startswith("dk_") and minted["allowed_columns"] == ["customer_key", "tenure", "region"]
     assert minted["row_scope"] == {"region": ["EU", "UK"]} and minted["allowed_endpoints"] == ["top", "customer"]
@@ -206,26 +339,37 @@ def test_keys_mint_scopes_call_and_logs(app, client, admin, project, runner):
     answer = _json(runner.invoke(args=["services", "call", "sales-serving", "top", "--key", secret]))
     assert answer == call(client, secret, "top").get_json()
     assert [r["customer_key"] for r in answer["rows"]] == [1, 4, 2]  # EU only, by tenure
-    from_env = runner.invoke(args=["services", "call", "sales-serving", "top", "-p", "limit=1"],
-                             env={"APIARY_API_KEY": secret})  # fmt: skip
+    from_env = runner.invoke(
+        args=["services", "call", "sales-serving", "top", "-p", "limit=1"], env={"APIARY_API_KEY": secret}
+    )
     assert _json(from_env)["count"] == 1
     one = _json(runner.invoke(args=["services", "call", "sales-serving", "customer", "--key", secret, "-p", "id=1"]))
     assert one["rows"] == [{"customer_key": 1, "region": "EU", "tenure": 12}]  # only the allowed columns
     us = _json(runner.invoke(args=["services", "call", "sales-serving", "customer", "--key", secret, "-p", "id=3"]))
     assert us["count"] == 0  # outside the row scope
-    narrow = _json(runner.invoke(args=["keys", "mint", "sales-serving", "--name", "c", "--endpoint", "customer",
-                                       "--json"]))["key"]  # fmt: skip
-    _fails(runner.invoke(args=["services", "call", "sales-serving", "top", "--key", narrow]),
-           "403 endpoint_not_allowed")  # fmt: skip
-    _fails(runner.invoke(args=["services", "call", "sales-serving", "top", "--key", secret, "-d", "{}"]),
-           "405 method_not_allowed")  # fmt: skip
-    _fails(runner.invoke(args=["services", "call", "sales-serving", "top", "--key", secret, "-p", "limit=0"]),
-           "400", "limit")  # fmt: skip
+    narrow = _json(
+        runner.invoke(args=["keys", "mint", "sales-serving", "--name", "c", "--endpoint", "customer", "--json"])
+    )["key"]
+    _fails(
+        runner.invoke(args=["services", "call", "sales-serving", "top", "--key", narrow]), "403 endpoint_not_allowed"
+    )
+    _fails(
+        runner.invoke(args=["services", "call", "sales-serving", "top", "--key", secret, "-d", "{}"]),
+        "405 method_not_allowed",
+    )
+    _fails(
+        runner.invoke(args=["services", "call", "sales-serving", "top", "--key", secret, "-p", "limit=0"]),
+        "400",
+        "limit",
+    )
     _fails(runner.invoke(args=["services", "call", "sales-serving", "top", "--key", "dk_wrong"]), "401 unauthorized")
     _fails(runner.invoke(args=["services", "call", "sales-serving", "top"]), "--key")
 
-    _fails(runner.invoke(args=["keys", "mint", "sales-serving", "--name", "x", "--row-scope", "region"]),
-           "--row-scope", "COLUMN=VALUE")  # fmt: skip
+    _fails(
+        runner.invoke(args=["keys", "mint", "sales-serving", "--name", "x", "--row-scope", "region"]),
+        "--row-scope",
+        "COLUMN=VALUE",
+    )
     _fails(runner.invoke(args=["keys", "mint", "sales-serving", "--name", "x", "--rate-limit", "0"]), "rate_limit")
     _fails(runner.invoke(args=["keys", "mint", "sales-serving", "--name", "x", "--endpoint", "ghost"]), "ghost")
 
@@ -238,10 +382,28 @@ def test_keys_mint_scopes_call_and_logs(app, client, admin, project, runner):
     assert page["total"] == 8  # the unknown key is attributed to no asset
     errors = _json(runner.invoke(args=["services", "logs", "sales-serving", "--errors-only", "--json"]))
     assert sorted(e["status"] for e in errors["items"]) == [400, 403, 405]
-    only = _json(runner.invoke(args=["services", "logs", "sales-serving", "--status", "405", "--endpoint", "top",
-                                     "--key-id", str(minted["id"]), "--json"]))  # fmt: skip
-    assert only == client.get(logs_url, headers=admin.headers,
-                              query_string={"status": 405, "endpoint_id": "top", "key_id": minted["id"]}).get_json()  # fmt: skip
+    only = _json(
+        runner.invoke(
+            args=[
+                "services",
+                "logs",
+                "sales-serving",
+                "--status",
+                "405",
+                "--endpoint",
+                "top",
+                "--key-id",
+                str(minted["id"]),
+                "--json",
+            ]
+        )
+    )
+    assert (
+        only
+        == client.get(
+            logs_url, headers=admin.headers, query_string={"status": 405, "endpoint_id": "top", "key_id": minted["id"]}
+        ).get_json()
+    )
     assert only["total"] == 1 and only["items"][0]["method"] == "POST"
     text = _ok(runner.invoke(args=["services", "logs", "sales-serving", "--limit", "2"]))
     assert len(text.stdout.strip().splitlines()) == 3 and "2 of 8 record(s)" in text.stderr
@@ -258,12 +420,15 @@ def test_cache_flush_all_and_one_asset(app, client, admin, project, runner):
     _create(client, admin, pid, key="other", endpoints=[LOOKUP])
     for key in ("sales-serving", "other"):
         _ok(runner.invoke(args=["services", "publish", key]))
-    secrets = {k: _json(runner.invoke(args=["keys", "mint", k, "--name", "n", "--masking-level", "unmasked",
-                                            "--json"]))["key"] for k in ("sales-serving", "other")}  # fmt: skip
+    secrets = {
+        k: _json(runner.invoke(args=["keys", "mint", k, "--name", "n", "--masking-level", "unmasked", "--json"]))["key"]
+        for k in ("sales-serving", "other")
+    }
 
     def name_served(asset_key):
-        resp = client.get(f"/api/service/{asset_key}/customer", headers={"X-API-Key": secrets[asset_key]},
-                          query_string={"id": "1"})  # fmt: skip
+        resp = client.get(
+            f"/api/service/{asset_key}/customer", headers={"X-API-Key": secrets[asset_key]}, query_string={"id": "1"}
+        )
         return resp.get_json()["rows"][0]["name"]
 
     def cached_entries(asset_key):
@@ -278,8 +443,9 @@ def test_cache_flush_all_and_one_asset(app, client, admin, project, runner):
 
     assert name_served("sales-serving") == name_served("other") == "Ada Lovelace"
     with app.app_context(), warehouse.get().begin() as conn:  # the warehouse changes in place
-        customers = sa.Table(table["table"], sa.MetaData(), sa.Column("customer_key"), sa.Column("name"),
-                             schema=table["schema"])  # fmt: skip
+        customers = sa.Table(
+            table["table"], sa.MetaData(), sa.Column("customer_key"), sa.Column("name"), schema=table["schema"]
+        )
         conn.execute(customers.update().where(customers.c.customer_key == 1).values(name="Ada King"))
     assert name_served("sales-serving") == "Ada Lovelace"  # still the cached answer
     assert len(cached_entries("sales-serving")) == 1 and len(cached_entries("other")) == 1
@@ -316,8 +482,11 @@ def test_lists_take_json(app, client, admin, project, runner):
     datasets = _json(runner.invoke(args=["datasets", "list", "--project", str(pid), "--json"]))
     assert datasets == client.get("/api/datasets", headers=admin.project_headers(pid)).get_json()
     _fails(runner.invoke(args=["projects", "list", "--org", "Nowhere", "--json"]), "no organization named 'Nowhere'")
-    _fails(runner.invoke(args=["users", "create", "--email", "x@example.com", "--org", "O", "--role", "boss"]),
-           "--role", "boss")  # fmt: skip
+    _fails(
+        runner.invoke(args=["users", "create", "--email", "x@example.com", "--org", "O", "--role", "boss"]),
+        "--role",
+        "boss",
+    )
 
 
 LIFECYCLE_GROUPS = ("services", "keys", "models", "cache", "users", "projects")
@@ -357,8 +526,9 @@ def test_a_real_flask_process_fails_in_one_line(app, test_env):
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, **test_env, "FLASK_APP": "wsgi", "LOG_LEVEL": "INFO"}  # the default outside the tests
     flask = str(Path(sys.executable).parent / "flask")
-    done = subprocess.run([flask, "services", "show", "nope", "--json"], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [flask, "services", "show", "nope", "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr == "Error: no asset with key 'nope'\n"
     bad = subprocess.run([flask, "keys", "mint"], cwd=root, env=env, capture_output=True, text=True, timeout=60)

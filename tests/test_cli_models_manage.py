@@ -53,14 +53,31 @@ def test_models_show_activate_delete_and_a_model_endpoint(app, client, admin, pr
     assert dry["dry"] is True and dry["count"] == 1 and dry["model_id"] == second
     _ok(runner.invoke(args=["services", "publish", "sales-serving"]))
     secret = _json(runner.invoke(args=["keys", "mint", "sales-serving", "--name", "app", "--json"]))["key"]
-    scored = _json(runner.invoke(args=["services", "call", "sales-serving", "risk", "--key", secret,
-                                       "-d", json.dumps({"rows": [FEATURES, {**FEATURES, "tenure": 50}]})]))  # fmt: skip
+    scored = _json(
+        runner.invoke(
+            args=[
+                "services",
+                "call",
+                "sales-serving",
+                "risk",
+                "--key",
+                secret,
+                "-d",
+                json.dumps({"rows": [FEATURES, {**FEATURES, "tenure": 50}]}),
+            ]
+        )
+    )
     assert scored["count"] == 2 and scored["model_id"] == second and len(scored["predictions"]) == 2
-    http = client.post("/api/service/sales-serving/risk", headers={"X-API-Key": secret},
-                       json={"rows": [FEATURES, {**FEATURES, "tenure": 50}]})  # fmt: skip
+    http = client.post(
+        "/api/service/sales-serving/risk",
+        headers={"X-API-Key": secret},
+        json={"rows": [FEATURES, {**FEATURES, "tenure": 50}]},
+    )
     assert http.get_json()["predictions"] == scored["predictions"]
-    _fails(runner.invoke(args=["services", "call", "sales-serving", "risk", "--key", secret, "-d", '{"features": 1}']),
-           "features")  # fmt: skip
+    _fails(
+        runner.invoke(args=["services", "call", "sales-serving", "risk", "--key", secret, "-d", '{"features": 1}']),
+        "features",
+    )
     _fails(runner.invoke(args=["services", "call", "sales-serving", "risk", "--key", secret]), "405")
 
     # Deleting: the active version goes last, and a version a published service scores with stays.

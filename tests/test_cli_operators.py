@@ -22,8 +22,9 @@ def test_services_and_keys_commands(app, client, admin, project):
     assert published.exit_code == 0 and "version 1" in published.output
     assert "published\t1\tcustomer" in runner.invoke(args=["services", "list"]).output
 
-    minted = runner.invoke(args=["keys", "mint", "sales-serving", "--name", "ops", "--endpoint", "customer",
-                                 "--rate-limit", "50"])  # fmt: skip
+    minted = runner.invoke(
+        args=["keys", "mint", "sales-serving", "--name", "ops", "--endpoint", "customer", "--rate-limit", "50"]
+    )
     assert minted.exit_code == 0, minted.output
     secret = minted.output.strip().splitlines()[-1]
     assert secret.startswith("dk_")
@@ -61,16 +62,31 @@ def test_services_list_filters_and_key_options(app, client, admin, project):
     assert runner.invoke(args=["services", "publish", "sales-serving"]).exit_code == 0
 
     masked = runner.invoke(args=["keys", "mint", "sales-serving", "--name", "app"]).output.strip().splitlines()[-1]
-    opened = runner.invoke(args=["keys", "mint", "sales-serving", "--name", "ops", "--expires-days", "0",
-                                 "--masking-level", "unmasked", "--sensitivity-max", "critical"])  # fmt: skip
+    opened = runner.invoke(
+        args=[
+            "keys",
+            "mint",
+            "sales-serving",
+            "--name",
+            "ops",
+            "--expires-days",
+            "0",
+            "--masking-level",
+            "unmasked",
+            "--sensitivity-max",
+            "critical",
+        ]
+    )
     assert opened.exit_code == 0, opened.output
     unmasked = opened.output.strip().splitlines()[-1]
     row = call(client, masked, "customer", query_string={"id": "1"}).get_json()["rows"][0]
     assert row["name"] != "Ada Lovelace" and row["ssn"] == "[BLOCKED]"
     row = call(client, unmasked, "customer", query_string={"id": "1"}).get_json()["rows"][0]
     assert row["name"] == "Ada Lovelace" and row["ssn"] == "111-22-3333"
-    listed = {line.split("\t")[2]: line.split("\t") for line in runner.invoke(args=["keys", "list", "sales-serving"])
-              .output.splitlines()[1:]}  # fmt: skip
+    listed = {
+        line.split("\t")[2]: line.split("\t")
+        for line in runner.invoke(args=["keys", "list", "sales-serving"]).output.splitlines()[1:]
+    }
     assert listed["ops"][5] == "never" and listed["app"][5] != "never" and listed["ops"][4] == "100"
 
 

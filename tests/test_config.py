@@ -12,8 +12,9 @@ def test_production_requires_secrets_and_secures_the_session_cookie(tmp_path):
     config = load_config("production", {**env, "SECRET_KEY": "s" * 40, "JWT_SECRET_KEY": "j" * 40})
     assert config.SESSION_COOKIE_SECURE is True
     assert config.REGISTER_REQUIRES_GRANT is True
-    relaxed = load_config("production", {**env, "SECRET_KEY": "s" * 40, "JWT_SECRET_KEY": "j" * 40,
-                                         "SESSION_COOKIE_SECURE": "false"})  # fmt: skip
+    relaxed = load_config(
+        "production", {**env, "SECRET_KEY": "s" * 40, "JWT_SECRET_KEY": "j" * 40, "SESSION_COOKIE_SECURE": "false"}
+    )
     assert relaxed.SESSION_COOKIE_SECURE is False
 
 
@@ -26,8 +27,10 @@ def test_development_keeps_the_cookie_usable_over_plain_http(tmp_path):
         "development", {"APIARY_VAR_DIR": str(tmp_path), "REGISTER_REQUIRES_GRANT": "false"}
     ).REGISTER_REQUIRES_GRANT
     assert config.UPLOAD_SCHEMAS == ("uploads", "marts") and config.UPLOAD_MAX_COLUMNS == 2000
-    custom = load_config("development", {"APIARY_VAR_DIR": str(tmp_path), "UPLOAD_SCHEMAS": "uploads, staging",
-                                         "UPLOAD_MAX_COLUMNS": "300"})  # fmt: skip
+    custom = load_config(
+        "development",
+        {"APIARY_VAR_DIR": str(tmp_path), "UPLOAD_SCHEMAS": "uploads, staging", "UPLOAD_MAX_COLUMNS": "300"},
+    )
     assert custom.UPLOAD_SCHEMAS == ("uploads", "staging") and custom.UPLOAD_MAX_COLUMNS == 300
     assert (tmp_path / "secret_key").read_text() == config.SECRET_KEY
 

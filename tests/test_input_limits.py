@@ -32,14 +32,22 @@ def test_uploads_alone_may_be_larger(client, admin, project, app, monkeypatch):
     csv_text = "id,note\n" + rows
     assert len(csv_text) > 1.5 * MB
     headers = admin.project_headers(project["project_id"])
-    resp = client.post("/api/datasets/file/upload", headers=headers, content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(csv_text.encode()), "big.csv"), "name": "big_notes"})  # fmt: skip
+    resp = client.post(
+        "/api/datasets/file/upload",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(csv_text.encode()), "big.csv"), "name": "big_notes"},
+    )
     assert resp.status_code == 201, resp.get_json()
     assert resp.get_json()["row_count"] == 25_000
     # The upload route's own ceiling is UPLOAD_MAX_BYTES (plus room for the form fields).
     monkeypatch.setitem(app.config, "UPLOAD_MAX_BYTES", MB // 4)
-    resp = client.post("/api/datasets/file/upload", headers=headers, content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(csv_text.encode()), "big.csv"), "name": "big_notes_2"})  # fmt: skip
+    resp = client.post(
+        "/api/datasets/file/upload",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(csv_text.encode()), "big.csv"), "name": "big_notes_2"},
+    )
     assert resp.status_code == 413 and resp.get_json()["error"]["code"] == "payload_too_large"
 
 
@@ -58,9 +66,12 @@ def test_deeply_nested_json_is_a_400_naming_the_body(client, admin, service):  #
         assert error["code"] == "invalid_json" and "body" in error["details"]["fields"]
     # JSON sent as a multipart form field (an upload's column types) is held to the same rule.
     headers = admin.project_headers(service_project_id(client, admin, service))
-    resp = client.post("/api/datasets/file/upload", headers=headers, content_type="multipart/form-data",
-                       data={"file": (io.BytesIO(b"id\n1\n"), "t.csv"), "name": "deep_types",
-                             "types": "[" * 5000 + "]" * 5000})  # fmt: skip
+    resp = client.post(
+        "/api/datasets/file/upload",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(b"id\n1\n"), "t.csv"), "name": "deep_types", "types": "[" * 5000 + "]" * 5000},
+    )
     assert resp.status_code == 422 and "types" in resp.get_json()["error"]["details"]["fields"]
     # Ordinary nesting is untouched.
     assert client.post("/api/auth/login", data=_deep(20), content_type="application/json").status_code == 422
@@ -79,8 +90,9 @@ def test_live_gunicorn_refuses_a_chunked_body_past_the_limit(server_url):  # noq
             yield b"a" * (64 * 1024)
         yield b'", "password": "x"}'
 
-    resp = httpx.post(f"{server_url}/api/auth/login", content=chunks(), headers={"Content-Type": "application/json"},
-                      timeout=30)  # fmt: skip
+    resp = httpx.post(
+        f"{server_url}/api/auth/login", content=chunks(), headers={"Content-Type": "application/json"}, timeout=30
+    )
     assert resp.status_code == 413, resp.text[:300]
     assert resp.json()["error"]["code"] == "payload_too_large"
     deep = httpx.post(f"{server_url}/api/auth/login", content=_deep(5000), headers={"Content-Type": "application/json"})

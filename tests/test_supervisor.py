@@ -23,9 +23,20 @@ from config import RUN_FILE, default_namespace, read_run_file
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the test session exported for its own app; a `make run` of the checkout has none of it.
-_SESSION_ONLY = ("REDIS_URL", "DATABASE_URL", "WAREHOUSE_URL", "APIARY_NAMESPACE", "CELERY_BROKER_URL",
-                 "CELERY_RESULT_BACKEND", "MODEL_STORE", "WAREHOUSE_DIR", "PROMETHEUS_MULTIPROC_DIR", "APP_CONFIG",
-                 "SECRET_KEY", "JWT_SECRET_KEY")  # fmt: skip
+_SESSION_ONLY = (
+    "REDIS_URL",
+    "DATABASE_URL",
+    "WAREHOUSE_URL",
+    "APIARY_NAMESPACE",
+    "CELERY_BROKER_URL",
+    "CELERY_RESULT_BACKEND",
+    "MODEL_STORE",
+    "WAREHOUSE_DIR",
+    "PROMETHEUS_MULTIPROC_DIR",
+    "APP_CONFIG",
+    "SECRET_KEY",
+    "JWT_SECRET_KEY",
+)
 
 
 def _checkout_env(var: Path, **extra: str) -> dict[str, str]:
@@ -40,11 +51,13 @@ class RunningSupervisor:
         self.port = free_port()
         self.out = var / "supervisor.out"
         var.mkdir(parents=True, exist_ok=True)
-        env = _checkout_env(var, PORT=str(self.port), APIARY_DEMO="false",
-                            APIARY_ADMIN_PASSWORD="a long enough test password")  # fmt: skip
+        env = _checkout_env(
+            var, PORT=str(self.port), APIARY_DEMO="false", APIARY_ADMIN_PASSWORD="a long enough test password"
+        )
         with open(self.out, "wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "app.supervisor"], cwd=ROOT, env=env, stdout=out,
-                                         stderr=subprocess.STDOUT)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app.supervisor"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
 
     def output(self) -> str:
         return self.out.read_text()
@@ -149,8 +162,10 @@ def test_supervisor_restarts_a_killed_worker_and_web_then_stops_cleanly(supervis
     assert code == 0, supervisor.output()
     assert took < 10, f"stopping took {took:.1f} s"
     out = supervisor.output()
-    order = [out.index(f"{name} did not stop in time") if f"{name} did not stop" in out else out.index(f"stopped {name}")
-             for name in ("web", "beat", "worker", "redis")]  # fmt: skip
+    order = [
+        out.index(f"{name} did not stop in time") if f"{name} did not stop" in out else out.index(f"stopped {name}")
+        for name in ("web", "beat", "worker", "redis")
+    ]
     assert order[0] < order[1] and order[0] < order[2] and max(order[1:3]) < order[3], out
     assert all(_gone(pid) for pid in children)
     assert not redis_answers(redis_url)
@@ -183,8 +198,9 @@ def test_a_second_run_on_a_busy_port_says_so_in_one_line(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         env = _checkout_env(tmp_path / "var", PORT=str(port), APIARY_DEMO="false")
-        done = subprocess.run([sys.executable, "-m", "app.supervisor"], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "app.supervisor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
     assert done.returncode != 0
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1, lines
@@ -207,8 +223,14 @@ def test_flask_commands_use_the_system_make_run_started(tmp_path, monkeypatch):
         sup.write_run_file()
         redis_url = sup.env["REDIS_URL"]
         assert redis_url != "redis://127.0.0.1:6379/0"
-        done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "info"], cwd=ROOT,
-                              env=_checkout_env(var), capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "info"],
+            cwd=ROOT,
+            env=_checkout_env(var),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr
         lines = {line.split(":", 1)[0]: line for line in done.stdout.splitlines() if ":" in line}
         assert redis_url in lines["redis"] and lines["redis"].endswith(" ok"), done.stdout

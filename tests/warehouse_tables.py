@@ -5,15 +5,62 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 CUSTOMERS = [
-    {"customer_key": 1, "name": "Ada Lovelace", "email": "ada@example.com", "region": "EU", "tenure": 12, "plan": "premium", "ssn": "111-22-3333"},
-    {"customer_key": 2, "name": "Alan Turing", "email": "alan@example.com", "region": "EU", "tenure": 3, "plan": "basic", "ssn": "222-33-4444"},
-    {"customer_key": 3, "name": "Grace Hopper", "email": "grace@example.com", "region": "US", "tenure": 30, "plan": "premium", "ssn": "333-44-5555"},
-    {"customer_key": 4, "name": "Edsger Dijkstra", "email": "edsger@example.com", "region": "EU", "tenure": 7, "plan": "basic", "ssn": "444-55-6666"},
-    {"customer_key": 5, "name": "Barbara Liskov", "email": "barbara@example.com", "region": "US", "tenure": 18, "plan": "premium", "ssn": "555-66-7777"},
-]  # fmt: skip
+    {
+        "customer_key": 1,
+        "name": "Ada Lovelace",
+        "email": "ada@example.com",
+        "region": "EU",
+        "tenure": 12,
+        "plan": "premium",
+        "ssn": "111-22-3333",
+    },
+    {
+        "customer_key": 2,
+        "name": "Alan Turing",
+        "email": "alan@example.com",
+        "region": "EU",
+        "tenure": 3,
+        "plan": "basic",
+        "ssn": "222-33-4444",
+    },
+    {
+        "customer_key": 3,
+        "name": "Grace Hopper",
+        "email": "grace@example.com",
+        "region": "US",
+        "tenure": 30,
+        "plan": "premium",
+        "ssn": "333-44-5555",
+    },
+    {
+        "customer_key": 4,
+        "name": "Edsger Dijkstra",
+        "email": "edsger@example.com",
+        "region": "EU",
+        "tenure": 7,
+        "plan": "basic",
+        "ssn": "444-55-6666",
+    },
+    {
+        "customer_key": 5,
+        "name": "Barbara Liskov",
+        "email": "barbara@example.com",
+        "region": "US",
+        "tenure": 18,
+        "plan": "premium",
+        "ssn": "555-66-7777",
+    },
+]
 
-COLUMN_TYPES = {"customer_key": "integer", "name": "text", "email": "text", "region": "text", "tenure": "integer",
-                "plan": "text", "ssn": "text"}  # fmt: skip
+COLUMN_TYPES = {
+    "customer_key": "integer",
+    "name": "text",
+    "email": "text",
+    "region": "text",
+    "tenure": "integer",
+    "plan": "text",
+    "ssn": "text",
+}
 
 
 def create_dataset(app, project_id: int, name: str = "marts.dim_customer", rows: list[dict] = CUSTOMERS) -> dict:

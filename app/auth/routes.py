@@ -26,8 +26,13 @@ bp = Blueprint("auth", __name__)
 
 
 @bp.post("/api/auth/login")
-@doc("Log in with username (or e-mail) and password; throttled per client address and per account (429 with "
-     "Retry-After)", body=LoginSchema, response=LoginResultSchema, auth=False)  # fmt: skip
+@doc(
+    "Log in with username (or e-mail) and password; throttled per client address and per account (429 with "
+    "Retry-After)",
+    body=LoginSchema,
+    response=LoginResultSchema,
+    auth=False,
+)
 def login():
     throttle_login_address()
     data = LoginSchema().load(json_body())
@@ -44,9 +49,14 @@ def me():
 
 
 @bp.post("/api/auth/register")
-@doc("Self-service sign-up: a new organization with this user as its admin (usernames without @, no common "
-     "passwords; throttled per client address)", body=RegisterSchema,
-     response=RegisterResultSchema, status=201, auth=False)  # fmt: skip
+@doc(
+    "Self-service sign-up: a new organization with this user as its admin (usernames without @, no common "
+    "passwords; throttled per client address)",
+    body=RegisterSchema,
+    response=RegisterResultSchema,
+    status=201,
+    auth=False,
+)
 def register():
     if not current_app.config["ALLOW_SIGNUP"]:
         raise APIError(403, "signup_disabled", "self-service sign-up is turned off on this server")
@@ -73,9 +83,13 @@ def list_users():
 
 
 @bp.post("/api/auth/tokens")
-@doc("Mint a personal access token; the secret is returned once; minted with a personal access token, it expires "
-     "no later than that token, records it as `parent_id`, and is revoked with it", body=TokenCreateSchema,
-     response=TokenCreatedSchema, status=201)  # fmt: skip
+@doc(
+    "Mint a personal access token; the secret is returned once; minted with a personal access token, it expires "
+    "no later than that token, records it as `parent_id`, and is revoked with it",
+    body=TokenCreateSchema,
+    response=TokenCreatedSchema,
+    status=201,
+)
 @login_required()
 def create_token():
     data = TokenCreateSchema().load(json_body())
@@ -99,8 +113,10 @@ def list_tokens():
 
 
 @bp.delete("/api/auth/tokens/<int:token_id>")
-@doc("Revoke one of the caller's personal access tokens and every token minted from it (children, their children, "
-     "...)", status=204)  # fmt: skip
+@doc(
+    "Revoke one of the caller's personal access tokens and every token minted from it (children, their children, ...)",
+    status=204,
+)
 @login_required()
 def delete_token(token_id: int):
     service.delete_personal_token(current_user(), token_id)

@@ -18,8 +18,9 @@ UPLOAD_FIELDS = ("name", "friendly_name", "description")
 
 def _list_page(project, errors: FormErrors, values: dict, status: int = 200):
     items = [datasets.dataset_view(d) for d in datasets.list_datasets(project)]
-    return render_template("console/datasets.html", project=project, datasets=items, errors=errors,
-                           values=values), status  # fmt: skip
+    return render_template(
+        "console/datasets.html", project=project, datasets=items, errors=errors, values=values
+    ), status
 
 
 @bp.get("/projects/<int:project_id>/datasets")
@@ -71,16 +72,20 @@ def _profile(preview: dict | None) -> dict[str, dict]:
     profile = {}
     for column in (preview or {}).get("columns") or []:
         values = [row.get(column["name"]) for row in rows if row.get(column["name"]) not in (None, "")]
-        profile[column["name"]] = {"filled": len(values), "distinct": len({str(v) for v in values}),
-                                   "example": values[0] if values else None}  # fmt: skip
+        profile[column["name"]] = {
+            "filled": len(values),
+            "distinct": len({str(v) for v in values}),
+            "example": values[0] if values else None,
+        }
     return profile
 
 
 def _dataset_page(project, dataset, errors: FormErrors, status: int = 200):
     preview, preview_error = None, None
     try:
-        preview = datasets.preview_dataset(warehouse.get(), dataset, console_user().role, None,
-                                           current_app.config["STATEMENT_TIMEOUT_SECONDS"])  # fmt: skip
+        preview = datasets.preview_dataset(
+            warehouse.get(), dataset, console_user().role, None, current_app.config["STATEMENT_TIMEOUT_SECONDS"]
+        )
     except APIError as err:
         preview_error = err.message
     return render_template(
@@ -126,8 +131,11 @@ def dataset_settings(project_id: int, name: str):
         }
         # The form shows every column: "automatic" on both is null, which removes that column's override.
         masking[column["name"]] = entry or None
-    data = {"friendly_name": text(request.form, "friendly_name"), "description": text(request.form, "description"),
-            "masking": masking}  # fmt: skip
+    data = {
+        "friendly_name": text(request.form, "friendly_name"),
+        "description": text(request.form, "description"),
+        "masking": masking,
+    }
     errors = FormErrors()
     checked = load(SettingsSchema(), data, errors)
     try:

@@ -17,8 +17,11 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
 }
 EVERY_FIELD = {name for names in KIND_FIELDS.values() for name in names}
 HANDLER_TEMPLATE = 'def handler(payload):\n    return {"echo": payload}\n'
-POLICIES = {"missing_key": ("error", "ignore", "null"), "not_found": ("error", "ignore", "null"),
-            "multiple_matches": ("error", "first")}  # fmt: skip
+POLICIES = {
+    "missing_key": ("error", "ignore", "null"),
+    "not_found": ("error", "ignore", "null"),
+    "multiple_matches": ("error", "first"),
+}
 ENRICHMENT_FIELD = re.compile(r"^enr-(\d{1,2})-dataset$")
 
 
@@ -40,8 +43,13 @@ def enrichment_values(enrichment: dict | None) -> dict[str, str]:
     e = enrichment or {}
     on = [(p.get("feature", ""), p.get("column", "")) for p in e.get("on") or [] if isinstance(p, dict)]
     columns = list((e.get("columns") or {}).items()) if isinstance(e.get("columns"), dict) else []
-    values = {"dataset": str(e.get("dataset") or ""), "on": _pairs_text(on), "columns": _pairs_text(columns),
-              "override": "on" if e.get("override") else "", "remove": ""}  # fmt: skip
+    values = {
+        "dataset": str(e.get("dataset") or ""),
+        "on": _pairs_text(on),
+        "columns": _pairs_text(columns),
+        "override": "on" if e.get("override") else "",
+        "remove": "",
+    }
     values.update({name: str(e.get(name) or "error") for name in POLICIES})
     return values
 
@@ -91,10 +99,12 @@ def _enrichments_from_form(values: dict, errors: FormErrors) -> tuple[list[dict]
             continue
         if not block.get("dataset"):
             errors.add(f"enr-{n}-dataset", "choose the dataset to look features up in")
-        enrichment = {"dataset": block.get("dataset", ""),
-                      "on": [{"feature": f, "column": c} for f, c in _pairs(block.get("on", ""))],
-                      "columns": dict(_pairs(block.get("columns", ""))),
-                      "override": bool(block.get("override"))}  # fmt: skip
+        enrichment = {
+            "dataset": block.get("dataset", ""),
+            "on": [{"feature": f, "column": c} for f, c in _pairs(block.get("on", ""))],
+            "columns": dict(_pairs(block.get("columns", ""))),
+            "override": bool(block.get("override")),
+        }
         enrichment.update({name: block.get(name) or "error" for name in POLICIES})
         out.append(enrichment)
         blocks.append(n)
@@ -152,8 +162,12 @@ def endpoint_from_form(values: dict[str, str], existing: dict | None, errors: Fo
                 errors.add("query", 'expected a JSON object such as {"source": {"schema": "uploads", "table": "t"}}')
             endpoint["query"] = query
     elif kind == "lookup":
-        endpoint.update(dataset=values["dataset"], key_column=values["key_column"],
-                        key_param=values["key_param"] or "id", columns=comma_list(values["columns"]) or None)  # fmt: skip
+        endpoint.update(
+            dataset=values["dataset"],
+            key_column=values["key_column"],
+            key_param=values["key_param"] or "id",
+            columns=comma_list(values["columns"]) or None,
+        )
         if not values["dataset"]:
             errors.add("dataset", "choose the dataset to look rows up in")
         if not values["key_column"]:
@@ -166,8 +180,11 @@ def endpoint_from_form(values: dict[str, str], existing: dict | None, errors: Fo
             endpoint["model_id"] = _integer(values, "model_id", errors)
         enrichments, blocks = _enrichments_from_form(values, errors)
         values["_enrichment_blocks"] = blocks
-        for name, value in (("enrichments", enrichments or None), ("return_enriched", bool(values["return_enriched"])),
-                            ("on_bad_row", None if values["on_bad_row"] in ("", "error") else values["on_bad_row"])):  # fmt: skip
+        for name, value in (
+            ("enrichments", enrichments or None),
+            ("return_enriched", bool(values["return_enriched"])),
+            ("on_bad_row", None if values["on_bad_row"] in ("", "error") else values["on_bad_row"]),
+        ):
             if value:
                 endpoint[name] = value
             else:

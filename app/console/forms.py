@@ -45,8 +45,9 @@ def load(schema: Schema, data: dict, errors: FormErrors, rename: dict[str, str] 
         return None
 
 
-def from_api_error(err: APIError, errors: FormErrors, field_for: dict[str, str] | None = None,
-                   prefix: str = "") -> None:  # fmt: skip
+def from_api_error(
+    err: APIError, errors: FormErrors, field_for: dict[str, str] | None = None, prefix: str = ""
+) -> None:
     """Put an APIError's `details.fields` next to the form's fields.
 
     `prefix` is stripped from each path (`config.endpoints[2].`); what remains names the form field by its first

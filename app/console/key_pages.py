@@ -106,8 +106,9 @@ def service_logs(project_id: int, service_id: int):
     errors = FormErrors()
     query = {k: v for k, v in values.items() if v}
     filters = load(LogQuerySchema(), {**query, "limit": PAGE_SIZE}, errors)
-    page = list_logs(asset, filters) if filters is not None else {"items": [], "total": 0, "offset": 0,
-                                                                          "limit": PAGE_SIZE}  # fmt: skip
+    page = (
+        list_logs(asset, filters) if filters is not None else {"items": [], "total": 0, "offset": 0, "limit": PAGE_SIZE}
+    )
     key_names = {k.id: f"{k.name} ({k.prefix}…)" for k in keys.list_api_keys(asset)}
     base = {k: v for k, v in query.items() if k != "offset"}
     pages = {
@@ -115,6 +116,14 @@ def service_logs(project_id: int, service_id: int):
         "older": {**base, "offset": page["offset"] + PAGE_SIZE} if page["offset"] + PAGE_SIZE < page["total"] else None,
     }
     status = 422 if errors else 200
-    return render_template("console/logs.html", project=project, service=asset, page=page, values=values,
-                           errors=errors, endpoints=endpoints_of(asset), key_names=key_names,
-                           pages=pages), status  # fmt: skip
+    return render_template(
+        "console/logs.html",
+        project=project,
+        service=asset,
+        page=page,
+        values=values,
+        errors=errors,
+        endpoints=endpoints_of(asset),
+        key_names=key_names,
+        pages=pages,
+    ), status

@@ -90,8 +90,16 @@ def _key_values(key) -> dict:
 
 
 def _render_key_edit(project, asset, key, values, scope, errors, status=200):
-    return render_template("console/key_edit.html", project=project, service=asset, key=key, values=values,
-                           scope=scope, errors=errors, endpoints=endpoints_of(asset)), status  # fmt: skip
+    return render_template(
+        "console/key_edit.html",
+        project=project,
+        service=asset,
+        key=key,
+        values=values,
+        scope=scope,
+        errors=errors,
+        endpoints=endpoints_of(asset),
+    ), status
 
 
 @bp.route(
@@ -105,8 +113,10 @@ def edit_key(project_id: int, service_id: int, key_id: int):
     key = keys.get_api_key(asset, key_id)
     if request.method == "GET":
         return _render_key_edit(project, asset, key, _key_values(key), key.allowed_endpoints or [], FormErrors())
-    values = {name: text(request.form, name) for name in ("name", "rate_limit", "expires_days", "masking_level",
-                                                          "sensitivity_max", "allowed_columns")}  # fmt: skip
+    values = {
+        name: text(request.form, name)
+        for name in ("name", "rate_limit", "expires_days", "masking_level", "sensitivity_max", "allowed_columns")
+    }
     values["row_scope"] = request.form.get("row_scope") or ""
     scope = request.form.getlist("allowed_endpoints")
     body = {k: v for k, v in values.items() if k in ("name", "rate_limit", "masking_level", "sensitivity_max")}

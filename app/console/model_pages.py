@@ -29,8 +29,10 @@ def _recipes(project: Project) -> list[Recipe]:
 
 # Names that say "what happened" (a good default target) and names of free text (never a default feature).
 TARGET_NAME = re.compile(r"(^|_)(churn|churned|target|label|outcome|class|converted|fraud|default|y)(_|$)|^is_|_flag$")
-FREE_TEXT_NAME = re.compile(r"(^|_)(description|comment|comments|note|notes|text|message|body|review|feedback|summary"
-                            r"|title|address)(_|$)")  # fmt: skip
+FREE_TEXT_NAME = re.compile(
+    r"(^|_)(description|comment|comments|note|notes|text|message|body|review|feedback|summary"
+    r"|title|address)(_|$)"
+)
 
 
 def _usable(column: dict) -> bool:
@@ -136,8 +138,14 @@ def model(project_id: int, model_id: int):
     found = models.get_model(console_user(), project, model_id)
     importance = sorted((found.feature_importance or {}).items(), key=lambda kv: -abs(kv[1]))
     top = max((abs(w) for _f, w in importance), default=0) or 1
-    return render_template("console/model.html", project=project, model=found, versions=models.versions_of(found),
-                           importance=importance, top=top)  # fmt: skip
+    return render_template(
+        "console/model.html",
+        project=project,
+        model=found,
+        versions=models.versions_of(found),
+        importance=importance,
+        top=top,
+    )
 
 
 @bp.post("/projects/<int:project_id>/models/<int:model_id>/activate")

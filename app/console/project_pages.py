@@ -51,8 +51,9 @@ def _services(project) -> list:
 @signed_in
 def settings(project_id: int):
     project = project_for(project_id)
-    return render_template("console/settings.html", project=project, services=_services(project),
-                           errors=FormErrors(), values={})  # fmt: skip
+    return render_template(
+        "console/settings.html", project=project, services=_services(project), errors=FormErrors(), values={}
+    )
 
 
 @bp.post("/projects/<int:project_id>/settings/services")
@@ -76,5 +77,10 @@ def create_service(project_id: int):
         else:
             flash(f"Service {asset.title} created as a draft. Add its endpoints below.", "success")
             return redirect(url_for("console.service", project_id=project.id, service_id=asset.id))
-    return render_template("console/settings.html", project=project, services=_services(project), errors=errors,
-                           values={**values, "roles": roles}), 422  # fmt: skip
+    return render_template(
+        "console/settings.html",
+        project=project,
+        services=_services(project),
+        errors=errors,
+        values={**values, "roles": roles},
+    ), 422

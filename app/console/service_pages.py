@@ -72,9 +72,18 @@ def render_service(project: Project, asset: PublishedAsset, status: int = 200, *
         context["original_id"] = current.get("id") if current else ""
     context.setdefault("editor_errors", FormErrors())
     context.setdefault("key_errors", FormErrors())
-    context.setdefault("key_values", {"name": "", "rate_limit": "100", "expires_days": "90",
-                                      "masking_level": "masked", "sensitivity_max": "medium",
-                                      "allowed_columns": "", "row_scope": ""})  # fmt: skip
+    context.setdefault(
+        "key_values",
+        {
+            "name": "",
+            "rate_limit": "100",
+            "expires_days": "90",
+            "masking_level": "masked",
+            "sensitivity_max": "medium",
+            "allowed_columns": "",
+            "row_scope": "",
+        },
+    )
     api_keys = keys.list_api_keys(asset) if can("project.edit") else []
     choices = _editor_choices(project)
     return render_template(

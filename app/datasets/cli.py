@@ -73,8 +73,10 @@ def upload_command(file, name, project_ref, org_name, replace, friendly_name, de
     project = _project(project_ref, org_name)
     size = os.path.getsize(file)
     try:
-        with open(file, "rb") as raw, click.progressbar(length=size, label=f"reading {os.path.basename(file)}",
-                                                         file=sys.stderr) as bar:  # fmt: skip
+        with (
+            open(file, "rb") as raw,
+            click.progressbar(length=size, label=f"reading {os.path.basename(file)}", file=sys.stderr) as bar,
+        ):
             dataset = upload_dataset(
                 warehouse.get(),
                 project,

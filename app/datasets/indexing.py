@@ -41,14 +41,14 @@ def queue_dataset_reindex(dataset: Dataset) -> int:
     assets = db.session.scalars(
         select(PublishedAsset).where(
             PublishedAsset.project_id == dataset.project_id, PublishedAsset.status == "published"
-        )  # fmt: skip
+        )
     )
     queued = 0
     for asset in assets:
         version = db.session.scalar(
             select(AssetVersion).where(
                 AssetVersion.asset_id == asset.id, AssetVersion.version == asset.published_version
-            )  # fmt: skip
+            )
         )
         if version is None:
             continue
@@ -73,11 +73,27 @@ def dataset_indexes(dataset: Dataset) -> list[dict]:
             status = "building" if record is not None and record.status == "building" else "invalid"
             error = record.error if record is not None else ""
         columns = list(ix.columns) or (list(record.columns) if record is not None else [])
-        views.append({"name": ix.name, "columns": columns, "origin": origin, "unique": ix.unique, "status": status,
-                      "error": error})  # fmt: skip
+        views.append(
+            {
+                "name": ix.name,
+                "columns": columns,
+                "origin": origin,
+                "unique": ix.unique,
+                "status": status,
+                "error": error,
+            }
+        )
     for record in records.values():
         if record.status == "ready":  # gone from the warehouse (the table was replaced): the next publish rebuilds
             continue
-        views.append({"name": record.name, "columns": list(record.columns), "origin": "apiary", "unique": False,
-                      "status": record.status, "error": record.error})  # fmt: skip
+        views.append(
+            {
+                "name": record.name,
+                "columns": list(record.columns),
+                "origin": "apiary",
+                "unique": False,
+                "status": record.status,
+                "error": record.error,
+            }
+        )
     return views

@@ -22,10 +22,15 @@ bp = Blueprint("datasets", __name__)
 
 
 @bp.post("/api/datasets/file/upload")
-@doc("Upload a CSV file as a dataset (multipart: file, name, friendly_name, description, replace, types). `name`'s "
-     "schema must be `uploads` (the default), another of UPLOAD_SCHEMAS (`marts`) or one an operator granted the "
-     "organization: else 403 on `name`. More than UPLOAD_MAX_COLUMNS columns is a 400 `too_many_columns`",
-     form=UploadFormSchema, files=("file",), response=DatasetSchema, status=201)  # fmt: skip
+@doc(
+    "Upload a CSV file as a dataset (multipart: file, name, friendly_name, description, replace, types). `name`'s "
+    "schema must be `uploads` (the default), another of UPLOAD_SCHEMAS (`marts`) or one an operator granted the "
+    "organization: else 403 on `name`. More than UPLOAD_MAX_COLUMNS columns is a 400 `too_many_columns`",
+    form=UploadFormSchema,
+    files=("file",),
+    response=DatasetSchema,
+    status=201,
+)
 @login_required()
 def upload_file():
     project = project_in_scope("project.edit")
@@ -47,10 +52,14 @@ def upload_file():
 
 
 @bp.post("/api/flow/datasets/register")
-@doc("Register a user table that already exists in the warehouse as a dataset (org admin; 403 for a table registered "
-     "by another organization, and for a schema an operator did not grant the organization; 422 for the databases' "
-     "catalogs, SQLite's sqlite_* tables and views)", body=RegisterTableSchema,
-     response=DatasetSchema, status=201)  # fmt: skip
+@doc(
+    "Register a user table that already exists in the warehouse as a dataset (org admin; 403 for a table registered "
+    "by another organization, and for a schema an operator did not grant the organization; 422 for the databases' "
+    "catalogs, SQLite's sqlite_* tables and views)",
+    body=RegisterTableSchema,
+    response=DatasetSchema,
+    status=201,
+)
 @login_required()
 def register_table():
     project = project_in_scope("org.admin")
@@ -75,8 +84,11 @@ def list_datasets():
 
 
 @bp.get("/api/datasets/<name>")
-@doc("One dataset: columns with their effective masking, row count, masking overrides, and the table's indexes "
-     "(those Apiary builds for published lookups and eq filters, and the others)", response=DatasetSchema)  # fmt: skip
+@doc(
+    "One dataset: columns with their effective masking, row count, masking overrides, and the table's indexes "
+    "(those Apiary builds for published lookups and eq filters, and the others)",
+    response=DatasetSchema,
+)
 @login_required()
 def get_dataset(name: str):
     dataset = service.get_dataset(project_in_scope("project.view"), name)
@@ -92,9 +104,12 @@ def get_settings(name: str):
 
 
 @bp.put("/api/datasets/<name>/settings")
-@doc("Change the fields sent (org admin); masking merges per column: each column sent replaces its override, "
-     "{column: null} removes it (automatic classification again), other columns keep theirs", body=SettingsSchema,
-     response=SettingsSchema)  # fmt: skip
+@doc(
+    "Change the fields sent (org admin); masking merges per column: each column sent replaces its override, "
+    "{column: null} removes it (automatic classification again), other columns keep theirs",
+    body=SettingsSchema,
+    response=SettingsSchema,
+)
 @login_required()
 def put_settings(name: str):
     dataset = service.get_dataset(project_in_scope("org.admin"), name)
@@ -104,8 +119,11 @@ def put_settings(name: str):
 
 
 @bp.get("/api/datasets/<name>/preview")
-@doc("At most 100 rows, masked for the caller's role", response=PreviewSchema,
-     query={"limit": "rows to return, 1 to 100 (default 100)"})  # fmt: skip
+@doc(
+    "At most 100 rows, masked for the caller's role",
+    response=PreviewSchema,
+    query={"limit": "rows to return, 1 to 100 (default 100)"},
+)
 @login_required()
 def preview(name: str):
     dataset = service.get_dataset(project_in_scope("project.view"), name)

@@ -68,8 +68,12 @@ class DatasetIndexSchema(Schema):
     columns = fields.List(fields.String())
     origin = fields.String(metadata={"description": "apiary (built for a published lookup or eq filter) | existing"})
     unique = fields.Boolean()
-    status = fields.String(metadata={"description": "ready | building | failed | invalid (a failed concurrent build "
-                                     "on PostgreSQL; dropped and rebuilt on the next publish)"})  # fmt: skip
+    status = fields.String(
+        metadata={
+            "description": "ready | building | failed | invalid (a failed concurrent build "
+            "on PostgreSQL; dropped and rebuilt on the next publish)"
+        }
+    )
     error = fields.String(metadata={"description": "why the last build failed, else empty"})
 
 

@@ -160,8 +160,10 @@ def _check_upload_schema(project: Project, schema: str, upload_schemas: Collecti
         return
     allowed = ", ".join(sorted(upload_schemas))
     why = f"schema {schema!r} is not granted to this organization"
-    message = (f"name: {why}; upload into one of {allowed} (no schema means uploads), or ask an operator to grant it "
-               "with `flask datasets grant-schema`")  # fmt: skip
+    message = (
+        f"name: {why}; upload into one of {allowed} (no schema means uploads), or ask an operator to grant it "
+        "with `flask datasets grant-schema`"
+    )
     raise forbidden(message, {"fields": {"name": [why]}})
 
 
@@ -185,8 +187,10 @@ def _refuse_other_organizations_table(project: Project, schema: str, table: str)
         .limit(1)
     )
     if claimed is not None:
-        raise forbidden(f"table {schema}.{table} is registered by another organization",
-                       {"fields": {"table": ["registered by another organization"]}})  # fmt: skip
+        raise forbidden(
+            f"table {schema}.{table} is registered by another organization",
+            {"fields": {"table": ["registered by another organization"]}},
+        )
 
 
 def register_dataset(
@@ -212,9 +216,11 @@ def register_dataset(
             raise invalid(field, str(exc)) from None
     _refuse_system_schema(schema)
     if requires_grant and not schema_granted(project.org_id, schema):
-        raise forbidden(f"this organization may not register tables of schema {schema!r}; "
-                       "an operator grants it with `flask datasets grant-schema`",
-                       {"fields": {"schema": ["not granted to this organization"]}})  # fmt: skip
+        raise forbidden(
+            f"this organization may not register tables of schema {schema!r}; "
+            "an operator grants it with `flask datasets grant-schema`",
+            {"fields": {"schema": ["not granted to this organization"]}},
+        )
     if _UPLOAD_TABLE.match(table):
         raise invalid(
             "table", "tables named p<id>__... hold uploaded datasets; upload the file to this project instead"
@@ -234,8 +240,9 @@ def register_dataset(
     logical_schema, logical_table = normalise_dataset_name(name if name is not None else f"{schema}.{table}")
     full_name = f"{logical_schema}.{logical_table}"
     if find_dataset(project, full_name) is not None:
-        raise conflict(f"dataset {full_name!r} already exists in this project",
-                       {"fields": {"name": ["already exists"]}})  # fmt: skip
+        raise conflict(
+            f"dataset {full_name!r} already exists in this project", {"fields": {"name": ["already exists"]}}
+        )
     dataset = Dataset(
         project_id=project.id,
         name=full_name,

@@ -38,8 +38,19 @@ def _show(key, as_json: bool, secret: str | None = None) -> None:
     if as_json:
         click.echo(json.dumps(body, sort_keys=True))
         return
-    for name in ("id", "name", "prefix", "rate_limit", "expires_at", "masking_level", "sensitivity_max",
-                 "allowed_columns", "allowed_endpoints", "row_scope", "grace_expires_at"):  # fmt: skip
+    for name in (
+        "id",
+        "name",
+        "prefix",
+        "rate_limit",
+        "expires_at",
+        "masking_level",
+        "sensitivity_max",
+        "allowed_columns",
+        "allowed_endpoints",
+        "row_scope",
+        "grace_expires_at",
+    ):
         click.echo(f"{name}\t{body.get(name)}")
 
 
@@ -59,8 +70,23 @@ def _show(key, as_json: bool, secret: str | None = None) -> None:
 @click.option("--no-row-scope", is_flag=True, help="Drop the row scope.")
 @click.option("--json", "as_json", is_flag=True, help="Print the key as JSON.")
 @user_option
-def update_key(asset_key, key_id, name, rate_limit, expires_days, masking_level, sensitivity_max, columns,
-               all_columns, endpoints, all_endpoints, row_scope, no_row_scope, as_json, email):  # fmt: skip
+def update_key(
+    asset_key,
+    key_id,
+    name,
+    rate_limit,
+    expires_days,
+    masking_level,
+    sensitivity_max,
+    columns,
+    all_columns,
+    endpoints,
+    all_endpoints,
+    row_scope,
+    no_row_scope,
+    as_json,
+    email,
+):
     """Change key KEY_ID of ASSET_KEY; only the options given change, validated as at minting. Effective on the
     next call on every server.
 
@@ -68,8 +94,13 @@ def update_key(asset_key, key_id, name, rate_limit, expires_days, masking_level,
     Example:  flask keys update sales-serving 3 --rate-limit 50 --row-scope region=EU --allowed-column customer_key
     """
     data: dict = {}
-    for field, value in (("name", name), ("rate_limit", rate_limit), ("expires_days", expires_days),
-                         ("masking_level", masking_level), ("sensitivity_max", sensitivity_max)):  # fmt: skip
+    for field, value in (
+        ("name", name),
+        ("rate_limit", rate_limit),
+        ("expires_days", expires_days),
+        ("masking_level", masking_level),
+        ("sensitivity_max", sensitivity_max),
+    ):
         if value is not None:
             data[field] = value
     if columns or all_columns:
@@ -94,8 +125,13 @@ def update_key(asset_key, key_id, name, rate_limit, expires_days, masking_level,
 @keys_cli.command("rotate")
 @click.argument("asset_key")
 @click.argument("key_id", type=int)
-@click.option("--grace-seconds", type=click.IntRange(0, 86_400), default=0, show_default=True,
-              help="How long the old secret keeps working.")  # fmt: skip
+@click.option(
+    "--grace-seconds",
+    type=click.IntRange(0, 86_400),
+    default=0,
+    show_default=True,
+    help="How long the old secret keeps working.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the key and its new secret as JSON.")
 def rotate_key(asset_key, key_id, grace_seconds, as_json):
     """Give key KEY_ID of ASSET_KEY a new secret, printed this once; the old secret works --grace-seconds more.
@@ -120,16 +156,37 @@ def rotate_key(asset_key, key_id, grace_seconds, as_json):
 @click.option("--rate-limit", type=int, default=100, show_default=True, help="Requests per minute.")
 @click.option("--expires-days", type=int, default=90, show_default=True, help="0 = never.")
 @click.option("--masking-level", type=click.Choice(["masked", "unmasked"]), default="masked", show_default=True)
-@click.option("--sensitivity-max", type=click.Choice(["low", "medium", "high", "critical"]), default="medium",
-              show_default=True)  # fmt: skip
-@click.option("--allowed-column", "allowed_columns", multiple=True,
-              help="A column the key may read (repeat); none = every column.")  # fmt: skip
-@click.option("--row-scope", "row_scopes", multiple=True, metavar="COLUMN=V1,V2",
-              help="Every query of the key only sees rows whose COLUMN is one of the values (repeat per column).")  # fmt: skip
+@click.option(
+    "--sensitivity-max", type=click.Choice(["low", "medium", "high", "critical"]), default="medium", show_default=True
+)
+@click.option(
+    "--allowed-column",
+    "allowed_columns",
+    multiple=True,
+    help="A column the key may read (repeat); none = every column.",
+)
+@click.option(
+    "--row-scope",
+    "row_scopes",
+    multiple=True,
+    metavar="COLUMN=V1,V2",
+    help="Every query of the key only sees rows whose COLUMN is one of the values (repeat per column).",
+)
 @user_option
 @json_option
-def mint_key(asset_key, name, endpoints, rate_limit, expires_days, masking_level, sensitivity_max, allowed_columns,
-             row_scopes, email, as_json):  # fmt: skip
+def mint_key(
+    asset_key,
+    name,
+    endpoints,
+    rate_limit,
+    expires_days,
+    masking_level,
+    sensitivity_max,
+    allowed_columns,
+    row_scopes,
+    email,
+    as_json,
+):
     """Mint a key for ASSET_KEY and print it (shown this once).
 
     \b
@@ -139,9 +196,16 @@ def mint_key(asset_key, name, endpoints, rate_limit, expires_days, masking_level
     """
 
     asset = asset_by_key(asset_key)
-    body = {"name": name, "rate_limit": rate_limit, "expires_days": expires_days, "masking_level": masking_level,
-            "sensitivity_max": sensitivity_max, "allowed_columns": list(allowed_columns),
-            "allowed_endpoints": list(endpoints) or None, "row_scope": _mint_row_scope(row_scopes)}  # fmt: skip
+    body = {
+        "name": name,
+        "rate_limit": rate_limit,
+        "expires_days": expires_days,
+        "masking_level": masking_level,
+        "sensitivity_max": sensitivity_max,
+        "allowed_columns": list(allowed_columns),
+        "allowed_endpoints": list(endpoints) or None,
+        "row_scope": _mint_row_scope(row_scopes),
+    }
     data = KeyCreateSchema().load(body)
     key, secret = call_service(lambda: mint_api_key(asset_actor(asset, email), asset, data))
     if as_json:

@@ -20,9 +20,13 @@ bp = Blueprint("keys", __name__)
 
 
 @bp.post("/api/publish/assets/<int:asset_id>/api-keys")
-@doc("Mint a data-API key; the full key is returned this once. allowed_endpoints: null = every endpoint, [] is a "
-     "422; a key above the minter's role ceiling (unmasked, or sensitivity_max above it) needs org.admin (403)",
-     body=KeyCreateSchema, response=KeyCreatedSchema, status=201)  # fmt: skip
+@doc(
+    "Mint a data-API key; the full key is returned this once. allowed_endpoints: null = every endpoint, [] is a "
+    "422; a key above the minter's role ceiling (unmasked, or sensitivity_max above it) needs org.admin (403)",
+    body=KeyCreateSchema,
+    response=KeyCreatedSchema,
+    status=201,
+)
 @login_required()
 def mint_key(asset_id: int):
     user = current_user()
@@ -52,9 +56,12 @@ def revoke_key(asset_id: int, key_id: int):
 
 
 @bp.patch("/api/publish/assets/<int:asset_id>/api-keys/<int:key_id>")
-@doc("Change a key's mint fields (validated as at minting); effective on the next call on every server, and no "
-     "answer cached under the old settings is served under the new ones", body=KeyUpdateSchema(partial=True),
-     response=KeySchema)  # fmt: skip
+@doc(
+    "Change a key's mint fields (validated as at minting); effective on the next call on every server, and no "
+    "answer cached under the old settings is served under the new ones",
+    body=KeyUpdateSchema(partial=True),
+    response=KeySchema,
+)
 @login_required()
 def update_key(asset_id: int, key_id: int):
     user = current_user()
@@ -64,8 +71,12 @@ def update_key(asset_id: int, key_id: int):
 
 
 @bp.post("/api/publish/assets/<int:asset_id>/api-keys/<int:key_id>/rotate")
-@doc("A new secret for the key, returned this once; the old secret keeps working grace_seconds more (0..86400, "
-     "default 0)", body=KeyRotateSchema, response=KeyCreatedSchema)  # fmt: skip
+@doc(
+    "A new secret for the key, returned this once; the old secret keeps working grace_seconds more (0..86400, "
+    "default 0)",
+    body=KeyRotateSchema,
+    response=KeyCreatedSchema,
+)
 @login_required()
 def rotate_key(asset_id: int, key_id: int):
     asset = get_asset(current_user(), asset_id, "project.edit")

@@ -13,9 +13,12 @@ class KeyCreateSchema(Schema):
     sensitivity_max = fields.String(load_default="medium", validate=validate.OneOf(SENSITIVITY_LEVELS))
     allowed_columns = fields.List(fields.String(validate=validate.Length(min=1, max=63)), load_default=list)
     # null = every endpoint; [] is refused (422): it must never read as "every endpoint" (see check_key_fields).
-    allowed_endpoints = fields.List(fields.String(validate=validate.Length(min=1, max=64)), load_default=None,
-                                    allow_none=True, validate=validate.Length(
-                                        min=1, error="must name at least one endpoint; send null for every endpoint"))  # fmt: skip
+    allowed_endpoints = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(min=1, error="must name at least one endpoint; send null for every endpoint"),
+    )
     row_scope = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=None, allow_none=True)
 
 

@@ -200,10 +200,19 @@ def bump_serving_generation() -> None:
 _KEYS = ApiKey.__table__
 # Serving reads a key on every call: one statement built once, the fields serving needs, no ORM entity to load.
 _SERVING_KEY = select(
-    _KEYS.c.id, _KEYS.c.asset_id, _KEYS.c.is_active, _KEYS.c.expires_at, _KEYS.c.rate_limit,
-    _KEYS.c.allowed_endpoints, _KEYS.c.masking_level, _KEYS.c.allowed_columns, _KEYS.c.sensitivity_max,
-    _KEYS.c.row_scope, _KEYS.c.key_hash, _KEYS.c.previous_key_expires_at,
-).where(or_(_KEYS.c.key_hash == bindparam("key_hash"), _KEYS.c.previous_key_hash == bindparam("key_hash")))  # fmt: skip
+    _KEYS.c.id,
+    _KEYS.c.asset_id,
+    _KEYS.c.is_active,
+    _KEYS.c.expires_at,
+    _KEYS.c.rate_limit,
+    _KEYS.c.allowed_endpoints,
+    _KEYS.c.masking_level,
+    _KEYS.c.allowed_columns,
+    _KEYS.c.sensitivity_max,
+    _KEYS.c.row_scope,
+    _KEYS.c.key_hash,
+    _KEYS.c.previous_key_expires_at,
+).where(or_(_KEYS.c.key_hash == bindparam("key_hash"), _KEYS.c.previous_key_hash == bindparam("key_hash")))
 
 
 def serving_key_row(key_hash: str) -> Row | None:

@@ -46,12 +46,14 @@ def explain_rows(pipeline, rows: list[dict], input_schema: list[dict], top_n: in
         phi = np.array([float(np.dot(w, v[with_j] - v[without])) for without, with_j, w in plans])
         order = sorted(range(m), key=lambda j: -abs(phi[j]))
         top = order[:top_n]
-        out.append({
-            "base": float(v[0]),
-            "output": float(v[-1]),
-            "contributions": {names[j]: float(phi[j]) for j in top},
-            "others": float(sum(phi[j] for j in order[top_n:])),
-        })  # fmt: skip
+        out.append(
+            {
+                "base": float(v[0]),
+                "output": float(v[-1]),
+                "contributions": {names[j]: float(phi[j]) for j in top},
+                "others": float(sum(phi[j] for j in order[top_n:])),
+            }
+        )
     return out
 
 

@@ -61,15 +61,19 @@ def wait_for_run(run_id: int, timeout_s: float) -> dict:
             time.sleep(0.5)
 
 
-def train(project, table: str, target: str, task_type: str, algorithm: str, name: str | None,
-          features: list[str] | None) -> dict:  # fmt: skip
+def train(
+    project, table: str, target: str, task_type: str, algorithm: str, name: str | None, features: list[str] | None
+) -> dict:
     """Create a train_model recipe and run it on a worker; the run's outcome (success with metrics, or failed)."""
     config = {"input_table": table, "target_column": target, "task_type": task_type, "algorithm": algorithm}
     if features:
         config["feature_columns"] = features
     recipe_name = name or f"{target}_{algorithm}"
-    recipe = create_recipe(org_admin(project.org_id), project, {"recipe_type": "train_model", "name": recipe_name,
-                                                                "inputs": [table], "config": config})  # fmt: skip
+    recipe = create_recipe(
+        org_admin(project.org_id),
+        project,
+        {"recipe_type": "train_model", "name": recipe_name, "inputs": [table], "config": config},
+    )
     queued, _status = run_recipe(recipe, wait=False)
     return wait_for_run(queued["run_id"], float(current_app.config["TRAIN_TIMEOUT_SECONDS"]))
 
@@ -127,8 +131,10 @@ def list_command(project_ref, org_name, name, as_json):
         key = "accuracy" if model.task_type == "classification" else "r2"
         value = model.metrics.get(key)
         shown = f"{key}={value:.3f}" if isinstance(value, (int, float)) else "-"
-        click.echo(f"{model.id}\t{model.name}\t{model.version}\t{model.task_type}\t{model.algorithm}\t"
-                   f"{model.is_active}\t{shown}")  # fmt: skip
+        click.echo(
+            f"{model.id}\t{model.name}\t{model.version}\t{model.task_type}\t{model.algorithm}\t"
+            f"{model.is_active}\t{shown}"
+        )
 
 
 def _model(model_id: int, project_ref: str | None, org_name: str | None, email: str | None, permission: str):
@@ -172,16 +178,28 @@ def show_command(model_id, project_ref, org_name, email, as_json):
     if as_json:
         echo_json(body)
         return
-    click.echo(f"model {body['model_id']}: {body['name']} version {body['version']} ({body['task_type']}, "
-               f"{body['algorithm']}), {'active' if body['is_active'] else 'inactive'}, project {body['project_id']}")  # fmt: skip
+    click.echo(
+        f"model {body['model_id']}: {body['name']} version {body['version']} ({body['task_type']}, "
+        f"{body['algorithm']}), {'active' if body['is_active'] else 'inactive'}, project {body['project_id']}"
+    )
     click.echo(f"target: {body['target_column']}")
-    click.echo("metrics: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
-                                       for k, v in body["metrics"].items() if not isinstance(v, (dict, list))))  # fmt: skip
+    click.echo(
+        "metrics: "
+        + ", ".join(
+            f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in body["metrics"].items()
+            if not isinstance(v, (dict, list))
+        )
+    )
     click.echo("features: " + ", ".join(body["feature_columns"]))
     ranked = sorted(body["feature_importance"].items(), key=lambda kv: -abs(kv[1]))
     click.echo("importance: " + ", ".join(f"{k}={v:.3f}" for k, v in ranked))
-    click.echo("versions: " + ", ".join(f"{v['version']} (id {v['model_id']}{', active' if v['is_active'] else ''})"
-                                        for v in body["versions"]))  # fmt: skip
+    click.echo(
+        "versions: "
+        + ", ".join(
+            f"{v['version']} (id {v['model_id']}{', active' if v['is_active'] else ''})" for v in body["versions"]
+        )
+    )
 
 
 @models_cli.command("activate")

@@ -50,8 +50,11 @@ def check_sensitive_columns(project: Project, cfg: TrainingConfig) -> None:
     for field, name in named:
         level = column_masking(maskings, name).sensitivity
         if level in (SENSITIVE_TARGET_LEVELS if field == "config.target_column" else SENSITIVE_LEVELS):
-            raise invalid(field, f"column {name!r} is {level}; training on it needs config.allow_sensitive: true "
-                                 "from an organization admin")  # fmt: skip
+            raise invalid(
+                field,
+                f"column {name!r} is {level}; training on it needs config.allow_sensitive: true "
+                "from an organization admin",
+            )
 
 
 def sensitive_columns(project: Project, cfg: TrainingConfig, names: list[str]) -> set[str]:

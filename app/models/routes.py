@@ -40,8 +40,13 @@ def _model_detail(model) -> dict:
 
 
 @bp.post("/api/flow/ai-recipes")
-@doc("Create a train_model recipe in the X-Project-Id project; its config is checked against the input table",
-     body=RecipeCreateSchema, response=RecipeCreatedSchema, status=201, tags=["models"])  # fmt: skip
+@doc(
+    "Create a train_model recipe in the X-Project-Id project; its config is checked against the input table",
+    body=RecipeCreateSchema,
+    response=RecipeCreatedSchema,
+    status=201,
+    tags=["models"],
+)
 @login_required("project.edit")
 def create_recipe():
     project = project_in_scope("project.edit")
@@ -67,12 +72,16 @@ def list_runs(recipe_id: int):
 
 
 @bp.post("/api/flow/ai-recipes/<int:recipe_id>/run")
-@doc("Train on a worker; waits for the outcome unless wait=false (then 202 and poll the runs)",
-     response=RunResultSchema, query={"wait": "true (default) or false"}, tags=["models"],
-     description="No request body: the run trains with the recipe's config (create it with POST /api/flow/ai-recipes, "
-                 "`recipe_type: train_model`). 200 `{status: success, run_id, model_id, metrics}` or "
-                 "`{status: failed, run_id, error}`; with `wait=false` 202 `{run_id, status: queued}`.",
-     responses={202: "wait=false: the run is queued; poll GET /api/flow/ai-recipes/{id}/runs"})  # fmt: skip
+@doc(
+    "Train on a worker; waits for the outcome unless wait=false (then 202 and poll the runs)",
+    response=RunResultSchema,
+    query={"wait": "true (default) or false"},
+    tags=["models"],
+    description="No request body: the run trains with the recipe's config (create it with POST /api/flow/ai-recipes, "
+    "`recipe_type: train_model`). 200 `{status: success, run_id, model_id, metrics}` or "
+    "`{status: failed, run_id, error}`; with `wait=false` 202 `{run_id, status: queued}`.",
+    responses={202: "wait=false: the run is queued; poll GET /api/flow/ai-recipes/{id}/runs"},
+)
 @login_required("project.edit")
 def run_recipe(recipe_id: int):
     project = project_in_scope("project.edit", required=False)
@@ -83,8 +92,12 @@ def run_recipe(recipe_id: int):
 
 
 @bp.get("/api/models")
-@doc("The X-Project-Id project's models, every version", response=ModelListSchema,
-     query={"name": "only the versions of this model name"}, tags=["models"])  # fmt: skip
+@doc(
+    "The X-Project-Id project's models, every version",
+    response=ModelListSchema,
+    query={"name": "only the versions of this model name"},
+    tags=["models"],
+)
 @login_required("project.view")
 def list_models():
     project = project_in_scope("project.view")
@@ -93,9 +106,12 @@ def list_models():
 
 
 @bp.get("/api/models/<int:model_id>")
-@doc("One model version with its feature importance, input schema and every version of its name; categories and "
-     "classes are masked for the caller's role as a preview of the input table would be",
-     response=ModelDetailSchema, tags=["models"])  # fmt: skip
+@doc(
+    "One model version with its feature importance, input schema and every version of its name; categories and "
+    "classes are masked for the caller's role as a preview of the input table would be",
+    response=ModelDetailSchema,
+    tags=["models"],
+)
 @login_required("project.view")
 def get_model(model_id: int):
     project = project_in_scope("project.view", required=False)
@@ -112,9 +128,12 @@ def activate_model(model_id: int):
 
 
 @bp.delete("/api/models/<int:model_id>")
-@doc("Delete a version and its artifact; 409 for the active version while others exist, and for a version a "
-     "published API service scores with",
-     response=DeletedSchema, tags=["models"])  # fmt: skip
+@doc(
+    "Delete a version and its artifact; 409 for the active version while others exist, and for a version a "
+    "published API service scores with",
+    response=DeletedSchema,
+    tags=["models"],
+)
 @login_required("project.edit")
 def delete_model(model_id: int):
     project = project_in_scope("project.edit", required=False)

@@ -8,8 +8,11 @@ RECIPE_TYPES = ("train_model",)
 class RecipeCreateSchema(Schema):
     recipe_type = fields.String(required=True, validate=validate.OneOf(RECIPE_TYPES))
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    inputs = fields.List(fields.String(validate=validate.Length(min=1, max=130)), load_default=list,
-                         validate=validate.Length(max=1, error="a train_model recipe reads exactly one table"))  # fmt: skip
+    inputs = fields.List(
+        fields.String(validate=validate.Length(min=1, max=130)),
+        load_default=list,
+        validate=validate.Length(max=1, error="a train_model recipe reads exactly one table"),
+    )
     # Checked field by field against the input table by the service (config.<field> in every error).
     config = fields.Dict(required=True)
 

@@ -46,8 +46,10 @@ def check_recipe_config(project: Project, config: dict, inputs: list[str], user:
     columns = input_columns(project, table)
     checked = validate_training_config({**config, "input_table": table}, columns)
     if checked.allow_sensitive and (user is None or not has_permission(user, "org.admin")):
-        raise forbidden("config.allow_sensitive: only an organization admin may allow training on sensitive columns",
-                       {"fields": {"config.allow_sensitive": ["org.admin required"]}})  # fmt: skip
+        raise forbidden(
+            "config.allow_sensitive: only an organization admin may allow training on sensitive columns",
+            {"fields": {"config.allow_sensitive": ["org.admin required"]}},
+        )
     check_sensitive_columns(project, checked)
     return checked
 
@@ -121,8 +123,11 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
     from tasks.train import train_recipe  # lazy: tasks.train loads scikit-learn, which the web process never needs
 
     if not queue_has_worker(TRAIN_QUEUE):
-        raise unavailable("no_worker", f"no worker is consuming the {TRAIN_QUEUE} queue; try again shortly",
-                       headers={"Retry-After": 5})  # fmt: skip
+        raise unavailable(
+            "no_worker",
+            f"no worker is consuming the {TRAIN_QUEUE} queue; try again shortly",
+            headers={"Retry-After": 5},
+        )
     run = RecipeRun(recipe_id=recipe.id, status="queued")
     db.session.add(run)
     db.session.commit()
@@ -214,14 +219,18 @@ def delete_model(model: MLModel) -> None:
     others = [m for m in versions_of(model) if m.id != model.id]
     if model.is_active and others:
         versions = ", ".join(str(m.version) for m in others)
-        raise conflict(f"version {model.version} is the active version of {model.name!r}; "
-                       f"activate another version ({versions}) before deleting it",
-                       {"active_version": model.version, "other_versions": [m.id for m in others]})  # fmt: skip
+        raise conflict(
+            f"version {model.version} is the active version of {model.name!r}; "
+            f"activate another version ({versions}) before deleting it",
+            {"active_version": model.version, "other_versions": [m.id for m in others]},
+        )
     served_by = services_serving(model)
     if served_by:
-        raise conflict(f"model {model.id} is served by the published API service(s) "
-                       f"{', '.join(served_by)}; unpublish them or publish a version that uses another model first",
-                       {"served_by": served_by})  # fmt: skip
+        raise conflict(
+            f"model {model.id} is served by the published API service(s) "
+            f"{', '.join(served_by)}; unpublish them or publish a version that uses another model first",
+            {"served_by": served_by},
+        )
     path = model.artifact_path
     db.session.delete(model)
     db.session.commit()

@@ -117,8 +117,15 @@ def _train_and_store(project: Project, recipe: Recipe, cfg: TrainingConfig, fram
     name = cfg.model_name or recipe.name
     # A fresh key per artifact: a version's file is never overwritten, so a worker never scores a half-replaced model.
     key = f"p{project.id}-r{recipe.id}-{uuid.uuid4().hex}"
-    metadata = {"artifact_key": key, "project_id": project.id, "recipe_id": recipe.id, "model_name": name, "task_type": cfg.task_type,
-                "algorithm": cfg.algorithm, "target_column": cfg.target_column}  # fmt: skip
+    metadata = {
+        "artifact_key": key,
+        "project_id": project.id,
+        "recipe_id": recipe.id,
+        "model_name": name,
+        "task_type": cfg.task_type,
+        "algorithm": cfg.algorithm,
+        "target_column": cfg.target_column,
+    }
     stored = save_artifact(current_app.config["MODEL_STORE"], key, trained.pipeline, metadata)
     try:
         model = _register(project, recipe, cfg, trained, stored)

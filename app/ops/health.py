@@ -40,8 +40,14 @@ def worker_processes(app: Flask) -> list[dict]:
             continue
         with contextlib.suppress(ValueError, TypeError, KeyError):  # a malformed record is skipped, not fatal
             record = json.loads(raw)
-            found.append({"node": str(record["node"]), "pid": int(record["pid"]), "host": str(record.get("host", "")),
-                          "queues": sorted(str(q) for q in record.get("queues", []))})  # fmt: skip
+            found.append(
+                {
+                    "node": str(record["node"]),
+                    "pid": int(record["pid"]),
+                    "host": str(record.get("host", "")),
+                    "queues": sorted(str(q) for q in record.get("queues", [])),
+                }
+            )
     return sorted(found, key=lambda w: (w["node"], w["pid"]))
 
 

@@ -21,8 +21,10 @@ def healthz():
 
 
 @bp.get("/readyz")
-@doc("Readiness: database, Redis and at least one worker, each ok or not; details (errors, workers) for org admins",
-     auth=False)  # fmt: skip
+@doc(
+    "Readiness: database, Redis and at least one worker, each ok or not; details (errors, workers) for org admins",
+    auth=False,
+)
 def readyz():
     report = readiness(current_app)
     status = 200 if report["status"] == "ok" else 503

@@ -22,9 +22,14 @@ def create_project(
     if db.session.scalar(select(Project).where(Project.org_id == org_id, Project.slug == slug)):
         raise conflict(f"a project with slug {slug!r} already exists", {"fields": {"slug": ["taken"]}})
     project = Project(
-        org_id=org_id, name=name, slug=slug, description=description, created_by=created_by, icon=icon or "",
+        org_id=org_id,
+        name=name,
+        slug=slug,
+        description=description,
+        created_by=created_by,
+        icon=icon or "",
         color=color or None,
-    )  # fmt: skip
+    )
     db.session.add(project)
     db.session.commit()
     return project

@@ -38,20 +38,31 @@ def _detail(asset) -> dict:
 @services_cli.command("create")
 @click.option("--project", "project_ref", help="Project id or slug (required for an api_service).")
 @click.option("--org", "org_name", help="Organization name (a slug shared by several; a data_api without project).")
-@click.option("--body", "body_file", type=click.Path(dir_okay=False, allow_dash=True),
-              help="JSON file with the whole create body, as POST /api/publish/assets takes it ('-' = stdin); "
-                   "the options below override its fields.")  # fmt: skip
-@click.option("--type", "asset_type", type=click.Choice(["api_service", "data_api"]),
-              help="Asset type (default api_service).")  # fmt: skip
+@click.option(
+    "--body",
+    "body_file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="JSON file with the whole create body, as POST /api/publish/assets takes it ('-' = stdin); "
+    "the options below override its fields.",
+)
+@click.option(
+    "--type", "asset_type", type=click.Choice(["api_service", "data_api"]), help="Asset type (default api_service)."
+)
 @click.option("--key", "asset_key", help="The asset key in serving URLs, e.g. sales-serving.")
 @click.option("--title")
 @click.option("--description")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, allow_dash=True), help="JSON file with the "
-              "config: {\"endpoints\": [...]} for an api_service (default: none yet), a query config for a data_api.")  # fmt: skip
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="JSON file with the "
+    'config: {"endpoints": [...]} for an api_service (default: none yet), a query config for a data_api.',
+)
 @user_option
 @json_option
-def create_service(project_ref, org_name, body_file, asset_type, asset_key, title, description, config_file, email,
-                   as_json):  # fmt: skip
+def create_service(
+    project_ref, org_name, body_file, asset_type, asset_key, title, description, config_file, email, as_json
+):
     """Create a published asset as a draft (publish it with `flask services publish`).
 
     \b
@@ -69,8 +80,13 @@ def create_service(project_ref, org_name, body_file, asset_type, asset_key, titl
     body = read_json_file(body_file, "--body") if body_file else {}
     if not isinstance(body, dict):
         raise CommandError("--body: expected a JSON object")
-    options = {"asset_type": asset_type, "asset_key": asset_key, "title": title, "description": description,
-               "config": read_json_file(config_file, "--config") if config_file else None}  # fmt: skip
+    options = {
+        "asset_type": asset_type,
+        "asset_key": asset_key,
+        "title": title,
+        "description": description,
+        "config": read_json_file(config_file, "--config") if config_file else None,
+    }
     body = {**body, **{k: v for k, v in options.items() if v is not None}}
     body.setdefault("asset_type", "api_service")
     if body["asset_type"] == "api_service":
@@ -100,8 +116,10 @@ def show_service(asset_key, email, as_json):
         echo_json(body)
         return
     version = body["published_version"] if body["status"] == "published" else "-"
-    click.echo(f"{body['asset_key']} (id {body['id']}): {body['asset_type']}, {body['status']}, "
-               f"published version {version}, project {body['project_id']}")  # fmt: skip
+    click.echo(
+        f"{body['asset_key']} (id {body['id']}): {body['asset_type']}, {body['status']}, "
+        f"published version {version}, project {body['project_id']}"
+    )
     click.echo(f"title: {body['title']}")
     if asset.asset_type == "api_service":
         click.echo("draft endpoints:")
@@ -196,8 +214,12 @@ def endpoints_cli():
 
 @endpoints_cli.command("add")
 @click.argument("asset_key")
-@click.option("--file", "endpoint_file", type=click.Path(dir_okay=False, allow_dash=True),
-              help="JSON file with the endpoint object ('-' = stdin); options below override its fields.")  # fmt: skip
+@click.option(
+    "--file",
+    "endpoint_file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="JSON file with the endpoint object ('-' = stdin); options below override its fields.",
+)
 @click.option("--id", "endpoint_id", help="Endpoint id (an endpoint with this id is replaced).")
 @click.option("--kind", type=click.Choice(["sql", "lookup", "model", "function"]))
 @click.option("--query", "query_file", type=click.Path(dir_okay=False), help="sql: JSON file with the query config.")
@@ -207,15 +229,36 @@ def endpoints_cli():
 @click.option("--column", "columns", multiple=True, help="lookup: a column returned (repeat; default all).")
 @click.option("--max-results", type=int, help="lookup: at most this many rows (default 100).")
 @click.option("--model-id", type=int, help="model: the id of a model of the service's project.")
-@click.option("--handler", "handler_file", type=click.Path(dir_okay=False),
-              help="function: Python file defining handler(payload) (org admins only).")  # fmt: skip
+@click.option(
+    "--handler",
+    "handler_file",
+    type=click.Path(dir_okay=False),
+    help="function: Python file defining handler(payload) (org admins only).",
+)
 @click.option("--cache-ttl", type=int, help="sql/lookup: seconds a result is cached (0 = off).")
 @click.option("--description", help="What the endpoint answers.")
 @click.option("--note", default="", help="Change note for the draft.")
 @user_option
 @json_option
-def add_endpoint(asset_key, endpoint_file, endpoint_id, kind, query_file, dataset, key_column, key_param, columns,
-                 max_results, model_id, handler_file, cache_ttl, description, note, email, as_json):  # fmt: skip
+def add_endpoint(
+    asset_key,
+    endpoint_file,
+    endpoint_id,
+    kind,
+    query_file,
+    dataset,
+    key_column,
+    key_param,
+    columns,
+    max_results,
+    model_id,
+    handler_file,
+    cache_ttl,
+    description,
+    note,
+    email,
+    as_json,
+):
     """Add an endpoint to the draft of ASSET_KEY, replacing the endpoint with the same id.
 
     \b
@@ -257,8 +300,10 @@ def add_endpoint(asset_key, endpoint_file, endpoint_id, kind, query_file, datase
     if as_json:
         echo_json(_detail(asset))
         return
-    click.echo(f"{'replaced' if replaced else 'added'} endpoint {endpoint['id']} in the draft of {asset_key}; "
-               f"`flask services publish {asset_key}` serves it")  # fmt: skip
+    click.echo(
+        f"{'replaced' if replaced else 'added'} endpoint {endpoint['id']} in the draft of {asset_key}; "
+        f"`flask services publish {asset_key}` serves it"
+    )
 
 
 @endpoints_cli.command("remove")

@@ -30,8 +30,12 @@ def _detail(asset) -> dict:
 
 
 @bp.post("/api/publish/assets")
-@doc("Create a published asset as a draft (X-Project-Id required for api_service)", body=AssetCreateSchema,
-     response=AssetSchema, status=201)  # fmt: skip
+@doc(
+    "Create a published asset as a draft (X-Project-Id required for api_service)",
+    body=AssetCreateSchema,
+    response=AssetSchema,
+    status=201,
+)
 @login_required("project.edit")
 def create_asset():
     data = AssetCreateSchema().load(json_body())
@@ -40,8 +44,11 @@ def create_asset():
 
 
 @bp.get("/api/publish/assets")
-@doc("List the organization's assets", response=AssetListSchema,
-     query={"asset_type": "data_api | api_service", "status": "draft | published", "project_id": "a project id"})  # fmt: skip
+@doc(
+    "List the organization's assets",
+    response=AssetListSchema,
+    query={"asset_type": "data_api | api_service", "status": "draft | published", "project_id": "a project id"},
+)
 @login_required("project.view")
 def list_assets():
     args = AssetListQuerySchema().load(request.args.to_dict())
@@ -57,8 +64,11 @@ def get_asset(asset_id: int):
 
 
 @bp.put("/api/publish/assets/<int:asset_id>")
-@doc("Edit the draft; serving keeps the published version until the next publish", body=AssetUpdateSchema,
-     response=AssetDetailSchema)  # fmt: skip
+@doc(
+    "Edit the draft; serving keeps the published version until the next publish",
+    body=AssetUpdateSchema,
+    response=AssetDetailSchema,
+)
 @login_required()
 def update_asset(asset_id: int):
     user = current_user()
@@ -70,9 +80,12 @@ def update_asset(asset_id: int):
 
 
 @bp.delete("/api/publish/assets/<int:asset_id>")
-@doc("Delete the asset with its versions and keys; 409 while published unless force=true (org admin). Its audit "
-     "log stays readable by org admins at /api/api-services/{id}/logs", status=204,
-     query={"force": "true deletes a published asset (org admin)"})  # fmt: skip
+@doc(
+    "Delete the asset with its versions and keys; 409 while published unless force=true (org admin). Its audit "
+    "log stays readable by org admins at /api/api-services/{id}/logs",
+    status=204,
+    query={"force": "true deletes a published asset (org admin)"},
+)
 @login_required()
 def delete_asset(asset_id: int):
     user = current_user()
@@ -83,16 +96,22 @@ def delete_asset(asset_id: int):
 
 
 @bp.get("/api/publish/deleted-assets")
-@doc("Deleted assets of the organization, newest first (org admin): their audit logs stay readable",
-     response=DeletedAssetListSchema)  # fmt: skip
+@doc(
+    "Deleted assets of the organization, newest first (org admin): their audit logs stay readable",
+    response=DeletedAssetListSchema,
+)
 @login_required("org.admin")
 def list_deleted_assets():
     return DeletedAssetListSchema().dump({"items": service.list_deleted_assets(current_user())})
 
 
 @bp.post("/api/publish/assets/<int:asset_id>/publish")
-@doc("Publish the draft as a new immutable version; a worker then indexes the warehouse columns its lookups and "
-     "eq filters match on (GET /api/datasets/{name} lists them)", body=PublishSchema, response=PublishResultSchema)  # fmt: skip
+@doc(
+    "Publish the draft as a new immutable version; a worker then indexes the warehouse columns its lookups and "
+    "eq filters match on (GET /api/datasets/{name} lists them)",
+    body=PublishSchema,
+    response=PublishResultSchema,
+)
 @login_required()
 def publish(asset_id: int):
     user = current_user()

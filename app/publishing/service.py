@@ -54,11 +54,16 @@ def list_assets(user: User, asset_type: str | None, status: str | None, project_
 
 def create_asset(user: User, project: Project | None, data: dict) -> PublishedAsset:
     if data["asset_type"] == "api_service" and project is None:
-        raise APIError(400, "validation_error", "X-Project-Id header is required for an api_service",
-                       {"fields": {"X-Project-Id": ["required for api_service"]}})  # fmt: skip
+        raise APIError(
+            400,
+            "validation_error",
+            "X-Project-Id header is required for an api_service",
+            {"fields": {"X-Project-Id": ["required for api_service"]}},
+        )
     if db.session.scalar(select(PublishedAsset.id).where(PublishedAsset.asset_key == data["asset_key"])):
-        raise conflict(f"asset_key {data['asset_key']!r} is already taken",
-                       {"fields": {"asset_key": ["already taken"]}})  # fmt: skip
+        raise conflict(
+            f"asset_key {data['asset_key']!r} is already taken", {"fields": {"asset_key": ["already taken"]}}
+        )
     config = validate_asset_config(data["asset_type"], data["config"], user, project, previous=None)
     asset = PublishedAsset(
         id=_unused_asset_id(),
@@ -216,8 +221,9 @@ def delete_asset(user: User, asset: PublishedAsset, force: bool = False) -> Dele
     DeletedAsset row records the deletion so org admins can still find and read that log."""
     if asset.status == "published":
         if not force:
-            raise conflict(f"asset {asset.asset_key!r} is published: unpublish it first, or delete "
-                           "with force=true (org admin)")  # fmt: skip
+            raise conflict(
+                f"asset {asset.asset_key!r} is published: unpublish it first, or delete with force=true (org admin)"
+            )
         require_permission(user, "org.admin")
     tombstone = DeletedAsset(
         id=asset.id,

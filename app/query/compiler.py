@@ -145,8 +145,9 @@ def compile_query(
         if masked(spec.column):
             # The order of rows would rank values the key only sees masked.
             message = f"column {spec.column.name} is masked for this key and cannot be sorted on"
-            raise APIError(400, "column_masked", f"{spec.field}.column: {message}",
-                           {"fields": {f"{spec.field}.column": [message]}})  # fmt: skip
+            raise APIError(
+                400, "column_masked", f"{spec.field}.column: {message}", {"fields": {f"{spec.field}.column": [message]}}
+            )
         order.append(sa_col(spec.column).desc() if spec.dir == "desc" else sa_col(spec.column).asc())
 
     limit, offset = _page(params, plan)

@@ -100,14 +100,17 @@ def check_masked_uses(user: User, catalog: Catalog, kind: str, config: dict, fie
         if action == SERVE:
             return
         seen = "blocked" if action == BLOCKED else "masked"
-        message = (f"column {ref.name} ({level}) is {seen} for your role; only an organization admin may "
-                   f"{use} on it in a saved config")  # fmt: skip
+        message = (
+            f"column {ref.name} ({level}) is {seen} for your role; only an organization admin may "
+            f"{use} on it in a saved config"
+        )
         raise APIError(403, "permission_denied", f"{where}: {message}", {"fields": {where: [message]}})
 
     if kind in ("sql", "data_api"):
         prefix = field if kind == "data_api" else f"{field}.query"
-        plan = resolve_query_config(catalog.physical_query(config["query"] if kind == "sql" else config, prefix),
-                                    warehouse.get(), prefix)  # fmt: skip
+        plan = resolve_query_config(
+            catalog.physical_query(config["query"] if kind == "sql" else config, prefix), warehouse.get(), prefix
+        )
         for spec in plan.filters:
             if spec.param is None:
                 check(spec.column, f"{spec.field}.column", "filter with a fixed value")
@@ -165,8 +168,21 @@ def lookup_as_query(endpoint: dict) -> dict:
 
 
 def _lookup(endpoint, field, user, project, catalog, _old) -> dict:
-    _only(endpoint, field, {"id", "kind", "dataset", "key_column", "key_param", "columns", "max_results",
-                            "cache_ttl_seconds", "description"})  # fmt: skip
+    _only(
+        endpoint,
+        field,
+        {
+            "id",
+            "kind",
+            "dataset",
+            "key_column",
+            "key_param",
+            "columns",
+            "max_results",
+            "cache_ttl_seconds",
+            "description",
+        },
+    )
     dataset = endpoint.get("dataset")
     if not isinstance(dataset, str) or "." not in dataset:
         raise invalid(f"{field}.dataset", "required: a dataset name schema.table")
@@ -182,8 +198,13 @@ def _lookup(endpoint, field, user, project, catalog, _old) -> dict:
     columns = endpoint.get("columns")
     if columns is not None and not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
         raise invalid(f"{field}.columns", "null (all columns) or a list of column names")
-    normal = {**endpoint, "key_param": key_param, "max_results": max_results, "columns": columns,
-              "cache_ttl_seconds": _cache_ttl(endpoint, field)}  # fmt: skip
+    normal = {
+        **endpoint,
+        "key_param": key_param,
+        "max_results": max_results,
+        "columns": columns,
+        "cache_ttl_seconds": _cache_ttl(endpoint, field),
+    }
     query = catalog.physical_query(lookup_as_query(normal), field)
     try:
         validate_query_config(query, warehouse.get(), field)
@@ -204,8 +225,11 @@ def _lookup_field(field: str, path: str) -> str:
 
 
 def _model(endpoint, field, user, project, catalog, _old) -> dict:
-    _only(endpoint, field, {"id", "kind", "model_id", "description", "enrichments", "return_enriched", "on_bad_row",
-                            "explanations"})  # fmt: skip
+    _only(
+        endpoint,
+        field,
+        {"id", "kind", "model_id", "description", "enrichments", "return_enriched", "on_bad_row", "explanations"},
+    )
     model_id = endpoint.get("model_id")
     if not isinstance(model_id, int) or isinstance(model_id, bool):
         raise invalid(f"{field}.model_id", "required: the id of a trained model")
@@ -243,8 +267,11 @@ def _explanations_default(value, field: str, model) -> None:
 
 
 ON_BAD_ROW = ("error", "ignore")
-ENRICH_POLICIES = {"missing_key": ("error", "ignore", "null"), "not_found": ("error", "ignore", "null"),
-                   "multiple_matches": ("error", "first")}  # fmt: skip
+ENRICH_POLICIES = {
+    "missing_key": ("error", "ignore", "null"),
+    "not_found": ("error", "ignore", "null"),
+    "multiple_matches": ("error", "first"),
+}
 MAX_ENRICHMENTS = 10
 
 
@@ -285,8 +312,12 @@ def _enrichments(value, field: str, model, catalog: Catalog) -> list[dict]:
             if feature in targets:
                 raise invalid(f"{where}.columns.{column}", f"feature {feature!r} is mapped twice")
             targets.add(feature)
-        normal = {"dataset": enrichment["dataset"], "on": [dict(p) for p in on], "columns": dict(mapped),
-                  "override": enrichment.get("override", False)}  # fmt: skip
+        normal = {
+            "dataset": enrichment["dataset"],
+            "on": [dict(p) for p in on],
+            "columns": dict(mapped),
+            "override": enrichment.get("override", False),
+        }
         if not isinstance(normal["override"], bool):
             raise invalid(f"{where}.override", "expected true or false")
         for name, allowed in ENRICH_POLICIES.items():
@@ -308,8 +339,10 @@ def _enrich_pair(pair, where: str, features: dict, columns: dict, matching: bool
         raise invalid(f"{where}.feature" if matching else where, f"{feature!r} is not a feature of the model")
     ftype = features.get(feature, columns[column])
     if not enrich_types_fit(columns[column], ftype):
-        raise invalid(f"{where}.feature" if matching else where,
-                      f"column {column} ({columns[column]}) does not fit feature {feature} ({ftype})")  # fmt: skip
+        raise invalid(
+            f"{where}.feature" if matching else where,
+            f"column {column} ({columns[column]}) does not fit feature {feature} ({ftype})",
+        )
 
 
 def _function(endpoint, field, user, project, catalog, old_handlers) -> dict:
@@ -318,8 +351,10 @@ def _function(endpoint, field, user, project, catalog, old_handlers) -> dict:
     if not isinstance(handler, str):
         raise invalid(f"{field}.handler", "required: Python source defining handler(payload)")
     if old_handlers.get(endpoint["id"]) != handler and not has_permission(user, "org.admin"):
-        raise forbidden("only organization admins may create or change function endpoints",
-                       {"fields": {f"{field}.handler": ["org.admin required"]}})  # fmt: skip
+        raise forbidden(
+            "only organization admins may create or change function endpoints",
+            {"fields": {f"{field}.handler": ["org.admin required"]}},
+        )
     check_handler_source(handler, f"{field}.handler")
     return endpoint
 

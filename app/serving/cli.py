@@ -43,11 +43,13 @@ def _body(text: str | None, path: str | None):
     return None
 
 
-param_option = click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
-                            help="A request query parameter (repeat).")  # fmt: skip
+param_option = click.option(
+    "--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="A request query parameter (repeat)."
+)
 body_option = click.option("--body", "-d", "body_text", metavar="JSON", help="The JSON body (model/function).")
-body_file_option = click.option("--body-file", type=click.Path(dir_okay=False, allow_dash=True),
-                                help="A file holding the JSON body ('-' = stdin).")  # fmt: skip
+body_file_option = click.option(
+    "--body-file", type=click.Path(dir_okay=False, allow_dash=True), help="A file holding the JSON body ('-' = stdin)."
+)
 
 
 @services_cli.command("test")
@@ -68,8 +70,9 @@ def test_command(asset_key, endpoint_id, params, body_text, body_file, email):
     """
     user, asset = _acting(asset_key, email, "project.edit")
     query, body = _params(params), _body(body_text, body_file)
-    kind = next((ep.get("kind") for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id),
-                None)  # fmt: skip
+    kind = next(
+        (ep.get("kind") for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None
+    )
     if KIND_METHODS.get(kind) == "GET":
         # As in the Test pane, a JSON object given to a sql/lookup endpoint is its query parameters.
         if isinstance(body, dict):
@@ -83,10 +86,20 @@ def test_command(asset_key, endpoint_id, params, body_text, body_file, email):
 @services_cli.command("call")
 @click.argument("asset_key")
 @click.argument("endpoint_id")
-@click.option("--key", "api_key", envvar="APIARY_API_KEY", required=True, metavar="dk_…",
-              help="The API key (or set APIARY_API_KEY, which keeps it out of the shell history).")  # fmt: skip
-@click.option("--method", "-X", type=click.Choice(["GET", "POST", "PUT", "PATCH", "DELETE"], case_sensitive=False),
-              help="HTTP method; default POST with a body, GET without.")  # fmt: skip
+@click.option(
+    "--key",
+    "api_key",
+    envvar="APIARY_API_KEY",
+    required=True,
+    metavar="dk_…",
+    help="The API key (or set APIARY_API_KEY, which keeps it out of the shell history).",
+)
+@click.option(
+    "--method",
+    "-X",
+    type=click.Choice(["GET", "POST", "PUT", "PATCH", "DELETE"], case_sensitive=False),
+    help="HTTP method; default POST with a body, GET without.",
+)
 @param_option
 @body_option
 @body_file_option
@@ -138,8 +151,16 @@ def logs_command(asset_key, endpoint_id, key_id, status, errors_only, since, unt
       flask services logs sales-serving --errors-only --since 2026-01-31T00:00:00 --json
     """
     _user, asset = _acting(asset_key, email, "project.view")
-    given = {"endpoint_id": endpoint_id, "key_id": key_id, "status": status, "since": since, "until": until,
-             "limit": limit, "offset": offset, "errors_only": "true" if errors_only else None}  # fmt: skip
+    given = {
+        "endpoint_id": endpoint_id,
+        "key_id": key_id,
+        "status": status,
+        "since": since,
+        "until": until,
+        "limit": limit,
+        "offset": offset,
+        "errors_only": "true" if errors_only else None,
+    }
     filters = LogQuerySchema().load({k: v for k, v in given.items() if v is not None})
     page = LogPageSchema().dump(list_logs(asset, filters))
     if as_json:
@@ -147,8 +168,10 @@ def logs_command(asset_key, endpoint_id, key_id, status, errors_only, since, unt
         return
     click.echo("created_at\tendpoint\tkey_id\tmethod\tstatus\tlatency_ms\terror")
     for e in page["items"]:
-        click.echo(f"{e['created_at']}\t{e['endpoint_id'] or '-'}\t{e['key_id'] or '-'}\t{e['method']}\t{e['status']}\t"
-                   f"{e['latency_ms']:.1f}\t{e['error_code'] or '-'}")  # fmt: skip
+        click.echo(
+            f"{e['created_at']}\t{e['endpoint_id'] or '-'}\t{e['key_id'] or '-'}\t{e['method']}\t{e['status']}\t"
+            f"{e['latency_ms']:.1f}\t{e['error_code'] or '-'}"
+        )
     shown = len(page["items"])
     click.echo(f"{shown} of {page['total']} record(s) (offset {page['offset']})", err=True)
 

@@ -60,8 +60,12 @@ def check_method(endpoint: dict, method: str) -> None:
     expected = KIND_METHODS[endpoint["kind"]]
     allowed = (expected, *EXTRA_METHODS.get(endpoint["kind"], ()))
     if method not in allowed:
-        raise APIError(405, "method_not_allowed", f"endpoint {endpoint['id']!r} ({endpoint['kind']}) is called with {expected}",
-                       headers={"Allow": ", ".join(allowed)})  # fmt: skip
+        raise APIError(
+            405,
+            "method_not_allowed",
+            f"endpoint {endpoint['id']!r} ({endpoint['kind']}) is called with {expected}",
+            headers={"Allow": ", ".join(allowed)},
+        )
 
 
 def run_endpoint(
@@ -80,8 +84,9 @@ def run_endpoint(
     if kind in ("sql", "lookup"):
         query = endpoint["query"] if kind == "sql" else lookup_as_query(endpoint)
         ttl = endpoint.get("cache_ttl_seconds", 60) if cache_scope else 0
-        outcome = run_data_query(query, call.params, policy, org_id, project_id, cache_scope, endpoint["id"], ttl,
-                                 probed=probed)  # fmt: skip
+        outcome = run_data_query(
+            query, call.params, policy, org_id, project_id, cache_scope, endpoint["id"], ttl, probed=probed
+        )
         if kind == "lookup":
             # A lookup answers {rows, count}: paging belongs to sql endpoints.
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
@@ -118,9 +123,17 @@ def prepare_query(query: dict, org_id: int, project_id: int | None) -> PreparedQ
     return PreparedQuery(physical, plan, maskings, query_param_names(query), plan_tables(plan))
 
 
-def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, project_id: int | None,
-                   cache_scope: tuple[int, int] | None, endpoint_id: str, ttl: int,
-                   probed: str | None = None) -> Outcome:  # fmt: skip
+def run_data_query(
+    query: dict,
+    params: dict,
+    policy: KeyPolicy,
+    org_id: int,
+    project_id: int | None,
+    cache_scope: tuple[int, int] | None,
+    endpoint_id: str,
+    ttl: int,
+    probed: str | None = None,
+) -> Outcome:
     """A governed query with the key's policy, through the result cache when `ttl` > 0.
 
     `probed`: the entry's key, already read (and empty) in the call's serve script: no second read, and the answer
@@ -134,8 +147,16 @@ def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, pr
     cache = result_cache() if ttl > 0 and cache_scope else None
     cache_key = None
     if cache is not None and probed is not None:
-        body = run_query(warehouse.get(), prepared.physical, params, policy, prepared.masking,
-                         current_app.config["STATEMENT_TIMEOUT_SECONDS"], plan=prepared.plan, tables=prepared.tables)  # fmt: skip
+        body = run_query(
+            warehouse.get(),
+            prepared.physical,
+            params,
+            policy,
+            prepared.masking,
+            current_app.config["STATEMENT_TIMEOUT_SECONDS"],
+            plan=prepared.plan,
+            tables=prepared.tables,
+        )
         return Outcome(body, {"X-Cache": "MISS"}, cache_write=(probed, body, ttl))
     if cache is not None:
         cache_key = cache.make_key(
@@ -144,8 +165,16 @@ def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, pr
         hit = cache.get(cache_key)
         if hit is not None:
             return Outcome(hit, {"X-Cache": "HIT"})
-    body = run_query(warehouse.get(), prepared.physical, params, policy, prepared.masking,
-                     current_app.config["STATEMENT_TIMEOUT_SECONDS"], plan=prepared.plan, tables=prepared.tables)  # fmt: skip
+    body = run_query(
+        warehouse.get(),
+        prepared.physical,
+        params,
+        policy,
+        prepared.masking,
+        current_app.config["STATEMENT_TIMEOUT_SECONDS"],
+        plan=prepared.plan,
+        tables=prepared.tables,
+    )
     if cache is not None:
         cache.set(cache_key, body, ttl)
         return Outcome(body, {"X-Cache": "MISS"})
@@ -155,9 +184,14 @@ def run_data_query(query: dict, params: dict, policy: KeyPolicy, org_id: int, pr
 _MODELS = MLModel.__table__
 # Read on every model call: the fields scoring needs, one statement built once, no ORM entity to load.
 _SCORING_MODEL = select(
-    _MODELS.c.id, _MODELS.c.project_id, _MODELS.c.artifact_path, _MODELS.c.artifact_sha256, _MODELS.c.sklearn_version,
-    _MODELS.c.input_schema, _MODELS.c.score_quantiles,
-).where(_MODELS.c.id == bindparam("model_id"))  # fmt: skip
+    _MODELS.c.id,
+    _MODELS.c.project_id,
+    _MODELS.c.artifact_path,
+    _MODELS.c.artifact_sha256,
+    _MODELS.c.sklearn_version,
+    _MODELS.c.input_schema,
+    _MODELS.c.score_quantiles,
+).where(_MODELS.c.id == bindparam("model_id"))
 
 
 def model_for_endpoint(model_id: int, project_id: int | None) -> Row:
@@ -193,8 +227,9 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
     return scorer.score((model.id, model.artifact_sha256), rows, send, 2 * timeout)
 
 
-def _run_model(endpoint: dict, body: object, project_id: int | None, policy: KeyPolicy, org_id: int,
-               from_query: bool = False) -> Outcome:  # fmt: skip
+def _run_model(
+    endpoint: dict, body: object, project_id: int | None, policy: KeyPolicy, org_id: int, from_query: bool = False
+) -> Outcome:
     model = memo(
         "model", (endpoint["model_id"], project_id), lambda: model_for_endpoint(endpoint["model_id"], project_id)
     )
@@ -234,8 +269,11 @@ def _run_model(endpoint: dict, body: object, project_id: int | None, policy: Key
     per_row: dict[int, tuple] = {}
     probabilities = scored.get("probabilities")
     for n, i in enumerate(live):
-        per_row[i] = (scored["predictions"][n], probabilities[n] if probabilities is not None else None,
-                      explained[n] if explained else None)  # fmt: skip
+        per_row[i] = (
+            scored["predictions"][n],
+            probabilities[n] if probabilities is not None else None,
+            explained[n] if explained else None,
+        )
     predictions, probs, echo, explanations = [], [], [], []
     for i in range(len(rows)):
         if i in ignored:
@@ -262,12 +300,15 @@ def _model_outcome(model: Row, scored: dict, enriched: list | None) -> Outcome:
         if model.score_quantiles:
             # Where each probability falls among the held-out test scores (models trained before: left out).
             result["probability_percentiles"] = [
-                None if row is None else {
-                    cls: percentile_of(model.score_quantiles[cls], p) for cls, p in row.items()
+                None
+                if row is None
+                else {
+                    cls: percentile_of(model.score_quantiles[cls], p)
+                    for cls, p in row.items()
                     if cls in model.score_quantiles
                 }
                 for row in scored["probabilities"]
-            ]  # fmt: skip
+            ]
     if "explanations" in scored:
         result["explanations"] = scored["explanations"]
     if enriched is not None:
@@ -343,8 +384,11 @@ def explanation_request(body: object, endpoint: dict, model: Row, n_rows: int) -
         raise invalid("explanations.method", f"one of {', '.join(EXPLAIN_METHODS)}")
     features = len(model.input_schema)
     if features > MAX_EXACT_FEATURES:
-        raise invalid("explanations.method", f"exact Shapley values are computed for models of at most "
-                      f"{MAX_EXACT_FEATURES} input features; this model has {features}")  # fmt: skip
+        raise invalid(
+            "explanations.method",
+            f"exact Shapley values are computed for models of at most "
+            f"{MAX_EXACT_FEATURES} input features; this model has {features}",
+        )
     top_n = asked.get("top_n", 3)
     if not isinstance(top_n, int) or isinstance(top_n, bool) or not 1 <= top_n <= MAX_EXACT_FEATURES:
         raise invalid("explanations.top_n", f"an integer from 1 to {MAX_EXACT_FEATURES}")
@@ -358,11 +402,17 @@ def explain_with_worker(model: Row, rows: list[dict], top_n: int) -> list[dict]:
     """Exact Shapley explanations of validated rows, computed on a predict worker (never in the web process)."""
     from tasks.predict import explain  # lazy: tasks.predict loads scikit-learn, which the web process never needs
 
-    payload = {"id": model.id, "artifact_path": model.artifact_path, "artifact_sha256": model.artifact_sha256,
-               "sklearn_version": model.sklearn_version, "input_schema": model.input_schema}  # fmt: skip
+    payload = {
+        "id": model.id,
+        "artifact_path": model.artifact_path,
+        "artifact_sha256": model.artifact_sha256,
+        "sklearn_version": model.sklearn_version,
+        "input_schema": model.input_schema,
+    }
     timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
-    answer = call_worker(explain, [payload, rows, top_n], "predict", timeout,
-                         f"(model {model.id}, {len(rows)} rows explained)")  # fmt: skip
+    answer = call_worker(
+        explain, [payload, rows, top_n], "predict", timeout, f"(model {model.id}, {len(rows)} rows explained)"
+    )
     if "error" in answer:
         raise APIError.from_dict(answer["error"])
     return answer["explanations"]

@@ -41,8 +41,9 @@ class _Ignore(Exception):
     pass
 
 
-def enrich_rows(enrichments: list[dict], rows: list, policy: KeyPolicy, org_id: int, project, single: bool,
-                model_features: set[str]) -> Enriched:  # fmt: skip
+def enrich_rows(
+    enrichments: list[dict], rows: list, policy: KeyPolicy, org_id: int, project, single: bool, model_features: set[str]
+) -> Enriched:
     """Fill each row's features from the endpoint's enrichments; 422/ignore/null per the configured policies."""
     out = Enriched(rows=[dict(r) if isinstance(r, dict) else r for r in rows], shown=[{} for _ in rows])
     catalog = Catalog.for_scope(org_id, project)
@@ -129,8 +130,11 @@ def _lookup(j: int, enrichment: dict, keys: list[tuple], policy: KeyPolicy, cata
     schema, _, table = enrichment["dataset"].partition(".")
     on_columns = [p["column"] for p in enrichment["on"]]
     columns = list(dict.fromkeys([*on_columns, *enrichment["columns"]]))
-    query = {"source": {"schema": schema, "table": table}, "columns": columns,
-             "pagination": {"default_limit": 1, "max_limit": 1}}  # fmt: skip
+    query = {
+        "source": {"schema": schema, "table": table},
+        "columns": columns,
+        "pagination": {"default_limit": 1, "max_limit": 1},
+    }
     engine = warehouse.get()
     where = f"enrichments[{j}]"
     physical = catalog.physical_query(query, where)
@@ -139,8 +143,12 @@ def _lookup(j: int, enrichment: dict, keys: list[tuple], policy: KeyPolicy, cata
     for k, column in enumerate(on_columns):
         if actions.get(column) != SERVE:
             message = f"column {column} of {enrichment['dataset']} is not readable in clear with this key"
-            raise APIError(403, "column_not_permitted", f"{where}.on[{k}].column: {message}",
-                           {"fields": {f"{where}.on[{k}].column": [message]}})  # fmt: skip
+            raise APIError(
+                403,
+                "column_not_permitted",
+                f"{where}.on[{k}].column: {message}",
+                {"fields": {f"{where}.on[{k}].column": [message]}},
+            )
     [source] = compiled.statement.get_final_froms()
     conditions = [source.c[column].in_(sorted({key[k] for key in keys})) for k, column in enumerate(on_columns)]
     statement = compiled.statement.where(*conditions).limit(MATCHES_READ_PER_KEY * len(keys)).offset(None)

@@ -19,9 +19,13 @@ from app.serving.schemas import LogPageSchema, LogQuerySchema
 bp = Blueprint("serving", __name__)
 
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-SERVING_ERRORS = {401: "no or unknown key", 403: "key inactive, expired or not allowed this endpoint",
-                  404: "no such published service or endpoint", 405: "method does not match the endpoint's kind",
-                  429: "rate limited (Retry-After)"}  # fmt: skip
+SERVING_ERRORS = {
+    401: "no or unknown key",
+    403: "key inactive, expired or not allowed this endpoint",
+    404: "no such published service or endpoint",
+    405: "method does not match the endpoint's kind",
+    429: "rate limited (Retry-After)",
+}
 
 
 def _call() -> Call:
@@ -65,21 +69,33 @@ def _served(run) -> Response:
 
 
 @bp.route("/api/service/<asset_key>/<endpoint_id>", methods=ANY_METHOD)
-@doc("Call an endpoint of a published API service (GET for sql/lookup, POST for model/function)", auth="api_key",
-     tags=["serving"], responses=SERVING_ERRORS, methods={
-         "GET": {"summary": "Call a sql or lookup endpoint (or a model endpoint for one row)", "response": ref("RowsResponse"),
-                 "description": "sql: the endpoint's filter params plus `limit` (1..max_limit) and `offset` (>= 0); "
-                                "lookup: the key from the query param named by the endpoint's `key_param` (default "
-                                "`id`). Any other method on a sql or lookup endpoint is a 405. model: one row's features "
-                                "as query params (`?tenure=7&plan=basic`), validated as a POST body would be.",
-                 "query": {"limit": "sql: 1..max_limit", "offset": "sql: >= 0"}},
-         "POST": {"summary": "Call a model or function endpoint", "body": SERVING_BODY, "response": SERVING_RESPONSE,
-                  "description": "model: `{\"features\": {...}}` or `{\"rows\": [{...}, ...]}` scored on a worker "
-                                 "(422 naming a bad feature, 504 past PREDICT_TIMEOUT_SECONDS, 503 without a worker); "
-                                 "function: any JSON body, answered as `{\"result\": ...}`. Any other method on a "
-                                 "function endpoint is a 405; a model endpoint also answers GET with one row's "
-                                 "features as query params (coerced to their types)."},
-     })  # fmt: skip
+@doc(
+    "Call an endpoint of a published API service (GET for sql/lookup, POST for model/function)",
+    auth="api_key",
+    tags=["serving"],
+    responses=SERVING_ERRORS,
+    methods={
+        "GET": {
+            "summary": "Call a sql or lookup endpoint (or a model endpoint for one row)",
+            "response": ref("RowsResponse"),
+            "description": "sql: the endpoint's filter params plus `limit` (1..max_limit) and `offset` (>= 0); "
+            "lookup: the key from the query param named by the endpoint's `key_param` (default "
+            "`id`). Any other method on a sql or lookup endpoint is a 405. model: one row's features "
+            "as query params (`?tenure=7&plan=basic`), validated as a POST body would be.",
+            "query": {"limit": "sql: 1..max_limit", "offset": "sql: >= 0"},
+        },
+        "POST": {
+            "summary": "Call a model or function endpoint",
+            "body": SERVING_BODY,
+            "response": SERVING_RESPONSE,
+            "description": 'model: `{"features": {...}}` or `{"rows": [{...}, ...]}` scored on a worker '
+            "(422 naming a bad feature, 504 past PREDICT_TIMEOUT_SECONDS, 503 without a worker); "
+            'function: any JSON body, answered as `{"result": ...}`. Any other method on a '
+            "function endpoint is a 405; a model endpoint also answers GET with one row's "
+            "features as query params (coerced to their types).",
+        },
+    },
+)
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
     key = request.headers.get("X-API-Key")
@@ -94,16 +110,25 @@ def data_api(asset_key: str):
 
 
 @bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])
-@doc("Test pane dry run of the draft config: no key, masked by the caller's role as previews are "
-     "(admins unmasked), same dispatch as serving", tags=["serving"],
-     response=TEST_RESPONSE, methods={
-         "GET": {"summary": "Dry-run a sql or lookup endpoint of the draft",
-                 "description": "The query params the serving route takes (a sql endpoint's filter params, `limit`, "
-                                "`offset`; a lookup's key_param)."},
-         "POST": {"summary": "Dry-run any endpoint of the draft", "body": TEST_BODY,
-                  "description": "sql and lookup: one JSON object holding the query params; model and function: "
-                                 "the body the serving route takes. Answers the serving body plus `dry: true`."},
-     })  # fmt: skip
+@doc(
+    "Test pane dry run of the draft config: no key, masked by the caller's role as previews are "
+    "(admins unmasked), same dispatch as serving",
+    tags=["serving"],
+    response=TEST_RESPONSE,
+    methods={
+        "GET": {
+            "summary": "Dry-run a sql or lookup endpoint of the draft",
+            "description": "The query params the serving route takes (a sql endpoint's filter params, `limit`, "
+            "`offset`; a lookup's key_param).",
+        },
+        "POST": {
+            "summary": "Dry-run any endpoint of the draft",
+            "body": TEST_BODY,
+            "description": "sql and lookup: one JSON object holding the query params; model and function: "
+            "the body the serving route takes. Answers the serving body plus `dry: true`.",
+        },
+    },
+)
 @login_required()
 def test_endpoint(asset_id: int, endpoint_id: str):
     user = current_user()
@@ -119,9 +144,21 @@ def test_endpoint(asset_id: int, endpoint_id: str):
 
 
 @bp.get("/api/api-services/<int:asset_id>/logs")
-@doc("Audit log of a service's calls, newest first", response=LogPageSchema,
-     query={"endpoint_id": "", "key_id": "", "status": "", "errors_only": "", "since": "ISO 8601", "until": "ISO 8601",
-            "limit": "1..1000", "offset": ">= 0"}, tags=["serving"])  # fmt: skip
+@doc(
+    "Audit log of a service's calls, newest first",
+    response=LogPageSchema,
+    query={
+        "endpoint_id": "",
+        "key_id": "",
+        "status": "",
+        "errors_only": "",
+        "since": "ISO 8601",
+        "until": "ISO 8601",
+        "limit": "1..1000",
+        "offset": ">= 0",
+    },
+    tags=["serving"],
+)
 @login_required()
 def logs(asset_id: int):
     asset = asset_for_logs(current_user(), asset_id)

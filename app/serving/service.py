@@ -122,8 +122,9 @@ def _keyed(check: Callable[[], tuple], probe: Callable[[tuple, int | None], Prob
         fresh = again()
         if fresh[0].rate_limit != key.rate_limit or fresh[0].id != key.id:
             # The budget changed with the key: judged under the new one (this call counts against it too).
-            decision = process_rate_limiter().hit_serving(f"key:{fresh[0].id}", fresh[0].rate_limit,
-                                                          Probe(GENERATION_KEY))  # fmt: skip
+            decision = process_rate_limiter().hit_serving(
+                f"key:{fresh[0].id}", fresh[0].rate_limit, Probe(GENERATION_KEY)
+            )
         return fresh, decision, False
     return checked, decision, True
 
@@ -132,8 +133,13 @@ def _enforce(key: Row, decision: Decision) -> dict:
     """429 when the key is over its budget; else the `RateLimit-*` headers (none when the budget is unknown)."""
     headers = decision.headers()
     if not decision.allowed:
-        raise APIError(429, "rate_limited", f"rate limit of {key.rate_limit} requests per minute exceeded",
-                       {"retry_after": decision.retry_after_seconds}, headers)  # fmt: skip
+        raise APIError(
+            429,
+            "rate_limited",
+            f"rate limit of {key.rate_limit} requests per minute exceeded",
+            {"retry_after": decision.retry_after_seconds},
+            headers,
+        )
     return headers
 
 
@@ -178,8 +184,9 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
         if endpoint["kind"] not in ("sql", "lookup") or call.method != "GET":
             return Probe(GENERATION_KEY)
         query = endpoint["query"] if endpoint["kind"] == "sql" else lookup_as_query(endpoint)
-        return _cache_probe(served, key, asset, endpoint_id, query, call.params, endpoint.get("cache_ttl_seconds", 60),
-                            generation)  # fmt: skip
+        return _cache_probe(
+            served, key, asset, endpoint_id, query, call.params, endpoint.get("cache_ttl_seconds", 60), generation
+        )
 
     (key, asset, endpoint), decision, probed = _keyed(check, probe)
     headers = _enforce(key, decision)
@@ -193,31 +200,44 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
         if endpoint["kind"] == "lookup":
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
     else:
-        outcome = run_endpoint(endpoint, call, policy, asset.org_id, asset.project_id, scope,
-                               probed=found[0] if found else None)  # fmt: skip
+        outcome = run_endpoint(
+            endpoint, call, policy, asset.org_id, asset.project_id, scope, probed=found[0] if found else None
+        )
     served.cache_write = outcome.cache_write
     outcome.headers.update(headers)
     return outcome
 
 
-def _cache_probe(served: Served, key: Row, asset: Row, endpoint_id: str, query: dict, params: dict, ttl: int,
-                 generation: int | None) -> Probe:  # fmt: skip
+def _cache_probe(
+    served: Served, key: Row, asset: Row, endpoint_id: str, query: dict, params: dict, ttl: int, generation: int | None
+) -> Probe:
     """The serve script's probe for a result-cached query: its entry, and on a hit the call's audit record."""
     if not ttl or ttl <= 0:
         return Probe(GENERATION_KEY)
     try:
-        prepared = memo("query", ((asset.id, asset.published_version), endpoint_id, asset.org_id, asset.project_id),
-                        lambda: prepare_query(query, asset.org_id, asset.project_id))  # fmt: skip
+        prepared = memo(
+            "query",
+            ((asset.id, asset.published_version), endpoint_id, asset.org_id, asset.project_id),
+            lambda: prepare_query(query, asset.org_id, asset.project_id),
+        )
     except APIError:
         return Probe(GENERATION_KEY)  # the call reports it after the rate limit, as before
     policy = memo("policy", key.id, lambda: key_policy(key))
     cache = result_cache()
-    cache_keys = cache.probe_keys(asset.id, asset.published_version, endpoint_id, params, policy,
-                                  prepared.param_names, asset.org_id)  # fmt: skip
+    cache_keys = cache.probe_keys(
+        asset.id, asset.published_version, endpoint_id, params, policy, prepared.param_names, asset.org_id
+    )
     served.probe_template = cache_keys[2]
     entry = _entry(served, "GET", 200, (time.perf_counter() - served.started) * 1000, None, None)
-    audit = (AUDIT_KEY, LAST_USED_KEY, FLUSH_THROTTLE_KEY, json.dumps(entry, default=str, separators=(",", ":")),
-             AuditBuffer(redis_store.get()).max_len, str(key.id), f"{time.time():.3f}")  # fmt: skip
+    audit = (
+        AUDIT_KEY,
+        LAST_USED_KEY,
+        FLUSH_THROTTLE_KEY,
+        json.dumps(entry, default=str, separators=(",", ":")),
+        AuditBuffer(redis_store.get()).max_len,
+        str(key.id),
+        f"{time.time():.3f}",
+    )
     return Probe(GENERATION_KEY, cache_keys, generation, audit)
 
 
@@ -244,8 +264,9 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
 
     def probe(checked: tuple, generation: int | None) -> Probe:
         key, asset = checked
-        return _cache_probe(served, key, asset, "_data", asset.config, params, asset.config.get("cache_ttl_seconds", 60),
-                            generation)  # fmt: skip
+        return _cache_probe(
+            served, key, asset, "_data", asset.config, params, asset.config.get("cache_ttl_seconds", 60), generation
+        )
 
     (key, asset), decision, probed = _keyed(check, probe)
     headers = _enforce(key, decision)
@@ -256,8 +277,17 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
     if found is not None and found[1] is not None:
         outcome = Outcome(found[1], {"X-Cache": "HIT"})
     else:
-        outcome = run_data_query(asset.config, params, policy, asset.org_id, asset.project_id, scope, "_data", ttl,
-                                 probed=found[0] if found else None)  # fmt: skip
+        outcome = run_data_query(
+            asset.config,
+            params,
+            policy,
+            asset.org_id,
+            asset.project_id,
+            scope,
+            "_data",
+            ttl,
+            probed=found[0] if found else None,
+        )
     served.cache_write = outcome.cache_write
     outcome.headers.update(headers)
     return outcome

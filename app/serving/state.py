@@ -139,5 +139,4 @@ def bump_serving_generation() -> None:
     try:
         state.redis.incr(GENERATION_KEY)
     except Exception as exc:  # noqa: BLE001 - the change is committed; other servers catch up within TRUST_S
-        log.warning("could not bump the serving generation (other servers trust their cache for %ss): %s",
-                    TRUST_S, exc)  # fmt: skip
+        log.warning("could not bump the serving generation (other servers trust their cache for %ss): %s", TRUST_S, exc)

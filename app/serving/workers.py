@@ -47,8 +47,9 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
     payloads (feature rows, function input) stay out of them, and Celery skips building a repr of every row.
     """
     if not queue_has_worker(queue):
-        raise APIError(503, "no_worker", f"no worker is consuming the {queue} queue; try again shortly",
-                       headers={"Retry-After": 5})  # fmt: skip
+        raise APIError(
+            503, "no_worker", f"no worker is consuming the {queue} queue; try again shortly", headers={"Retry-After": 5}
+        )
     try:
         result = task.apply_async(args=args, queue=queue, expires=timeout_s, argsrepr=summary, kwargsrepr="{}")
     except Exception as exc:  # noqa: BLE001 - kombu raises many types when the broker is unreachable
@@ -62,7 +63,11 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
     except WorkerLostError:
         # The pool process running the call died (OOM killer, SIGKILL); nothing was answered, a retry may succeed.
         log.warning("%s: the worker process running it was lost", task.name)
-        raise APIError(502, "worker_lost", f"the {queue} worker running this call was lost; retry the call",
-                       headers={"Retry-After": 1}) from None  # fmt: skip
+        raise APIError(
+            502,
+            "worker_lost",
+            f"the {queue} worker running this call was lost; retry the call",
+            headers={"Retry-After": 1},
+        ) from None
     finally:
         result.forget()

@@ -122,8 +122,9 @@ def build_index(engine: Engine, schema: str, table: str, columns: tuple[str, ...
                 except sa.exc.DBAPIError:
                     if attempt == attempts:
                         raise
-                    log.warning("building index %s.%s failed (attempt %d), retrying", schema, name, attempt,
-                                exc_info=True)  # fmt: skip
+                    log.warning(
+                        "building index %s.%s failed (attempt %d), retrying", schema, name, attempt, exc_info=True
+                    )
                     continue
                 if name not in _invalid_index_names(engine, schema, table):
                     return name

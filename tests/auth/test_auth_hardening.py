@@ -59,8 +59,11 @@ def test_common_passwords_are_refused_at_sign_up_and_user_creation(client, admin
         resp = _register(client, "weak_user", "weak@example.com", password=password)
         assert resp.status_code == 422, (password, resp.get_json())
         assert "password" in resp.get_json()["error"]["details"]["fields"]
-    resp = client.post("/api/users", headers=admin.headers,
-                       json={"username": "weak2", "email": "weak2@example.com", "password": "12345678", "role": "viewer"})  # fmt: skip
+    resp = client.post(
+        "/api/users",
+        headers=admin.headers,
+        json={"username": "weak2", "email": "weak2@example.com", "password": "12345678", "role": "viewer"},
+    )
     assert resp.status_code == 422 and "password" in resp.get_json()["error"]["details"]["fields"]
     assert _register(client, "strong_user", "strong@example.com", password="plum tree 42 orbit").status_code == 201
 
@@ -71,8 +74,11 @@ def test_a_username_cannot_be_an_e_mail_address(client, admin):
     resp = _register(client, victim_email, "attacker@example.org")
     assert resp.status_code == 422
     assert "username" in resp.get_json()["error"]["details"]["fields"]
-    resp = client.post("/api/users", headers=admin.headers,
-                       json={"username": "x@y.z", "email": "xyz@example.com", "password": "long enough pw", "role": "viewer"})  # fmt: skip
+    resp = client.post(
+        "/api/users",
+        headers=admin.headers,
+        json={"username": "x@y.z", "email": "xyz@example.com", "password": "long enough pw", "role": "viewer"},
+    )
     assert resp.status_code == 422 and "username" in resp.get_json()["error"]["details"]["fields"]
 
 
@@ -84,8 +90,15 @@ def test_login_by_e_mail_prefers_the_account_owning_the_address(app, client, adm
     from app.extensions import db
 
     with app.app_context():
-        db.session.add(User(org_id=admin.org_id, username="later@example.com", email="squatter@example.org",
-                            password_hash=hash_password("squatter password 9"), role="viewer"))  # fmt: skip
+        db.session.add(
+            User(
+                org_id=admin.org_id,
+                username="later@example.com",
+                email="squatter@example.org",
+                password_hash=hash_password("squatter password 9"),
+                role="viewer",
+            )
+        )
         db.session.commit()
     owner = _register(client, "later_owner", "later@example.com", password="owner password 42")
     assert owner.status_code == 201, owner.get_json()

@@ -85,8 +85,12 @@ def _spawn_list(call_name: str) -> list[str]:
     """The string constants of the command list `make run` starts child `call_name` with."""
     tree = ast.parse((ROOT / "app" / "supervisor.py").read_text())
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and getattr(node.func, "attr", None) in ("add_child", "spawn")
-                and isinstance(node.args[0], ast.Constant) and node.args[0].value == call_name):  # fmt: skip
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", None) in ("add_child", "spawn")
+            and isinstance(node.args[0], ast.Constant)
+            and node.args[0].value == call_name
+        ):
             return [e.value for e in node.args[1].elts if isinstance(e, ast.Constant)]
     raise AssertionError(f"make run no longer spawns {call_name!r}")
 

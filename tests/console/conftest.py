@@ -82,8 +82,17 @@ def service(console, project) -> dict:
 
 
 def lookup_form(endpoint_id: str = "customer", **overrides) -> dict:
-    return {"id": endpoint_id, "kind": "lookup", "dataset": "uploads.customers", "key_column": "customer_key",
-            "key_param": "id", "columns": "", "max_results": "10", "cache_ttl_seconds": "0", **overrides}  # fmt: skip
+    return {
+        "id": endpoint_id,
+        "kind": "lookup",
+        "dataset": "uploads.customers",
+        "key_column": "customer_key",
+        "key_param": "id",
+        "columns": "",
+        "max_results": "10",
+        "cache_ttl_seconds": "0",
+        **overrides,
+    }
 
 
 def churn_csv(n: int = 120, seed: int = 7) -> str:

@@ -27,8 +27,15 @@ from tests.console.conftest import CUSTOMERS_CSV, churn_csv
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 XSS = "<img src=x onerror=alert(1)><script>alert(2)</script>"
 
 
@@ -38,10 +45,25 @@ def live_server(test_env, app, live_worker, tmp_path):
     log_path = tmp_path / "web.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
-             "--timeout", "120", "wsgi:app"],
-            cwd=ROOT, env={**os.environ, **test_env}, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--threads",
+                "8",
+                "--timeout",
+                "120",
+                "wsgi:app",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **test_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -65,9 +87,12 @@ def browser_page(tmp_path):
         old.unlink()
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
             viewport={"width": 1360, "height": 900},
-        )  # fmt: skip
+        )
         page = context.new_page()
         page.set_default_timeout(20_000)
         alerts: list[str] = []
@@ -111,16 +136,20 @@ def upload_with_progress(page, path: Path) -> list[tuple[int, str]]:
     )
     cdp = page.context.new_cdp_session(page)
     cdp.send("Network.enable")
-    cdp.send("Network.emulateNetworkConditions",
-             {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 150_000})  # fmt: skip
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 150_000},
+    )
     page.set_input_files("#f-file", str(path))
     page.click("#upload-form button[type=submit]")
     expect(page.locator("[data-progress-label]")).to_have_text(re.compile(r"^[2-9]\d%$"))  # under way
     expect(page.locator("#upload-form button[type=submit]")).to_be_disabled()
     shot(page, "05-upload-progress")
     expect(page.get_by_text(re.compile(r"Loaded \d+ rows into"))).to_be_visible(timeout=60_000)
-    cdp.send("Network.emulateNetworkConditions",
-             {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})  # fmt: skip
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
+    )
     cdp.detach()
     return seen
 
@@ -270,8 +299,9 @@ def test_the_whole_job_in_a_browser(live_server, browser_page, tmp_path):
     expect(page.locator("#keys tbody")).to_contain_text("churn_risk")
     features = {"features": {"tenure": 3, "monthly": 20.0, "plan": "basic"}}
     # The first call loads the model on the worker: allow for a loaded machine (the server's own deadline is 10 s).
-    served = httpx.post(f"{base}/api/service/sales-serving/churn_risk", json=features, headers={"X-API-Key": secret},
-                        timeout=30)  # fmt: skip
+    served = httpx.post(
+        f"{base}/api/service/sales-serving/churn_risk", json=features, headers={"X-API-Key": secret}, timeout=30
+    )
     assert served.status_code == 200, served.text
     assert (
         httpx.get(f"{base}/api/service/sales-serving/customer?id=1", headers={"X-API-Key": secret}).status_code == 403
@@ -294,8 +324,12 @@ def test_the_whole_job_in_a_browser(live_server, browser_page, tmp_path):
     page.click("#keys button:has-text('Revoke')")
     expect(page.locator("#keys .badge-revoked")).to_be_visible()
     shot(page, "16-key-revoked")
-    assert httpx.post(f"{base}/api/service/sales-serving/churn_risk", json=features,
-                      headers={"X-API-Key": secret}).status_code == 403  # fmt: skip
+    assert (
+        httpx.post(
+            f"{base}/api/service/sales-serving/churn_risk", json=features, headers={"X-API-Key": secret}
+        ).status_code
+        == 403
+    )
 
     # The audit log shows the keyed calls once the worker has written them (the revoked key's call names no
     # service until the key is resolved, so it is not the service's to show).

@@ -23,32 +23,67 @@ def _seed(base: str) -> dict:
     model endpoint, and a key."""
     username = f"en_{uuid.uuid4().hex[:8]}"
     http = httpx.Client(base_url=base, timeout=180)
-    assert http.post("/api/auth/register", json={"org_name": f"Org {username}", "username": username,
-                                                  "email": f"{username}@example.com", "password": PASSWORD}).status_code == 201  # fmt: skip
+    assert (
+        http.post(
+            "/api/auth/register",
+            json={
+                "org_name": f"Org {username}",
+                "username": username,
+                "email": f"{username}@example.com",
+                "password": PASSWORD,
+            },
+        ).status_code
+        == 201
+    )
     token = http.post("/api/auth/login", json={"username": username, "password": PASSWORD}).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
     project = http.post("/api/projects", headers=auth, json={"name": "Scoring", "slug": "scoring"}).json()
     scoped = {**auth, "X-Project-Id": str(project["project_id"])}
-    upload = http.post("/api/datasets/file/upload", headers=scoped, data={"name": "uploads.churn"},
-                       files={"file": ("churn.csv", churn_csv().encode(), "text/csv")})  # fmt: skip
+    upload = http.post(
+        "/api/datasets/file/upload",
+        headers=scoped,
+        data={"name": "uploads.churn"},
+        files={"file": ("churn.csv", churn_csv().encode(), "text/csv")},
+    )
     assert upload.status_code == 201, upload.text
-    config = {"input_table": "uploads.churn", "target_column": "churned", "task_type": "classification",
-              "algorithm": "random_forest", "feature_columns": ["tenure", "monthly", "plan"],
-              "hyperparams": {"n_estimators": 10, "max_depth": 4}}  # fmt: skip
-    recipe = http.post("/api/flow/ai-recipes", headers=scoped, json={"recipe_type": "train_model", "name": "churn",
-                                                                      "inputs": ["uploads.churn"], "config": config})  # fmt: skip
+    config = {
+        "input_table": "uploads.churn",
+        "target_column": "churned",
+        "task_type": "classification",
+        "algorithm": "random_forest",
+        "feature_columns": ["tenure", "monthly", "plan"],
+        "hyperparams": {"n_estimators": 10, "max_depth": 4},
+    }
+    recipe = http.post(
+        "/api/flow/ai-recipes",
+        headers=scoped,
+        json={"recipe_type": "train_model", "name": "churn", "inputs": ["uploads.churn"], "config": config},
+    )
     assert recipe.status_code == 201, recipe.text
     run = http.post(f"/api/flow/ai-recipes/{recipe.json()['recipe_id']}/run", headers=scoped)
     assert run.status_code == 200 and run.json()["status"] == "success", run.text
     endpoint = {"id": "risk", "kind": "model", "model_id": run.json()["model_id"]}
-    created = http.post("/api/publish/assets", headers=scoped, json={
-        "asset_type": "api_service", "asset_key": "scoring", "title": "Scoring", "description": "",
-        "config": {"endpoints": [endpoint]}})  # fmt: skip
+    created = http.post(
+        "/api/publish/assets",
+        headers=scoped,
+        json={
+            "asset_type": "api_service",
+            "asset_key": "scoring",
+            "title": "Scoring",
+            "description": "",
+            "config": {"endpoints": [endpoint]},
+        },
+    )
     assert created.status_code == 201, created.text
     asset_id = created.json()["id"]
     key = http.post(f"/api/publish/assets/{asset_id}/api-keys", headers=auth, json={"name": "app"}).json()
-    return {"username": username, "project_id": project["project_id"], "asset_id": asset_id, "key": key["key"],
-            "http": http}  # fmt: skip
+    return {
+        "username": username,
+        "project_id": project["project_id"],
+        "asset_id": asset_id,
+        "key": key["key"],
+        "http": http,
+    }
 
 
 def test_enrichment_editor_publish_and_explanation_bars_in_a_browser(live_server, browser_page):  # noqa: F811
@@ -79,8 +114,10 @@ def test_enrichment_editor_publish_and_explanation_bars_in_a_browser(live_server
     expect(page.get_by_text(re.compile(r"published as version 1"))).to_be_visible()
 
     # The keyed API's answer for two rows: a known customer (sent only by id and monthly), an unknown one.
-    body = {"rows": [{"customer_id": 7, "monthly": 25.0}, {"customer_id": 99999, "monthly": 30.0}],
-            "context": {"ticket": "T-17"}}  # fmt: skip
+    body = {
+        "rows": [{"customer_id": 7, "monthly": 25.0}, {"customer_id": 99999, "monthly": 30.0}],
+        "context": {"ticket": "T-17"},
+    }
     served = seed["http"].post("/api/service/scoring/risk", json=body, headers={"X-API-Key": seed["key"]})
     assert served.status_code == 200, served.text
     answer = served.json()

@@ -23,31 +23,76 @@ def _seed(base: str) -> dict:
     """Over the REST API: an organization, a project with customers, a service published twice, and a key."""
     username = f"lc_{uuid.uuid4().hex[:8]}"
     http = httpx.Client(base_url=base, timeout=60)
-    assert http.post("/api/auth/register", json={"org_name": f"Org {username}", "username": username,
-                                                  "email": f"{username}@example.com", "password": PASSWORD}).status_code == 201  # fmt: skip
+    assert (
+        http.post(
+            "/api/auth/register",
+            json={
+                "org_name": f"Org {username}",
+                "username": username,
+                "email": f"{username}@example.com",
+                "password": PASSWORD,
+            },
+        ).status_code
+        == 201
+    )
     token = http.post("/api/auth/login", json={"username": username, "password": PASSWORD}).json()["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
-    project = http.post("/api/projects", headers=auth, json={"name": "Sales", "slug": "sales", "icon": "folder",
-                                                             "color": "#B45309"}).json()  # fmt: skip
+    project = http.post(
+        "/api/projects", headers=auth, json={"name": "Sales", "slug": "sales", "icon": "folder", "color": "#B45309"}
+    ).json()
     scoped = {**auth, "X-Project-Id": str(project["project_id"])}
-    upload = http.post("/api/datasets/file/upload", headers=scoped, data={"name": "uploads.customers"},
-                       files={"file": ("customers.csv", CUSTOMERS_CSV.encode(), "text/csv")})  # fmt: skip
+    upload = http.post(
+        "/api/datasets/file/upload",
+        headers=scoped,
+        data={"name": "uploads.customers"},
+        files={"file": ("customers.csv", CUSTOMERS_CSV.encode(), "text/csv")},
+    )
     assert upload.status_code == 201, upload.text
-    lookup = {"id": "customer", "kind": "lookup", "dataset": "uploads.customers", "key_column": "customer_key",
-              "cache_ttl_seconds": 0}  # fmt: skip
-    created = http.post("/api/publish/assets", headers=scoped, json={
-        "asset_type": "api_service", "asset_key": "sales-serving", "title": "Sales serving", "description": "",
-        "config": {"endpoints": [lookup]}, "theme": {}, "roles": [], "is_public": False, "icon": "", "sort_order": 0})  # fmt: skip
+    lookup = {
+        "id": "customer",
+        "kind": "lookup",
+        "dataset": "uploads.customers",
+        "key_column": "customer_key",
+        "cache_ttl_seconds": 0,
+    }
+    created = http.post(
+        "/api/publish/assets",
+        headers=scoped,
+        json={
+            "asset_type": "api_service",
+            "asset_key": "sales-serving",
+            "title": "Sales serving",
+            "description": "",
+            "config": {"endpoints": [lookup]},
+            "theme": {},
+            "roles": [],
+            "is_public": False,
+            "icon": "",
+            "sort_order": 0,
+        },
+    )
     assert created.status_code == 201, created.text
     asset_id = created.json()["id"]
     assert http.post(f"/api/publish/assets/{asset_id}/publish", headers=auth).json()["version"] == 1
     narrowed = {**lookup, "columns": ["customer_key", "region"]}
-    assert http.put(f"/api/publish/assets/{asset_id}", headers=auth,
-                    json={"config": {"endpoints": [narrowed]}, "change_note": "fewer columns"}).status_code == 200  # fmt: skip
+    assert (
+        http.put(
+            f"/api/publish/assets/{asset_id}",
+            headers=auth,
+            json={"config": {"endpoints": [narrowed]}, "change_note": "fewer columns"},
+        ).status_code
+        == 200
+    )
     assert http.post(f"/api/publish/assets/{asset_id}/publish", headers=auth).json()["version"] == 2
     key = http.post(f"/api/publish/assets/{asset_id}/api-keys", headers=auth, json={"name": "app"}).json()
-    return {"username": username, "project_id": project["project_id"], "asset_id": asset_id, "key": key,
-            "auth": auth, "http": http}  # fmt: skip
+    return {
+        "username": username,
+        "project_id": project["project_id"],
+        "asset_id": asset_id,
+        "key": key,
+        "auth": auth,
+        "http": http,
+    }
 
 
 def _lookup(http: httpx.Client, secret: str, customer: int) -> httpx.Response:

@@ -25,9 +25,12 @@ def page(tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
+            str(tmp_path / "profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
             viewport={"width": 1360, "height": 900},
-        )  # fmt: skip
+        )
         page = context.new_page()
         page.set_default_timeout(20_000)
         page.failed = []  # every answer of 400 or more the pages caused (a missing favicon would be a 404)
@@ -41,20 +44,43 @@ def _api_setup(base: str) -> dict:
     """An organization, a project with an uploaded dataset and a published service with one lookup endpoint."""
     username = f"pc_{uuid.uuid4().hex[:8]}"
     with httpx.Client(base_url=base, timeout=60) as http:
-        http.post("/api/auth/register", json={"org_name": f"Org {username}", "username": username,
-                                              "email": f"{username}@example.com", "password": PASSWORD})  # fmt: skip
+        http.post(
+            "/api/auth/register",
+            json={
+                "org_name": f"Org {username}",
+                "username": username,
+                "email": f"{username}@example.com",
+                "password": PASSWORD,
+            },
+        )
         token = http.post("/api/auth/login", json={"username": username, "password": PASSWORD}).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         project = http.post("/api/projects", headers=auth, json={"name": "Sales", "slug": "sales"}).json()
         headers = {**auth, "X-Project-Id": str(project["project_id"])}
-        uploaded = http.post("/api/datasets/file/upload", headers=headers, data={"name": "people"},
-                             files={"file": ("people.csv", PEOPLE_CSV.encode(), "text/csv")})  # fmt: skip
+        uploaded = http.post(
+            "/api/datasets/file/upload",
+            headers=headers,
+            data={"name": "people"},
+            files={"file": ("people.csv", PEOPLE_CSV.encode(), "text/csv")},
+        )
         assert uploaded.status_code == 201, uploaded.text
-        endpoint = {"id": "customer_lookup_by_key", "kind": "lookup", "dataset": "uploads.people",
-                    "key_column": "customer_key", "key_param": "customer_key"}  # fmt: skip
-        asset = http.post("/api/publish/assets", headers=headers, json={
-            "asset_type": "api_service", "asset_key": f"svc-{username.replace('_', '-')}", "title": "People",
-            "config": {"endpoints": [endpoint]}}).json()  # fmt: skip
+        endpoint = {
+            "id": "customer_lookup_by_key",
+            "kind": "lookup",
+            "dataset": "uploads.people",
+            "key_column": "customer_key",
+            "key_param": "customer_key",
+        }
+        asset = http.post(
+            "/api/publish/assets",
+            headers=headers,
+            json={
+                "asset_type": "api_service",
+                "asset_key": f"svc-{username.replace('_', '-')}",
+                "title": "People",
+                "config": {"endpoints": [endpoint]},
+            },
+        ).json()
         assert http.post(f"/api/publish/assets/{asset['id']}/publish", headers=auth).status_code == 200
     return {"username": username, "auth": auth, "project_id": project["project_id"], "asset": asset}
 
@@ -135,8 +161,11 @@ def test_console_papercuts(live_server, page):  # noqa: F811
     assert secret not in page.content()
     keys = httpx.get(f"{base}/api/publish/assets/{asset['id']}/api-keys", headers=world["auth"]).json()["items"]
     assert [k["name"] for k in keys] == ["mobile"]
-    lookup = httpx.get(f"{base}/api/service/{asset['asset_key']}/customer_lookup_by_key",
-                       params={"customer_key": 7}, headers={"X-API-Key": secret})  # fmt: skip
+    lookup = httpx.get(
+        f"{base}/api/service/{asset['asset_key']}/customer_lookup_by_key",
+        params={"customer_key": 7},
+        headers={"X-API-Key": secret},
+    )
     assert lookup.status_code == 200 and lookup.json()["count"] == 1
 
     # A phone: the page itself never scrolls sideways; the endpoints table scrolls inside its card, whole.

@@ -24,13 +24,15 @@ def test_the_upload_script_gets_json_with_field_errors(console, project):
     pid = project["project_id"]
     headers = {"X-CSRF-Token": console.token, "X-Requested-With": "fetch"}
     data = {"file": (io.BytesIO(b"x,y\n1,2\n"), "notes.txt")}
-    resp = console.client.post(f"/projects/{pid}/datasets", data=data, headers=headers,
-                               content_type="multipart/form-data")  # fmt: skip
+    resp = console.client.post(
+        f"/projects/{pid}/datasets", data=data, headers=headers, content_type="multipart/form-data"
+    )
     assert resp.status_code == 422
     assert resp.get_json()["errors"]["file"] == ["expected a .csv file"]
     data = {"file": (io.BytesIO(CUSTOMERS_CSV.encode()), "customers.csv")}
-    resp = console.client.post(f"/projects/{pid}/datasets", data=data, headers=headers,
-                               content_type="multipart/form-data")  # fmt: skip
+    resp = console.client.post(
+        f"/projects/{pid}/datasets", data=data, headers=headers, content_type="multipart/form-data"
+    )
     assert resp.get_json() == {"ok": True, "redirect": f"/projects/{pid}/datasets/uploads.customers"}
 
 
@@ -54,20 +56,26 @@ def test_masking_settings_change_what_a_viewer_sees(app, client, admin, console,
     assert "masked for your role (viewer)" in page
     assert "Grace Hopper" not in page  # a person's name is medium: masked by default
     # Column 1 is `name`: mark it low sensitivity, and viewers see it as stored.
-    resp = console.post(f"/projects/{pid}/datasets/uploads.customers/settings",
-                        {"friendly_name": "Customers", "description": "", "sensitivity_1": "low"})  # fmt: skip
+    resp = console.post(
+        f"/projects/{pid}/datasets/uploads.customers/settings",
+        {"friendly_name": "Customers", "description": "", "sensitivity_1": "low"},
+    )
     assert resp.status_code == 302
     assert "Grace Hopper" in viewer.get(f"/projects/{pid}/datasets/uploads.customers").get_data(as_text=True)
     # Back to "auto": the override is gone and the name is masked again.
-    resp = console.post(f"/projects/{pid}/datasets/uploads.customers/settings",
-                        {"friendly_name": "Customers", "description": "", "sensitivity_1": ""})  # fmt: skip
+    resp = console.post(
+        f"/projects/{pid}/datasets/uploads.customers/settings",
+        {"friendly_name": "Customers", "description": "", "sensitivity_1": ""},
+    )
     assert resp.status_code == 302
     assert "Grace Hopper" not in viewer.get(f"/projects/{pid}/datasets/uploads.customers").get_data(as_text=True)
 
 
 def test_settings_errors_are_shown(console, project, customers):
-    resp = console.post(f"/projects/{project['project_id']}/datasets/uploads.customers/settings",
-                        {"friendly_name": "x" * 300, "strategy_0": "scramble"})  # fmt: skip
+    resp = console.post(
+        f"/projects/{project['project_id']}/datasets/uploads.customers/settings",
+        {"friendly_name": "x" * 300, "strategy_0": "scramble"},
+    )
     assert resp.status_code == 422
     assert "field-error" in resp.get_data(as_text=True)
 

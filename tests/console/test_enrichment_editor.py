@@ -12,8 +12,14 @@ from tests.console.test_models import _train, _wait_for_runs
 
 
 def _model_form(model_id: int, **fields) -> dict:
-    return {"id": "risk", "kind": "model", "model_id": str(model_id), "on_bad_row": "error", "explanations": "",
-            **fields}  # fmt: skip
+    return {
+        "id": "risk",
+        "kind": "model",
+        "model_id": str(model_id),
+        "on_bad_row": "error",
+        "explanations": "",
+        **fields,
+    }
 
 
 def _config(app, service_id: int) -> dict:
@@ -45,9 +51,18 @@ def test_enrichments_are_edited_checked_and_tested_in_the_console(app, console, 
 
     # Block 0 left blank (skipped), block 1 names a column the dataset lacks: the API's error is
     # config.endpoints[0].enrichments[0].on[0].column, shown next to block 1's "Match on" input.
-    bad = _model_form(model_id, **{"enr-0-dataset": "", "enr-0-on": "", "enr-0-columns": "",
-                                   "enr-1-dataset": "uploads.churn", "enr-1-on": "customer_id=nope",
-                                   "enr-1-columns": "tenure, plan", "enr-1-not_found": "ignore"})  # fmt: skip
+    bad = _model_form(
+        model_id,
+        **{
+            "enr-0-dataset": "",
+            "enr-0-on": "",
+            "enr-0-columns": "",
+            "enr-1-dataset": "uploads.churn",
+            "enr-1-on": "customer_id=nope",
+            "enr-1-columns": "tenure, plan",
+            "enr-1-not_found": "ignore",
+        },
+    )
     resp = console.post(service_url + "/endpoints", bad)
     assert resp.status_code == 422
     html = resp.get_data(as_text=True)
@@ -56,8 +71,13 @@ def test_enrichments_are_edited_checked_and_tested_in_the_console(app, console, 
     assert _config(app, service_id)["endpoints"] == []  # nothing half-written
 
     # A column mapped to a feature the model lacks names the columns input; a bad top N names its own field.
-    resp = console.post(service_url + "/endpoints", _model_form(model_id, **{
-        "enr-0-dataset": "uploads.churn", "enr-0-on": "customer_id=customer_key", "enr-0-columns": "tenure=age"}))  # fmt: skip
+    resp = console.post(
+        service_url + "/endpoints",
+        _model_form(
+            model_id,
+            **{"enr-0-dataset": "uploads.churn", "enr-0-on": "customer_id=customer_key", "enr-0-columns": "tenure=age"},
+        ),
+    )
     assert resp.status_code == 422
     assert "tenure: &#39;age&#39; is not a feature of the model" in _field_html(
         resp.get_data(as_text=True), "ep-enr-0-columns"
@@ -66,17 +86,34 @@ def test_enrichments_are_edited_checked_and_tested_in_the_console(app, console, 
     assert resp.status_code == 422
     assert "top_n: an integer from 1 to" in _field_html(resp.get_data(as_text=True), "ep-f-explanations")
 
-    good = _model_form(model_id, on_bad_row="ignore", explanations="2", return_enriched="on",
-                       **{"enr-0-dataset": "uploads.churn", "enr-0-on": "customer_id=customer_key",
-                          "enr-0-columns": "tenure, plan", "enr-0-not_found": "ignore",
-                          "enr-0-multiple_matches": "first", "enr-0-override": "on"})  # fmt: skip
+    good = _model_form(
+        model_id,
+        on_bad_row="ignore",
+        explanations="2",
+        return_enriched="on",
+        **{
+            "enr-0-dataset": "uploads.churn",
+            "enr-0-on": "customer_id=customer_key",
+            "enr-0-columns": "tenure, plan",
+            "enr-0-not_found": "ignore",
+            "enr-0-multiple_matches": "first",
+            "enr-0-override": "on",
+        },
+    )
     resp = console.post(service_url + "/endpoints", good)
     assert resp.status_code == 302, resp.get_data(as_text=True)
     [endpoint] = _config(app, service_id)["endpoints"]
-    assert endpoint["enrichments"] == [{
-        "dataset": "uploads.churn", "on": [{"feature": "customer_id", "column": "customer_key"}],
-        "columns": {"tenure": "tenure", "plan": "plan"}, "override": True, "missing_key": "error",
-        "not_found": "ignore", "multiple_matches": "first"}]  # fmt: skip
+    assert endpoint["enrichments"] == [
+        {
+            "dataset": "uploads.churn",
+            "on": [{"feature": "customer_id", "column": "customer_key"}],
+            "columns": {"tenure": "tenure", "plan": "plan"},
+            "override": True,
+            "missing_key": "error",
+            "not_found": "ignore",
+            "multiple_matches": "first",
+        }
+    ]
     assert endpoint["return_enriched"] is True and endpoint["on_bad_row"] == "ignore"
     assert endpoint["explanations"] == {"method": "shapley", "top_n": 2}
 
@@ -89,17 +126,31 @@ def test_enrichments_are_edited_checked_and_tested_in_the_console(app, console, 
     )
 
     # The Test pane runs the draft: customer 1 looked up, an unknown customer ignored in place, context echoed.
-    result = console.post_json(service_url + "/test", {"endpoint_id": "risk", "body": {
-        "rows": [{"customer_id": 1, "monthly": 20.0}, {"customer_id": 99999, "monthly": 30.0}],
-        "context": {"ticket": "T-1"}}}).get_json()  # fmt: skip
+    result = console.post_json(
+        service_url + "/test",
+        {
+            "endpoint_id": "risk",
+            "body": {
+                "rows": [{"customer_id": 1, "monthly": 20.0}, {"customer_id": 99999, "monthly": 30.0}],
+                "context": {"ticket": "T-1"},
+            },
+        },
+    ).get_json()
     assert result["status"] == 200, result
     body = result["body"]
     assert body["context"] == {"ticket": "T-1"}
     assert body["predictions"][1]["ignored"] is True
     [explained, skipped] = body["explanations"]
     assert skipped is None and len(explained["contributions"]) <= 2
-    assert abs(explained["base"] + sum(explained["contributions"].values()) + explained.get("others", 0)
-               - explained["output"]) < 1e-6  # fmt: skip
+    assert (
+        abs(
+            explained["base"]
+            + sum(explained["contributions"].values())
+            + explained.get("others", 0)
+            - explained["output"]
+        )
+        < 1e-6
+    )
 
     # Remove the enrichment and the defaults: the endpoint is a plain model endpoint again.
     plain = {**good, "enr-0-remove": "on", "on_bad_row": "error", "explanations": "", "return_enriched": ""}

@@ -107,10 +107,18 @@ def test_model_and_recipe_names(console, project, live_worker):
     """A model is named in the training form: its name shows on the models pages and in the endpoint editor."""
     pid = project["project_id"]
     assert console.upload(pid, churn_csv(60), filename="churn.csv").status_code == 302
-    resp = console.post(f"/projects/{pid}/models",
-                        {"name": XSS, "input_table": "uploads.churn", "target_column": "churned",
-                         "task_type": "classification", "algorithm": "logistic_regression",
-                         "feature_columns": "tenure, plan", "test_size": "0.25"})  # fmt: skip
+    resp = console.post(
+        f"/projects/{pid}/models",
+        {
+            "name": XSS,
+            "input_table": "uploads.churn",
+            "target_column": "churned",
+            "task_type": "classification",
+            "algorithm": "logistic_regression",
+            "feature_columns": "tenure, plan",
+            "test_size": "0.25",
+        },
+    )
     assert resp.status_code == 302, resp.get_data(as_text=True)
     deadline = time.monotonic() + 90
     while "data-refresh-seconds" in (html := console.get(f"/projects/{pid}/models").get_data(as_text=True)):
@@ -130,10 +138,18 @@ def test_model_and_recipe_names(console, project, live_worker):
 
 
 def test_training_form_values(console, project, customers):
-    resp = console.post(f"/projects/{project['project_id']}/models",
-                        {"name": XSS, "input_table": "uploads.customers", "target_column": XSS,
-                         "task_type": "classification", "algorithm": "random_forest", "feature_columns": XSS,
-                         "test_size": XSS})  # fmt: skip
+    resp = console.post(
+        f"/projects/{project['project_id']}/models",
+        {
+            "name": XSS,
+            "input_table": "uploads.customers",
+            "target_column": XSS,
+            "task_type": "classification",
+            "algorithm": "random_forest",
+            "feature_columns": XSS,
+            "test_size": XSS,
+        },
+    )
     assert resp.status_code == 422
     html = resp.get_data(as_text=True)
     assert "<script>alert(1)" not in html and "<img src=x" not in html

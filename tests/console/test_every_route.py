@@ -16,9 +16,18 @@ from tests.console.conftest import Console, lookup_form, signed_in
 # inside the object named before them.
 OWNED = ("project_id", "service_id", "key_id", "model_id")
 # A body that would do something on any route if the checks were missing.
-FORM = {**lookup_form("extra"), "name": "extra", "slug": "extra", "title": "Extra", "asset_key": "extra",
-        "friendly_name": "Changed", "description": "changed", "sensitivity_1": "critical", "username": "x",
-        "password": "x"}  # fmt: skip
+FORM = {
+    **lookup_form("extra"),
+    "name": "extra",
+    "slug": "extra",
+    "title": "Extra",
+    "asset_key": "extra",
+    "friendly_name": "Changed",
+    "description": "changed",
+    "sensitivity_1": "critical",
+    "username": "x",
+    "password": "x",
+}
 
 
 def _add_model(app, project_id: int, version: int, active: bool) -> int:
@@ -27,9 +36,19 @@ def _add_model(app, project_id: int, version: int, active: bool) -> int:
     from app.extensions import db
 
     with app.app_context():
-        model = MLModel(project_id=project_id, name="churn", version=version, task_type="classification",
-                        algorithm="logistic_regression", target_column="churned", feature_columns=["tenure"],
-                        artifact_path="unused", artifact_sha256="0" * 64, sklearn_version="1", is_active=active)  # fmt: skip
+        model = MLModel(
+            project_id=project_id,
+            name="churn",
+            version=version,
+            task_type="classification",
+            algorithm="logistic_regression",
+            target_column="churned",
+            feature_columns=["tenure"],
+            artifact_path="unused",
+            artifact_sha256="0" * 64,
+            sklearn_version="1",
+            is_active=active,
+        )
         db.session.add(model)
         db.session.commit()
         return model.id
@@ -44,9 +63,15 @@ def world(app, console, project, customers, service) -> dict:
     key_id = int(re.search(r"/keys/(\d+)/revoke", console.get(service["url"]).get_data(as_text=True)).group(1))
     pid = project["project_id"]
     _add_model(app, pid, 1, active=True)
-    return {"project_id": pid, "service_id": service["id"], "key_id": key_id,
-            "model_id": _add_model(app, pid, 2, active=False), "name": customers, "endpoint_id": "customer",
-            "version": 1}  # fmt: skip
+    return {
+        "project_id": pid,
+        "service_id": service["id"],
+        "key_id": key_id,
+        "model_id": _add_model(app, pid, 2, active=False),
+        "name": customers,
+        "endpoint_id": "customer",
+        "version": 1,
+    }
 
 
 def _state(app, world: dict) -> dict:
@@ -90,9 +115,18 @@ def test_every_post_needs_the_csrf_token(app, console, world):
     before = _state(app, world)
     posts = [r for r in _console_rules(app) if "POST" in r.methods]
     names = {r.endpoint for r in posts}
-    assert {"console.mint_key", "console.revoke_key", "console.publish_service", "console.unpublish_service",
-            "console.remove_endpoint", "console.test_endpoint", "console.activate_model", "console.upload_dataset",
-            "console.dataset_settings", "console.logout"} <= names  # fmt: skip
+    assert {
+        "console.mint_key",
+        "console.revoke_key",
+        "console.publish_service",
+        "console.unpublish_service",
+        "console.remove_endpoint",
+        "console.test_endpoint",
+        "console.activate_model",
+        "console.upload_dataset",
+        "console.dataset_settings",
+        "console.logout",
+    } <= names
     for rule in posts:
         url = _url(app, rule, world)
         for token in (None, "forged-token"):

@@ -64,9 +64,18 @@ def test_mint_and_edit_keys_with_columns_and_row_scope(app, client, console, cus
     assert "region=EU" in form and "customer_key, region" in form
     bad = console.post(edit_url, {"name": "app", "rate_limit": "0", "row_scope": "region"})
     assert bad.status_code == 422 and "has-error" in _html(bad)
-    saved = console.post(edit_url, {"name": "narrowed", "rate_limit": "50", "masking_level": "masked",
-                                    "sensitivity_max": "medium", "allowed_columns": "customer_key",
-                                    "row_scope": "region=US", "allowed_endpoints": "second"})  # fmt: skip
+    saved = console.post(
+        edit_url,
+        {
+            "name": "narrowed",
+            "rate_limit": "50",
+            "masking_level": "masked",
+            "sensitivity_max": "medium",
+            "allowed_columns": "customer_key",
+            "row_scope": "region=US",
+            "allowed_endpoints": "second",
+        },
+    )
     assert saved.status_code == 302, _html(saved)
     rows = client.get("/api/service/sales-serving/second?id=2", headers={"X-API-Key": secret}).get_json()["rows"]
     assert rows == [{"customer_key": 2}]
@@ -111,9 +120,17 @@ def test_create_form_takes_icon_sort_order_and_roles(app, client, admin, console
     pid = project["project_id"]
     bad = console.post(f"/projects/{pid}/settings/services", {"title": "X", "asset_key": "x", "sort_order": "first"})
     assert bad.status_code == 422 and "has-error" in _html(bad)
-    resp = console.client.post(f"/projects/{pid}/settings/services",
-                               data={"title": "Hidden", "asset_key": "hidden", "icon": "lock", "sort_order": "3",
-                                     "roles": ["analyst", "viewer"], "csrf_token": console.token})  # fmt: skip
+    resp = console.client.post(
+        f"/projects/{pid}/settings/services",
+        data={
+            "title": "Hidden",
+            "asset_key": "hidden",
+            "icon": "lock",
+            "sort_order": "3",
+            "roles": ["analyst", "viewer"],
+            "csrf_token": console.token,
+        },
+    )
     assert resp.status_code == 302, _html(resp)
     body = client.get("/api/publish/assets", headers=admin.headers).get_json()["items"][0]
     assert (body["icon"], body["sort_order"], body["roles"]) == ("lock", 3, ["analyst", "viewer"])

@@ -17,8 +17,15 @@ def _login_with_next(app, admin, next_value: str):
 
 def test_next_with_a_tab_or_newline_cannot_leave_the_site(app, admin):
     """Before: `/%09/evil.example` redirected to `//evil.example` (browsers drop the tab) and `/%0d%0a/x` was a 500."""
-    for next_value in ("/%09/evil.example", "/%0d%0a/x", "/%0a/evil.example", "/%5c/evil.example", "%20//evil.example",
-                       "https://evil.example/", "/\u3000/evil.example"):  # fmt: skip
+    for next_value in (
+        "/%09/evil.example",
+        "/%0d%0a/x",
+        "/%0a/evil.example",
+        "/%5c/evil.example",
+        "%20//evil.example",
+        "https://evil.example/",
+        "/\u3000/evil.example",
+    ):
         console, resp = _login_with_next(app, admin, next_value)
         assert resp.status_code == 302, (next_value, resp.status_code)
         assert resp.headers["Location"] == "/projects", (next_value, resp.headers["Location"])
@@ -47,8 +54,15 @@ def test_console_sign_up_is_throttled(app, monkeypatch):
     console.get("/signup")
 
     def sign_up(name):
-        return console.post("/signup", {"org_name": f"Org {name}", "username": name, "email": f"{name}@example.com",
-                                        "password": "a fine long password"})  # fmt: skip
+        return console.post(
+            "/signup",
+            {
+                "org_name": f"Org {name}",
+                "username": name,
+                "email": f"{name}@example.com",
+                "password": "a fine long password",
+            },
+        )
 
     assert sign_up("console_one").status_code == 302
     console.post("/logout")

@@ -7,9 +7,16 @@ from tests.console.conftest import churn_csv
 
 
 def _train(console, pid: int, name: str = "churn", **fields) -> None:
-    form = {"name": name, "input_table": "uploads.churn", "target_column": "churned", "task_type": "classification",
-            "algorithm": "logistic_regression", "feature_columns": "tenure, monthly, plan", "test_size": "0.25",
-            **fields}  # fmt: skip
+    form = {
+        "name": name,
+        "input_table": "uploads.churn",
+        "target_column": "churned",
+        "task_type": "classification",
+        "algorithm": "logistic_regression",
+        "feature_columns": "tenure, monthly, plan",
+        "test_size": "0.25",
+        **fields,
+    }
     resp = console.post(f"/projects/{pid}/models", form)
     assert resp.status_code == 302, resp.get_data(as_text=True)
 
@@ -48,9 +55,10 @@ def test_train_see_metrics_versions_activate_and_serve(console, project, live_wo
     service_url = resp.headers["Location"]
     resp = console.post(service_url + "/endpoints", {"id": "risk", "kind": "model", "model_id": str(first)})
     assert resp.status_code == 302
-    result = console.post_json(service_url + "/test", {"endpoint_id": "risk",
-                                                       "body": {"features": {"tenure": 3, "monthly": 20.0,
-                                                                             "plan": "basic"}}}).get_json()  # fmt: skip
+    result = console.post_json(
+        service_url + "/test",
+        {"endpoint_id": "risk", "body": {"features": {"tenure": 3, "monthly": 20.0, "plan": "basic"}}},
+    ).get_json()
     assert result["status"] == 200, result
     assert result["body"]["predictions"][0] in (0, 1, "0", "1")
 
@@ -58,9 +66,17 @@ def test_train_see_metrics_versions_activate_and_serve(console, project, live_wo
 def test_training_form_errors_are_shown_next_to_the_field(console, project):
     pid = project["project_id"]
     console.upload(pid, churn_csv(20), filename="churn.csv")
-    resp = console.post(f"/projects/{pid}/models", {"name": "m", "input_table": "uploads.churn",
-                                                    "target_column": "nope", "task_type": "classification",
-                                                    "algorithm": "logistic_regression", "test_size": "0.2"})  # fmt: skip
+    resp = console.post(
+        f"/projects/{pid}/models",
+        {
+            "name": "m",
+            "input_table": "uploads.churn",
+            "target_column": "nope",
+            "task_type": "classification",
+            "algorithm": "logistic_regression",
+            "test_size": "0.2",
+        },
+    )
     assert resp.status_code == 422
     assert re.search(r'id="f-target_column".*?class="field-error"', resp.get_data(as_text=True), re.S)
 

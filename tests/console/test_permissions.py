@@ -9,8 +9,14 @@ from tests.console.conftest import lookup_form, signed_in
 def test_another_organizations_project_and_service_are_not_found(app, client, project, service, customers):
     stranger = signed_in(app, sign_up(client))
     pid = project["project_id"]
-    for path in (f"/projects/{pid}/datasets", f"/projects/{pid}/settings", service["url"], service["url"] + "/logs",
-                 f"/projects/{pid}/datasets/uploads.customers", f"/projects/{pid}/models"):  # fmt: skip
+    for path in (
+        f"/projects/{pid}/datasets",
+        f"/projects/{pid}/settings",
+        service["url"],
+        service["url"] + "/logs",
+        f"/projects/{pid}/datasets/uploads.customers",
+        f"/projects/{pid}/models",
+    ):
         resp = stranger.get(path)
         assert resp.status_code == 404, path
         assert "Sales serving" not in resp.get_data(as_text=True)
@@ -33,8 +39,12 @@ def test_a_viewer_sees_services_but_cannot_change_them_or_see_keys(app, client, 
     assert resp.status_code == 403
     assert "lacks the project.edit permission" in resp.get_data(as_text=True)
     assert viewer.post(service["url"] + "/keys", {"name": "x"}).status_code == 403
-    assert viewer.post(f"/projects/{project['project_id']}/settings/services",
-                       {"title": "T", "asset_key": "t"}).status_code == 403  # fmt: skip
+    assert (
+        viewer.post(
+            f"/projects/{project['project_id']}/settings/services", {"title": "T", "asset_key": "t"}
+        ).status_code
+        == 403
+    )
     resp = viewer.post_json(service["url"] + "/test", {"endpoint_id": "customer", "body": {"id": 1}})
     assert resp.status_code == 403
 
@@ -50,7 +60,9 @@ def test_only_admins_change_masking(app, client, admin, project, customers):
 
 def test_function_endpoints_are_for_org_admins(app, client, admin, service, customers):
     designer = signed_in(app, add_user(client, admin, "designer"))
-    resp = designer.post(service["url"] + "/endpoints", {"id": "score", "kind": "function",
-                                                         "handler": "def handler(payload):\n    return 1\n"})  # fmt: skip
+    resp = designer.post(
+        service["url"] + "/endpoints",
+        {"id": "score", "kind": "function", "handler": "def handler(payload):\n    return 1\n"},
+    )
     assert resp.status_code == 422
     assert re.search(r'id="ep-f-handler".*?org.admin required', resp.get_data(as_text=True), re.S)

@@ -23,8 +23,9 @@ def test_settings_shows_an_empty_state_without_services(console, project):
 
 
 def test_a_taken_service_key_is_shown_next_to_its_field(console, project, service):
-    resp = console.post(f"/projects/{project['project_id']}/settings/services",
-                        {"title": "Again", "asset_key": "sales-serving"})  # fmt: skip
+    resp = console.post(
+        f"/projects/{project['project_id']}/settings/services", {"title": "Again", "asset_key": "sales-serving"}
+    )
     assert resp.status_code == 422
     assert re.search(r'id="f-asset_key".*?class="field-error"[^>]*>already taken<', _html(resp), re.S)
 
@@ -88,8 +89,17 @@ def test_publish_and_unpublish_toggle(console, customers, service, project):
 
 
 def _mint(console, service, **fields):
-    return console.post(service["url"] + "/keys", {"name": "app", "rate_limit": "100", "expires_days": "30",
-                                                   "masking_level": "masked", "sensitivity_max": "medium", **fields})  # fmt: skip
+    return console.post(
+        service["url"] + "/keys",
+        {
+            "name": "app",
+            "rate_limit": "100",
+            "expires_days": "30",
+            "masking_level": "masked",
+            "sensitivity_max": "medium",
+            **fields,
+        },
+    )
 
 
 def _secret(console, service, **fields) -> str:
@@ -186,8 +196,11 @@ def test_the_test_pane_shows_errors_as_results(console, customers, service):
 
 def test_the_test_pane_needs_the_csrf_header(console, customers, service):
     console.post(service["url"] + "/endpoints", lookup_form())
-    resp = console.client.post(service["url"] + "/test", json={"endpoint_id": "customer", "body": {"id": 1}},
-                               headers={"X-Requested-With": "fetch"})  # fmt: skip
+    resp = console.client.post(
+        service["url"] + "/test",
+        json={"endpoint_id": "customer", "body": {"id": 1}},
+        headers={"X-Requested-With": "fetch"},
+    )
     assert resp.status_code == 400
     assert resp.get_json()["error"]["code"] == "csrf_failed"
 

@@ -12,8 +12,9 @@ def test_pages_need_a_session_and_come_back_after_login(app, admin):
     assert resp.headers["Location"].startswith("/login?next=")
     page = console.get(resp.headers["Location"]).get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    resp = console.client.post("/login?next=/projects", data={"username": admin.username, "password": admin.password,
-                                                               "csrf_token": token})  # fmt: skip
+    resp = console.client.post(
+        "/login?next=/projects", data={"username": admin.username, "password": admin.password, "csrf_token": token}
+    )
     assert resp.status_code == 302 and resp.headers["Location"] == "/projects"
     assert "Projects" in console.get("/projects").get_data(as_text=True)
 
@@ -22,8 +23,9 @@ def test_session_cookie_is_http_only_and_same_site_lax(app, admin):
     console = Console(app.test_client())
     page = console.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    resp = console.client.post("/login", data={"username": admin.username, "password": admin.password,
-                                                "csrf_token": token})  # fmt: skip
+    resp = console.client.post(
+        "/login", data={"username": admin.username, "password": admin.password, "csrf_token": token}
+    )
     cookie = next(h for h in resp.headers.getlist("Set-Cookie") if h.startswith("session="))
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
@@ -41,8 +43,10 @@ def test_an_open_redirect_after_login_goes_home_instead(app, admin):
     console = Console(app.test_client())
     page = console.get("/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    resp = console.client.post("/login?next=//evil.example/x", data={"username": admin.username,
-                                                                      "password": admin.password, "csrf_token": token})  # fmt: skip
+    resp = console.client.post(
+        "/login?next=//evil.example/x",
+        data={"username": admin.username, "password": admin.password, "csrf_token": token},
+    )
     assert resp.headers["Location"] == "/projects"
 
 
@@ -78,8 +82,10 @@ def test_logout_ends_the_session(console):
 def test_signup_creates_an_organization_and_signs_in(app):
     console = Console(app.test_client())
     console.get("/signup")
-    resp = console.post("/signup", {"org_name": "Hive", "username": "queen", "email": "queen@example.com",
-                                    "password": "long enough password"})  # fmt: skip
+    resp = console.post(
+        "/signup",
+        {"org_name": "Hive", "username": "queen", "email": "queen@example.com", "password": "long enough password"},
+    )
     assert resp.status_code == 302
     assert "No projects yet" in console.get("/projects").get_data(as_text=True)
 
@@ -87,8 +93,9 @@ def test_signup_creates_an_organization_and_signs_in(app):
 def test_signup_errors_are_shown_next_to_the_field(app):
     console = Console(app.test_client())
     console.get("/signup")
-    resp = console.post("/signup", {"org_name": "Hive", "username": "queen", "email": "not-an-email",
-                                    "password": "short"})  # fmt: skip
+    resp = console.post(
+        "/signup", {"org_name": "Hive", "username": "queen", "email": "not-an-email", "password": "short"}
+    )
     assert resp.status_code == 422
     html = resp.get_data(as_text=True)
     assert re.search(r'id="f-email".*?class="field-error"', html, re.S)

@@ -33,8 +33,18 @@ def test_upload_and_list_by_slug_and_org(runner, client, tmp_path):
     again = runner.invoke(args=["datasets", "upload", str(csv), "--project", "ops", "--org", org_name])
     assert again.exit_code != 0 and "already exists" in again.output
     csv.write_text("day,amount\n2024-01-03,1\n")
-    replaced = runner.invoke(args=["datasets", "upload", str(csv), "--name", "daily sales",
-                                   "--project", str(project["project_id"]), "--replace"])  # fmt: skip
+    replaced = runner.invoke(
+        args=[
+            "datasets",
+            "upload",
+            str(csv),
+            "--name",
+            "daily sales",
+            "--project",
+            str(project["project_id"]),
+            "--replace",
+        ]
+    )
     assert replaced.exit_code == 0, replaced.output
     assert "loaded 1 rows" in replaced.output
 
@@ -42,8 +52,9 @@ def test_upload_and_list_by_slug_and_org(runner, client, tmp_path):
     assert listed.exit_code == 0, listed.output
     assert listed.output.strip() == "uploads.daily_sales\tupload\t1 rows\t2 columns"
     # The API sees what the CLI loaded.
-    rows = client.get("/api/datasets/uploads.daily_sales/preview",
-                      headers=owner.project_headers(project["project_id"])).get_json()["rows"]  # fmt: skip
+    rows = client.get(
+        "/api/datasets/uploads.daily_sales/preview", headers=owner.project_headers(project["project_id"])
+    ).get_json()["rows"]
     assert rows == [{"day": "2024-01-03", "amount": 1.0}]
 
 

@@ -23,11 +23,18 @@ def customers_csv() -> str:
 
 
 LOOKUP = {"id": "customer", "kind": "lookup", "dataset": NAME, "key_column": "customer_key"}
-BY_REGION = {"id": "by_region", "kind": "sql", "query": {
-    "source": {"schema": "marts", "table": "customers"},
-    "filters": [{"column": "region", "op": "eq", "param": "region"},
-                {"column": "plan", "op": "eq", "value": "premium"},
-                {"column": "tenure", "op": "gte", "param": "min_tenure"}]}}  # fmt: skip
+BY_REGION = {
+    "id": "by_region",
+    "kind": "sql",
+    "query": {
+        "source": {"schema": "marts", "table": "customers"},
+        "filters": [
+            {"column": "region", "op": "eq", "param": "region"},
+            {"column": "plan", "op": "eq", "value": "premium"},
+            {"column": "tenure", "op": "gte", "param": "min_tenure"},
+        ],
+    },
+}
 
 
 @pytest.fixture()
@@ -105,14 +112,18 @@ def test_publishing_indexes_lookup_keys_and_eq_filters_and_serving_answers_meanw
     served = []
 
     def lookup_answers():
-        resp = client.get("/api/service/people/customer", headers={"X-API-Key": key.get_json()["key"]},
-                          query_string={"id": "42"})  # fmt: skip
+        resp = client.get(
+            "/api/service/people/customer", headers={"X-API-Key": key.get_json()["key"]}, query_string={"id": "42"}
+        )
         assert resp.status_code == 200, resp.get_json()
         served.append(resp.get_json()["rows"][0]["customer_key"])
 
     wanted = {index_name(table, (c,)): [c] for c in ("customer_key", "region", "plan")}
-    found = wait_for(lambda: wanted.items() <= warehouse_indexes(app, schema, table).items() or None,
-                     "the lookup and eq filter indexes", during=lookup_answers)  # fmt: skip
+    found = wait_for(
+        lambda: wanted.items() <= warehouse_indexes(app, schema, table).items() or None,
+        "the lookup and eq filter indexes",
+        during=lookup_answers,
+    )
     assert found
     lookup_answers()
     assert served and set(served) == {42}
@@ -173,8 +184,9 @@ def test_a_failed_build_is_recorded_and_neither_publish_nor_serving_breaks(
         key = client.post(f"/api/publish/assets/{asset_id}/api-keys", headers=admin.headers, json={"name": "k"})
         publish(client, admin, asset_id)
         wait_for(lambda: (index_records(app, NAME).get(taken) or ("building",))[0] == "failed", "the failure")
-        resp = client.get("/api/service/people/customer", headers={"X-API-Key": key.get_json()["key"]},
-                          query_string={"id": "5"})  # fmt: skip
+        resp = client.get(
+            "/api/service/people/customer", headers={"X-API-Key": key.get_json()["key"]}, query_string={"id": "5"}
+        )
         assert resp.status_code == 200 and resp.get_json()["rows"][0]["customer_key"] == 5
         shown = client.get(f"/api/datasets/{NAME}", headers=admin.project_headers(project["project_id"])).get_json()
         assert [(ix["name"], ix["status"], ix["origin"]) for ix in shown["indexes"]] == [(taken, "failed", "apiary")]
@@ -253,9 +265,11 @@ def test_cli_and_console_show_the_indexes(app, client, admin, project, customers
     from app.extensions import warehouse
 
     with app.app_context(), warehouse.get().begin() as conn:
-        conn.exec_driver_sql(f'CREATE INDEX "{schema}"."mine_tenure" ON "{table}" (tenure)'
-                             if conn.dialect.name == "sqlite"
-                             else f'CREATE INDEX "mine_tenure" ON "{schema}"."{table}" (tenure)')  # fmt: skip
+        conn.exec_driver_sql(
+            f'CREATE INDEX "{schema}"."mine_tenure" ON "{table}" (tenure)'
+            if conn.dialect.name == "sqlite"
+            else f'CREATE INDEX "mine_tenure" ON "{schema}"."{table}" (tenure)'
+        )
     publish(client, admin, create_service(client, admin, project, [LOOKUP]))
     built = index_name(table, ("customer_key",))
     wait_for(lambda: built in warehouse_indexes(app, schema, table), "the lookup index")

@@ -19,8 +19,12 @@ def test_preview_is_masked_by_role(client, admin, project, people):
     pid = project["project_id"]
     as_admin = client.get(people, headers=admin.project_headers(pid)).get_json()
     assert as_admin["masked"] is False
-    assert as_admin["rows"][0] == {"id": 1, "email": "ada@example.com", "full_name": "Ada Lovelace",
-                                   "ssn": "111-22-3333"}  # fmt: skip
+    assert as_admin["rows"][0] == {
+        "id": 1,
+        "email": "ada@example.com",
+        "full_name": "Ada Lovelace",
+        "ssn": "111-22-3333",
+    }
 
     for role in ("designer", "analyst"):
         user = add_user(client, admin, role)
@@ -38,9 +42,16 @@ def test_preview_is_masked_by_role(client, admin, project, people):
 
 def test_masking_overrides_apply_to_previews(client, admin, project, people):
     pid = project["project_id"]
-    put = client.put("/api/datasets/uploads.people/settings", headers=admin.project_headers(pid),
-                     json={"masking": {"ssn": {"sensitivity": "medium", "strategy": "full"},
-                                       "email": {"strategy": "none", "sensitivity": "low"}}})  # fmt: skip
+    put = client.put(
+        "/api/datasets/uploads.people/settings",
+        headers=admin.project_headers(pid),
+        json={
+            "masking": {
+                "ssn": {"sensitivity": "medium", "strategy": "full"},
+                "email": {"strategy": "none", "sensitivity": "low"},
+            }
+        },
+    )
     assert put.status_code == 200, put.get_json()
     viewer = add_user(client, admin, "viewer")
     rows = client.get(people, headers=viewer.project_headers(pid)).get_json()["rows"]

@@ -34,9 +34,14 @@ def external_table(app) -> tuple[str, str]:
     with app.app_context():
         engine = warehouse.get()
         ensure_schema(engine, schema)
-        table = sa.Table(table_name, sa.MetaData(),
-                         sa.Column("customer_key", sa.BigInteger), sa.Column("email", sa.Text),
-                         sa.Column("tenure", sa.Integer), schema=schema)  # fmt: skip
+        table = sa.Table(
+            table_name,
+            sa.MetaData(),
+            sa.Column("customer_key", sa.BigInteger),
+            sa.Column("email", sa.Text),
+            sa.Column("tenure", sa.Integer),
+            schema=schema,
+        )
         with engine.begin() as conn:
             table.create(conn)
             conn.execute(table.insert(), ROWS)
@@ -63,12 +68,18 @@ def test_admin_registers_an_existing_table(app, client, admin, project, external
     preview = client.get(f"/api/datasets/{schema}.{table}/preview", headers=headers).get_json()
     assert preview["rows"] == ROWS
 
-    named = client.post("/api/flow/datasets/register", headers=headers,
-                        json={"schema": schema, "table": table, "name": "Marts.Dim Customer"})  # fmt: skip
+    named = client.post(
+        "/api/flow/datasets/register",
+        headers=headers,
+        json={"schema": schema, "table": table, "name": "Marts.Dim Customer"},
+    )
     assert named.status_code == 201, named.get_json()
     assert named.get_json()["name"] == "marts.dim_customer"
-    again = client.post("/api/flow/datasets/register", headers=headers,
-                        json={"schema": schema, "table": table, "name": "marts.dim_customer"})  # fmt: skip
+    again = client.post(
+        "/api/flow/datasets/register",
+        headers=headers,
+        json={"schema": schema, "table": table, "name": "marts.dim_customer"},
+    )
     assert again.status_code == 409
     assert again.get_json()["error"]["details"]["fields"] == {"name": ["already exists"]}
 
@@ -108,8 +119,11 @@ def test_only_org_admins_register(client, admin, project, external_table):
     schema, table = external_table
     for role in ("designer", "analyst", "viewer"):
         user = add_user(client, admin, role)
-        resp = client.post("/api/flow/datasets/register", headers=user.project_headers(project["project_id"]),
-                           json={"schema": schema, "table": table})  # fmt: skip
+        resp = client.post(
+            "/api/flow/datasets/register",
+            headers=user.project_headers(project["project_id"]),
+            json={"schema": schema, "table": table},
+        )
         assert resp.status_code == 403, role
         assert resp.get_json()["error"]["code"] == "permission_denied"
     headers = admin.project_headers(project["project_id"])
@@ -139,8 +153,11 @@ def test_a_table_registered_by_one_organization_cannot_be_registered_by_another(
 
     schema, table = external_table
     grant(app, admin.org_id, schema)
-    first = client.post("/api/flow/datasets/register", headers=admin.project_headers(project["project_id"]),
-                        json={"schema": schema, "table": table})  # fmt: skip
+    first = client.post(
+        "/api/flow/datasets/register",
+        headers=admin.project_headers(project["project_id"]),
+        json={"schema": schema, "table": table},
+    )
     assert first.status_code == 201, first.get_json()
 
     other = sign_up(client)
@@ -155,13 +172,17 @@ def test_a_table_registered_by_one_organization_cannot_be_registered_by_another(
 
     # The owning organization can still register it in another of its projects.
     second = client.post("/api/projects", headers=admin.headers, json={"name": "Second", "slug": "second"})
-    again = client.post("/api/flow/datasets/register", headers=admin.project_headers(second.get_json()["project_id"]),
-                        json={"schema": schema, "table": table})  # fmt: skip
+    again = client.post(
+        "/api/flow/datasets/register",
+        headers=admin.project_headers(second.get_json()["project_id"]),
+        json={"schema": schema, "table": table},
+    )
     assert again.status_code == 201, again.get_json()
 
 
-def test_with_grants_required_only_a_granted_schema_can_be_registered(app, client, admin, project, external_table,
-                                                                       monkeypatch):  # fmt: skip
+def test_with_grants_required_only_a_granted_schema_can_be_registered(
+    app, client, admin, project, external_table, monkeypatch
+):
     from app.datasets.cli import register_datasets_cli
     from app.db import Organization
     from app.extensions import db
@@ -176,15 +197,20 @@ def test_with_grants_required_only_a_granted_schema_can_be_registered(app, clien
         org_name = db.session.get(Organization, admin.org_id).name
 
     def register(name: str | None = None, table_name: str = table):
-        return client.post("/api/flow/datasets/register", headers=headers,
-                           json={"schema": schema, "table": table_name, **({"name": name} if name else {})})  # fmt: skip
+        return client.post(
+            "/api/flow/datasets/register",
+            headers=headers,
+            json={"schema": schema, "table": table_name, **({"name": name} if name else {})},
+        )
 
     refused = register()
     assert refused.status_code == 403, refused.get_json()
     assert refused.get_json()["error"]["details"]["fields"] == {"schema": ["not granted to this organization"]}
     # The same answer for a table that does not exist: an ungranted schema cannot be probed.
-    assert register(table_name="no_such_table").get_json()["error"]["details"]["fields"] == refused.get_json()[
-        "error"]["details"]["fields"]  # fmt: skip
+    assert (
+        register(table_name="no_such_table").get_json()["error"]["details"]["fields"]
+        == refused.get_json()["error"]["details"]["fields"]
+    )
     assert client.get("/api/datasets", headers=headers).get_json() == {"items": []}
 
     granted = runner.invoke(args=["datasets", "grant-schema", org_name, schema])
@@ -199,8 +225,11 @@ def test_with_grants_required_only_a_granted_schema_can_be_registered(app, clien
 
     other = sign_up(client)
     theirs = client.post("/api/projects", headers=other.headers, json={"name": "Theirs", "slug": "theirs"}).get_json()
-    resp = client.post("/api/flow/datasets/register", headers=other.project_headers(theirs["project_id"]),
-                       json={"schema": schema, "table": table})  # fmt: skip
+    resp = client.post(
+        "/api/flow/datasets/register",
+        headers=other.project_headers(theirs["project_id"]),
+        json={"schema": schema, "table": table},
+    )
     assert resp.get_json()["error"]["details"]["fields"] == {"schema": ["not granted to this organization"]}
 
     revoked = runner.invoke(args=["datasets", "revoke-schema", org_name, schema])

@@ -61,9 +61,12 @@ def test_catalogs_internal_tables_and_views_are_refused_even_in_a_granted_schema
     # A victim's upload: its table and DDL are what sqlite_master would list.
     victim = sign_up(client)
     victim_project = _own_project(client, victim)
-    uploaded = client.post("/api/datasets/file/upload", headers=victim.project_headers(victim_project),
-                           data={"file": (io.BytesIO(b"ssn\n111-22-3333\n"), "secret.csv")},
-                           content_type="multipart/form-data")  # fmt: skip
+    uploaded = client.post(
+        "/api/datasets/file/upload",
+        headers=victim.project_headers(victim_project),
+        data={"file": (io.BytesIO(b"ssn\n111-22-3333\n"), "secret.csv")},
+        content_type="multipart/form-data",
+    )
     assert uploaded.status_code == 201, uploaded.get_json()
 
     view = f"v_{uuid.uuid4().hex[:8]}"
@@ -82,8 +85,14 @@ def test_catalogs_internal_tables_and_views_are_refused_even_in_a_granted_schema
             assert _field(_register(client, admin, pid, uploads, internal)) == ["table"], internal
             # A dataset name of one's own choosing does not get around it (it did before: `loot.tables`).
             assert _field(_register(client, admin, pid, uploads, internal, name="loot.tables")) == ["table"], internal
-        for schema, table in (("information_schema", "tables"), ("pg_catalog", "pg_tables"), ("pg_catalog", "pg_class"),
-                              ("pg_toast", "x"), ("temp", "x"), ("sqlite_temp", "x")):  # fmt: skip
+        for schema, table in (
+            ("information_schema", "tables"),
+            ("pg_catalog", "pg_tables"),
+            ("pg_catalog", "pg_class"),
+            ("pg_toast", "x"),
+            ("temp", "x"),
+            ("sqlite_temp", "x"),
+        ):
             assert _field(_register(client, admin, pid, schema, table)) == ["schema"], (schema, table)
         not_table = _register(client, admin, pid, ext, view)
         assert _field(not_table) == ["table"]

@@ -11,9 +11,15 @@ from tests.conftest import sign_up
 from tests.warehouse_tables import create_dataset
 
 LOOKUP = {"id": "customer", "kind": "lookup", "dataset": "marts.dim_customer", "key_column": "customer_key"}
-TOP = {"id": "top", "kind": "sql", "query": {"source": {"schema": "marts", "table": "dim_customer"},
-                                             "columns": ["customer_key", "tenure"],
-                                             "order_by": [{"column": "tenure", "dir": "desc"}]}}  # fmt: skip
+TOP = {
+    "id": "top",
+    "kind": "sql",
+    "query": {
+        "source": {"schema": "marts", "table": "dim_customer"},
+        "columns": ["customer_key", "tenure"],
+        "order_by": [{"column": "tenure", "dir": "desc"}],
+    },
+}
 
 
 def _upload(client, account, project_id: int, name: str, content: str = "id,v\n1,a\n"):
@@ -31,9 +37,16 @@ def _victim_service(app, client) -> tuple[str, str]:
     project = client.post("/api/projects", headers=victim.headers, json={"name": "V", "slug": "v"}).get_json()
     create_dataset(app, project["project_id"])
     asset_key = f"victim-{uuid.uuid4().hex[:8]}"
-    created = client.post("/api/publish/assets", headers=victim.project_headers(project["project_id"]),
-                          json={"asset_type": "api_service", "asset_key": asset_key, "title": "Victim",
-                                "config": {"endpoints": [LOOKUP, TOP]}})  # fmt: skip
+    created = client.post(
+        "/api/publish/assets",
+        headers=victim.project_headers(project["project_id"]),
+        json={
+            "asset_type": "api_service",
+            "asset_key": asset_key,
+            "title": "Victim",
+            "config": {"endpoints": [LOOKUP, TOP]},
+        },
+    )
     assert created.status_code == 201, created.get_json()
     asset_id = created.get_json()["id"]
     assert client.post(f"/api/publish/assets/{asset_id}/publish", headers=victim.headers).status_code == 200

@@ -17,8 +17,9 @@ def test_datasets_are_invisible_outside_their_project(client, admin, project, up
 
     # The same name in another project is another table.
     assert upload("id,v\n2,from_b\n3,from_b\n", name="shared_name", headers=other_headers).status_code == 201
-    rows_a = client.get("/api/datasets/uploads.shared_name/preview",
-                        headers=admin.project_headers(project["project_id"])).get_json()["rows"]  # fmt: skip
+    rows_a = client.get(
+        "/api/datasets/uploads.shared_name/preview", headers=admin.project_headers(project["project_id"])
+    ).get_json()["rows"]
     rows_b = client.get("/api/datasets/uploads.shared_name/preview", headers=other_headers).get_json()["rows"]
     assert rows_a == [{"id": 1, "v": "from_a"}]
     assert rows_b == [{"id": 2, "v": "from_b"}, {"id": 3, "v": "from_b"}]

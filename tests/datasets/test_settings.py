@@ -79,15 +79,21 @@ def test_only_org_admins_change_settings(client, admin, project, people):
     assert denied.status_code == 403
     assert denied.get_json()["error"]["code"] == "permission_denied"
     assert client.get(f"{people}/settings", headers=headers).get_json()["description"] == "Everyone"
-    missing = client.put("/api/datasets/uploads.nothing/settings", headers=admin.project_headers(project["project_id"]),
-                         json={"description": "x"})  # fmt: skip
+    missing = client.put(
+        "/api/datasets/uploads.nothing/settings",
+        headers=admin.project_headers(project["project_id"]),
+        json={"description": "x"},
+    )
     assert missing.status_code == 404
 
 
 def test_a_put_with_two_mistakes_reports_both(client, admin, project, people):
     headers = admin.project_headers(project["project_id"])
-    bad = client.put(f"{people}/settings", headers=headers,
-                     json={"friendly_name": "x" * 1000, "masking": {"nope": {"strategy": "redact"}}})  # fmt: skip
+    bad = client.put(
+        f"{people}/settings",
+        headers=headers,
+        json={"friendly_name": "x" * 1000, "masking": {"nope": {"strategy": "redact"}}},
+    )
     assert bad.status_code == 422
     assert set(bad.get_json()["error"]["details"]["fields"]) == {"friendly_name", "masking.nope"}
     assert client.get(f"{people}/settings", headers=headers).get_json()["friendly_name"] == "People"
@@ -106,13 +112,15 @@ def test_masking_put_merges_per_column(client, admin, project, people):
         ]
 
     assert region_seen_by_designer() == "EU"  # low by name: served as stored
-    first = client.put(f"{people}/settings", headers=headers,
-                       json={"masking": {"region": {"sensitivity": "critical", "strategy": "full"}}})  # fmt: skip
+    first = client.put(
+        f"{people}/settings",
+        headers=headers,
+        json={"masking": {"region": {"sensitivity": "critical", "strategy": "full"}}},
+    )
     assert first.status_code == 200, first.get_json()
     assert region_seen_by_designer() != "EU"
 
-    second = client.put(f"{people}/settings", headers=headers,
-                        json={"masking": {"ssn": {"strategy": "redact"}}})  # fmt: skip
+    second = client.put(f"{people}/settings", headers=headers, json={"masking": {"ssn": {"strategy": "redact"}}})
     assert second.status_code == 200, second.get_json()
     both = {"region": {"sensitivity": "critical", "strategy": "full"}, "ssn": {"strategy": "redact"}}
     assert second.get_json()["masking"] == both
@@ -133,8 +141,7 @@ def test_masking_put_merges_per_column(client, admin, project, people):
     assert client.put(f"{people}/settings", headers=headers, json={"masking": {}}).get_json()["masking"] == {
         "ssn": {"strategy": "redact"}
     }
-    bad = client.put(f"{people}/settings", headers=headers,
-                     json={"masking": {"ssn": None, "nope": None}})  # fmt: skip
+    bad = client.put(f"{people}/settings", headers=headers, json={"masking": {"ssn": None, "nope": None}})
     assert bad.status_code == 422
     assert "masking.nope" in bad.get_json()["error"]["details"]["fields"]
     assert client.get(f"{people}/settings", headers=headers).get_json()["masking"] == {"ssn": {"strategy": "redact"}}

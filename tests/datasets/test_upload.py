@@ -33,12 +33,24 @@ def test_upload_infers_each_type_and_serves_the_rows(client, admin, project, upl
     preview = client.get("/api/datasets/uploads.orders/preview", headers=admin.project_headers(project["project_id"]))
     assert preview.status_code == 200, preview.get_json()
     assert preview.get_json()["rows"] == [
-        {"order_id": 1, "unit_price": 2.5, "paid": True, "order_date": "2024-01-31",
-         "shipped_at": "2024-01-31T10:00:00", "region": "EU"},
-        {"order_id": 2, "unit_price": 3.0, "paid": False, "order_date": "2024-02-01",
-         "shipped_at": "2024-02-01T11:30:00", "region": "US"},
+        {
+            "order_id": 1,
+            "unit_price": 2.5,
+            "paid": True,
+            "order_date": "2024-01-31",
+            "shipped_at": "2024-01-31T10:00:00",
+            "region": "EU",
+        },
+        {
+            "order_id": 2,
+            "unit_price": 3.0,
+            "paid": False,
+            "order_date": "2024-02-01",
+            "shipped_at": "2024-02-01T11:30:00",
+            "region": "US",
+        },
         {"order_id": 3, "unit_price": None, "paid": True, "order_date": None, "shipped_at": None, "region": None},
-    ]  # fmt: skip
+    ]
 
 
 def test_names_are_normalised_and_default_to_the_file_name(client, admin, project, upload):
@@ -71,8 +83,11 @@ def test_bad_names_are_422_on_name(upload):
 def test_existing_name_is_409_until_replace_true(client, admin, project, upload):
     headers = admin.project_headers(project["project_id"])
     assert upload("a,b\n1,x\n", name="stock").status_code == 201
-    put = client.put("/api/datasets/uploads.stock/settings", headers=headers,
-                     json={"masking": {"b": {"strategy": "full"}}, "friendly_name": "Stock"})  # fmt: skip
+    put = client.put(
+        "/api/datasets/uploads.stock/settings",
+        headers=headers,
+        json={"masking": {"b": {"strategy": "full"}}, "friendly_name": "Stock"},
+    )
     assert put.status_code == 200, put.get_json()
 
     again = upload("a,b\n2,y\n", name="stock")

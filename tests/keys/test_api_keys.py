@@ -61,6 +61,7 @@ def test_key_fields_are_validated(app, client, admin, project):
 
 def test_never_expiring_key(app, client, admin, project):
     asset_id = _service(app, client, admin, project)
-    body = client.post(f"/api/publish/assets/{asset_id}/api-keys", headers=admin.headers,
-                       json={"name": "forever", "expires_days": 0}).get_json()  # fmt: skip
+    body = client.post(
+        f"/api/publish/assets/{asset_id}/api-keys", headers=admin.headers, json={"name": "forever", "expires_days": 0}
+    ).get_json()
     assert body["expires_at"] is None

@@ -16,16 +16,30 @@ def _key_url(asset_id, key_id):
 
 def test_patch_changes_every_mint_field(client, admin, service):  # noqa: F811
     minted = mint(client, admin, service)
-    change = {"name": "renamed", "rate_limit": 7, "expires_days": 0, "masking_level": "unmasked",
-              "sensitivity_max": "high", "allowed_columns": ["customer_key", "region"],
-              "allowed_endpoints": ["top", "by_region"], "row_scope": {"region": ["EU"]}}  # fmt: skip
+    change = {
+        "name": "renamed",
+        "rate_limit": 7,
+        "expires_days": 0,
+        "masking_level": "unmasked",
+        "sensitivity_max": "high",
+        "allowed_columns": ["customer_key", "region"],
+        "allowed_endpoints": ["top", "by_region"],
+        "row_scope": {"region": ["EU"]},
+    }
     resp = client.patch(_key_url(service, minted["id"]), headers=admin.headers, json=change)
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
     assert "key" not in body and minted["key"] not in resp.get_data(as_text=True)
     assert body["expires_at"] is None and body["prefix"] == minted["prefix"]
-    for field in ("name", "rate_limit", "masking_level", "sensitivity_max", "allowed_columns", "allowed_endpoints",
-                  "row_scope"):  # fmt: skip
+    for field in (
+        "name",
+        "rate_limit",
+        "masking_level",
+        "sensitivity_max",
+        "allowed_columns",
+        "allowed_endpoints",
+        "row_scope",
+    ):
         assert body[field] == change[field], field
     listed = client.get(f"/api/publish/assets/{service}/api-keys", headers=admin.headers).get_json()["items"][0]
     assert listed["name"] == "renamed" and listed["row_scope"] == {"region": ["EU"]}
@@ -65,8 +79,12 @@ def test_patch_is_validated_as_minting_is(client, admin, service):  # noqa: F811
     scoped = mint(client, admin, service, allowed_endpoints=["top"])
     from tests.publishing.test_assets import LOOKUP
 
-    assert client.put(f"/api/publish/assets/{service}", headers=admin.headers,
-                      json={"config": {"endpoints": [LOOKUP]}}).status_code == 200  # fmt: skip
+    assert (
+        client.put(
+            f"/api/publish/assets/{service}", headers=admin.headers, json={"config": {"endpoints": [LOOKUP]}}
+        ).status_code
+        == 200
+    )
     renamed = client.patch(_key_url(service, scoped["id"]), headers=admin.headers, json={"name": "still top"})
     assert renamed.status_code == 200 and renamed.get_json()["allowed_endpoints"] == ["top"], renamed.get_json()
     stale = client.patch(_key_url(service, scoped["id"]), headers=admin.headers, json={"allowed_endpoints": ["top"]})
@@ -96,8 +114,11 @@ def test_narrowed_key_is_refused_on_its_next_call_on_another_server(client, admi
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "endpoint_not_allowed"
         assert httpx.get(f"{base}/customer", params={"id": "2"}, headers=headers, timeout=10).status_code == 200
 
-    narrowed = client.patch(_key_url(service, minted["id"]), headers=admin.headers,
-                            json={"allowed_endpoints": None, "row_scope": {"region": ["US"]}})  # fmt: skip
+    narrowed = client.patch(
+        _key_url(service, minted["id"]),
+        headers=admin.headers,
+        json={"allowed_endpoints": None, "row_scope": {"region": ["US"]}},
+    )
     assert narrowed.status_code == 200, narrowed.get_json()
     for base in (second, first):
         scoped = httpx.get(f"{base}/by_region", headers=headers, timeout=10)
@@ -116,8 +137,12 @@ def test_no_cached_answer_survives_a_narrowing_patch(client, admin, service):  #
     assert hit.headers["X-Cache"] == "HIT" and hit.get_json()["rows"][0]["ssn"] == "333-44-5555"
 
     url = _key_url(service, minted["id"])
-    for change in ({"sensitivity_max": "high"}, {"masking_level": "masked"}, {"allowed_columns": ["customer_key"]},
-                   {"row_scope": {"region": ["EU"]}}):  # fmt: skip
+    for change in (
+        {"sensitivity_max": "high"},
+        {"masking_level": "masked"},
+        {"allowed_columns": ["customer_key"]},
+        {"row_scope": {"region": ["EU"]}},
+    ):
         assert client.patch(url, headers=admin.headers, json=change).status_code == 200
         after = call(client, minted["key"], "customer", query_string={"id": "3"})
         assert after.headers["X-Cache"] == "MISS", change

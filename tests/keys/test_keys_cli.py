@@ -8,9 +8,25 @@ from tests.serving.test_serving_data import call, mint, service  # noqa: F401 - 
 def test_keys_update_changes_only_what_is_given(app, client, admin, service):  # noqa: F811
     minted = mint(client, admin, service, rate_limit=10)
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["keys", "update", "sales-serving", str(minted["id"]), "--name", "cli",
-                                 "--row-scope", "region=EU", "--allowed-column", "customer_key",
-                                 "--allowed-column", "region", "--endpoint", "by_region", "--json"])  # fmt: skip
+    result = runner.invoke(
+        args=[
+            "keys",
+            "update",
+            "sales-serving",
+            str(minted["id"]),
+            "--name",
+            "cli",
+            "--row-scope",
+            "region=EU",
+            "--allowed-column",
+            "customer_key",
+            "--allowed-column",
+            "region",
+            "--endpoint",
+            "by_region",
+            "--json",
+        ]
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
     assert body["name"] == "cli" and body["row_scope"] == {"region": ["EU"]} and body["rate_limit"] == 10
@@ -20,8 +36,17 @@ def test_keys_update_changes_only_what_is_given(app, client, admin, service):  #
     rows = call(client, minted["key"], "by_region").get_json()["rows"]
     assert {r["region"] for r in rows} == {"EU"} and set(rows[0]) == {"customer_key", "region"}
 
-    wide = runner.invoke(args=["keys", "update", "sales-serving", str(minted["id"]), "--all-endpoints",
-                               "--no-row-scope", "--all-columns"])  # fmt: skip
+    wide = runner.invoke(
+        args=[
+            "keys",
+            "update",
+            "sales-serving",
+            str(minted["id"]),
+            "--all-endpoints",
+            "--no-row-scope",
+            "--all-columns",
+        ]
+    )
     assert wide.exit_code == 0, wide.output
     assert "allowed_endpoints\tNone" in wide.output and call(client, minted["key"], "top").status_code == 200
 
@@ -48,8 +73,9 @@ def test_keys_update_errors_are_one_line_and_nonzero(app, client, admin, service
 def test_keys_rotate_prints_the_new_secret_once(app, client, admin, service):  # noqa: F811
     minted = mint(client, admin, service)
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["keys", "rotate", "sales-serving", str(minted["id"]), "--grace-seconds", "600",
-                                 "--json"])  # fmt: skip
+    result = runner.invoke(
+        args=["keys", "rotate", "sales-serving", str(minted["id"]), "--grace-seconds", "600", "--json"]
+    )
     assert result.exit_code == 0, result.output
     body = json.loads(result.output)
     assert body["key"].startswith("dk_") and body["grace_expires_at"]

@@ -42,9 +42,21 @@ def test_every_key_is_different():
 
 @pytest.mark.parametrize(
     "value",
-    ["", "dk_", "dk_short", "Bearer dk_" + "a" * 43, "dk_" + "a" * 42, "dk_" + "a" * 44, "dk_" + "a" * 42 + "!",
-     "dk_" + "a" * 42 + "\n", "xx_" + "a" * 43, None, 42, b"dk_" + b"a" * 43],
-)  # fmt: skip
+    [
+        "",
+        "dk_",
+        "dk_short",
+        "Bearer dk_" + "a" * 43,
+        "dk_" + "a" * 42,
+        "dk_" + "a" * 44,
+        "dk_" + "a" * 42 + "!",
+        "dk_" + "a" * 42 + "\n",
+        "xx_" + "a" * 43,
+        None,
+        42,
+        b"dk_" + b"a" * 43,
+    ],
+)
 def test_garbage_is_refused_by_shape(value):
     assert not looks_like_api_key(value)
 

@@ -25,8 +25,13 @@ CASES = [(task, algorithm) for task, algorithms in ALGORITHMS.items() for algori
 
 
 def _train(task_type: str, algorithm: str, features=FEATURES):
-    config = {"target_column": TARGETS[task_type], "task_type": task_type, "algorithm": algorithm,
-              "feature_columns": features, "hyperparams": {"n_estimators": 20} if "forest" in algorithm else {}}  # fmt: skip
+    config = {
+        "target_column": TARGETS[task_type],
+        "task_type": task_type,
+        "algorithm": algorithm,
+        "feature_columns": features,
+        "hyperparams": {"n_estimators": 20} if "forest" in algorithm else {},
+    }
     return train_model(customer_frame(), validate_training_config(config, COLUMNS))
 
 
@@ -104,8 +109,10 @@ def test_a_pipeline_of_another_shape_is_left_to_scikit_learn():
 def test_a_preprocessing_the_probes_cannot_reproduce_is_refused():
     """A quantile transform is not affine: reading it off two probe points would score wrongly, and the check
     against scikit-learn on the probe set catches it, so the Scorer answers through scikit-learn instead."""
-    schema = [{"name": "tenure", "type": "integer", "categories": None, "nullable": True},
-              {"name": "monthly", "type": "float", "categories": None, "nullable": True}]  # fmt: skip
+    schema = [
+        {"name": "tenure", "type": "integer", "categories": None, "nullable": True},
+        {"name": "monthly", "type": "float", "categories": None, "nullable": True},
+    ]
     frame = customer_frame()
     x = model_frame(frame, schema)
     y = frame["segment"].to_numpy()
@@ -113,9 +120,11 @@ def test_a_preprocessing_the_probes_cannot_reproduce_is_refused():
         [("impute", SimpleImputer(strategy="median")), ("quantile", QuantileTransformer(n_quantiles=50))]
     )
     pipeline = Pipeline(
-        [("preprocess", ColumnTransformer([("numeric", numeric, ["tenure", "monthly"])])),
-         ("model", LogisticRegression(max_iter=500))]
-    )  # fmt: skip
+        [
+            ("preprocess", ColumnTransformer([("numeric", numeric, ["tenure", "monthly"])])),
+            ("model", LogisticRegression(max_iter=500)),
+        ]
+    )
     pipeline.fit(x, y)
     assert compile_pipeline(pipeline, schema) is None
     scorer = Scorer(pipeline)

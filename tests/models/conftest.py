@@ -9,8 +9,16 @@ import sqlalchemy as sa
 
 from tests.conftest import live_worker  # noqa: F401 - the shared fixture, kept importable from here
 
-CHURN_TYPES = {"customer_key": "integer", "tenure": "integer", "monthly": "float", "plan": "text", "region": "text",
-               "churned": "integer", "spend": "float", "segment": "text"}  # fmt: skip
+CHURN_TYPES = {
+    "customer_key": "integer",
+    "tenure": "integer",
+    "monthly": "float",
+    "plan": "text",
+    "region": "text",
+    "churned": "integer",
+    "spend": "float",
+    "segment": "text",
+}
 
 
 def churn_rows(n: int = 160, seed: int = 7) -> list[dict]:
@@ -22,9 +30,18 @@ def churn_rows(n: int = 160, seed: int = 7) -> list[dict]:
         plan = rng.choice(["basic", "premium"])
         monthly = round(rng.uniform(10, 90), 2)
         churned = int((tenure < 20 and plan == "basic") or rng.random() < 0.05)
-        rows.append({"customer_key": i + 1, "tenure": tenure, "monthly": monthly, "plan": plan,
-                     "region": rng.choice(["EU", "US", "APAC"]), "churned": churned,
-                     "spend": round(tenure * monthly * 0.5 + rng.uniform(-20, 20), 2), "segment": "retail"})  # fmt: skip
+        rows.append(
+            {
+                "customer_key": i + 1,
+                "tenure": tenure,
+                "monthly": monthly,
+                "plan": plan,
+                "region": rng.choice(["EU", "US", "APAC"]),
+                "churned": churned,
+                "spend": round(tenure * monthly * 0.5 + rng.uniform(-20, 20), 2),
+                "segment": "retail",
+            }
+        )
     return rows
 
 
@@ -46,9 +63,17 @@ def put_dataset(app, project_id: int, name: str, rows: list[dict], types: dict[s
             tbl.create(conn)
             conn.execute(tbl.insert(), rows)
         db.session.add(
-            Dataset(project_id=project_id, name=name, schema_name=schema, table_name=physical, source="upload",
-                    columns=[{"name": c, "type": types[c]} for c in rows[0]], row_count=len(rows), masking={})
-        )  # fmt: skip
+            Dataset(
+                project_id=project_id,
+                name=name,
+                schema_name=schema,
+                table_name=physical,
+                source="upload",
+                columns=[{"name": c, "type": types[c]} for c in rows[0]],
+                row_count=len(rows),
+                masking={},
+            )
+        )
         db.session.commit()
     return name
 
@@ -59,19 +84,36 @@ def churn(app, project) -> str:
 
 
 def classification_config(table: str = "marts.churn", **extra) -> dict:
-    return {"input_table": table, "target_column": "churned", "task_type": "classification",
-            "algorithm": "logistic_regression", "feature_columns": ["tenure", "monthly", "plan", "region"], **extra}  # fmt: skip
+    return {
+        "input_table": table,
+        "target_column": "churned",
+        "task_type": "classification",
+        "algorithm": "logistic_regression",
+        "feature_columns": ["tenure", "monthly", "plan", "region"],
+        **extra,
+    }
 
 
 def regression_config(table: str = "marts.churn", **extra) -> dict:
-    return {"input_table": table, "target_column": "spend", "task_type": "regression",
-            "algorithm": "random_forest", "feature_columns": ["tenure", "monthly", "plan"],
-            "hyperparams": {"n_estimators": 20, "max_depth": 6}, **extra}  # fmt: skip
+    return {
+        "input_table": table,
+        "target_column": "spend",
+        "task_type": "regression",
+        "algorithm": "random_forest",
+        "feature_columns": ["tenure", "monthly", "plan"],
+        "hyperparams": {"n_estimators": 20, "max_depth": 6},
+        **extra,
+    }
 
 
 def create_recipe(client, account, project_id: int, config: dict, name: str = "churn", **fields):
-    body = {"recipe_type": "train_model", "name": name, "inputs": [config.get("input_table", "marts.churn")],
-            "config": config, **fields}  # fmt: skip
+    body = {
+        "recipe_type": "train_model",
+        "name": name,
+        "inputs": [config.get("input_table", "marts.churn")],
+        "config": config,
+        **fields,
+    }
     return client.post("/api/flow/ai-recipes", headers=account.project_headers(project_id), json=body)
 
 
@@ -79,7 +121,8 @@ def train(client, account, project_id: int, config: dict, name: str = "churn") -
     """Create a recipe and run it, waiting; returns the run's answer (asserting the HTTP exchange went through)."""
     created = create_recipe(client, account, project_id, config, name)
     assert created.status_code == 201, created.get_json()
-    resp = client.post(f"/api/flow/ai-recipes/{created.get_json()['recipe_id']}/run",
-                       headers=account.project_headers(project_id))  # fmt: skip
+    resp = client.post(
+        f"/api/flow/ai-recipes/{created.get_json()['recipe_id']}/run", headers=account.project_headers(project_id)
+    )
     assert resp.status_code == 200, resp.get_json()
     return {**resp.get_json(), "recipe_id": created.get_json()["recipe_id"]}

@@ -18,8 +18,11 @@ CUSTOMERS = [
     {"customer_key": 3, "tenure": 40, "plan": "premium", "region": "EU"},
     {"customer_key": 3, "tenure": 4, "plan": "basic", "region": "EU"},  # two rows for key 3
 ]
-ENRICH = {"dataset": "marts.customers", "on": [{"feature": "customer_id", "column": "customer_key"}],
-          "columns": {"tenure": "tenure", "plan": "plan", "region": "region"}}  # fmt: skip
+ENRICH = {
+    "dataset": "marts.customers",
+    "on": [{"feature": "customer_id", "column": "customer_key"}],
+    "columns": {"tenure": "tenure", "plan": "plan", "region": "region"},
+}
 
 
 @dataclass
@@ -63,8 +66,13 @@ def predict(client, key: str, endpoint: str, body):
 
 def test_enrichment_config_is_checked_on_save(client, admin, scoring):
     def bad(enrichment, field, **extra):
-        resp = _create(client, admin, scoring.pid, key=SERVICE,
-                       endpoints=[model_ep(scoring.model_id, "m", enrichments=[enrichment], **extra)])  # fmt: skip
+        resp = _create(
+            client,
+            admin,
+            scoring.pid,
+            key=SERVICE,
+            endpoints=[model_ep(scoring.model_id, "m", enrichments=[enrichment], **extra)],
+        )
         assert resp.status_code == 422, (field, resp.get_json())
         assert field in resp.get_json()["error"]["details"]["fields"], (field, resp.get_json())
 
@@ -81,24 +89,40 @@ def test_enrichment_config_is_checked_on_save(client, admin, scoring):
     bad({**ENRICH, "override": "yes"}, f"{base}.override")
     bad({**ENRICH, "join": 1}, f"{base}.join")
     bad(ENRICH, "config.endpoints[0].on_bad_row", on_bad_row="skip")
-    ok = _create(client, admin, scoring.pid, key=SERVICE,
-                 endpoints=[model_ep(scoring.model_id, "m", enrichments=[ENRICH])])  # fmt: skip
+    ok = _create(
+        client, admin, scoring.pid, key=SERVICE, endpoints=[model_ep(scoring.model_id, "m", enrichments=[ENRICH])]
+    )
     assert ok.status_code == 201, ok.get_json()
     saved = ok.get_json()["config"]["endpoints"][0]["enrichments"][0]
     assert (saved["missing_key"], saved["not_found"], saved["multiple_matches"], saved["override"]) == (
-        "error", "error", "error", False)  # fmt: skip
+        "error",
+        "error",
+        "error",
+        False,
+    )
 
 
 def test_enrichment_hits_misses_and_multiple_matches(client, admin, scoring):
     mid = scoring.model_id
-    asset = publish(client, admin, scoring.pid, [
-        model_ep(mid, "plain"),
-        model_ep(mid, "strict", enrichments=[ENRICH], return_enriched=True),
-        model_ep(mid, "lenient", return_enriched=True, enrichments=[
-            {**ENRICH, "missing_key": "ignore", "not_found": "ignore", "multiple_matches": "first"}]),
-        model_ep(mid, "nulls", return_enriched=True, enrichments=[{**ENRICH, "missing_key": "null", "not_found": "null"}]),
-        model_ep(mid, "override", return_enriched=True, enrichments=[{**ENRICH, "override": True}]),
-    ])  # fmt: skip
+    asset = publish(
+        client,
+        admin,
+        scoring.pid,
+        [
+            model_ep(mid, "plain"),
+            model_ep(mid, "strict", enrichments=[ENRICH], return_enriched=True),
+            model_ep(
+                mid,
+                "lenient",
+                return_enriched=True,
+                enrichments=[{**ENRICH, "missing_key": "ignore", "not_found": "ignore", "multiple_matches": "first"}],
+            ),
+            model_ep(
+                mid, "nulls", return_enriched=True, enrichments=[{**ENRICH, "missing_key": "null", "not_found": "null"}]
+            ),
+            model_ep(mid, "override", return_enriched=True, enrichments=[{**ENRICH, "override": True}]),
+        ],
+    )
     key = mint(client, admin, asset, rate_limit=1000, masking_level="masked")["key"]
     unmasked = mint(client, admin, asset, rate_limit=1000, masking_level="unmasked")["key"]
 
@@ -112,8 +136,17 @@ def test_enrichment_hits_misses_and_multiple_matches(client, admin, scoring):
         {"tenure": 2, "monthly": 80.0, "plan": "basic", "region": "***"},
         {"tenure": 55, "monthly": 30.0, "plan": "premium", "region": "***"},
     ]
-    direct = predict(client, key, "plain", {"rows": [{"tenure": 2, "monthly": 80.0, "plan": "basic", "region": None},
-                                                     {"tenure": 55, "monthly": 30.0, "plan": "premium", "region": None}]})  # fmt: skip
+    direct = predict(
+        client,
+        key,
+        "plain",
+        {
+            "rows": [
+                {"tenure": 2, "monthly": 80.0, "plan": "basic", "region": None},
+                {"tenure": 55, "monthly": 30.0, "plan": "premium", "region": None},
+            ]
+        },
+    )
     assert body["predictions"] == direct.get_json()["predictions"] == [1, 0]
     assert body["probabilities"] == direct.get_json()["probabilities"]
     # An unmasked key reads region in clear, scores it and echoes it.
@@ -132,15 +165,23 @@ def test_enrichment_hits_misses_and_multiple_matches(client, admin, scoring):
     assert over["enriched"][0]["tenure"] == 55 and over["enriched"][0]["plan"] == "premium"
 
     # error policies: a 422 for the whole request naming the row
-    for row, field in (({"monthly": 1.0}, "rows[1].customer_id"), ({"customer_id": 99, "monthly": 1.0}, "rows[1]"),
-                       ({"customer_id": 3, "monthly": 1.0}, "rows[1]"), ({"customer_id": "x", "monthly": 1.0}, "rows[1].customer_id")):  # fmt: skip
+    for row, field in (
+        ({"monthly": 1.0}, "rows[1].customer_id"),
+        ({"customer_id": 99, "monthly": 1.0}, "rows[1]"),
+        ({"customer_id": 3, "monthly": 1.0}, "rows[1]"),
+        ({"customer_id": "x", "monthly": 1.0}, "rows[1].customer_id"),
+    ):
         resp = predict(client, key, "strict", {"rows": [{"customer_id": 1, "monthly": 1.0}, row]})
         assert resp.status_code == 422, (row, resp.get_json())
         assert field in resp.get_json()["error"]["details"]["fields"], (row, resp.get_json())
 
     # ignore / first: missing and unknown keys are ignored in place, several matches take the first
-    rows = [{"monthly": 1.0}, {"customer_id": 99, "monthly": 1.0}, {"customer_id": 3, "monthly": 1.0},
-            {"customer_id": 2, "monthly": 30.0}]  # fmt: skip
+    rows = [
+        {"monthly": 1.0},
+        {"customer_id": 99, "monthly": 1.0},
+        {"customer_id": 3, "monthly": 1.0},
+        {"customer_id": 2, "monthly": 30.0},
+    ]
     lenient = predict(client, key, "lenient", {"rows": rows})
     assert lenient.status_code == 200, lenient.get_json()
     got = lenient.get_json()
@@ -158,16 +199,22 @@ def test_enrichment_hits_misses_and_multiple_matches(client, admin, scoring):
 
 def test_a_row_the_keys_row_scope_excludes_is_not_found(client, admin, scoring):
     mid = scoring.model_id
-    asset = publish(client, admin, scoring.pid, [
-        model_ep(mid, "strict", enrichments=[ENRICH], return_enriched=True),
-        model_ep(mid, "lenient", enrichments=[{**ENRICH, "not_found": "ignore"}], return_enriched=True),
-    ])  # fmt: skip
+    asset = publish(
+        client,
+        admin,
+        scoring.pid,
+        [
+            model_ep(mid, "strict", enrichments=[ENRICH], return_enriched=True),
+            model_ep(mid, "lenient", enrichments=[{**ENRICH, "not_found": "ignore"}], return_enriched=True),
+        ],
+    )
     eu = mint(client, admin, asset, rate_limit=1000, masking_level="unmasked", row_scope={"region": ["EU"]})["key"]
     refused = predict(client, eu, "strict", {"features": {"customer_id": 1, "monthly": 80.0}})  # customer 1 is US
     assert refused.status_code == 422, refused.get_json()
     assert "US" not in str(refused.get_json()) and "basic" not in str(refused.get_json())
-    ignored = predict(client, eu, "lenient", {"rows": [{"customer_id": 1, "monthly": 80.0},
-                                                        {"customer_id": 2, "monthly": 30.0}]})  # fmt: skip
+    ignored = predict(
+        client, eu, "lenient", {"rows": [{"customer_id": 1, "monthly": 80.0}, {"customer_id": 2, "monthly": 30.0}]}
+    )
     assert ignored.status_code == 200, ignored.get_json()
     body = ignored.get_json()
     assert body["predictions"][0]["ignored"] is True and body["enriched"][0] is None

@@ -10,9 +10,11 @@ from tests.models.conftest import classification_config, put_dataset, regression
 from tests.models.test_enrichment import model_ep, predict, publish
 from tests.serving.test_serving_data import mint
 
-ROWS = [{"tenure": 2, "monthly": 80.0, "plan": "basic", "region": "US"},
-        {"tenure": 50, "monthly": None, "plan": "premium", "region": "EU"},
-        {"tenure": 15, "monthly": 40.0, "plan": "premium", "region": None}]  # fmt: skip
+ROWS = [
+    {"tenure": 2, "monthly": 80.0, "plan": "basic", "region": "US"},
+    {"tenure": 50, "monthly": None, "plan": "premium", "region": "EU"},
+    {"tenure": 15, "monthly": 40.0, "plan": "premium", "region": None},
+]
 
 
 @pytest.fixture()
@@ -24,17 +26,26 @@ def models(client, admin, project, churn, live_worker) -> dict:
         run = train(client, admin, pid, classification_config(algorithm=algorithm, **extra), name=algorithm)
         assert run["status"] == "success", run
         ids[algorithm] = run["model_id"]
-    run = train(client, admin, pid, regression_config(algorithm="gradient_boosting",
-                                                      hyperparams={"n_estimators": 20}), name="spend")  # fmt: skip
+    run = train(
+        client,
+        admin,
+        pid,
+        regression_config(algorithm="gradient_boosting", hyperparams={"n_estimators": 20}),
+        name="spend",
+    )
     assert run["status"] == "success", run
     ids["spend"] = run["model_id"]
     return ids
 
 
 def test_contributions_sum_to_the_served_output(client, admin, project, models):
-    asset = publish(client, admin, project["project_id"],
-                    [model_ep(mid, name) for name, mid in models.items()] +
-                    [model_ep(models["random_forest"], "default", explanations={"method": "shapley", "top_n": 1})])  # fmt: skip
+    asset = publish(
+        client,
+        admin,
+        project["project_id"],
+        [model_ep(mid, name) for name, mid in models.items()]
+        + [model_ep(models["random_forest"], "default", explanations={"method": "shapley", "top_n": 1})],
+    )
     key = mint(client, admin, asset, rate_limit=1000)["key"]
     for name in models:
         rows = ROWS if name != "spend" else [{k: v for k, v in r.items() if k != "region"} for r in ROWS]
@@ -55,8 +66,9 @@ def test_contributions_sum_to_the_served_output(client, admin, project, models):
     top = predict(client, key, "logistic_regression", {"features": ROWS[0], "explanations": {"method": "shapley"}})
     [explained] = top.get_json()["explanations"]
     assert len(explained["contributions"]) == 3  # top_n defaults to 3; the rest is in "others"
-    every = predict(client, key, "logistic_regression",
-                    {"features": ROWS[0], "explanations": {"method": "shapley", "top_n": 4}}).get_json()  # fmt: skip
+    every = predict(
+        client, key, "logistic_regression", {"features": ROWS[0], "explanations": {"method": "shapley", "top_n": 4}}
+    ).get_json()
     full = every["explanations"][0]["contributions"]
     [left_out] = set(full) - set(explained["contributions"])
     assert all(abs(v) >= abs(full[left_out]) for v in explained["contributions"].values())
@@ -75,8 +87,19 @@ def test_bad_explanation_requests_and_the_row_cap(app, client, admin, project, m
     names = [f"x{i}" for i in range(13)]
     rows = [{**{n: rng.random() for n in names}, "y": rng.randint(0, 1)} for _ in range(60)]
     put_dataset(app, pid, "marts.wide", rows, {**dict.fromkeys(names, "float"), "y": "integer"})
-    wide = train(client, admin, pid, {"input_table": "marts.wide", "target_column": "y", "task_type": "classification",
-                                      "algorithm": "logistic_regression", "feature_columns": names}, name="wide")  # fmt: skip
+    wide = train(
+        client,
+        admin,
+        pid,
+        {
+            "input_table": "marts.wide",
+            "target_column": "y",
+            "task_type": "classification",
+            "algorithm": "logistic_regression",
+            "feature_columns": names,
+        },
+        name="wide",
+    )
     assert wide["status"] == "success", wide
     refused = _create_default(client, admin, pid, wide["model_id"])
     assert refused.status_code == 422
@@ -84,10 +107,12 @@ def test_bad_explanation_requests_and_the_row_cap(app, client, admin, project, m
 
     asset = publish(client, admin, pid, [model_ep(models["random_forest"], "rf"), model_ep(wide["model_id"], "wide")])
     key = mint(client, admin, asset, rate_limit=1000)["key"]
-    for endpoint, ask, field in (("rf", {"method": "lime"}, "explanations.method"),
-                                 ("rf", {"method": "shapley", "top_n": 0}, "explanations.top_n"),
-                                 ("rf", "yes", "explanations"),
-                                 ("wide", {"method": "shapley"}, "explanations.method")):  # fmt: skip
+    for endpoint, ask, field in (
+        ("rf", {"method": "lime"}, "explanations.method"),
+        ("rf", {"method": "shapley", "top_n": 0}, "explanations.top_n"),
+        ("rf", "yes", "explanations"),
+        ("wide", {"method": "shapley"}, "explanations.method"),
+    ):
         features = ROWS[0] if endpoint == "rf" else {n: 0.5 for n in names}
         resp = predict(client, key, endpoint, {"features": features, "explanations": ask})
         assert resp.status_code == 422, (ask, resp.get_json())
@@ -101,5 +126,6 @@ def test_bad_explanation_requests_and_the_row_cap(app, client, admin, project, m
 def _create_default(client, admin, pid, model_id):
     from tests.publishing.test_assets import _create
 
-    return _create(client, admin, pid, key="wide-service",
-                   endpoints=[model_ep(model_id, "w", explanations={"method": "shapley"})])  # fmt: skip
+    return _create(
+        client, admin, pid, key="wide-service", endpoints=[model_ep(model_id, "w", explanations={"method": "shapley"})]
+    )

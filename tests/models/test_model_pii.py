@@ -15,8 +15,14 @@ def _rows() -> list[dict]:
 
 
 def _config(**extra) -> dict:
-    return {"input_table": "marts.contacts", "target_column": "churned", "task_type": "classification",
-            "algorithm": "logistic_regression", "feature_columns": ["tenure", "plan", "email"], **extra}  # fmt: skip
+    return {
+        "input_table": "marts.contacts",
+        "target_column": "churned",
+        "task_type": "classification",
+        "algorithm": "logistic_regression",
+        "feature_columns": ["tenure", "plan", "email"],
+        **extra,
+    }
 
 
 def test_training_on_sensitive_columns_needs_an_admins_explicit_consent(app, client, admin, project):

@@ -20,8 +20,16 @@ def service(app, client, admin, project, churn, live_worker) -> dict:
     trained = train(client, admin, pid, classification_config())
     assert trained["status"] == "success", trained
     mid = trained["model_id"]
-    asset = publish(client, admin, pid, [model_ep(mid, "churn"), model_ep(mid, "by_id", enrichments=[ENRICH]),
-                                         {"id": "fn", "kind": "function", "handler": "def handler(p):\n    return p\n"}])  # fmt: skip
+    asset = publish(
+        client,
+        admin,
+        pid,
+        [
+            model_ep(mid, "churn"),
+            model_ep(mid, "by_id", enrichments=[ENRICH]),
+            {"id": "fn", "kind": "function", "handler": "def handler(p):\n    return p\n"},
+        ],
+    )
     return {"asset": asset, "key": mint(client, admin, asset, rate_limit=1000, masking_level="unmasked")["key"]}
 
 
@@ -48,8 +56,11 @@ def test_context_is_never_scored_is_audited_and_shown_in_the_test_pane(client, a
     [ok] = [i for i in items if i["status"] == 200]
     assert ok["context"] == context
 
-    pane = client.post(f"/api/api-services/{service['asset']}/endpoints/churn/test", headers=admin.headers,
-                       json={"features": LEAVES, "context": context})  # fmt: skip
+    pane = client.post(
+        f"/api/api-services/{service['asset']}/endpoints/churn/test",
+        headers=admin.headers,
+        json={"features": LEAVES, "context": context},
+    )
     assert pane.status_code == 200, pane.get_json()
     assert pane.get_json()["context"] == context and pane.get_json()["dry"] is True
 
@@ -61,10 +72,12 @@ def test_get_form_scores_one_row_with_the_same_validation(client, service):
     as_post = predict(client, key, "churn", {"features": LEAVES}).get_json()
     assert as_get.get_json()["probabilities"] == as_post["probabilities"] and as_get.get_json()["count"] == 1
 
-    for params, field in ((dict(tenure="two", monthly="80", plan="basic", region="US"), "features.tenure"),
-                          (dict(tenure="2", monthly="lots", plan="basic", region="US"), "features.monthly"),
-                          (dict(tenure="2", monthly="80", plan="basic"), "features.region"),
-                          (dict(tenure="2", monthly="80", plan="basic", region="US", ghost="1"), "features.ghost")):  # fmt: skip
+    for params, field in (
+        (dict(tenure="two", monthly="80", plan="basic", region="US"), "features.tenure"),
+        (dict(tenure="2", monthly="lots", plan="basic", region="US"), "features.monthly"),
+        (dict(tenure="2", monthly="80", plan="basic"), "features.region"),
+        (dict(tenure="2", monthly="80", plan="basic", region="US", ghost="1"), "features.ghost"),
+    ):
         resp = get(client, key, "churn", **params)
         assert resp.status_code == 422, (params, resp.get_json())
         assert field in resp.get_json()["error"]["details"]["fields"], (params, resp.get_json())
@@ -84,8 +97,12 @@ def test_classifiers_answer_probability_percentiles_from_held_out_scores(app, cl
     from app.db import MLModel
     from app.extensions import db
 
-    rows = [{"tenure": t, "monthly": m, "plan": p, "region": "EU"}
-            for t in (1, 10, 30, 60) for m in (15.0, 85.0) for p in ("basic", "premium")]  # fmt: skip
+    rows = [
+        {"tenure": t, "monthly": m, "plan": p, "region": "EU"}
+        for t in (1, 10, 30, 60)
+        for m in (15.0, 85.0)
+        for p in ("basic", "premium")
+    ]
     resp = predict(client, service["key"], "churn", {"rows": rows})
     assert resp.status_code == 200, resp.get_json()
     body = resp.get_json()
@@ -93,8 +110,10 @@ def test_classifiers_answer_probability_percentiles_from_held_out_scores(app, cl
         model = db.session.get(MLModel, body["model_id"])
         quantiles = model.score_quantiles
     assert set(quantiles) == {"0", "1"} and all(len(q) == 101 and q == sorted(q) for q in quantiles.values())
-    pairs = sorted((probs["1"], pct["1"]) for probs, pct in
-                   zip(body["probabilities"], body["probability_percentiles"], strict=True))  # fmt: skip
+    pairs = sorted(
+        (probs["1"], pct["1"])
+        for probs, pct in zip(body["probabilities"], body["probability_percentiles"], strict=True)
+    )
     assert [pct for _, pct in pairs] == sorted(pct for _, pct in pairs)  # a higher score never ranks lower
     for p, pct in pairs:
         assert 0 <= pct <= 100

@@ -14,8 +14,14 @@ def _rows() -> list[dict]:
 
 
 def _config(**extra) -> dict:
-    return {"input_table": "marts.people", "target_column": "name", "task_type": "classification",
-            "algorithm": "logistic_regression", "feature_columns": ["tenure", "plan"], **extra}  # fmt: skip
+    return {
+        "input_table": "marts.people",
+        "target_column": "name",
+        "task_type": "classification",
+        "algorithm": "logistic_regression",
+        "feature_columns": ["tenure", "plan"],
+        **extra,
+    }
 
 
 def test_a_medium_target_needs_an_admins_explicit_consent(app, client, admin, project, live_worker):
@@ -31,8 +37,13 @@ def test_a_medium_target_needs_an_admins_explicit_consent(app, client, admin, pr
     assert create_recipe(client, admin, pid, _config(), name="leakname").status_code == 422
     assert create_recipe(client, designer, pid, _config(allow_sensitive=True), name="leakname").status_code == 403
     # A medium column as a plain feature stays allowed (its values are not served back).
-    feature = create_recipe(client, designer, pid, {**_config(), "target_column": "churned",
-                                                    "feature_columns": ["tenure", "name"]}, name="byname")  # fmt: skip
+    feature = create_recipe(
+        client,
+        designer,
+        pid,
+        {**_config(), "target_column": "churned", "feature_columns": ["tenure", "name"]},
+        name="byname",
+    )
     assert feature.status_code == 201, feature.get_json()
 
     run = train(client, admin, pid, _config(allow_sensitive=True), name="names")

@@ -97,22 +97,29 @@ def test_a_model_a_published_service_scores_with_cannot_be_deleted(client, admin
 
 
 def test_regression_predictions_are_numbers(client, served):
-    resp = predict(client, served.key, "spend", {"rows": [{"tenure": 5, "monthly": 20.0, "plan": "basic"},
-                                                          {"tenure": 55, "monthly": 80.0, "plan": "premium"}]})  # fmt: skip
+    resp = predict(
+        client,
+        served.key,
+        "spend",
+        {"rows": [{"tenure": 5, "monthly": 20.0, "plan": "basic"}, {"tenure": 55, "monthly": 80.0, "plan": "premium"}]},
+    )
     assert resp.status_code == 200, resp.get_json()
     low, high = resp.get_json()["predictions"]
     assert isinstance(low, float) and low < high
     assert "probabilities" not in resp.get_json()
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"features": {k: v for k, v in LEAVES.items() if k != "tenure"}}, ".tenure"),
-    ({"features": {**LEAVES, "ghost": 1}}, ".ghost"),
-    ({"features": {**LEAVES, "tenure": "seven"}}, ".tenure"),
-    ({"rows": [LEAVES, {**LEAVES, "monthly": "a lot"}]}, "rows[1].monthly"),
-    ({"rows": []}, "rows"),
-    ({"feature": LEAVES}, "features"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({"features": {k: v for k, v in LEAVES.items() if k != "tenure"}}, ".tenure"),
+        ({"features": {**LEAVES, "ghost": 1}}, ".ghost"),
+        ({"features": {**LEAVES, "tenure": "seven"}}, ".tenure"),
+        ({"rows": [LEAVES, {**LEAVES, "monthly": "a lot"}]}, "rows[1].monthly"),
+        ({"rows": []}, "rows"),
+        ({"feature": LEAVES}, "features"),
+    ],
+)
 def test_bad_features_are_422_naming_the_field(client, served, body, field):
     resp = predict(client, served.key, "churn", body)
     assert resp.status_code == 422, resp.get_json()
@@ -177,12 +184,23 @@ def insert_model(app, project_id: int, estimator, name: str = "slow") -> int:
 
     with app.app_context():
         stored = save_artifact(app.config["MODEL_STORE"], f"test-{uuid.uuid4().hex}", estimator)
-        model = MLModel(project_id=project_id, name=name, version=1, task_type="regression",
-                        algorithm="linear_regression", target_column="y", metrics={}, feature_importance={},
-                        feature_columns=["x"], input_schema=[{"name": "x", "type": "float", "categories": None,
-                                                              "nullable": True}],
-                        classes=None, artifact_path=stored.path, artifact_sha256=stored.sha256,
-                        sklearn_version=stored.sklearn_version, is_active=True)  # fmt: skip
+        model = MLModel(
+            project_id=project_id,
+            name=name,
+            version=1,
+            task_type="regression",
+            algorithm="linear_regression",
+            target_column="y",
+            metrics={},
+            feature_importance={},
+            feature_columns=["x"],
+            input_schema=[{"name": "x", "type": "float", "categories": None, "nullable": True}],
+            classes=None,
+            artifact_path=stored.path,
+            artifact_sha256=stored.sha256,
+            sklearn_version=stored.sklearn_version,
+            is_active=True,
+        )
         db.session.add(model)
         db.session.commit()
         return model.id

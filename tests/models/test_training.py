@@ -43,14 +43,24 @@ def test_train_a_classifier_and_read_it_back(app, client, admin, project, churn,
     ]
 
     [listed] = _models(client, admin, pid)
-    assert listed == {"model_id": run["model_id"], "name": "churn", "version": 1, "task_type": "classification",
-                      "algorithm": "logistic_regression", "metrics": run["metrics"], "is_active": True,
-                      "feature_columns": ["tenure", "monthly", "plan", "region"]}  # fmt: skip
+    assert listed == {
+        "model_id": run["model_id"],
+        "name": "churn",
+        "version": 1,
+        "task_type": "classification",
+        "algorithm": "logistic_regression",
+        "metrics": run["metrics"],
+        "is_active": True,
+        "feature_columns": ["tenure", "monthly", "plan", "region"],
+    }
     detail = client.get(f"/api/models/{run['model_id']}", headers=admin.project_headers(pid)).get_json()
     assert detail["target_column"] == "churned" and detail["classes"] == [0, 1]
     assert {f["name"]: f["type"] for f in detail["input_schema"]} == {
-        "tenure": "integer", "monthly": "float", "plan": "text", "region": "text"
-    }  # fmt: skip
+        "tenure": "integer",
+        "monthly": "float",
+        "plan": "text",
+        "region": "text",
+    }
     assert set(detail["feature_importance"]) and all(
         isinstance(v, float) for v in detail["feature_importance"].values()
     )
@@ -74,14 +84,17 @@ def test_versions_activation_and_delete_rules(app, client, admin, project, churn
     second = train(client, admin, pid, classification_config(model_name="churn_model", algorithm="random_forest"))
     assert second["status"] == "success", second
     versions = client.get(f"/api/models/{second['model_id']}", headers=headers).get_json()["versions"]
-    assert versions == [{"model_id": second["model_id"], "version": 2, "is_active": False},
-                        {"model_id": first["model_id"], "version": 1, "is_active": True}]  # fmt: skip
+    assert versions == [
+        {"model_id": second["model_id"], "version": 2, "is_active": False},
+        {"model_id": first["model_id"], "version": 1, "is_active": True},
+    ]
 
     activated = client.post(f"/api/models/{second['model_id']}/activate", headers=headers)
     assert activated.status_code == 200 and activated.get_json()["is_active"] is True
     assert [(m["version"], m["is_active"]) for m in _models(client, admin, pid, name="churn_model")] == [
-        (2, True), (1, False)
-    ]  # fmt: skip
+        (2, True),
+        (1, False),
+    ]
 
     conflict = client.delete(f"/api/models/{second['model_id']}", headers=headers)
     assert conflict.status_code == 409 and conflict.get_json()["error"]["code"] == "conflict"
@@ -132,8 +145,12 @@ def test_a_task_delivered_twice_trains_once(app, client, admin, project, churn, 
     before = _artifacts(app)
     run = train(client, admin, pid, classification_config())
     again = train_recipe.apply_async(args=[run["run_id"]], queue="train").get(timeout=30)
-    assert again == {"status": "success", "run_id": run["run_id"], "model_id": run["model_id"],
-                     "metrics": run["metrics"]}  # fmt: skip
+    assert again == {
+        "status": "success",
+        "run_id": run["run_id"],
+        "model_id": run["model_id"],
+        "metrics": run["metrics"],
+    }
     assert len(_models(client, admin, pid)) == 1 and len(_artifacts(app) - before) == 1
 
 
@@ -157,9 +174,14 @@ def test_recipe_config_is_checked_against_the_table(client, admin, project, chur
     assert resp.status_code == 422 and "config.target_column" in resp.get_json()["error"]["details"]["fields"]
     resp = create_recipe(client, admin, pid, classification_config(), recipe_type="score_model")
     assert resp.status_code == 422 and "recipe_type" in resp.get_json()["error"]["details"]["fields"]
-    assert client.post("/api/flow/ai-recipes", headers=admin.headers,
-                       json={"recipe_type": "train_model", "name": "x", "config": classification_config()}
-                       ).status_code == 400  # fmt: skip
+    assert (
+        client.post(
+            "/api/flow/ai-recipes",
+            headers=admin.headers,
+            json={"recipe_type": "train_model", "name": "x", "config": classification_config()},
+        ).status_code
+        == 400
+    )
 
 
 def test_only_editors_of_the_project_create_and_run(client, admin, project, churn):
@@ -178,15 +200,20 @@ def test_other_projects_and_orgs_see_404(client, admin, project, churn, live_wor
     model_id, recipe_id = run["model_id"], run["recipe_id"]
     other_project = client.post("/api/projects", headers=admin.headers, json={"name": "Ops", "slug": "ops"}).get_json()
     other_org = sign_up(client)
-    other_org_project = client.post("/api/projects", headers=other_org.headers,
-                                    json={"name": "Theirs", "slug": "theirs"}).get_json()  # fmt: skip
+    other_org_project = client.post(
+        "/api/projects", headers=other_org.headers, json={"name": "Theirs", "slug": "theirs"}
+    ).get_json()
     scopes = [(admin, other_project["project_id"]), (other_org, other_org_project["project_id"]), (other_org, None)]
     for account, scope in scopes:
         headers = account.project_headers(scope) if scope else account.headers
-        for method, url in [("GET", f"/api/models/{model_id}"), ("POST", f"/api/models/{model_id}/activate"),
-                            ("DELETE", f"/api/models/{model_id}"), ("GET", f"/api/flow/ai-recipes/{recipe_id}"),
-                            ("GET", f"/api/flow/ai-recipes/{recipe_id}/runs"),
-                            ("POST", f"/api/flow/ai-recipes/{recipe_id}/run")]:  # fmt: skip
+        for method, url in [
+            ("GET", f"/api/models/{model_id}"),
+            ("POST", f"/api/models/{model_id}/activate"),
+            ("DELETE", f"/api/models/{model_id}"),
+            ("GET", f"/api/flow/ai-recipes/{recipe_id}"),
+            ("GET", f"/api/flow/ai-recipes/{recipe_id}/runs"),
+            ("POST", f"/api/flow/ai-recipes/{recipe_id}/run"),
+        ]:
             resp = client.open(url, method=method, headers=headers)
             assert resp.status_code == 404, (scope, method, url, resp.get_json())
         if scope:

@@ -32,8 +32,24 @@ def _installation_env(var: Path, redis_url: str) -> dict[str, str]:
 
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     # Both workers get the same node name, the harshest case: broadcasts must still never cross installations.
-    cmd = [sys.executable, "-m", "celery", "-A", "celery_worker", "worker", "-Q", "predict,train,functions,default",
-           "--concurrency", "1", "--loglevel", "INFO", "-n", "shared@%h", "--without-gossip", "--without-mingle"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "celery_worker",
+        "worker",
+        "-Q",
+        "predict,train,functions,default",
+        "--concurrency",
+        "1",
+        "--loglevel",
+        "INFO",
+        "-n",
+        "shared@%h",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     env = {**os.environ, **env}
     env.pop("APIARY_NAMESPACE", None)
     with open(log, "wb") as out:

@@ -25,8 +25,10 @@ def test_anonymous_readyz_is_a_summary_without_errors_or_host_names(client, admi
     hostnames = list(detailed["checks"]["worker"]["workers"])
     resp = client.get("/readyz")
     assert resp.status_code == 200
-    assert resp.get_json() == {"status": "ok", "checks": {"database": {"ok": True}, "redis": {"ok": True},
-                                                           "worker": {"ok": True}}}  # fmt: skip
+    assert resp.get_json() == {
+        "status": "ok",
+        "checks": {"database": {"ok": True}, "redis": {"ok": True}, "worker": {"ok": True}},
+    }
     assert not any(name in resp.get_data(as_text=True) for name in hostnames)
     viewer = add_user(client, admin, "viewer")
     assert "workers" not in client.get("/readyz", headers=viewer.headers).get_data(as_text=True)
@@ -105,8 +107,11 @@ def test_openapi_covers_every_route(app, client):
     upload = spec["paths"]["/api/datasets/file/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]
     form, file_part = upload["schema"]["allOf"]
     assert form == {"$ref": "#/components/schemas/UploadForm"}
-    assert file_part == {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
-                         "required": ["file"]}  # fmt: skip
+    assert file_part == {
+        "type": "object",
+        "properties": {"file": {"type": "string", "format": "binary"}},
+        "required": ["file"],
+    }
     assert {"name", "replace", "types"} <= set(spec["components"]["schemas"]["UploadForm"]["properties"])
 
 
@@ -122,8 +127,11 @@ def test_openapi_builds_without_warnings(app):
 
 def test_openapi_describes_serving_bodies_and_leaves_the_console_out(app, client):
     spec = client.get("/api/openapi.json").get_json()
-    console_paths = {re.sub(r"<(?:[a-z]+:)?([a-zA-Z_]+)>", r"{\1}", rule.rule)
-                     for rule in app.url_map.iter_rules() if rule.endpoint.startswith("console.")}  # fmt: skip
+    console_paths = {
+        re.sub(r"<(?:[a-z]+:)?([a-zA-Z_]+)>", r"{\1}", rule.rule)
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("console.")
+    }
     assert console_paths and not console_paths & set(spec["paths"])
     assert all(path.startswith("/api/") for path in spec["paths"] if path not in ("/healthz", "/readyz", "/metrics"))
 
@@ -135,8 +143,11 @@ def test_openapi_describes_serving_bodies_and_leaves_the_console_out(app, client
         "$ref": "#/components/schemas/RowsResponse"
     }
     body = serving["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
-    assert {ref["$ref"].rsplit("/", 1)[1] for ref in body} == {"ModelFeaturesRequest", "ModelRowsRequest",
-                                                                 "FunctionRequest"}  # fmt: skip
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in body} == {
+        "ModelFeaturesRequest",
+        "ModelRowsRequest",
+        "FunctionRequest",
+    }
     schemas = spec["components"]["schemas"]
     assert schemas["ModelFeaturesRequest"]["required"] == ["features"]
     assert schemas["ModelRowsRequest"]["properties"]["rows"]["type"] == "array"

@@ -45,8 +45,9 @@ def test_audit_purge_deletes_rows_past_retention_and_keeps_recent_ones(app, work
     from app.extensions import db
 
     def row(age_days: float) -> AuditLog:
-        return AuditLog(created_at=utcnow() - timedelta(days=age_days), asset_id=1, method="GET", status=200,
-                        latency_ms=1.0)  # fmt: skip
+        return AuditLog(
+            created_at=utcnow() - timedelta(days=age_days), asset_id=1, method="GET", status=200, latency_ms=1.0
+        )
 
     assert app.config["AUDIT_RETENTION_DAYS"] == 90
     with app.app_context():

@@ -34,8 +34,22 @@ def test_status_is_right_when_two_workers_share_a_node_name(own_namespace_app, t
     procs = {}
     try:
         for queue in ("predict", "train"):
-            cmd = [sys.executable, "-m", "celery", "-A", "celery_worker", "worker", "-Q", queue, "-n", "same@%h",
-                   "--concurrency", "1", "--loglevel", "INFO"]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "celery_worker",
+                "worker",
+                "-Q",
+                queue,
+                "-n",
+                "same@%h",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+            ]
             with open(tmp_path / f"{queue}.log", "wb") as log:
                 procs[queue] = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90

@@ -8,14 +8,24 @@ HONEYFRAME_ASSET = {"theme": {}, "roles": [], "is_public": False, "icon": "", "s
 
 
 def _service(client, account, project_id, key, **fields):
-    body = {"asset_key": key, "asset_type": "api_service", "title": fields.pop("title", key), "description": "",
-            "config": {"endpoints": [LOOKUP]}, **HONEYFRAME_ASSET, **fields}  # fmt: skip
+    body = {
+        "asset_key": key,
+        "asset_type": "api_service",
+        "title": fields.pop("title", key),
+        "description": "",
+        "config": {"endpoints": [LOOKUP]},
+        **HONEYFRAME_ASSET,
+        **fields,
+    }
     return client.post("/api/publish/assets", headers=account.project_headers(project_id), json=body)
 
 
 def test_create_project_as_honeyframe_sends_it(client, admin):
-    resp = client.post("/api/projects", headers=admin.headers,
-                       json={"name": "Sales", "slug": "sales", "icon": "folder", "color": "#B45309"})  # fmt: skip
+    resp = client.post(
+        "/api/projects",
+        headers=admin.headers,
+        json={"name": "Sales", "slug": "sales", "icon": "folder", "color": "#B45309"},
+    )
     assert resp.status_code == 201, resp.get_json()
     created = resp.get_json()
     assert created["icon"] == "folder" and created["color"] == "#B45309"
@@ -28,8 +38,14 @@ def test_create_project_as_honeyframe_sends_it(client, admin):
 
 
 def test_bad_project_fields_are_named(client, admin):
-    cases = [({"color": "B45309"}, "color"), ({"color": "#B4530"}, "color"), ({"color": "#GGGGGG"}, "color"),
-             ({"icon": "x" * 65}, "icon"), ({"icon": 3}, "icon"), ({"colour": "#B45309"}, "colour")]  # fmt: skip
+    cases = [
+        ({"color": "B45309"}, "color"),
+        ({"color": "#B4530"}, "color"),
+        ({"color": "#GGGGGG"}, "color"),
+        ({"icon": "x" * 65}, "icon"),
+        ({"icon": 3}, "icon"),
+        ({"colour": "#B45309"}, "colour"),
+    ]
     for extra, field in cases:
         resp = client.post("/api/projects", headers=admin.headers, json={"name": "S", "slug": "s", **extra})
         assert resp.status_code == 422, (extra, resp.get_json())
@@ -46,8 +62,13 @@ def test_create_api_service_as_honeyframe_sends_it(app, client, admin, project):
         assert created[field] == value, field
     assert created["status"] == "draft" and created["project_id"] == project["project_id"]
 
-    themed = {"theme": {"primary": "#B45309", "layout": {"dense": True}}, "roles": ["analyst", "designer"],
-              "is_public": True, "icon": "chart-line", "sort_order": 7}  # fmt: skip
+    themed = {
+        "theme": {"primary": "#B45309", "layout": {"dense": True}},
+        "roles": ["analyst", "designer"],
+        "is_public": True,
+        "icon": "chart-line",
+        "sort_order": 7,
+    }
     resp = _service(client, admin, project["project_id"], "themed", **themed)
     assert resp.status_code == 201, resp.get_json()
     asset_id = resp.get_json()["id"]

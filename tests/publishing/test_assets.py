@@ -4,18 +4,28 @@ from tests.conftest import add_user, sign_up
 from tests.warehouse_tables import create_dataset
 
 LOOKUP = {"id": "customer", "kind": "lookup", "dataset": "marts.dim_customer", "key_column": "customer_key"}
-TOP = {"id": "top", "kind": "sql", "query": {"source": {"schema": "marts", "table": "dim_customer"},
-                                             "columns": ["customer_key", "tenure"],
-                                             "order_by": [{"column": "tenure", "dir": "desc"}]}}  # fmt: skip
+TOP = {
+    "id": "top",
+    "kind": "sql",
+    "query": {
+        "source": {"schema": "marts", "table": "dim_customer"},
+        "columns": ["customer_key", "tenure"],
+        "order_by": [{"column": "tenure", "dir": "desc"}],
+    },
+}
 
 
 def _create(client, account, project_id, key="sales-serving", endpoints=None):
     return client.post(
         "/api/publish/assets",
         headers=account.project_headers(project_id),
-        json={"asset_type": "api_service", "asset_key": key, "title": "Sales serving",
-              "config": {"endpoints": endpoints if endpoints is not None else [LOOKUP]}},
-    )  # fmt: skip
+        json={
+            "asset_type": "api_service",
+            "asset_key": key,
+            "title": "Sales serving",
+            "config": {"endpoints": endpoints if endpoints is not None else [LOOKUP]},
+        },
+    )
 
 
 def test_create_publish_edit_versions_diff(app, client, admin, project):
@@ -62,8 +72,11 @@ def test_duplicate_key_and_missing_project(app, client, admin, project):
     create_dataset(app, project["project_id"])
     assert _create(client, admin, project["project_id"]).status_code == 201
     assert _create(client, admin, project["project_id"]).status_code == 409
-    resp = client.post("/api/publish/assets", headers=admin.headers,
-                       json={"asset_type": "api_service", "asset_key": "x", "title": "X", "config": {"endpoints": []}})  # fmt: skip
+    resp = client.post(
+        "/api/publish/assets",
+        headers=admin.headers,
+        json={"asset_type": "api_service", "asset_key": "x", "title": "X", "config": {"endpoints": []}},
+    )
     assert resp.status_code == 400 and "X-Project-Id" in resp.get_json()["error"]["message"]
 
 
@@ -93,8 +106,11 @@ def test_bad_configs_name_the_endpoint_and_field(app, client, admin, project):
 def test_draft_edit_is_checked_and_other_orgs_get_404(app, client, admin, project):
     create_dataset(app, project["project_id"])
     asset_id = _create(client, admin, project["project_id"]).get_json()["id"]
-    bad = client.put(f"/api/publish/assets/{asset_id}", headers=admin.headers,
-                     json={"config": {"endpoints": [{"id": "x", "kind": "lookup"}]}})  # fmt: skip
+    bad = client.put(
+        f"/api/publish/assets/{asset_id}",
+        headers=admin.headers,
+        json={"config": {"endpoints": [{"id": "x", "kind": "lookup"}]}},
+    )
     assert bad.status_code == 422
     assert (
         client.get(f"/api/publish/assets/{asset_id}", headers=admin.headers).get_json()["config"]["endpoints"][0]["id"]
@@ -124,11 +140,15 @@ def test_rollback_needs_org_admin_and_functions_need_admin(app, client, admin, p
     assert allowed.status_code == 200
     # A designer may still edit other endpoints while leaving the admin's function untouched.
     other = {**LOOKUP, "id": "customer2"}
-    kept = client.put(f"/api/publish/assets/{asset_id}", headers=designer.headers,
-                      json={"config": {"endpoints": [LOOKUP, fn, other]}})  # fmt: skip
+    kept = client.put(
+        f"/api/publish/assets/{asset_id}", headers=designer.headers, json={"config": {"endpoints": [LOOKUP, fn, other]}}
+    )
     assert kept.status_code == 200, kept.get_json()
-    syntax = client.put(f"/api/publish/assets/{asset_id}", headers=admin.headers,
-                        json={"config": {"endpoints": [{**fn, "handler": "def handler(p):\n  return (\n"}]}})  # fmt: skip
+    syntax = client.put(
+        f"/api/publish/assets/{asset_id}",
+        headers=admin.headers,
+        json={"config": {"endpoints": [{**fn, "handler": "def handler(p):\n  return (\n"}]}},
+    )
     assert (
         syntax.status_code == 422 and "config.endpoints[0].handler" in syntax.get_json()["error"]["details"]["fields"]
     )
@@ -164,8 +184,9 @@ def test_a_put_with_two_mistakes_reports_both(app, client, admin, project):
     create_dataset(app, project["project_id"])
     asset_id = _create(client, admin, project["project_id"]).get_json()["id"]
     url = f"/api/publish/assets/{asset_id}"
-    bad = client.put(url, headers=admin.headers,
-                     json={"title": "", "config": {"endpoints": [{**LOOKUP, "key_column": "nope"}]}})  # fmt: skip
+    bad = client.put(
+        url, headers=admin.headers, json={"title": "", "config": {"endpoints": [{**LOOKUP, "key_column": "nope"}]}}
+    )
     assert bad.status_code == 422
     fields = bad.get_json()["error"]["details"]["fields"]
     assert set(fields) == {"title", "config.endpoints[0].key_column"}, fields

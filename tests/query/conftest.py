@@ -17,16 +17,64 @@ BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") e
 
 CUSTOMERS = [
     # customer_key, name, email, phone, ssn, region, age, balance, signup_date, last_seen, active, notes
-    (1, "Alice Smith", "alice@example.com", "555-0101", "111-22-3333", "EU", 34, 100.5, dt.date(2023, 1, 15),
-     dt.datetime(2024, 1, 1, 10, 0), True, "vip"),
-    (2, "Bob Jones", "bob@example.com", "555-0102", "222-33-4444", "US", 45, 250.0, dt.date(2023, 3, 20),
-     dt.datetime(2024, 2, 1, 11, 30), False, None),
-    (3, "Carol White", "carol@example.org", "555-0103", "333-44-5555", "EU", 28, 0.0, dt.date(2023, 6, 1),
-     dt.datetime(2024, 3, 1, 9, 15), True, "new"),
+    (
+        1,
+        "Alice Smith",
+        "alice@example.com",
+        "555-0101",
+        "111-22-3333",
+        "EU",
+        34,
+        100.5,
+        dt.date(2023, 1, 15),
+        dt.datetime(2024, 1, 1, 10, 0),
+        True,
+        "vip",
+    ),
+    (
+        2,
+        "Bob Jones",
+        "bob@example.com",
+        "555-0102",
+        "222-33-4444",
+        "US",
+        45,
+        250.0,
+        dt.date(2023, 3, 20),
+        dt.datetime(2024, 2, 1, 11, 30),
+        False,
+        None,
+    ),
+    (
+        3,
+        "Carol White",
+        "carol@example.org",
+        "555-0103",
+        "333-44-5555",
+        "EU",
+        28,
+        0.0,
+        dt.date(2023, 6, 1),
+        dt.datetime(2024, 3, 1, 9, 15),
+        True,
+        "new",
+    ),
     (4, "Dan Brown", None, "555-0104", "444-55-6666", "APAC", 52, 75.25, dt.date(2023, 9, 10), None, True, None),
-    (5, "Eve O'Neil", "eve@example.com", "555-0105", "555-66-7777", "US", 39, 500.0, dt.date(2024, 1, 5),
-     dt.datetime(2024, 4, 1, 8, 0), False, "it's"),
-]  # fmt: skip
+    (
+        5,
+        "Eve O'Neil",
+        "eve@example.com",
+        "555-0105",
+        "555-66-7777",
+        "US",
+        39,
+        500.0,
+        dt.date(2024, 1, 5),
+        dt.datetime(2024, 4, 1, 8, 0),
+        False,
+        "it's",
+    ),
+]
 ORDERS = [
     (101, 1, 20.0, "paid", "EU"),
     (102, 1, 35.5, "open", "EU"),
@@ -39,19 +87,32 @@ ORDERS = [
 def _tables(schema: str) -> tuple[sa.Table, sa.Table]:
     meta = sa.MetaData()
     customers = sa.Table(
-        "customers", meta,
-        sa.Column("customer_key", sa.BigInteger), sa.Column("name", sa.Text), sa.Column("email", sa.Text),
-        sa.Column("phone", sa.Text), sa.Column("ssn", sa.Text), sa.Column("region", sa.Text),
-        sa.Column("age", sa.BigInteger), sa.Column("balance", sa.Float), sa.Column("signup_date", sa.Date),
-        sa.Column("last_seen", sa.DateTime), sa.Column("active", sa.Boolean), sa.Column("notes", sa.Text),
+        "customers",
+        meta,
+        sa.Column("customer_key", sa.BigInteger),
+        sa.Column("name", sa.Text),
+        sa.Column("email", sa.Text),
+        sa.Column("phone", sa.Text),
+        sa.Column("ssn", sa.Text),
+        sa.Column("region", sa.Text),
+        sa.Column("age", sa.BigInteger),
+        sa.Column("balance", sa.Float),
+        sa.Column("signup_date", sa.Date),
+        sa.Column("last_seen", sa.DateTime),
+        sa.Column("active", sa.Boolean),
+        sa.Column("notes", sa.Text),
         schema=schema,
-    )  # fmt: skip
+    )
     orders = sa.Table(
-        "orders", meta,
-        sa.Column("order_id", sa.BigInteger), sa.Column("customer_key", sa.BigInteger), sa.Column("amount", sa.Float),
-        sa.Column("status", sa.Text), sa.Column("region", sa.Text),
+        "orders",
+        meta,
+        sa.Column("order_id", sa.BigInteger),
+        sa.Column("customer_key", sa.BigInteger),
+        sa.Column("amount", sa.Float),
+        sa.Column("status", sa.Text),
+        sa.Column("region", sa.Text),
         schema=schema,
-    )  # fmt: skip
+    )
     return customers, orders
 
 

@@ -23,10 +23,17 @@ def test_a_good_config_passes(warehouse):
     config = warehouse.config(
         columns=["customer_key", "name"],
         filters=[{"column": "age", "op": "between", "value": [20, 30]}, {"column": "email", "op": "is_null"}],
-        joins=[{"type": "left", "schema": warehouse.schema, "table": "orders", "on": [{"left": "customer_key", "right": "customer_key"}]}],
+        joins=[
+            {
+                "type": "left",
+                "schema": warehouse.schema,
+                "table": "orders",
+                "on": [{"left": "customer_key", "right": "customer_key"}],
+            }
+        ],
         order_by=[{"column": "orders.amount", "dir": "DESC"}],
         pagination={"default_limit": 10, "max_limit": 50},
-    )  # fmt: skip
+    )
     validate_query_config(config, warehouse.engine, PREFIX)
 
 
@@ -37,7 +44,10 @@ def test_a_good_config_passes(warehouse):
         ({"source": {"table": "customers"}}, "source.schema"),
         ({"columns": ["name", "shoe_size"]}, "columns[1]"),
         ({"columns": []}, "columns"),
-        ({"filters": [{"column": "age", "op": "eq", "param": "a"}, {"column": "nope", "op": "eq", "param": "b"}]}, "filters[1].column"),
+        (
+            {"filters": [{"column": "age", "op": "eq", "param": "a"}, {"column": "nope", "op": "eq", "param": "b"}]},
+            "filters[1].column",
+        ),
         ({"filters": [{"column": "age", "op": "roughly", "param": "a"}]}, "filters[0].op"),
         ({"filters": [{"column": "age", "op": "eq"}]}, "filters[0]"),
         ({"filters": [{"column": "age", "op": "eq", "param": "a", "value": 3}]}, "filters[0]"),
@@ -54,13 +64,34 @@ def test_a_good_config_passes(warehouse):
         ({"pagination": {"default_limit": 500, "max_limit": 100}}, "pagination.default_limit"),
         ({"pagination": {"max_limit": 0}}, "pagination.max_limit"),
         ({"joins": [{"type": "outer", "schema": "S", "table": "orders", "on": []}]}, "joins[0].type"),
-        ({"joins": [{"schema": "S", "table": "ghosts", "on": [{"left": "customer_key", "right": "id"}]}]}, "joins[0].table"),
+        (
+            {"joins": [{"schema": "S", "table": "ghosts", "on": [{"left": "customer_key", "right": "id"}]}]},
+            "joins[0].table",
+        ),
         ({"joins": [{"schema": "S", "table": "orders", "on": []}]}, "joins[0].on"),
-        ({"joins": [{"schema": "S", "table": "orders", "on": [{"left": "nope", "right": "customer_key"}]}]}, "joins[0].on[0].left"),
-        ({"joins": [{"schema": "S", "table": "orders", "on": [{"left": "customer_key", "right": "nope"}]}]}, "joins[0].on[0].right"),
-        ({"joins": [{"schema": "S", "table": "orders", "on": [{"left": "customer_key", "right": "customer_key"}], "columns": ["zzz"]}]}, "joins[0].columns[0]"),
+        (
+            {"joins": [{"schema": "S", "table": "orders", "on": [{"left": "nope", "right": "customer_key"}]}]},
+            "joins[0].on[0].left",
+        ),
+        (
+            {"joins": [{"schema": "S", "table": "orders", "on": [{"left": "customer_key", "right": "nope"}]}]},
+            "joins[0].on[0].right",
+        ),
+        (
+            {
+                "joins": [
+                    {
+                        "schema": "S",
+                        "table": "orders",
+                        "on": [{"left": "customer_key", "right": "customer_key"}],
+                        "columns": ["zzz"],
+                    }
+                ]
+            },
+            "joins[0].columns[0]",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_configs_are_refused_naming_the_field(warehouse, parts, field):
     config = warehouse.config()
     for join in parts.get("joins", []):

@@ -40,8 +40,14 @@ def test_sorting_on_a_masked_column_is_refused_but_fixed_filters_still_apply(war
 
 
 def test_row_scope_applies_to_the_source_and_every_joined_table(warehouse):
-    join = {"type": "left", "schema": warehouse.schema, "table": "customers", "alias": "c",
-            "on": [{"left": "customer_key", "right": "customer_key"}], "columns": ["region"]}  # fmt: skip
+    join = {
+        "type": "left",
+        "schema": warehouse.schema,
+        "table": "customers",
+        "alias": "c",
+        "on": [{"left": "customer_key", "right": "customer_key"}],
+        "columns": ["region"],
+    }
     config = warehouse.config("orders", columns=["order_id", "region"], joins=[join], order_by=[{"column": "order_id"}])
     rows = warehouse.run(config, policy=KeyPolicy.from_key_fields(row_scope={"region": ["US"]}))["rows"]
     # Order 105 (US) has no customer: its joined region is NULL, outside the scope, so the row is dropped too.
@@ -49,12 +55,20 @@ def test_row_scope_applies_to_the_source_and_every_joined_table(warehouse):
 
 
 def test_aliases_qualify_columns_and_name_clashing_outputs(warehouse):
-    join = {"schema": warehouse.schema, "table": "customers", "alias": "c",
-            "on": [{"left": "customer_key", "right": "c.customer_key"}], "columns": ["region", "age"]}  # fmt: skip
+    join = {
+        "schema": warehouse.schema,
+        "table": "customers",
+        "alias": "c",
+        "on": [{"left": "customer_key", "right": "c.customer_key"}],
+        "columns": ["region", "age"],
+    }
     config = warehouse.config(
-        "orders", columns=["order_id", "region"], joins=[join],
-        filters=[{"column": "c.age", "op": "gte", "value": 40}], order_by=[{"column": "order_id"}],
-    )  # fmt: skip
+        "orders",
+        columns=["order_id", "region"],
+        joins=[join],
+        filters=[{"column": "c.age", "op": "gte", "value": 40}],
+        order_by=[{"column": "order_id"}],
+    )
     assert warehouse.run(config)["rows"] == [{"order_id": 103, "region": "US", "c__region": "US", "age": 45}]
     bad = {**config, "filters": [{"column": "c.nope", "op": "eq", "value": 1}]}
     with pytest.raises(APIError) as err:
@@ -63,8 +77,13 @@ def test_aliases_qualify_columns_and_name_clashing_outputs(warehouse):
 
 
 def test_messages_and_outputs_use_the_dataset_name_the_catalog_records(warehouse):
-    join = {"schema": warehouse.schema, "table": "customers", "dataset": "marts.people",
-            "on": [{"left": "customer_key", "right": "customer_key"}], "columns": ["region"]}  # fmt: skip
+    join = {
+        "schema": warehouse.schema,
+        "table": "customers",
+        "dataset": "marts.people",
+        "on": [{"left": "customer_key", "right": "customer_key"}],
+        "columns": ["region"],
+    }
     source = {"schema": warehouse.schema, "table": "orders", "dataset": "marts.sales"}
     config = {
         "source": source,

@@ -38,11 +38,18 @@ def _slow_config(warehouse) -> dict:
     return warehouse.config(
         "fan_a",
         columns=["v"],
-        joins=[{"type": "inner", "schema": warehouse.schema, "table": "fan_b", "on": [{"left": "k", "right": "k"}],
-                "columns": ["v"]}],
+        joins=[
+            {
+                "type": "inner",
+                "schema": warehouse.schema,
+                "table": "fan_b",
+                "on": [{"left": "k", "right": "k"}],
+                "columns": ["v"],
+            }
+        ],
         order_by=[{"column": "v", "dir": "desc"}],
         pagination={"default_limit": 1, "max_limit": 1},
-    )  # fmt: skip
+    )
 
 
 def test_a_slow_served_query_is_stopped_at_its_deadline(fan_out):

@@ -149,8 +149,11 @@ def test_a_process_or_thread_left_running_ends_the_jail_and_reaches_nobody(pool)
     spawned = run(pool, endpoint(), {"do": "spawn"})
     assert spawned["token"] == warm["token"] and any(p == "sleep 600" for p in spawned["processes"])
     # The call answered, but its jail was killed with the process it left: nothing of it runs any more.
-    assert not [p for p in psutil.process_iter(["cmdline", "uids"])
-                if p.info["cmdline"] == ["sleep", "600"] and p.info["uids"].real >= UID_RANGE[0]]  # fmt: skip
+    assert not [
+        p
+        for p in psutil.process_iter(["cmdline", "uids"])
+        if p.info["cmdline"] == ["sleep", "600"] and p.info["uids"].real >= UID_RANGE[0]
+    ]
     after = run(pool, endpoint())
     assert after["token"] != warm["token"] and after["calls"] == 1
     assert not [p for p in after["processes"] if "sleep" in p]

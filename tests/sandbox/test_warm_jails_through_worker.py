@@ -97,8 +97,9 @@ def test_another_endpoint_version_or_organization_never_sees_the_state_left_behi
     assert_clean(served_n(client, service, "b", 6))
     # The next published version of the same endpoint, same source.
     url = f"/api/publish/assets/{service['asset_id']}"
-    edited = client.put(url, headers=service["account"].headers,
-                        json={"config": {"endpoints": ENDPOINTS}, "change_note": "same again"})  # fmt: skip
+    edited = client.put(
+        url, headers=service["account"].headers, json={"config": {"endpoints": ENDPOINTS}, "change_note": "same again"}
+    )
     assert edited.status_code == 200, edited.get_json()
     assert client.post(f"{url}/publish", headers=service["account"].headers).get_json()["version"] == 2
     assert_clean(served_n(client, service, "a", 6))

@@ -35,10 +35,23 @@ def server_url(app, worker, test_env, tmp_path_factory) -> str:
     log_path = tmp_path_factory.mktemp("gunicorn") / "web.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8",
-             "wsgi:app"],
-            cwd=ROOT, env={**os.environ, **test_env}, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--threads",
+                "8",
+                "wsgi:app",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **test_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -74,9 +87,13 @@ def login(app, server_url) -> Login:
     username = f"sdk_{uuid.uuid4().hex[:8]}"
     resp = httpx.post(
         f"{server_url}/api/auth/register",
-        json={"org_name": f"Org {username}", "username": username, "email": f"{username}@example.com",
-              "password": PASSWORD},
-    )  # fmt: skip
+        json={
+            "org_name": f"Org {username}",
+            "username": username,
+            "email": f"{username}@example.com",
+            "password": PASSWORD,
+        },
+    )
     assert resp.status_code == 201, resp.text
     return Login(server_url, username, PASSWORD)
 

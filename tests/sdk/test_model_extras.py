@@ -12,17 +12,34 @@ from tests.sdk.test_services import customers  # noqa: F401 - fixture
 
 
 def test_enrichment_explanations_and_context_through_the_sdk(customers, live_worker):  # noqa: F811
-    trained = customers.train_model("churn", input_table="marts.customers", target_column="churned",
-                                    task_type="classification", algorithm="logistic_regression",
-                                    features=["tenure", "plan"])  # fmt: skip
-    by_id = model_endpoint("by_id", model_id=trained.model_id, return_enriched=True, on_bad_row="ignore",
-                           enrichments=[enrichment("marts.customers", {"customer_id": "customer_key"},
-                                                   {"tenure": "tenure", "plan": "plan"}, not_found="ignore")])  # fmt: skip
+    trained = customers.train_model(
+        "churn",
+        input_table="marts.customers",
+        target_column="churned",
+        task_type="classification",
+        algorithm="logistic_regression",
+        features=["tenure", "plan"],
+    )
+    by_id = model_endpoint(
+        "by_id",
+        model_id=trained.model_id,
+        return_enriched=True,
+        on_bad_row="ignore",
+        enrichments=[
+            enrichment(
+                "marts.customers",
+                {"customer_id": "customer_key"},
+                {"tenure": "tenure", "plan": "plan"},
+                not_found="ignore",
+            )
+        ],
+    )
     svc = customers.create_api_service("extras", "Extras", endpoints=[by_id])
     svc.publish()
     key = svc.create_key(name="app")
-    body = predict_body(rows=[{"customer_id": 3}, {"customer_id": 9999}], explanations=shapley(top_n=2),
-                        context={"request_id": "sdk-1"})  # fmt: skip
+    body = predict_body(
+        rows=[{"customer_id": 3}, {"customer_id": 9999}], explanations=shapley(top_n=2), context={"request_id": "sdk-1"}
+    )
     out = svc.call("by_id", body, api_key=key.key)
     assert out["predictions"][1] == {"ignored": True, "reason": out["predictions"][1]["reason"]}
     assert set(out["enriched"][0]) == {"tenure", "plan"} and out["enriched"][1] is None

@@ -14,8 +14,11 @@ def test_log_in_with_a_password_or_a_personal_token(login, api):
     me = api.me()
     assert me["username"] == login.username and me["role"] == "admin"
     jwt = api._transport.token
-    minted = httpx.post(f"{login.url}/api/auth/tokens", headers={"Authorization": f"Bearer {jwt}"},
-                        json={"name": "sdk", "expires_days": 1})  # fmt: skip
+    minted = httpx.post(
+        f"{login.url}/api/auth/tokens",
+        headers={"Authorization": f"Bearer {jwt}"},
+        json={"name": "sdk", "expires_days": 1},
+    )
     assert minted.status_code == 201, minted.text
     with apiary.Client(login.url, token=minted.json()["token"]) as by_token:
         assert by_token.me()["username"] == login.username
@@ -42,9 +45,15 @@ def test_create_get_and_list_projects(api):
 
 def test_another_organizations_project_is_not_found(login, api, server_url):
     project = api.create_project("Sales", "sales")
-    other = httpx.post(f"{server_url}/api/auth/register", json={
-        "org_name": "Other", "username": f"x{login.username}", "email": f"x{login.username}@example.com",
-        "password": login.password})  # fmt: skip
+    other = httpx.post(
+        f"{server_url}/api/auth/register",
+        json={
+            "org_name": "Other",
+            "username": f"x{login.username}",
+            "email": f"x{login.username}@example.com",
+            "password": login.password,
+        },
+    )
     assert other.status_code == 201
     with apiary.Client(server_url, username=f"x{login.username}", password=login.password) as stranger:
         with pytest.raises(apiary.NotFoundError):
@@ -117,13 +126,19 @@ def test_train_a_model_and_read_it_back(sdk_project, churn_csv, live_worker):
     assert sorted(model.feature_columns) == ["monthly", "plan", "tenure"]
     assert model.feature_importance and model.versions[0]["model_id"] == model.model_id
 
-    second = sdk_project.train_model("churn", input_table="marts.customers", target_column="churned",
-                                     algorithm="random_forest", features=["tenure", "plan"])  # fmt: skip
+    second = sdk_project.train_model(
+        "churn",
+        input_table="marts.customers",
+        target_column="churned",
+        algorithm="random_forest",
+        features=["tenure", "plan"],
+    )
     assert sdk_project.get_model(second.model_id).version == 2
     assert [m.version for m in sdk_project.list_models("churn")] in ([2, 1], [1, 2])
 
-    queued = sdk_project.train_model("spend", input_table="marts.customers", target_column="monthly",
-                                     task_type="regression", wait=False)  # fmt: skip
+    queued = sdk_project.train_model(
+        "spend", input_table="marts.customers", target_column="monthly", task_type="regression", wait=False
+    )
     assert queued.status == "queued" and queued.model_id is None
     finished = sdk_project.wait_for_run(queued, timeout=60, poll_s=0.2)
     assert finished.status == "success" and sdk_project.get_model(finished.model_id).task_type == "regression"

@@ -10,8 +10,14 @@ import pytest
 import apiary
 from apiary import lookup_endpoint, sql_endpoint
 
-TOP = sql_endpoint("top", {"source": {"schema": "marts", "table": "customers"}, "columns": ["customer_key", "plan"],
-                           "order_by": [{"column": "customer_key", "dir": "asc"}]})  # fmt: skip
+TOP = sql_endpoint(
+    "top",
+    {
+        "source": {"schema": "marts", "table": "customers"},
+        "columns": ["customer_key", "plan"],
+        "order_by": [{"column": "customer_key", "dir": "asc"}],
+    },
+)
 CUSTOMER = lookup_endpoint("customer", "marts.customers", "customer_key", columns=["customer_key", "plan"])
 
 
@@ -27,12 +33,24 @@ def test_new_fields_round_trip(api, customers):
     again = api.get_project("sales")
     assert (again.icon, again.color) == ("folder", "#B45309")
 
-    svc = customers.create_api_service("honey", "Honey", [CUSTOMER], theme={"accent": "#B45309"},
-                                       roles=["analyst"], is_public=False, icon="hexagon", sort_order=2)  # fmt: skip
+    svc = customers.create_api_service(
+        "honey",
+        "Honey",
+        [CUSTOMER],
+        theme={"accent": "#B45309"},
+        roles=["analyst"],
+        is_public=False,
+        icon="hexagon",
+        sort_order=2,
+    )
     assert isinstance(svc, apiary.PublishedAsset) and svc.asset_type == "api_service"
     assert (svc.theme, svc.roles, svc.is_public, svc.icon, svc.sort_order) == (
-        {"accent": "#B45309"}, ["analyst"], False, "hexagon", 2
-    )  # fmt: skip
+        {"accent": "#B45309"},
+        ["analyst"],
+        False,
+        "hexagon",
+        2,
+    )
     first = customers.create_api_service("alpha", "Alpha", [CUSTOMER], sort_order=1)
     assert [a.asset_key for a in api.list_assets()] == ["alpha", "honey"]
     svc.update(sort_order=0, roles=[], theme={})
@@ -99,9 +117,13 @@ def test_delete_an_asset(api, customers):
 
 
 def test_data_api_handle(api, customers):
-    query = {"source": {"schema": "marts", "table": "customers"}, "columns": ["customer_key", "plan"],
-             "filters": [{"column": "plan", "op": "eq", "param": "plan"}],
-             "order_by": [{"column": "customer_key", "dir": "asc"}], "pagination": {"default_limit": 5, "max_limit": 5}}  # fmt: skip
+    query = {
+        "source": {"schema": "marts", "table": "customers"},
+        "columns": ["customer_key", "plan"],
+        "filters": [{"column": "plan", "op": "eq", "param": "plan"}],
+        "order_by": [{"column": "customer_key", "dir": "asc"}],
+        "pagination": {"default_limit": 5, "max_limit": 5},
+    }
     data = customers.create_data_api("customers", "Customers", query, icon="table", publish=True)
     assert isinstance(data, apiary.DataAPI) and isinstance(data, apiary.PublishedAsset)
     assert data.status == "published" and data.icon == "table"

@@ -20,12 +20,20 @@ DEMO_COLUMNS = ["customer_key", "name", "email", "phone", "region", "plan", "ten
 
 
 def _run(login: Login, *args: str) -> dict[str, object]:
-    env = {**os.environ, "PYTHONPATH": str(SDK_SRC), "APIARY_URL": login.url, "APIARY_USERNAME": login.username,
-           "APIARY_PASSWORD": login.password}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(SDK_SRC),
+        "APIARY_URL": login.url,
+        "APIARY_USERNAME": login.username,
+        "APIARY_PASSWORD": login.password,
+    }
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quickstart.py"), *args],
-        env=env, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
     return {label: json.loads(value) for label, value in lines.items()}
@@ -34,8 +42,9 @@ def _run(login: Login, *args: str) -> dict[str, object]:
 def _demo(app, server_url: str) -> tuple[Login, str]:
     """What `make run` does on first start: the admin admin@example.com in organization Apiary, then `flask demo`."""
     runner = app.test_cli_runner()
-    made = runner.invoke(args=["users", "create", "--email", ADMIN_EMAIL, "--password", PASSWORD, "--org", "Apiary",
-                               "--role", "admin"])  # fmt: skip
+    made = runner.invoke(
+        args=["users", "create", "--email", ADMIN_EMAIL, "--password", PASSWORD, "--org", "Apiary", "--role", "admin"]
+    )
     assert made.exit_code == 0, made.output
     built = runner.invoke(args=["demo", "--base-url", server_url])
     assert built.exit_code == 0, built.output
@@ -52,8 +61,11 @@ def _assert_demo_answers(admin: Login, secret: str) -> None:
     httpx = _patient  # the first model call loads the model on the worker, slowly on a loaded machine
     customer = httpx.get(f"{url}/customer", params={"id": 42}, headers=key)
     assert customer.status_code == 200 and sorted(customer.json()["rows"][0]) == sorted(DEMO_COLUMNS), customer.text
-    risk = httpx.post(f"{url}/churn_risk", headers=key,
-                      json={"features": {"tenure": 8, "plan": "basic", "monthly_fee": 20.0, "region": "EU"}})  # fmt: skip
+    risk = httpx.post(
+        f"{url}/churn_risk",
+        headers=key,
+        json={"features": {"tenure": 8, "plan": "basic", "monthly_fee": 20.0, "region": "EU"}},
+    )
     assert risk.status_code == 200 and risk.json()["count"] == 1, risk.text
     top = httpx.get(f"{url}/top_tenure", params={"region": "EU", "limit": 3}, headers=key)
     assert top.status_code == 200 and top.json()["count"] == 3, top.text

@@ -35,8 +35,9 @@ def json_documents(text: str) -> list[object]:
 def run_blocks(blocks: list[str], base: str) -> list[list[object]]:
     marker = "<<<apiary-block>>>"
     script = "set -euo pipefail\n" + "".join(f"printf '\\n{marker}\\n'\n{block}" for block in blocks)
-    done = subprocess.run(["bash", "-c", script], cwd=ROOT, env={**os.environ, "BASE": base},
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, env={**os.environ, "BASE": base}, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stderr == "", done.stderr
     outputs = done.stdout.split(f"\n{marker}\n")[1:]

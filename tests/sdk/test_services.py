@@ -77,8 +77,9 @@ def test_keys_scope_rate_limit_listing_and_revocation(customers):
         svc.call("top", api_key=scoped.key, method="GET")
     assert limited.value.retry_after is not None and limited.value.retry_after > 0
 
-    unmasked = svc.create_key(name="ops", masking_level="unmasked", sensitivity_max="critical",
-                              allowed_columns=["customer_key", "name"])  # fmt: skip
+    unmasked = svc.create_key(
+        name="ops", masking_level="unmasked", sensitivity_max="critical", allowed_columns=["customer_key", "name"]
+    )
     row = svc.call("customer", api_key=unmasked.key, method="GET", params={"id": 7})["rows"][0]
     assert row["name"] == "Customer 7" and "plan" not in row
     strict = svc.create_key(name="strict", masking_level="unmasked", sensitivity_max="low")
@@ -142,9 +143,14 @@ def test_bad_endpoint_configs_are_refused_with_the_field(customers, api):
 
 
 def test_model_and_function_endpoints_with_dry_runs_and_logs(api, customers, live_worker):
-    trained = customers.train_model("churn", input_table="marts.customers", target_column="churned",
-                                    task_type="classification", algorithm="logistic_regression",
-                                    features=["tenure", "plan"])  # fmt: skip
+    trained = customers.train_model(
+        "churn",
+        input_table="marts.customers",
+        target_column="churned",
+        task_type="classification",
+        algorithm="logistic_regression",
+        features=["tenure", "plan"],
+    )
     echo = function_endpoint("double", "def handler(payload):\n    return {'doubled': payload['x'] * 2}\n")
     svc = api.create_api_service(customers.slug, "sales-serving", "Sales", endpoints=[CUSTOMER])
     svc.add_endpoint(model_endpoint("churn_risk", model_id=trained.model_id))
@@ -158,8 +164,9 @@ def test_model_and_function_endpoints_with_dry_runs_and_logs(api, customers, liv
     assert looked_up["rows"][0]["name"] == "Customer 5"
 
     key = svc.create_key(name="app")
-    out = svc.call("churn_risk", {"rows": [{"tenure": 2, "plan": "basic"}, {"tenure": 55, "plan": "premium"}]},
-                   api_key=key.key)  # fmt: skip
+    out = svc.call(
+        "churn_risk", {"rows": [{"tenure": 2, "plan": "basic"}, {"tenure": 55, "plan": "premium"}]}, api_key=key.key
+    )
     assert out["count"] == 2 and out["predictions"] == [1, 0] and out["model_id"] == trained.model_id
     assert svc.call("double", {"x": 21}, api_key=key.key) == {"result": {"doubled": 42}}
     with pytest.raises(apiary.ValidationError):

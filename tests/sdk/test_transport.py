@@ -26,8 +26,9 @@ class FakeServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 path = self.path.split("?", 1)[0]
-                fake.requests.append({"method": self.command, "path": path, "headers": dict(self.headers),
-                                      "body": body})  # fmt: skip
+                fake.requests.append(
+                    {"method": self.command, "path": path, "headers": dict(self.headers), "body": body}
+                )
                 queue = fake.script.get((self.command, path))
                 status, payload, headers = (
                     queue.popleft() if queue and len(queue) > 1 else (queue or [(404, {}, {})])[0]
@@ -75,8 +76,13 @@ def err(code: str, message: str = "no", details: dict | None = None) -> dict:
 
 
 def test_a_get_answered_503_is_retried_until_it_succeeds(fake):
-    fake.on("GET", "/api/projects/7", (503, err("no_worker")), (503, err("no_worker")),
-            (200, {"project_id": 7, "slug": "s", "name": "S"}))  # fmt: skip
+    fake.on(
+        "GET",
+        "/api/projects/7",
+        (503, err("no_worker")),
+        (503, err("no_worker")),
+        (200, {"project_id": 7, "slug": "s", "name": "S"}),
+    )
     client = apiary.Client(fake.url, token="t", backoff=0)
     assert client.get_project(7).slug == "s"
     assert fake.count("GET", "/api/projects/7") == 3
@@ -226,14 +232,26 @@ def test_credentials_are_either_a_token_or_a_password():
 
 def test_builders_produce_the_contract_config():
     assert apiary.sql_endpoint("top", {"source": {"schema": "marts", "table": "t"}}) == {
-        "id": "top", "kind": "sql", "query": {"source": {"schema": "marts", "table": "t"}}}  # fmt: skip
+        "id": "top",
+        "kind": "sql",
+        "query": {"source": {"schema": "marts", "table": "t"}},
+    }
     assert apiary.lookup_endpoint("customer", "marts.dim_customer", "customer_key") == {
-        "id": "customer", "kind": "lookup", "dataset": "marts.dim_customer", "key_column": "customer_key",
-        "key_param": "id", "columns": None, "max_results": 100}  # fmt: skip
+        "id": "customer",
+        "kind": "lookup",
+        "dataset": "marts.dim_customer",
+        "key_column": "customer_key",
+        "key_param": "id",
+        "columns": None,
+        "max_results": 100,
+    }
     assert apiary.lookup_endpoint("c", "m.t", "k", key_param="key", columns=("a",), max_results=5)["columns"] == ["a"]
     assert apiary.model_endpoint("risk", model_id=12) == {"id": "risk", "kind": "model", "model_id": 12}
     assert apiary.function_endpoint("f", "def handler(p):\n    return p\n") == {
-        "id": "f", "kind": "function", "handler": "def handler(p):\n    return p\n"}  # fmt: skip
+        "id": "f",
+        "kind": "function",
+        "handler": "def handler(p):\n    return p\n",
+    }
 
 
 def test_the_sdk_depends_only_on_httpx():
@@ -246,9 +264,17 @@ def test_the_sdk_depends_only_on_httpx():
     project = tomllib.loads((ROOT / "sdk" / "pyproject.toml").read_text())["project"]
     assert [dep.split(">")[0].split("=")[0].strip() for dep in project["dependencies"]] == ["httpx"]
     # Importing it, and turning a list of dicts into an upload, pulls in neither pandas nor the server's stack.
-    code = ("import sys, apiary; from apiary.frames import csv_bytes; csv_bytes([{'a': 1}]); "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'numpy', 'flask', 'sqlalchemy', 'app'}))")  # fmt: skip
-    done = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(SDK_SRC)}, capture_output=True, text=True,
-                          cwd=SDK_SRC, timeout=60)  # fmt: skip
+    code = (
+        "import sys, apiary; from apiary.frames import csv_bytes; csv_bytes([{'a': 1}]); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'numpy', 'flask', 'sqlalchemy', 'app'}))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(SDK_SRC)},
+        capture_output=True,
+        text=True,
+        cwd=SDK_SRC,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

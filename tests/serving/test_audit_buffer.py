@@ -13,9 +13,18 @@ from app.redis_server import free_port
 from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry
 
 FIELDS = {
-    "ts", "asset_id", "endpoint_id", "key_id", "status", "latency_ms", "model_id", "org_id", "project_id", "method",
+    "ts",
+    "asset_id",
+    "endpoint_id",
+    "key_id",
+    "status",
+    "latency_ms",
+    "model_id",
+    "org_id",
+    "project_id",
+    "method",
     "error_code",
-}  # fmt: skip
+}
 
 
 def _entry(n: int, **extra) -> dict:
@@ -24,9 +33,18 @@ def _entry(n: int, **extra) -> dict:
 
 def test_entry_has_every_field_and_a_utc_timestamp():
     entry = audit_entry(
-        asset_id=3, endpoint_id="risk", key_id=9, status=429, latency_ms=0.12345, method="POST", org_id=1,
-        project_id=2, model_id=12, error_code="rate_limited", ts=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
-    )  # fmt: skip
+        asset_id=3,
+        endpoint_id="risk",
+        key_id=9,
+        status=429,
+        latency_ms=0.12345,
+        method="POST",
+        org_id=1,
+        project_id=2,
+        model_id=12,
+        error_code="rate_limited",
+        ts=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+    )
     assert set(entry) == FIELDS
     assert entry["ts"] == "2024-05-01T12:00:00Z"
     assert entry["error_code"] == "rate_limited"

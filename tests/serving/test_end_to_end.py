@@ -16,23 +16,41 @@ def _customers_csv(n: int = 120) -> bytes:
     for i in range(1, n + 1):
         tenure, plan = rng.randint(1, 60), rng.choice(["basic", "premium"])
         churned = int((tenure < 20 and plan == "basic") or rng.random() < 0.05)
-        lines.append(f"{i},Customer {i},c{i}@example.com,{rng.choice(['EU', 'US'])},{tenure},{plan},"
-                     f"{rng.uniform(10, 90):.2f},{churned}")  # fmt: skip
+        lines.append(
+            f"{i},Customer {i},c{i}@example.com,{rng.choice(['EU', 'US'])},{tenure},{plan},"
+            f"{rng.uniform(10, 90):.2f},{churned}"
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
 @pytest.fixture()
 def seed_service(client, admin, project, live_worker):  # noqa: F811
     headers = admin.project_headers(project["project_id"])
-    upload = client.post("/api/datasets/file/upload", headers=headers, content_type="multipart/form-data",
-                         data={"file": (io.BytesIO(_customers_csv()), "dim_customer.csv"), "name": "marts.dim_customer"})  # fmt: skip
+    upload = client.post(
+        "/api/datasets/file/upload",
+        headers=headers,
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(_customers_csv()), "dim_customer.csv"), "name": "marts.dim_customer"},
+    )
     assert upload.status_code == 201, upload.get_json()
     assert upload.get_json()["row_count"] == 120
 
-    recipe = client.post("/api/flow/ai-recipes", headers=headers, json={
-        "recipe_type": "train_model", "name": "churn", "inputs": ["marts.dim_customer"],
-        "config": {"input_table": "marts.dim_customer", "target_column": "churned", "task_type": "classification",
-                   "algorithm": "random_forest", "feature_columns": ["tenure", "plan", "monthly"]}})  # fmt: skip
+    recipe = client.post(
+        "/api/flow/ai-recipes",
+        headers=headers,
+        json={
+            "recipe_type": "train_model",
+            "name": "churn",
+            "inputs": ["marts.dim_customer"],
+            "config": {
+                "input_table": "marts.dim_customer",
+                "target_column": "churned",
+                "task_type": "classification",
+                "algorithm": "random_forest",
+                "feature_columns": ["tenure", "plan", "monthly"],
+            },
+        },
+    )
     assert recipe.status_code == 201, recipe.get_json()
     run = client.post(f"/api/flow/ai-recipes/{recipe.get_json()['recipe_id']}/run", headers=headers)
     assert run.get_json()["status"] == "success", run.get_json()
@@ -41,13 +59,22 @@ def seed_service(client, admin, project, live_worker):  # noqa: F811
     endpoints = [
         {"id": "customer", "kind": "lookup", "dataset": "marts.dim_customer", "key_column": "customer_key"},
         {"id": "churn_risk", "kind": "model", "model_id": model_id},
-        {"id": "top", "kind": "sql", "query": {"source": {"schema": "marts", "table": "dim_customer"},
-                                               "columns": ["customer_key", "tenure"],
-                                               "order_by": [{"column": "tenure", "dir": "desc"}],
-                                               "pagination": {"default_limit": 3, "max_limit": 10}}},
-        {"id": "score", "kind": "function",
-         "handler": "def handler(payload):\n    return {'risk': 'high' if payload['tenure'] < 12 else 'low'}\n"},
-    ]  # fmt: skip
+        {
+            "id": "top",
+            "kind": "sql",
+            "query": {
+                "source": {"schema": "marts", "table": "dim_customer"},
+                "columns": ["customer_key", "tenure"],
+                "order_by": [{"column": "tenure", "dir": "desc"}],
+                "pagination": {"default_limit": 3, "max_limit": 10},
+            },
+        },
+        {
+            "id": "score",
+            "kind": "function",
+            "handler": "def handler(payload):\n    return {'risk': 'high' if payload['tenure'] < 12 else 'low'}\n",
+        },
+    ]
     created = _create(client, admin, project["project_id"], endpoints=endpoints)
     assert created.status_code == 201, created.get_json()
     asset_id = created.get_json()["id"]
@@ -70,8 +97,13 @@ def test_seed_example_step_by_step(client, admin, seed_service):
     assert body["model_id"] == seed_service["model_id"] and body["count"] == 1 and body["predictions"][0] in (0, 1)
     assert abs(sum(body["probabilities"][0].values()) - 1) < 1e-6
 
-    batch = call(client, key, "churn_risk", method="POST",
-                 json={"rows": [{"tenure": t, "plan": "premium", "monthly": 50.0} for t in (2, 30, 55)]})  # fmt: skip
+    batch = call(
+        client,
+        key,
+        "churn_risk",
+        method="POST",
+        json={"rows": [{"tenure": t, "plan": "premium", "monthly": 50.0} for t in (2, 30, 55)]},
+    )
     assert batch.get_json()["count"] == 3 and len(batch.get_json()["predictions"]) == 3
 
     bad = call(
@@ -100,8 +132,11 @@ def test_seed_example_step_by_step(client, admin, seed_service):
 
 def test_model_endpoint_dry_run_scope_and_other_projects_model(app, client, admin, seed_service):
     asset_id = seed_service["asset_id"]
-    dry = client.post(f"/api/api-services/{asset_id}/endpoints/churn_risk/test", headers=admin.headers,
-                      json={"features": {"tenure": 8, "plan": "basic", "monthly": 20.0}})  # fmt: skip
+    dry = client.post(
+        f"/api/api-services/{asset_id}/endpoints/churn_risk/test",
+        headers=admin.headers,
+        json={"features": {"tenure": 8, "plan": "basic", "monthly": 20.0}},
+    )
     assert dry.status_code == 200 and dry.get_json()["dry"] is True and dry.get_json()["count"] == 1
 
     scoped = mint(client, admin, asset_id, allowed_endpoints=["customer"])["key"]

@@ -29,8 +29,13 @@ def _row_count(app, dataset_table) -> int:
 def test_hostile_params(app, client, admin, service):  # noqa: F811
     key = mint(client, admin, service, rate_limit=10_000)["key"]
     for value in CORPUS:
-        for endpoint, param in (("by_region", "region"), ("customer", "id"), ("by_region", "min_tenure"),
-                                ("by_region", "limit"), ("by_region", "offset")):  # fmt: skip
+        for endpoint, param in (
+            ("by_region", "region"),
+            ("customer", "id"),
+            ("by_region", "min_tenure"),
+            ("by_region", "limit"),
+            ("by_region", "offset"),
+        ):
             resp = call(client, key, endpoint, query_string={param: value})
             assert resp.status_code in (200, 400), (endpoint, param, value[:40], resp.status_code)
             if resp.status_code == 200:
@@ -48,11 +53,21 @@ def test_hostile_identifiers_are_refused_at_save(client, admin, project, service
     bad_columns = ["name; DROP TABLE x", "name --", "name\x00", '"name"', "1=1", "x" * 10_000]
     for i, column in enumerate(bad_columns):
         query = {**FILTERED["query"], "columns": [column]}
-        resp = _create(client, admin, project["project_id"], key=f"evil-{i}",
-                       endpoints=[{"id": "q", "kind": "sql", "query": query}])  # fmt: skip
+        resp = _create(
+            client,
+            admin,
+            project["project_id"],
+            key=f"evil-{i}",
+            endpoints=[{"id": "q", "kind": "sql", "query": query}],
+        )
         assert resp.status_code in (400, 422), column[:30]
     for i, table in enumerate(["dim_customer; DROP TABLE x", "dim_customer --", "../dim_customer"]):
         query = {**FILTERED["query"], "source": {"schema": "marts", "table": table}}
-        resp = _create(client, admin, project["project_id"], key=f"evil-t{i}",
-                       endpoints=[{"id": "q", "kind": "sql", "query": query}])  # fmt: skip
+        resp = _create(
+            client,
+            admin,
+            project["project_id"],
+            key=f"evil-t{i}",
+            endpoints=[{"id": "q", "kind": "sql", "query": query}],
+        )
         assert resp.status_code in (400, 422), table

@@ -20,9 +20,19 @@ def _sql(endpoint_id: str, **query) -> dict:
 
 
 def _join(endpoint_id: str, column: str) -> dict:
-    return _sql(endpoint_id, columns=["customer_key", column],
-                joins=[{"type": "inner", "schema": "marts", "table": "guesses",
-                        "on": [{"left": column, "right": "g"}], "columns": ["g"]}])  # fmt: skip
+    return _sql(
+        endpoint_id,
+        columns=["customer_key", column],
+        joins=[
+            {
+                "type": "inner",
+                "schema": "marts",
+                "table": "guesses",
+                "on": [{"left": column, "right": "g"}],
+                "columns": ["g"],
+            }
+        ],
+    )
 
 
 JOIN_EMAIL, JOIN_NAME = _join("by_email", "email"), _join("by_name", "name")
@@ -41,16 +51,28 @@ def _error_fields(resp) -> dict:
 # --- finding 1: fixed filters, joins, sorting and lookup keys in a non-admin's config ---------------------------------
 
 PROBES = [
-    (_sql("q", columns=["customer_key", "ssn"], filters=[{"column": "customer_key", "op": "eq", "value": 3},
-                                                         {"column": "ssn", "op": "like", "value": "333-%"}]),
-     "config.endpoints[0].query.filters[1].column"),
-    (_sql("q", columns=["customer_key"], filters=[{"column": "email", "op": "gt", "value": "g"}]),
-     "config.endpoints[0].query.filters[0].column"),
-    (_sql("q", columns=["customer_key"], order_by=[{"column": "name", "dir": "asc"}]),
-     "config.endpoints[0].query.order_by[0].column"),
+    (
+        _sql(
+            "q",
+            columns=["customer_key", "ssn"],
+            filters=[
+                {"column": "customer_key", "op": "eq", "value": 3},
+                {"column": "ssn", "op": "like", "value": "333-%"},
+            ],
+        ),
+        "config.endpoints[0].query.filters[1].column",
+    ),
+    (
+        _sql("q", columns=["customer_key"], filters=[{"column": "email", "op": "gt", "value": "g"}]),
+        "config.endpoints[0].query.filters[0].column",
+    ),
+    (
+        _sql("q", columns=["customer_key"], order_by=[{"column": "name", "dir": "asc"}]),
+        "config.endpoints[0].query.order_by[0].column",
+    ),
     (JOIN_EMAIL, "config.endpoints[0].query.joins[0].on[0].left"),
     ({**LOOKUP, "key_column": "email"}, "config.endpoints[0].key_column"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("endpoint", "field"), PROBES)
@@ -59,8 +81,11 @@ def test_a_designer_cannot_save_a_config_that_probes_masked_columns(client, admi
     asset_id = _create(client, admin, pid).get_json()["id"]
     designer = add_user(client, admin, "designer")
 
-    edit = client.put(f"/api/publish/assets/{asset_id}", headers=designer.headers,
-                      json={"config": {"endpoints": [endpoint]}, "change_note": "x"})  # fmt: skip
+    edit = client.put(
+        f"/api/publish/assets/{asset_id}",
+        headers=designer.headers,
+        json={"config": {"endpoints": [endpoint]}, "change_note": "x"},
+    )
     assert edit.status_code == 403, edit.get_json()
     assert field in _error_fields(edit), edit.get_json()
     draft = client.get(f"/api/publish/assets/{asset_id}", headers=admin.headers).get_json()
@@ -70,8 +95,9 @@ def test_a_designer_cannot_save_a_config_that_probes_masked_columns(client, admi
     assert created.status_code == 403 and field in _error_fields(created), created.get_json()
 
     # An org admin sees every value in clear and may save the same config.
-    saved = client.put(f"/api/publish/assets/{asset_id}", headers=admin.headers,
-                       json={"config": {"endpoints": [endpoint]}})  # fmt: skip
+    saved = client.put(
+        f"/api/publish/assets/{asset_id}", headers=admin.headers, json={"config": {"endpoints": [endpoint]}}
+    )
     assert saved.status_code == 200, saved.get_json()
 
 
@@ -80,11 +106,15 @@ def test_a_designer_still_saves_low_fixed_filters_and_caller_params(client, admi
     designer = add_user(client, admin, "designer")
     endpoints = [
         LOOKUP,
-        _sql("eu", columns=["customer_key", "name"], filters=[{"column": "region", "op": "eq", "value": "EU"}],
-             order_by=[{"column": "tenure", "dir": "desc"}]),
+        _sql(
+            "eu",
+            columns=["customer_key", "name"],
+            filters=[{"column": "region", "op": "eq", "value": "EU"}],
+            order_by=[{"column": "tenure", "dir": "desc"}],
+        ),
         # A param is the caller's choice: its operator is checked against the calling key (only eq when masked).
         _sql("by_mail", columns=["customer_key"], filters=[{"column": "email", "op": "eq", "param": "email"}]),
-    ]  # fmt: skip
+    ]
     created = _create(client, designer, pid, key="designer-svc", endpoints=endpoints)
     assert created.status_code == 201, created.get_json()
     asset_id = created.get_json()["id"]
@@ -93,16 +123,25 @@ def test_a_designer_still_saves_low_fixed_filters_and_caller_params(client, admi
 
     # An endpoint an admin saved stays as it is while the designer edits the others.
     admin_endpoint = _sql("ssn", columns=["customer_key"], filters=[{"column": "ssn", "op": "like", "value": "3%"}])
-    put = client.put(f"/api/publish/assets/{asset_id}", headers=admin.headers,
-                     json={"config": {"endpoints": [*endpoints, admin_endpoint]}})  # fmt: skip
+    put = client.put(
+        f"/api/publish/assets/{asset_id}",
+        headers=admin.headers,
+        json={"config": {"endpoints": [*endpoints, admin_endpoint]}},
+    )
     assert put.status_code == 200, put.get_json()
-    kept = client.put(f"/api/publish/assets/{asset_id}", headers=designer.headers,
-                      json={"config": {"endpoints": [LOOKUP, admin_endpoint]}})  # fmt: skip
+    kept = client.put(
+        f"/api/publish/assets/{asset_id}",
+        headers=designer.headers,
+        json={"config": {"endpoints": [LOOKUP, admin_endpoint]}},
+    )
     assert kept.status_code == 200, kept.get_json()
-    changed = {**admin_endpoint, "query": {**admin_endpoint["query"], "filters": [
-        {"column": "ssn", "op": "like", "value": "33%"}]}}  # fmt: skip
-    refused = client.put(f"/api/publish/assets/{asset_id}", headers=designer.headers,
-                         json={"config": {"endpoints": [LOOKUP, changed]}})  # fmt: skip
+    changed = {
+        **admin_endpoint,
+        "query": {**admin_endpoint["query"], "filters": [{"column": "ssn", "op": "like", "value": "33%"}]},
+    }
+    refused = client.put(
+        f"/api/publish/assets/{asset_id}", headers=designer.headers, json={"config": {"endpoints": [LOOKUP, changed]}}
+    )
     assert refused.status_code == 403
     assert "config.endpoints[1].query.filters[0].column" in _error_fields(refused)
 

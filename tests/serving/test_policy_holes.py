@@ -10,18 +10,42 @@ from tests.publishing.test_assets import LOOKUP, _create
 from tests.serving.test_serving_data import call, mint
 from tests.warehouse_tables import create_dataset
 
-BY_EMAIL_LIKE = {"id": "email_like", "kind": "sql", "query": {
-    "source": {"schema": "marts", "table": "dim_customer"}, "columns": ["customer_key", "email"],
-    "filters": [{"column": "email", "op": "like", "param": "email"}]}}  # fmt: skip
-BY_EMAIL_EQ = {"id": "email_eq", "kind": "sql", "query": {
-    "source": {"schema": "marts", "table": "dim_customer"}, "columns": ["customer_key", "email"],
-    "filters": [{"column": "email", "op": "eq", "param": "email"}]}}  # fmt: skip
-BY_EMAIL_RANGE = {"id": "email_gt", "kind": "sql", "query": {
-    "source": {"schema": "marts", "table": "dim_customer"}, "columns": ["customer_key", "email"],
-    "filters": [{"column": "email", "op": "gt", "param": "after"}]}}  # fmt: skip
-SORTED_BY_NAME = {"id": "by_name", "kind": "sql", "query": {
-    "source": {"schema": "marts", "table": "dim_customer"}, "columns": ["customer_key", "name"],
-    "order_by": [{"column": "name", "dir": "asc"}]}}  # fmt: skip
+BY_EMAIL_LIKE = {
+    "id": "email_like",
+    "kind": "sql",
+    "query": {
+        "source": {"schema": "marts", "table": "dim_customer"},
+        "columns": ["customer_key", "email"],
+        "filters": [{"column": "email", "op": "like", "param": "email"}],
+    },
+}
+BY_EMAIL_EQ = {
+    "id": "email_eq",
+    "kind": "sql",
+    "query": {
+        "source": {"schema": "marts", "table": "dim_customer"},
+        "columns": ["customer_key", "email"],
+        "filters": [{"column": "email", "op": "eq", "param": "email"}],
+    },
+}
+BY_EMAIL_RANGE = {
+    "id": "email_gt",
+    "kind": "sql",
+    "query": {
+        "source": {"schema": "marts", "table": "dim_customer"},
+        "columns": ["customer_key", "email"],
+        "filters": [{"column": "email", "op": "gt", "param": "after"}],
+    },
+}
+SORTED_BY_NAME = {
+    "id": "by_name",
+    "kind": "sql",
+    "query": {
+        "source": {"schema": "marts", "table": "dim_customer"},
+        "columns": ["customer_key", "name"],
+        "order_by": [{"column": "name", "dir": "asc"}],
+    },
+}
 
 
 def _publish(client, admin, project, endpoints, key="sales-serving") -> int:
@@ -181,11 +205,16 @@ ORDERS = [
     {"order_id": "o2", "customer_key": 1, "region": "US", "status": "paid"},  # an EU account's order booked in the US
     {"order_id": "o3", "customer_key": 2, "region": "US", "status": "open"},
 ]
-JOINED = {"id": "joined", "kind": "sql", "query": {
-    "source": {"schema": "marts", "table": "accounts"},
-    "joins": [{"schema": "marts", "table": "orders", "on": [{"left": "customer_key", "right": "customer_key"}]}],
-    "filters": [{"column": "orders.status", "op": "eq", "param": "status"}],
-    "order_by": [{"column": "orders.order_id", "dir": "asc"}]}}  # fmt: skip
+JOINED = {
+    "id": "joined",
+    "kind": "sql",
+    "query": {
+        "source": {"schema": "marts", "table": "accounts"},
+        "joins": [{"schema": "marts", "table": "orders", "on": [{"left": "customer_key", "right": "customer_key"}]}],
+        "filters": [{"column": "orders.status", "op": "eq", "param": "status"}],
+        "order_by": [{"column": "orders.order_id", "dir": "asc"}],
+    },
+}
 
 
 @pytest.fixture()
@@ -220,8 +249,15 @@ def test_joined_output_names_and_errors_never_show_physical_tables(client, admin
     message = refused.get_json()["error"]["message"]
     assert "marts.orders" in message and f"p{project['project_id']}__" not in message, message
 
-    aliased = {**JOINED, "query": {**JOINED["query"], "joins": [{**JOINED["query"]["joins"][0], "alias": "o"}],
-                                    "filters": [], "order_by": [{"column": "o.order_id", "dir": "asc"}]}}  # fmt: skip
+    aliased = {
+        **JOINED,
+        "query": {
+            **JOINED["query"],
+            "joins": [{**JOINED["query"]["joins"][0], "alias": "o"}],
+            "filters": [],
+            "order_by": [{"column": "o.order_id", "dir": "asc"}],
+        },
+    }
     saved = client.put(
         f"/api/publish/assets/{joined_service}", headers=admin.headers, json={"config": {"endpoints": [aliased]}}
     )

@@ -8,13 +8,20 @@ from tests.conftest import sign_up
 from tests.publishing.test_assets import LOOKUP, TOP, _create
 from tests.warehouse_tables import create_dataset
 
-FILTERED = {"id": "by_region", "kind": "sql", "query": {
-    "source": {"schema": "marts", "table": "dim_customer"},
-    "columns": ["customer_key", "name", "email", "region", "ssn"],
-    "filters": [{"column": "region", "op": "eq", "param": "region"},
-                {"column": "tenure", "op": "gte", "param": "min_tenure"}],
-    "order_by": [{"column": "customer_key", "dir": "asc"}],
-    "pagination": {"default_limit": 3, "max_limit": 3}}}  # fmt: skip
+FILTERED = {
+    "id": "by_region",
+    "kind": "sql",
+    "query": {
+        "source": {"schema": "marts", "table": "dim_customer"},
+        "columns": ["customer_key", "name", "email", "region", "ssn"],
+        "filters": [
+            {"column": "region", "op": "eq", "param": "region"},
+            {"column": "tenure", "op": "gte", "param": "min_tenure"},
+        ],
+        "order_by": [{"column": "customer_key", "dir": "asc"}],
+        "pagination": {"default_limit": 3, "max_limit": 3},
+    },
+}
 
 
 @pytest.fixture()
@@ -103,8 +110,9 @@ def test_revoked_and_expired_keys_refused_at_once(app, client, admin, service):
 
 def test_key_of_another_asset_is_refused(app, client, admin, project, service):
     create_dataset(app, project["project_id"], "marts.other")
-    other_id = _create(client, admin, project["project_id"], key="other-svc",
-                       endpoints=[{**LOOKUP, "dataset": "marts.other"}]).get_json()["id"]  # fmt: skip
+    other_id = _create(
+        client, admin, project["project_id"], key="other-svc", endpoints=[{**LOOKUP, "dataset": "marts.other"}]
+    ).get_json()["id"]
     client.post(f"/api/publish/assets/{other_id}/publish", headers=admin.headers)
     key = mint(client, admin, other_id)["key"]
     # 404 like an asset that does not exist (issue 12: a key never learns about assets that are not its own).
@@ -199,9 +207,11 @@ def test_test_pane_dry_run(client, admin, service):
 
 def test_data_api(app, client, admin, project):
     create_dataset(app, project["project_id"])
-    created = client.post("/api/publish/assets", headers=admin.project_headers(project["project_id"]),
-                          json={"asset_type": "data_api", "asset_key": "customers", "title": "Customers",
-                                "config": FILTERED["query"]})  # fmt: skip
+    created = client.post(
+        "/api/publish/assets",
+        headers=admin.project_headers(project["project_id"]),
+        json={"asset_type": "data_api", "asset_key": "customers", "title": "Customers", "config": FILTERED["query"]},
+    )
     assert created.status_code == 201, created.get_json()
     asset_id = created.get_json()["id"]
     client.post(f"/api/publish/assets/{asset_id}/publish", headers=admin.headers)

@@ -64,8 +64,9 @@ def test_sandbox_hides_secrets_network_and_filesystem(client, functions, test_en
     assert run(client, functions, "tmp").get_json() == {"result": "x"}
 
 
-@pytest.mark.parametrize("name,statuses", [("loop", {504}), ("memory", {422, 504}), ("fork", {422, 504}),
-                                           ("huge", {422})])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,statuses", [("loop", {504}), ("memory", {422, 504}), ("fork", {422, 504}), ("huge", {422})]
+)
 def test_abuse_ends_cleanly_within_the_deadline_and_the_next_call_works(client, functions, name, statuses):
     started = time.monotonic()
     resp = run(client, functions, name)

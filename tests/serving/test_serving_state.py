@@ -72,9 +72,11 @@ def test_masking_change_reaches_the_other_server_at_once(client, admin, project,
     key = mint(client, admin, service, sensitivity_max="high")
     before = warm(servers, key["key"], "customer", id="3")["rows"][0]["email"]
     assert before.endswith("@example.com") and before != "grace@example.com"  # high: masked, not blocked
-    put = httpx.put(f"{servers[1]}/api/datasets/marts.dim_customer/settings",
-                    headers=admin.project_headers(project["project_id"]),
-                    json={"masking": {"email": {"sensitivity": "critical", "strategy": "full"}}})  # fmt: skip
+    put = httpx.put(
+        f"{servers[1]}/api/datasets/marts.dim_customer/settings",
+        headers=admin.project_headers(project["project_id"]),
+        json={"masking": {"email": {"sensitivity": "critical", "strategy": "full"}}},
+    )
     assert put.status_code == 200, put.text
     resp = get(servers[0], key["key"], "customer", id="3")
     assert resp.status_code == 200 and resp.json()["rows"][0]["email"] == "[BLOCKED]", resp.text

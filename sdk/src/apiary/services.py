@@ -271,8 +271,12 @@ class PublishedAsset:
         """
         key_id = key.id if isinstance(key, ApiKey) else int(key)
         body: dict[str, Any] = {}
-        for field_name, value in (("name", name), ("rate_limit", rate_limit), ("masking_level", masking_level),
-                                  ("sensitivity_max", sensitivity_max)):  # fmt: skip
+        for field_name, value in (
+            ("name", name),
+            ("rate_limit", rate_limit),
+            ("masking_level", masking_level),
+            ("sensitivity_max", sensitivity_max),
+        ):
             if value is not None:
                 body[field_name] = value
         if allowed_columns is not None:
