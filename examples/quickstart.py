@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                     "order_by": [{"column": "tenure", "dir": "desc"}],
                     "pagination": {"default_limit": 10, "max_limit": 100},
                 },
-            ),  # fmt: skip
+            ),
         ]
         if is_admin:  # only org admins may create or change a function endpoint
             endpoints.append(function_endpoint("segment", SEGMENT_HANDLER))
@@ -156,8 +156,15 @@ def main(argv: list[str] | None = None) -> int:
 
         # 2. publish: now the endpoints are callable
         svc.publish()
-        show("service", {"id": svc.id, "asset_key": svc.asset_key, "version": svc.published_version,
-                         "endpoints": [e["id"] for e in svc.endpoints]})  # fmt: skip
+        show(
+            "service",
+            {
+                "id": svc.id,
+                "asset_key": svc.asset_key,
+                "version": svc.published_version,
+                "endpoints": [e["id"] for e in svc.endpoints],
+            },
+        )
 
         # 3. mint a key: allowed_endpoints=None reaches every endpoint
         key = svc.create_key(name="quickstart")
