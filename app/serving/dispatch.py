@@ -217,8 +217,6 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
 
     def send(batch: list[dict]) -> dict:
         answer = call_worker(score, [payload, batch], "predict", timeout, f"(model {model.id}, {len(batch)} rows)")
-        if "error" in answer:
-            raise APIError.from_dict(answer["error"])
         return answer
 
     scorer = group_scorer()
@@ -326,8 +324,6 @@ def _run_function(endpoint: dict, body: object, org_id: int, scope: tuple[int, i
     wait = float(current_app.config["FUNCTION_TIMEOUT_SECONDS"]) + 5
     args = [endpoint["handler"], body, identity]
     answer = call_worker(run_function, args, "functions", wait, f"(endpoint {endpoint['id']!r})")
-    if "error" in answer:
-        raise APIError.from_dict(answer["error"])
     return Outcome({"result": answer["result"]})
 
 
@@ -413,6 +409,4 @@ def explain_with_worker(model: Row, rows: list[dict], top_n: int) -> list[dict]:
     answer = call_worker(
         explain, [payload, rows, top_n], "predict", timeout, f"(model {model.id}, {len(rows)} rows explained)"
     )
-    if "error" in answer:
-        raise APIError.from_dict(answer["error"])
     return answer["explanations"]

@@ -40,8 +40,9 @@ def queue_has_worker(queue: str) -> bool:
 
 
 def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) -> dict:
-    """Run `task` on `queue` and return its result. The task expires unrun past the deadline, so a late worker
-    never does work nobody waits for, and a retry by the client never finds the first attempt still queued.
+    """Run `task` on `queue` and return its result; a worker's {"error": ...} answer is raised as that APIError.
+    The task expires unrun past the deadline, so a late worker never does work nobody waits for, and a retry by the
+    client never finds the first attempt still queued.
 
     `summary` stands for the arguments in the message headers (worker logs, events, monitoring tools): callers'
     payloads (feature rows, function input) stay out of them, and Celery skips building a repr of every row.
@@ -56,7 +57,7 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
         log.warning("could not enqueue %s: %s", task.name, exc)
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     try:
-        return result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)
+        answer = result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)
     except CeleryTimeout:
         result.revoke()
         raise APIError(504, "timeout", f"no answer within {timeout_s:g} s") from None
@@ -71,3 +72,9 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
         ) from None
     finally:
         result.forget()
+    # A task answers a client's error as {"error": APIError.to_dict()}; it is raised here, on the web side. (A
+    # training run's outcome has an "error" too, but that is its failure sentence, a string.)
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if isinstance(error, dict):
+        raise APIError.from_dict(error)
+    return answer
