@@ -15,12 +15,12 @@ from sqlalchemy.exc import IntegrityError
 
 from app.datasets.catalog import Catalog
 from app.datasets.indexing import queue_dataset_reindex
+from app.datasets.policy import preview_policy
 from app.db import Dataset, Project, SchemaGrant
 from app.errors import APIError, conflict, forbidden, invalid, not_found
 from app.extensions import db
 from app.query.executor import run_query
 from app.query.masking import effective_masking, validate_masking_settings
-from app.query.policy import KeyPolicy
 from app.warehouse.engine import (
     QueryTimeout,
     TableNotFound,
@@ -392,20 +392,6 @@ def update_settings(dataset: Dataset, data: dict) -> Dataset:
             setattr(dataset, field, data[field])
     db.session.commit()
     return dataset
-
-
-def preview_policy(role: str) -> KeyPolicy:
-    """What a member of the organization sees in a preview, by role.
-
-    - admin: everything as stored (`KeyPolicy.admin()`: unmasked, nothing blocked);
-    - designer, analyst: masked (medium and high columns through their strategy), critical columns blocked;
-    - viewer, and any role not listed: masked, high and critical columns blocked.
-    """
-    if role == "admin":
-        return KeyPolicy.admin()
-    if role in ("designer", "analyst"):
-        return KeyPolicy(masking_level="masked", sensitivity_max="high")
-    return KeyPolicy(masking_level="masked", sensitivity_max="medium")
 
 
 def preview_dataset(engine: Engine, dataset: Dataset, role: str, limit: str | None, timeout_s: float) -> dict:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import Row, bindparam, or_, select, update
 
 from app.auth.permissions import has_permission
-from app.datasets.service import preview_policy
+from app.datasets.policy import preview_policy
 from app.db import ApiKey, PublishedAsset, User
 from app.db.columns import utcnow
 from app.errors import APIError, invalid, not_found

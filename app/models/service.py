@@ -8,7 +8,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from app.auth.permissions import has_permission, require_permission
-from app.datasets.service import preview_policy
+from app.datasets.policy import preview_policy
 from app.db import AssetVersion, MLModel, Project, PublishedAsset, Recipe, RecipeRun, User
 from app.errors import APIError, conflict, forbidden, invalid, not_found, unavailable
 from app.extensions import db

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from app.auth.permissions import has_permission
 from app.datasets.catalog import Catalog
+from app.datasets.policy import preview_policy
 from app.db import MLModel, Project, User
 from app.errors import APIError, forbidden, invalid
 from app.extensions import db, warehouse
@@ -89,8 +90,6 @@ def check_masked_uses(user: User, catalog: Catalog, kind: str, config: dict, fie
     """
     if has_permission(user, "org.admin"):
         return
-    from app.datasets.service import preview_policy  # cycle: datasets.service -> indexing -> index_builds -> here
-
     policy = preview_policy(user.role)
     masking = catalog.masking()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from flask import g
 from sqlalchemy import Row, bindparam, select
 
-from app.datasets.service import preview_policy
+from app.datasets.policy import preview_policy
 from app.db import AssetVersion, PublishedAsset, User
 from app.errors import APIError, not_found
 from app.extensions import db, redis_store
