@@ -12,17 +12,28 @@ from tests.sandbox.conftest import TIMEOUT_S, assert_next_call_succeeds, call, f
 
 def jailed_processes() -> list[psutil.Process]:
     """Processes under a throwaway sandbox uid, plus any bwrap still running below the test process; not the warm
-    jails the session's Celery worker keeps (a child of this process too) for its endpoints."""
+    jails the session's Celery worker keeps (a child of this process too) for its endpoints, nor the jails of another
+    test run on the same machine. A process that escaped its jail (reparented to init) is always counted."""
     found = [p for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real >= UID_RANGE[0]]
     found += [p for p in psutil.Process().children(recursive=True) if p.name() == "bwrap"]
-    return [p for p in found if not _under_a_celery_worker(p)]
+    return [p for p in found if not _owned_elsewhere(p)]
 
 
-def _under_a_celery_worker(process: psutil.Process) -> bool:
+def _owned_elsewhere(process: psutil.Process) -> bool:
+    """Under a Celery worker, or under a pytest process other than this one."""
+    me = psutil.Process().pid
     try:
-        return any("celery" in " ".join(parent.cmdline()) for parent in process.parents())
+        for parent in process.parents():
+            command = " ".join(parent.cmdline())
+            if "celery" in command or (parent.pid != me and "pytest" in command and me not in _ancestors(parent)):
+                return True
+        return False
     except psutil.Error:  # ended while we looked
         return False
+
+
+def _ancestors(process: psutil.Process) -> set[int]:
+    return {parent.pid for parent in process.parents()}
 
 
 def test_an_infinite_loop_times_out_at_the_deadline():
