@@ -17,6 +17,8 @@ def test_empty_state_then_upload_and_preview(console, project):
     assert "Loaded 3 rows into uploads.customers." in html
     assert "Grace Hopper" in html  # an admin previews unmasked
     assert "unmasked (admin)" in html
+    assert re.search(r"<title>Customers · Sales[^<]*</title>", html), "the page title is plain text"
+    assert html.count('id="preview"') == 1
     assert "Customers" in console.get(f"/projects/{pid}/datasets").get_data(as_text=True)
 
 
