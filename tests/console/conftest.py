@@ -106,3 +106,19 @@ def churn_csv(n: int = 120, seed: int = 7) -> str:
         churned = int((tenure < 20 and plan == "basic") or rng.random() < 0.05)
         lines.append(f"{i + 1},{tenure},{round(rng.uniform(10, 90), 2)},{plan},{churned}")
     return "\n".join(lines) + "\n"
+
+
+def signed_up_api(base: str, prefix: str, password: str, timeout: float = 60):
+    """A fresh organization signed up and logged in over the REST API of a live server:
+    (client, auth headers, username)."""
+    import uuid
+
+    import httpx
+
+    username = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    http = httpx.Client(base_url=base, timeout=timeout)
+    account = {"org_name": f"Org {username}", "username": username, "email": f"{username}@example.com",
+               "password": password}  # fmt: skip
+    assert http.post("/api/auth/register", json=account).status_code == 201
+    token = http.post("/api/auth/login", json={"username": username, "password": password}).json()["access_token"]
+    return http, {"Authorization": f"Bearer {token}"}, username

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 
-import httpx
 from playwright.sync_api import expect
 
-from tests.console.conftest import churn_csv
+from tests.console.conftest import churn_csv, signed_up_api
 from tests.console.test_browser import ARTIFACTS, browser_page, live_server  # noqa: F401 - fixtures
 
 PASSWORD = "correct horse battery staple"
@@ -21,22 +19,7 @@ MODEL_CALL_MS = 120_000  # the first model call loads the model on the worker; t
 def _seed(base: str) -> dict:
     """Over the REST API: an organization, a project with the churn table, a trained model, a service with a plain
     model endpoint, and a key."""
-    username = f"en_{uuid.uuid4().hex[:8]}"
-    http = httpx.Client(base_url=base, timeout=180)
-    assert (
-        http.post(
-            "/api/auth/register",
-            json={
-                "org_name": f"Org {username}",
-                "username": username,
-                "email": f"{username}@example.com",
-                "password": PASSWORD,
-            },
-        ).status_code
-        == 201
-    )
-    token = http.post("/api/auth/login", json={"username": username, "password": PASSWORD}).json()["access_token"]
-    auth = {"Authorization": f"Bearer {token}"}
+    http, auth, username = signed_up_api(base, "en", PASSWORD, timeout=180)
     project = http.post("/api/projects", headers=auth, json={"name": "Scoring", "slug": "scoring"}).json()
     scoped = {**auth, "X-Project-Id": str(project["project_id"])}
     upload = http.post(

@@ -4,12 +4,11 @@ back, edit a key (allowed columns, row scope) and rotate it with a grace period;
 from __future__ import annotations
 
 import re
-import uuid
 
 import httpx
 from playwright.sync_api import expect
 
-from tests.console.conftest import CUSTOMERS_CSV
+from tests.console.conftest import CUSTOMERS_CSV, signed_up_api
 from tests.console.test_browser import ARTIFACTS, browser_page, live_server  # noqa: F401 - fixtures
 
 PASSWORD = "correct horse battery staple"
@@ -21,22 +20,7 @@ def _lifecycle_shot(page, name: str) -> None:
 
 def _seed(base: str) -> dict:
     """Over the REST API: an organization, a project with customers, a service published twice, and a key."""
-    username = f"lc_{uuid.uuid4().hex[:8]}"
-    http = httpx.Client(base_url=base, timeout=60)
-    assert (
-        http.post(
-            "/api/auth/register",
-            json={
-                "org_name": f"Org {username}",
-                "username": username,
-                "email": f"{username}@example.com",
-                "password": PASSWORD,
-            },
-        ).status_code
-        == 201
-    )
-    token = http.post("/api/auth/login", json={"username": username, "password": PASSWORD}).json()["access_token"]
-    auth = {"Authorization": f"Bearer {token}"}
+    http, auth, username = signed_up_api(base, "lc", PASSWORD, timeout=60)
     project = http.post(
         "/api/projects", headers=auth, json={"name": "Sales", "slug": "sales", "icon": "folder", "color": "#B45309"}
     ).json()
