@@ -35,7 +35,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
 
 def register_extensions(app: Flask) -> None:
     from app import db as _models  # noqa: F401 - registers every model on the metadata
-    from app.extensions import db, jwt, ma, migrate, redis_store, warehouse
+    from app.extensions import db, jwt, migrate, redis_store, warehouse
     from app.ops.metrics import init_metrics
     from tasks.celery_app import celery_init_app
 
@@ -43,7 +43,6 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
     jwt.init_app(app)
-    ma.init_app(app)
     redis_store.init_app(app)
     warehouse.init_app(app)
     celery_init_app(app)

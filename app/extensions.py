@@ -7,7 +7,6 @@ import os
 import redis
 from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
-from flask_marshmallow import Marshmallow
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from redis.backoff import NoBackoff
@@ -25,7 +24,6 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 jwt = JWTManager()
-ma = Marshmallow()
 
 
 class _PerProcess:
