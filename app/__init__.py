@@ -106,10 +106,10 @@ def register_blueprints(app: Flask) -> None:
     from app.console.routes import bp as console_bp
     from app.datasets.routes import bp as datasets_bp
     from app.keys.routes import bp as keys_bp
-    from app.models.routes import bp as models_bp
     from app.ops.routes import bp as ops_bp
     from app.projects.routes import bp as projects_bp
     from app.publishing.routes import bp as publishing_bp
+    from app.registry.routes import bp as models_bp
     from app.serving.routes import bp as serving_bp
 
     for bp in (ops_bp, auth_bp, projects_bp, datasets_bp, publishing_bp, keys_bp, models_bp, serving_bp, console_bp):

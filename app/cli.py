@@ -8,10 +8,10 @@ from app.auth.cli import register_users_cli
 from app.datasets.cli import register_datasets_cli
 from app.demo import register_demo_cli
 from app.keys.cli import register_keys_cli
-from app.models.cli import register_models_cli
 from app.ops.cli import register_ops_cli
 from app.projects.cli import register_projects_cli
 from app.publishing.cli import register_publishing_cli
+from app.registry.cli import register_models_cli
 from app.serving.cli import register_serving_cli
 
 

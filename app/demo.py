@@ -16,9 +16,9 @@ from app.db import Organization, Project, PublishedAsset
 from app.errors import APIError
 from app.extensions import db, warehouse
 from app.keys.service import mint_api_key
-from app.models.cli import org_admin, train
 from app.projects.service import create_project
 from app.publishing.service import create_asset, publish_asset
+from app.registry.cli import org_admin, train
 
 SERVICE_KEY = "sales-serving"
 SCORE_HANDLER = """def handler(payload):

@@ -4,7 +4,7 @@ work celery beat schedules (tasks.celery_app.BEAT_SCHEDULE): reaping lost traini
 from celery import shared_task
 from flask import current_app
 
-from app.models.reaper import reap_stuck_runs as reap
+from app.registry.reaper import reap_stuck_runs as reap
 from app.serving.audit import flush_serving_records as flush
 from app.serving.audit_retention import purge_audit_logs as purge
 from tasks.train import TIME_LIMIT_SECONDS

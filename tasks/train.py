@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from app.models.training_run import execute_run
+from app.registry.training_run import execute_run
 
 # The web side waits TRAIN_TIMEOUT_SECONDS (600 by default); the soft limit ends a run that goes on past that
 # with a recorded failure, the hard limit kills a process that ignores it.

@@ -19,7 +19,16 @@ LAZY_MODULES: dict[str, str] = {
 
 # Engines know nothing of requests or of the areas above them.
 ENGINES = ("app.query", "app.ml", "app.warehouse", "app.db", "app.sandbox")
-ABOVE_ENGINES = ("app.serving", "app.publishing", "app.console", "app.keys", "app.auth", "app.projects")
+ABOVE_ENGINES = (
+    "app.serving",
+    "app.publishing",
+    "app.console",
+    "app.keys",
+    "app.auth",
+    "app.projects",
+    "app.datasets",
+    "app.registry",
+)
 
 
 def _modules() -> dict[str, Path]:

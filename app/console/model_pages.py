@@ -15,8 +15,8 @@ from app.errors import APIError
 from app.extensions import db
 from app.ml.feature_selection import is_id_name
 from app.ml.training_config import ALGORITHMS, TASK_TYPES
-from app.models import service as models
-from app.models.schemas import RecipeCreateSchema
+from app.registry import service as models
+from app.registry.schemas import RecipeCreateSchema
 
 TRAIN_FIELDS = ("name", "input_table", "target_column", "task_type", "algorithm", "feature_columns", "test_size")
 RECENT_RUNS = 5

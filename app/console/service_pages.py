@@ -24,8 +24,8 @@ from app.datasets import service as datasets
 from app.db import Project, PublishedAsset
 from app.errors import APIError, not_found
 from app.keys import service as keys
-from app.models import service as models
 from app.publishing import service as publishing
+from app.registry import service as models
 
 
 def load_service(project_id: int, service_id: int, permission: str = "project.view") -> tuple[Project, PublishedAsset]:

@@ -4,8 +4,8 @@ from app.db.assets import AssetVersion, DeletedAsset, PublishedAsset
 from app.db.audit import AuditLog
 from app.db.datasets import Dataset, DatasetIndex, SchemaGrant
 from app.db.keys import ApiKey
-from app.db.models import MLModel, Recipe, RecipeRun
 from app.db.projects import Project
+from app.db.registry import MLModel, Recipe, RecipeRun
 from app.db.users import Organization, PersonalAccessToken, User
 
 __all__ = [

@@ -19,8 +19,8 @@ from app.extensions import db, warehouse
 from app.ml.store import save_artifact
 from app.ml.training import train_model
 from app.ml.training_config import TrainingConfig, validate_training_config
-from app.models.inputs import check_sensitive_columns, input_columns, sensitive_columns
-from app.models.runs import mark_failed, remove_artifact, run_config, run_outcome
+from app.registry.inputs import check_sensitive_columns, input_columns, sensitive_columns
+from app.registry.runs import mark_failed, remove_artifact, run_config, run_outcome
 from app.warehouse.engine import reflect_table
 
 log = logging.getLogger(__name__)

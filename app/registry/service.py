@@ -13,10 +13,10 @@ from app.db import AssetVersion, MLModel, Project, PublishedAsset, Recipe, Recip
 from app.errors import APIError, conflict, forbidden, invalid, not_found, unavailable
 from app.extensions import db
 from app.ml.training_config import TrainingConfig, validate_training_config
-from app.models.inputs import check_sensitive_columns, column_masking, input_columns, input_masking
-from app.models.runs import fail_if_queued, mark_failed, remove_artifact, run_outcome
 from app.query.masking import BLOCKED, mask_value
 from app.query.policy import MASK
+from app.registry.inputs import check_sensitive_columns, column_masking, input_columns, input_masking
+from app.registry.runs import fail_if_queued, mark_failed, remove_artifact, run_outcome
 from app.serving.state import bump_serving_generation
 from app.serving.workers import call_worker, queue_has_worker
 

@@ -13,9 +13,10 @@ from app.cli_base import CliGroup, acting_user, echo_json, json_option, user_opt
 from app.db import MLModel, Project, RecipeRun, User
 from app.errors import APIError
 from app.extensions import db
-from app.models.runs import run_outcome
-from app.models.schemas import ModelDetailSchema, ModelListSchema
-from app.models.service import (
+from app.projects.service import project_by_ref
+from app.registry.runs import run_outcome
+from app.registry.schemas import ModelDetailSchema, ModelListSchema
+from app.registry.service import (
     activate_model,
     create_recipe,
     delete_model,
@@ -24,7 +25,6 @@ from app.models.service import (
     run_recipe,
     versions_of,
 )
-from app.projects.service import project_by_ref
 
 models_cli = CliGroup("models", help="Models of a project.")
 

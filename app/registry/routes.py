@@ -4,9 +4,10 @@ from flask import Blueprint, request
 
 from app.auth.permissions import current_user, login_required, project_in_scope
 from app.http import json_body
-from app.models import service
-from app.models.runs import run_config
-from app.models.schemas import (
+from app.openapi import doc
+from app.registry import service
+from app.registry.runs import run_config
+from app.registry.schemas import (
     DeletedSchema,
     ModelDetailSchema,
     ModelListQuerySchema,
@@ -18,7 +19,6 @@ from app.models.schemas import (
     RunQuerySchema,
     RunResultSchema,
 )
-from app.openapi import doc
 
 bp = Blueprint("models", __name__)
 
