@@ -266,7 +266,7 @@ def worker(app, test_env, tmp_path_factory):
 @pytest.fixture()
 def live_worker(app, worker):
     """The session's worker, once its heartbeats are back (every test that uses `app` starts with Redis flushed)."""
-    from app.serving.workers import queue_has_worker
+    from tasks.calls import queue_has_worker
 
     deadline = time.monotonic() + 15
     with app.app_context():

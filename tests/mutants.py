@@ -58,13 +58,13 @@ MUTANTS = (
     ),
     Mutant(
         "a model task past its deadline still runs (expires= and revoke() removed)",
-        "app/serving/workers.py",
+        "tasks/calls.py",
         (("expires=timeout_s, ", ""), ("        result.revoke()\n", "")),
         ("tests/serving/test_worker_promises.py::test_a_model_task_past_its_deadline_never_runs_on_the_worker",),
     ),
     Mutant(
         "a service may score any project's model",
-        "app/serving/asset_config.py",
+        "app/publishing/asset_config.py",
         (
             (
                 "if project is None or model is None or model.project_id != project.id:",

@@ -12,8 +12,8 @@ from app.db import AssetVersion, Dataset, DatasetIndex, Project, PublishedAsset
 from app.db.columns import utcnow
 from app.errors import APIError
 from app.extensions import db, warehouse
+from app.publishing.asset_config import lookup_as_query
 from app.query.validation import resolve_query_config
-from app.serving.asset_config import lookup_as_query
 from app.warehouse.indexes import build_index, covering_index, index_name, list_indexes
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from app.datasets.indexing import queue_index_build
 from app.db import ApiKey, AssetVersion, DeletedAsset, Project, PublishedAsset, User
 from app.errors import APIError, conflict, invalid, not_found
 from app.extensions import db
+from app.publishing.asset_config import validate_asset_config
 from app.publishing.diff import diff_documents
-from app.serving.asset_config import validate_asset_config
 from app.serving.cache import result_cache
 from app.serving.state import bump_serving_generation
 

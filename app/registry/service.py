@@ -18,7 +18,7 @@ from app.query.policy import MASK
 from app.registry.inputs import check_sensitive_columns, column_masking, input_columns, input_masking
 from app.registry.runs import fail_if_queued, mark_failed, remove_artifact, run_outcome
 from app.serving.state import bump_serving_generation
-from app.serving.workers import call_worker, queue_has_worker
+from tasks.calls import call_worker, queue_has_worker
 
 log = logging.getLogger(__name__)
 

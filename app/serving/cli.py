@@ -11,9 +11,9 @@ from flask import Flask
 from app.cli_base import CliGroup, CommandError, echo_json, json_option, parse_json_text, read_json_file, user_option
 from app.cli_targets import asset_by_key
 from app.errors import APIError
+from app.publishing.asset_config import KIND_METHODS
 from app.publishing.cli import services_cli
 from app.publishing.lifecycle_cli import _acting
-from app.serving.asset_config import KIND_METHODS
 from app.serving.audit import list_logs
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call

@@ -20,18 +20,18 @@ from app.ml.input_schema import (
     validate_rows,
 )
 from app.ml.percentiles import percentile_of
+from app.publishing.asset_config import KIND_METHODS, lookup_as_query
 from app.query.coercion import CoercionError, coerce_text
 from app.query.compiler import plan_tables, query_param_names
 from app.query.executor import run_query
 from app.query.plan import ResolvedQuery
 from app.query.policy import KeyPolicy
 from app.query.validation import resolve_query_config
-from app.serving.asset_config import KIND_METHODS, lookup_as_query
 from app.serving.batching import group_scorer
 from app.serving.cache import result_cache
 from app.serving.enrichment import enrich_rows
 from app.serving.state import memo
-from app.serving.workers import call_worker
+from tasks.calls import call_worker
 from tasks.functions import run_function
 
 
