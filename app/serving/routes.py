@@ -14,7 +14,14 @@ from app.publishing.service import asset_for_logs, get_asset
 from app.serving import service
 from app.serving.audit import list_logs
 from app.serving.dispatch import Call
-from app.serving.schemas import LogPageSchema, LogQuerySchema
+from app.serving.schemas import (
+    LatencyHistogramSchema,
+    LogPageSchema,
+    LogQuerySchema,
+    ServiceStatsSchema,
+    StatsQuerySchema,
+)
+from app.serving.traffic import latency_histogram, service_stats
 
 bp = Blueprint("serving", __name__)
 
@@ -164,3 +171,33 @@ def logs(asset_id: int):
     asset = asset_for_logs(current_user(), asset_id)
     filters = LogQuerySchema().load(request.args.to_dict())
     return LogPageSchema().dump(list_logs(asset, filters))
+
+
+@bp.get("/api/api-services/<int:asset_id>/stats")
+@doc(
+    "Per-endpoint traffic of a service over the last hour, day or week: calls, errors, error rate and nearest-rank "
+    "p50/p99 latency over the window and per bucket (hour: 12 x 5 min, day: 24 x 1 h, week: 28 x 6 h)",
+    response=ServiceStatsSchema,
+    query={"window": "hour | day | week (default day)", "endpoint_id": ""},
+    tags=["serving"],
+)
+@login_required()
+def stats(asset_id: int):
+    asset = asset_for_logs(current_user(), asset_id)
+    query = StatsQuerySchema().load(request.args.to_dict())
+    return ServiceStatsSchema().dump(service_stats(asset, query["window"], query.get("endpoint_id")))
+
+
+@bp.get("/api/api-services/<int:asset_id>/logs/histogram")
+@doc(
+    "Latency histogram of the calls matching the log's filters (limit and offset ignored): counts per bin, "
+    "`le_ms` the bin's upper bound (null: slower than the last bound)",
+    response=LatencyHistogramSchema,
+    query={"endpoint_id": "", "key_id": "", "status": "", "errors_only": "", "since": "ISO 8601", "until": "ISO 8601"},
+    tags=["serving"],
+)
+@login_required()
+def logs_histogram(asset_id: int):
+    asset = asset_for_logs(current_user(), asset_id)
+    filters = LogQuerySchema().load(request.args.to_dict())
+    return LatencyHistogramSchema().dump(latency_histogram(asset, filters))

@@ -1,0 +1,150 @@
+"""Traffic of a service read back from its audit log: per-endpoint calls, error rate and p50/p99 latency in time
+buckets, a latency histogram of the filtered calls, and the records after a cursor (to follow the log)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import case, func, select
+
+from app.db import AuditLog, DeletedAsset, PublishedAsset
+from app.db.columns import iso
+from app.extensions import db
+from app.serving.audit import filtered_logs
+
+# window -> (bucket length in seconds, number of buckets)
+WINDOWS = {"hour": (300, 12), "day": (3600, 24), "week": (6 * 3600, 28)}
+# Latency histogram bins, upper bounds in ms (the last bin holds everything slower).
+LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
+
+
+def window_bounds(window: str, now: datetime | None = None) -> tuple[datetime, datetime, int, int]:
+    """(since, until, bucket seconds, buckets): buckets aligned on their length, the last one holding `now`."""
+    seconds, count = WINDOWS[window]
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    end = (int(now.timestamp()) // seconds + 1) * seconds
+    until = datetime.fromtimestamp(end, UTC)
+    return until - timedelta(seconds=seconds * count), until, seconds, count
+
+
+def _rate(errors: int, calls: int) -> float | None:
+    return round(errors / calls, 4) if calls else None
+
+
+def _ms(value) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def _percentiles(c, rank, total):
+    """Nearest-rank p50/p99 of a group: the smallest latency whose rank reaches p% of the group's calls."""
+    return (
+        func.min(case((rank * 100 >= total * 50, c.latency_ms))),
+        func.min(case((rank * 100 >= total * 99, c.latency_ms))),
+    )
+
+
+def service_stats(
+    asset: PublishedAsset | DeletedAsset, window: str, endpoint_id: str | None = None, now: datetime | None = None
+) -> dict:
+    """Per endpoint of the service: calls, errors (status >= 400), error rate, p50 and p99 latency over the window
+    and in each of its buckets. Computed in the database (window functions), so memory does not grow with calls."""
+    since, until, seconds, count = window_bounds(window, now)
+    edges = [since + timedelta(seconds=seconds * i) for i in range(1, count)]
+    bucket = case(*[(AuditLog.created_at < edge, i) for i, edge in enumerate(edges)], else_=count - 1)
+    base = select(AuditLog.endpoint_id, AuditLog.status, AuditLog.latency_ms, bucket.label("bucket")).where(
+        AuditLog.asset_id == asset.id, AuditLog.created_at >= since, AuditLog.created_at < until
+    )
+    if endpoint_id is not None:
+        base = base.where(AuditLog.endpoint_id == endpoint_id)
+    b = base.subquery()
+    in_bucket, in_window = (b.c.endpoint_id, b.c.bucket), (b.c.endpoint_id,)
+    ranked = select(
+        b.c.endpoint_id,
+        b.c.bucket,
+        b.c.status,
+        b.c.latency_ms,
+        func.row_number().over(partition_by=in_bucket, order_by=b.c.latency_ms).label("rank_b"),
+        func.count().over(partition_by=in_bucket).label("total_b"),
+        func.row_number().over(partition_by=in_window, order_by=b.c.latency_ms).label("rank_w"),
+        func.count().over(partition_by=in_window).label("total_w"),
+    ).subquery()
+    c = ranked.c
+    errors = func.sum(case((c.status >= 400, 1), else_=0))
+    per_bucket = db.session.execute(
+        select(c.endpoint_id, c.bucket, func.count(), errors, *_percentiles(c, c.rank_b, c.total_b)).group_by(
+            c.endpoint_id, c.bucket
+        )
+    ).all()
+    per_window = db.session.execute(
+        select(c.endpoint_id, func.count(), errors, *_percentiles(c, c.rank_w, c.total_w)).group_by(c.endpoint_id)
+    ).all()
+
+    starts = [since + timedelta(seconds=seconds * i) for i in range(count)]
+    ids = [ep.get("id") for ep in (getattr(asset, "config", None) or {}).get("endpoints", []) if isinstance(ep, dict)]
+    if endpoint_id is not None:
+        ids = [i for i in ids if i == endpoint_id] or [endpoint_id]
+    seen = {row[0] for row in per_window}
+    ids += sorted((i for i in seen if i not in ids), key=lambda i: (i is None, i or ""))
+    out = {
+        i: {
+            "endpoint_id": i,
+            "calls": 0,
+            "errors": 0,
+            "error_rate": None,
+            "p50_ms": None,
+            "p99_ms": None,
+            "buckets": [
+                {"start": iso(s), "calls": 0, "errors": 0, "error_rate": None, "p50_ms": None, "p99_ms": None}
+                for s in starts
+            ],
+        }
+        for i in ids
+    }
+    for ep, calls, errs, p50, p99 in per_window:
+        errs = int(errs or 0)
+        out[ep].update(calls=calls, errors=errs, error_rate=_rate(errs, calls), p50_ms=_ms(p50), p99_ms=_ms(p99))
+    for ep, index, calls, errs, p50, p99 in per_bucket:
+        errs = int(errs or 0)
+        out[ep]["buckets"][int(index)].update(
+            calls=calls, errors=errs, error_rate=_rate(errs, calls), p50_ms=_ms(p50), p99_ms=_ms(p99)
+        )
+    return {
+        "window": window,
+        "since": iso(since),
+        "until": iso(until),
+        "bucket_seconds": seconds,
+        "endpoints": list(out.values()),
+    }
+
+
+def latency_histogram(asset: PublishedAsset | DeletedAsset, filters: dict) -> dict:
+    """How many of the filtered calls (the log's filters; limit and offset ignored) fall in each latency bin."""
+    logs = filtered_logs(asset, filters).subquery()
+    index = case(
+        *[(logs.c.latency_ms <= edge, i) for i, edge in enumerate(LATENCY_EDGES_MS)], else_=len(LATENCY_EDGES_MS)
+    ).label("bin")
+    counts = dict(db.session.execute(select(index, func.count()).group_by(index)).all())
+    bins = [{"le_ms": edge, "count": counts.get(i, 0)} for i, edge in enumerate(LATENCY_EDGES_MS)]
+    bins.append({"le_ms": None, "count": counts.get(len(LATENCY_EDGES_MS), 0)})
+    return {"total": sum(b["count"] for b in bins), "bins": bins}
+
+
+def bin_label(le_ms: float | None) -> str:
+    """A histogram bin's name: "≤ 50 ms", "≤ 2 s", "> 10 s"."""
+    if le_ms is None:
+        last = LATENCY_EDGES_MS[-1]
+        return f"> {last // 1000} s" if last >= 1000 else f"> {last} ms"
+    return f"≤ {le_ms // 1000} s" if le_ms >= 1000 else f"≤ {le_ms} ms"
+
+
+def logs_after(asset: PublishedAsset | DeletedAsset, filters: dict, after_id: int, limit: int = 500) -> list[AuditLog]:
+    """The filtered records written after record `after_id`, oldest first: one poll of `flask services logs -f`.
+    The cursor is the id (the order records reach the table), so a late-flushed record is never skipped."""
+    stmt = filtered_logs(asset, filters).where(AuditLog.id > after_id).order_by(AuditLog.id).limit(limit)
+    return list(db.session.scalars(stmt))
+
+
+def latest_logs(asset: PublishedAsset | DeletedAsset, filters: dict, count: int) -> list[AuditLog]:
+    """The last `count` filtered records by id, oldest first: where following the log starts."""
+    stmt = filtered_logs(asset, filters).order_by(AuditLog.id.desc()).limit(count)
+    return list(reversed(list(db.session.scalars(stmt))))
