@@ -61,11 +61,13 @@ def _frame(kind: str, title: str, body: list[str], width: int = WIDTH, height: i
     return Markup(head + "".join(body) + "</svg>")
 
 
-def _axes(y_top: float, y_unit: str, x_labels: Sequence[str], x_at, width: int, height: int) -> list[str]:
+def _axes(
+    y_top: float, y_unit: str, x_labels: Sequence[str], x_at, width: int, height: int, y_bottom: float = 0.0
+) -> list[str]:
     bottom, out = height - PAD_BOTTOM, []
-    y = _scale(0, y_top, bottom, PAD_TOP)
+    y = _scale(y_bottom, y_top, bottom, PAD_TOP)
     for frac in (0, 0.5, 1):
-        value = y_top * frac
+        value = y_bottom + (y_top - y_bottom) * frac
         out.append(
             f'<line class="grid" x1="{PAD_LEFT}" x2="{width - PAD_RIGHT}" y1="{_num(y(value))}" y2="{_num(y(value))}" '
             f'stroke="#e4e7ec"/><text x="{PAD_LEFT - 4}" y="{_num(y(value) + 4)}" text-anchor="end" font-size="10" '
@@ -94,9 +96,11 @@ def line_chart(
     n = max((len(s.values) for s in series), default=0)
     values = [v for s in series for v in s.values if v is not None]
     top = y_max if y_max is not None else _nice_max(max(values, default=0))
+    # Negative values (an R² below zero) extend the axis down; everything else starts at zero.
+    floor = -_nice_max(-min(values)) if values and min(values) < 0 else 0.0
     x = _scale(0, max(n - 1, 1), PAD_LEFT + 6, width - PAD_RIGHT - 6)
-    y = _scale(0, top, height - PAD_BOTTOM, PAD_TOP)
-    body = _axes(top, y_unit, x_labels, x, width, height)
+    y = _scale(floor, top, height - PAD_BOTTOM, PAD_TOP)
+    body = _axes(top, y_unit, x_labels, x, width, height, floor)
     for index, s in enumerate(series):
         color = PALETTE[index % len(PALETTE)]
         runs, run = [], []

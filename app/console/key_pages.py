@@ -8,6 +8,7 @@ import time
 from flask import flash, jsonify, redirect, render_template, request, url_for
 
 from app.console.blueprint import bp, console_user, signed_in
+from app.console.chart_views import log_histogram
 from app.console.forms import FormErrors, comma_list, from_api_error, load, row_scope_from_text, text
 from app.console.key_reveal import stash_reveal
 from app.console.service_pages import endpoints_of, load_service, render_service
@@ -109,6 +110,7 @@ def service_logs(project_id: int, service_id: int):
     page = (
         list_logs(asset, filters) if filters is not None else {"items": [], "total": 0, "offset": 0, "limit": PAGE_SIZE}
     )
+    histogram = log_histogram(asset, filters) if filters is not None and page["total"] else None
     key_names = {k.id: f"{k.name} ({k.prefix}…)" for k in keys.list_api_keys(asset)}
     base = {k: v for k, v in query.items() if k != "offset"}
     pages = {
@@ -126,4 +128,5 @@ def service_logs(project_id: int, service_id: int):
         endpoints=endpoints_of(asset),
         key_names=key_names,
         pages=pages,
+        histogram=histogram,
     ), status

@@ -8,6 +8,7 @@ import json
 from flask import flash, redirect, render_template, request, url_for
 
 from app.console.blueprint import bp, can, console_user, project_for, signed_in
+from app.console.chart_views import service_traffic
 from app.console.endpoint_form import (
     KIND_LABELS,
     KINDS,
@@ -26,6 +27,7 @@ from app.errors import APIError, not_found
 from app.keys import service as keys
 from app.publishing import service as publishing
 from app.registry import service as models
+from app.serving.traffic import WINDOWS
 
 
 def load_service(project_id: int, service_id: int, permission: str = "project.view") -> tuple[Project, PublishedAsset]:
@@ -66,6 +68,8 @@ def _test_examples(endpoints: list[dict], models: list) -> dict[str, str]:
 def render_service(project: Project, asset: PublishedAsset, status: int = 200, **context):
     """The Manage panel; `context` may carry editor values and errors, key errors or a freshly minted key."""
     editing = context.pop("editing", None)
+    window = context.pop("window", None)
+    context["traffic"] = service_traffic(asset, window if window in WINDOWS else "day")
     if "editor" not in context:
         current = next((ep for ep in endpoints_of(asset) if ep.get("id") == editing), None)
         context["editor"] = form_values(current)
@@ -112,7 +116,9 @@ def service(project_id: int, service_id: int):
     if request.args.get("reveal"):  # the page a key mint redirected to: its secret, this once
         context["revealed"] = take_reveal(request.args["reveal"], console_user().id, asset.id)
         context["reveal_gone"] = context["revealed"] is None
-    return render_service(project, asset, editing=request.args.get("edit"), **context)
+    return render_service(
+        project, asset, editing=request.args.get("edit"), window=request.args.get("window"), **context
+    )
 
 
 @bp.post("/projects/<int:project_id>/settings/services/<int:service_id>/endpoints")

@@ -155,6 +155,7 @@ def _register(project: Project, recipe: Recipe, cfg: TrainingConfig, trained, st
             input_schema=trained.input_schema,
             classes=trained.classes,
             score_quantiles=trained.score_quantiles,
+            evaluation=trained.evaluation,
             artifact_path=stored.path,
             artifact_sha256=stored.sha256,
             sklearn_version=stored.sklearn_version,
