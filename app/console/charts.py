@@ -30,8 +30,12 @@ def _num(value: float) -> str:
     return f"{value:.6g}"
 
 
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else float(value)
+
+
 def _label(value: float | None) -> str:
-    if value is None:
+    if _finite(value) is None:
         return "–"
     if abs(value) >= 1000 or value == int(value):
         return f"{value:,.0f}"
@@ -92,7 +96,9 @@ def line_chart(
     width: int = WIDTH,
     height: int = HEIGHT,
 ) -> Markup:
-    """One line per series over the same x positions; each point is a circle carrying its value (`data-value`)."""
+    """One line per series over the same x positions; each point is a circle carrying its value (`data-value`).
+    Missing and non-finite values are gaps."""
+    series = [Series(s.name, [_finite(v) for v in s.values]) for s in series]
     n = max((len(s.values) for s in series), default=0)
     values = [v for s in series for v in s.values if v is not None]
     top = y_max if y_max is not None else _nice_max(max(values, default=0))
@@ -148,6 +154,7 @@ def bar_chart(
     kind: str = "bar",
 ) -> Markup:
     """One bar per value (`data-value`, `data-label`); labels under the axis, thinned when there are many."""
+    values = [_finite(v) or 0.0 for v in values]
     n = len(values)
     top = _nice_max(max(values, default=0))
     slot = (width - PAD_LEFT - PAD_RIGHT) / max(n, 1)
@@ -180,6 +187,7 @@ def scatter(
     size: int = 260,
 ) -> Markup:
     """Points on equal axes (ROC curve, predicted vs actual); `diagonal` draws y = x, `line` joins the points."""
+    points = [(px, py) for px, py in points if _finite(px) is not None and _finite(py) is not None]
     xs = [p[0] for p in points] or [0.0, 1.0]
     ys = [p[1] for p in points] or [0.0, 1.0]
     lo, hi = min(min(xs), min(ys)), max(max(xs), max(ys))

@@ -15,6 +15,7 @@ from app.serving.audit import filtered_logs
 # window -> (bucket length in seconds, number of buckets)
 WINDOWS = {"hour": (300, 12), "day": (3600, 24), "week": (6 * 3600, 28)}
 # Latency histogram bins, upper bounds in ms (the last bin holds everything slower).
+MAX_UNLISTED = 10  # endpoint ids called but not in the config, listed at most
 LATENCY_EDGES_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 
@@ -83,8 +84,12 @@ def service_stats(
     ids = [ep.get("id") for ep in (getattr(asset, "config", None) or {}).get("endpoints", []) if isinstance(ep, dict)]
     if endpoint_id is not None:
         ids = [i for i in ids if i == endpoint_id] or [endpoint_id]
-    seen = {row[0] for row in per_window}
-    ids += sorted((i for i in seen if i not in ids), key=lambda i: (i is None, i or ""))
+    # Calls to ids the config does not hold (404s, removed endpoints) are listed too, the busiest few only: a
+    # caller inventing endpoint names cannot grow the page or the answer without bound.
+    unknown = sorted((row for row in per_window if row[0] not in ids), key=lambda row: -row[1])
+    ids += sorted((row[0] for row in unknown[:MAX_UNLISTED]), key=lambda i: (i is None, i or ""))
+    per_window = [row for row in per_window if row[0] in ids]
+    per_bucket = [row for row in per_bucket if row[0] in ids]
     out = {
         i: {
             "endpoint_id": i,
