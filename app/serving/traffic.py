@@ -153,3 +153,8 @@ def latest_logs(asset: PublishedAsset | DeletedAsset, filters: dict, count: int)
     """The last `count` filtered records by id, oldest first: where following the log starts."""
     stmt = filtered_logs(asset, filters).order_by(AuditLog.id.desc()).limit(count)
     return list(reversed(list(db.session.scalars(stmt))))
+
+
+def last_log_id(asset: PublishedAsset | DeletedAsset) -> int:
+    """The id of the asset's newest record (0 when it has none): following starts after it."""
+    return db.session.scalar(select(func.max(AuditLog.id)).where(AuditLog.asset_id == asset.id)) or 0

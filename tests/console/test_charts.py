@@ -13,7 +13,7 @@ from app.extensions import db
 from tests.console.conftest import lookup_form
 
 SVG = "{http://www.w3.org/2000/svg}"
-ATTACK = '<script>alert(1)</script>"\'><img src=x onerror=alert(2)>'
+ATTACK = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
 
 
 def _parse(svg) -> ET.Element:
@@ -87,7 +87,9 @@ def test_non_finite_values_do_not_break_the_markup():
 def _audit(app, asset_id: int, rows) -> None:
     with app.app_context():
         db.session.add_all(
-            AuditLog(created_at=datetime.now(UTC), asset_id=asset_id, endpoint_id=e, method="GET", status=s, latency_ms=ms)
+            AuditLog(
+                created_at=datetime.now(UTC), asset_id=asset_id, endpoint_id=e, method="GET", status=s, latency_ms=ms
+            )
             for e, s, ms in rows
         )
         db.session.commit()
@@ -96,7 +98,9 @@ def _audit(app, asset_id: int, rows) -> None:
 def test_service_page_charts_match_the_stats_api(app, client, admin, console, project, customers, service):
     assert console.post(service["url"] + "/endpoints", lookup_form()).status_code == 302
     # A caller may name any endpoint in a URL (a 404 still leaves an audit record): it is charted as text.
-    _audit(app, service["id"], [("customer", 200, 4.0), ("customer", 200, 6.0), ("customer", 404, 9.0), (ATTACK, 404, 1)])
+    _audit(
+        app, service["id"], [("customer", 200, 4.0), ("customer", 200, 6.0), ("customer", 404, 9.0), (ATTACK, 404, 1)]
+    )
     html = console.get(service["url"] + "?window=hour").get_data(as_text=True)
     _inert(html)
     stats = client.get(
