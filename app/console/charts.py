@@ -55,10 +55,14 @@ def _nice_max(value: float) -> float:
     return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
 
 
-def _frame(kind: str, title: str, body: list[str], width: int = WIDTH, height: int = HEIGHT) -> Markup:
+def _frame(
+    kind: str, title: str, body: list[str], width: int = WIDTH, height: int = HEIGHT, fluid: bool = True
+) -> Markup:
+    """The <svg> around `body`: fluid charts fill their box; square ones keep their size (text stays legible)."""
     t = escape(title)
+    shown = "100%" if fluid else str(width)
     head = (
-        f'<svg class="chart" data-chart="{escape(kind)}" viewBox="0 0 {width} {height}" width="100%" '
+        f'<svg class="chart" data-chart="{escape(kind)}" viewBox="0 0 {width} {height}" width="{shown}" '
         f'preserveAspectRatio="xMidYMid meet" role="img" aria-label="{t}" xmlns="http://www.w3.org/2000/svg">'
         f"<title>{t}</title>"
     )
@@ -184,7 +188,7 @@ def scatter(
     y_name: str,
     diagonal: bool = True,
     line: bool = False,
-    size: int = 260,
+    size: int = 300,
 ) -> Markup:
     """Points on equal axes (ROC curve, predicted vs actual); `diagonal` draws y = x, `line` joins the points."""
     points = [(px, py) for px, py in points if _finite(px) is not None and _finite(py) is not None]
@@ -219,7 +223,7 @@ def scatter(
             f'<circle class="point" cx="{_num(x(px))}" cy="{_num(y(py))}" r="{radius}" fill="{PALETTE[0]}" '
             f'fill-opacity="0.6" data-x="{_num(px)}" data-y="{_num(py)}"/>'
         )
-    return _frame("scatter", title, body, size, size)
+    return _frame("scatter", title, body, size, size, fluid=False)
 
 
 def heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, cell: int = 36) -> Markup:
@@ -251,4 +255,4 @@ def heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, 
                 f'<text x="{pad + cell * c + cell / 2 - 1}" y="{pad + cell * r + cell / 2 + 3}" text-anchor="middle" '
                 f'font-size="11" fill="{ink}">{int(count)}</text></g>'
             )
-    return _frame("heatmap", title, body, size, size)
+    return _frame("heatmap", title, body, size, size, fluid=False)

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from app.console.charts import Series, bar_chart, heatmap, histogram, line_chart, scatter
 from app.db import AuditLog, MLModel
 from app.extensions import db
-from tests.console.conftest import lookup_form
+from tests.conftest import add_user, sign_up
+from tests.console.conftest import lookup_form, signed_in
 
 SVG = "{http://www.w3.org/2000/svg}"
 ATTACK = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
@@ -180,3 +181,14 @@ def test_model_without_stored_curves_says_so(app, console, project):
     html = console.get(f"/projects/{pid}/models/{old}").get_data(as_text=True)
     assert "trained before Apiary stored evaluation curves" in html
     assert 'data-chart="scatter"' not in html
+
+
+def test_a_viewer_sees_the_traffic_as_the_api_lets_them(app, client, admin, console, project, customers, service):
+    assert console.post(service["url"] + "/endpoints", lookup_form()).status_code == 302
+    _audit(app, service["id"], [("customer", 200, 4.0)])
+    viewer = signed_in(app, add_user(client, admin, "viewer"))
+    html = viewer.get(service["url"]).get_data(as_text=True)
+    assert 'id="traffic"' in html and 'data-endpoint="customer"' in html
+    assert 'id="editor"' not in html
+    stranger = signed_in(app, sign_up(client))
+    assert stranger.get(service["url"]).status_code == 404
