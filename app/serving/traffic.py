@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, func, select
+from sqlalchemy import Integer, bindparam, case, cast, func, select
 
 from app.db import AuditLog, DeletedAsset, PublishedAsset
-from app.db.columns import iso
+from app.db.columns import UTCDateTime, iso
 from app.extensions import db
 from app.serving.audit import filtered_logs
 
@@ -36,12 +36,49 @@ def _ms(value) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
-def _percentiles(c, rank, total):
-    """Nearest-rank p50/p99 of a group: the smallest latency whose rank reaches p% of the group's calls."""
-    return (
-        func.min(case((rank * 100 >= total * 50, c.latency_ms))),
-        func.min(case((rank * 100 >= total * 99, c.latency_ms))),
-    )
+def _bucket(since: datetime, seconds: int, count: int):
+    """Which bucket of the window a record falls in (0 .. count - 1), computed from its time (one expression,
+    whatever the number of buckets)."""
+    if db.engine.dialect.name == "sqlite":
+        offset = (
+            func.julianday(AuditLog.created_at) - func.julianday(bindparam("since", since, UTCDateTime()))
+        ) * 86400
+    else:
+        offset = func.extract("epoch", AuditLog.created_at - bindparam("since", since, UTCDateTime()))
+    index = func.floor(offset / seconds) if db.engine.dialect.name != "sqlite" else cast(offset / seconds, Integer)
+    # A record at the very end of the last bucket could round up past it: it belongs to the last one.
+    return case((index >= count, count - 1), else_=index).label("bucket")
+
+
+def _summary(b, groups: tuple):
+    """Per group: calls, errors (status >= 400) and the nearest-rank p50/p99, the smallest latency whose rank
+    within the group reaches that share of its calls. PostgreSQL has that as an ordered-set aggregate
+    (`percentile_disc`, one pass); elsewhere the ranks come from window functions."""
+    errors = func.sum(case((b.c.status >= 400, 1), else_=0))
+    if db.engine.dialect.name == "postgresql":
+        return select(
+            *groups,
+            func.count(),
+            errors,
+            func.percentile_disc(0.5).within_group(b.c.latency_ms),
+            func.percentile_disc(0.99).within_group(b.c.latency_ms),
+        ).group_by(*groups)
+    ranked = select(
+        *groups,
+        b.c.status,
+        b.c.latency_ms,
+        func.row_number().over(partition_by=groups, order_by=b.c.latency_ms).label("rank"),
+        func.count().over(partition_by=groups).label("total"),
+    ).subquery()
+    c = ranked.c
+    keys = [c[g.name] for g in groups]
+    return select(
+        *keys,
+        func.count(),
+        func.sum(case((c.status >= 400, 1), else_=0)),
+        func.min(case((c.rank * 100 >= c.total * 50, c.latency_ms))),
+        func.min(case((c.rank * 100 >= c.total * 99, c.latency_ms))),
+    ).group_by(*keys)
 
 
 def service_stats(
@@ -50,35 +87,15 @@ def service_stats(
     """Per endpoint of the service: calls, errors (status >= 400), error rate, p50 and p99 latency over the window
     and in each of its buckets. Computed in the database (window functions), so memory does not grow with calls."""
     since, until, seconds, count = window_bounds(window, now)
-    edges = [since + timedelta(seconds=seconds * i) for i in range(1, count)]
-    bucket = case(*[(AuditLog.created_at < edge, i) for i, edge in enumerate(edges)], else_=count - 1)
-    base = select(AuditLog.endpoint_id, AuditLog.status, AuditLog.latency_ms, bucket.label("bucket")).where(
+    calls = select(AuditLog.endpoint_id, AuditLog.status, AuditLog.latency_ms, _bucket(since, seconds, count)).where(
         AuditLog.asset_id == asset.id, AuditLog.created_at >= since, AuditLog.created_at < until
     )
     if endpoint_id is not None:
-        base = base.where(AuditLog.endpoint_id == endpoint_id)
-    b = base.subquery()
-    in_bucket, in_window = (b.c.endpoint_id, b.c.bucket), (b.c.endpoint_id,)
-    ranked = select(
-        b.c.endpoint_id,
-        b.c.bucket,
-        b.c.status,
-        b.c.latency_ms,
-        func.row_number().over(partition_by=in_bucket, order_by=b.c.latency_ms).label("rank_b"),
-        func.count().over(partition_by=in_bucket).label("total_b"),
-        func.row_number().over(partition_by=in_window, order_by=b.c.latency_ms).label("rank_w"),
-        func.count().over(partition_by=in_window).label("total_w"),
-    ).subquery()
-    c = ranked.c
-    errors = func.sum(case((c.status >= 400, 1), else_=0))
-    per_bucket = db.session.execute(
-        select(c.endpoint_id, c.bucket, func.count(), errors, *_percentiles(c, c.rank_b, c.total_b)).group_by(
-            c.endpoint_id, c.bucket
-        )
-    ).all()
-    per_window = db.session.execute(
-        select(c.endpoint_id, func.count(), errors, *_percentiles(c, c.rank_w, c.total_w)).group_by(c.endpoint_id)
-    ).all()
+        calls = calls.where(AuditLog.endpoint_id == endpoint_id)
+    b = calls.subquery()
+    # Two passes, one sort each: ranks within (endpoint, bucket) for the buckets, within endpoint for the window.
+    per_bucket = db.session.execute(_summary(b, (b.c.endpoint_id, b.c.bucket))).all()
+    per_window = db.session.execute(_summary(b, (b.c.endpoint_id,))).all()
 
     starts = [since + timedelta(seconds=seconds * i) for i in range(count)]
     ids = [ep.get("id") for ep in (getattr(asset, "config", None) or {}).get("endpoints", []) if isinstance(ep, dict)]
@@ -105,13 +122,13 @@ def service_stats(
         }
         for i in ids
     }
-    for ep, calls, errs, p50, p99 in per_window:
+    for ep, n, errs, p50, p99 in per_window:
         errs = int(errs or 0)
-        out[ep].update(calls=calls, errors=errs, error_rate=_rate(errs, calls), p50_ms=_ms(p50), p99_ms=_ms(p99))
-    for ep, index, calls, errs, p50, p99 in per_bucket:
+        out[ep].update(calls=n, errors=errs, error_rate=_rate(errs, n), p50_ms=_ms(p50), p99_ms=_ms(p99))
+    for ep, index, n, errs, p50, p99 in per_bucket:
         errs = int(errs or 0)
         out[ep]["buckets"][int(index)].update(
-            calls=calls, errors=errs, error_rate=_rate(errs, calls), p50_ms=_ms(p50), p99_ms=_ms(p99)
+            calls=n, errors=errs, error_rate=_rate(errs, n), p50_ms=_ms(p50), p99_ms=_ms(p99)
         )
     return {
         "window": window,
