@@ -38,6 +38,7 @@ def test_stats_buckets_error_rates_and_percentiles(app, client, admin, service):
     rows += [(now - timedelta(hours=3), "top", 200, 1000.0)]  # outside the hour
     rows += [(last + timedelta(seconds=2), "customer", 200, 3.5)]
     _rows(app, service, rows)
+    _rows(app, service + 1, [(last + timedelta(seconds=3), "top", 500, 1.0)] * 5)  # another service's calls
 
     body = client.get(f"/api/api-services/{service}/stats", headers=admin.headers, query_string={"window": "hour"})
     assert body.status_code == 200, body.get_json()
@@ -99,3 +100,14 @@ def test_latency_histogram_counts_the_filtered_calls(app, client, admin, service
     logs = client.get(f"/api/api-services/{service}/logs", headers=admin.headers).get_json()
     everything = client.get(url, headers=admin.headers).get_json()
     assert everything["total"] == logs["total"] == 9
+
+
+def test_a_deleted_service_keeps_its_stats_for_org_admins(app, client, admin, service):  # noqa: F811
+    _rows(app, service, [(datetime.now(UTC), "top", 200, 4.0), (datetime.now(UTC), "top", 503, 8.0)])
+    viewer = add_user(client, admin, "viewer")
+    assert client.delete(f"/api/publish/assets/{service}?force=true", headers=admin.headers).status_code == 204
+    stats = client.get(f"/api/api-services/{service}/stats", headers=admin.headers).get_json()
+    (top,) = stats["endpoints"]  # no config left: the endpoints that were called
+    assert top["endpoint_id"] == "top" and top["calls"] == 2 and top["errors"] == 1 and top["p99_ms"] == 8.0
+    assert client.get(f"/api/api-services/{service}/stats", headers=viewer.headers).status_code == 403
+    assert client.get(f"/api/api-services/{service}/stats", headers=sign_up(client).headers).status_code == 404
