@@ -226,9 +226,11 @@ def scatter(
     return _frame("scatter", title, body, size, size, fluid=False)
 
 
-def heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, cell: int = 36) -> Markup:
-    """A square matrix (rows: actual, columns: predicted), darker for larger counts; each cell shows its count."""
+def heatmap(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str, cell: int | None = None) -> Markup:
+    """A square matrix (rows: actual, columns: predicted), darker for larger counts; each cell shows its count.
+    Cells are large for a few classes and shrink for many (the whole matrix stays about 420 px wide)."""
     n = len(labels)
+    cell = cell or max(22, min(56, 420 // max(n, 1)))
     pad = 70
     size = pad + cell * n + 8
     top = max((v for row in matrix for v in row), default=0) or 1
