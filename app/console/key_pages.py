@@ -14,6 +14,7 @@ from app.console.service_pages import endpoints_of, load_service, render_service
 from app.errors import APIError
 from app.keys import service as keys
 from app.keys.schemas import KeyCreateSchema
+from app.publishing.endpoint_config import endpoint_of
 from app.serving import service as serving
 from app.serving.audit import list_logs
 from app.serving.dispatch import Call
@@ -83,7 +84,8 @@ def test_endpoint(project_id: int, service_id: int):
     if not isinstance(sent, dict) or not isinstance(sent.get("endpoint_id"), str):
         return jsonify({"status": 400, "latency_ms": 0, "body": {"error": {"message": "pick an endpoint"}}}), 200
     endpoint_id, payload = sent["endpoint_id"], sent.get("body")
-    kind = next((ep.get("kind") for ep in endpoints_of(asset) if ep.get("id") == endpoint_id), None)
+    endpoint = endpoint_of(asset.config, endpoint_id)
+    kind = endpoint.kind if endpoint else None
     started = time.perf_counter()
     try:
         outcome = serving.dry_run(user, asset, endpoint_id, _call_for(kind, payload))

@@ -11,8 +11,8 @@ from flask import Flask
 from app.cli_base import CliGroup, CommandError, echo_json, json_option, parse_json_text, read_json_file, user_option
 from app.cli_targets import asset_by_key
 from app.errors import APIError
-from app.publishing.asset_config import KIND_METHODS
 from app.publishing.cli import services_cli
+from app.publishing.endpoint_config import endpoint_of
 from app.publishing.lifecycle_cli import _acting
 from app.serving.audit import list_logs
 from app.serving.cache import result_cache
@@ -70,10 +70,8 @@ def test_command(asset_key, endpoint_id, params, body_text, body_file, email):
     """
     user, asset = _acting(asset_key, email, "project.edit")
     query, body = _params(params), _body(body_text, body_file)
-    kind = next(
-        (ep.get("kind") for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None
-    )
-    if KIND_METHODS.get(kind) == "GET":
+    endpoint = endpoint_of(asset.config, endpoint_id)
+    if endpoint is not None and endpoint.answers_with_query:
         # As in the Test pane, a JSON object given to a sql/lookup endpoint is its query parameters.
         if isinstance(body, dict):
             query = {**query, **{k: v if isinstance(v, str) else str(v) for k, v in body.items()}}

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from app.auth.permissions import current_user, login_required
 from app.errors import APIError
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
+from app.publishing.endpoint_config import endpoint_of
 from app.publishing.service import asset_for_logs, get_asset
 from app.serving import service
 from app.serving.audit import list_logs
@@ -136,8 +137,8 @@ def test_endpoint(asset_id: int, endpoint_id: str):
     call = _call()
     # The Test pane sends one JSON body: params for sql/lookup, the payload for model/function.
     if request.method == "POST" and isinstance(call.body, dict):
-        kind = next((ep.get("kind") for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
-        if kind in ("sql", "lookup"):
+        endpoint = endpoint_of(asset.config, endpoint_id)
+        if endpoint is not None and endpoint.answers_with_query:
             params = {**call.params, **{k: v if isinstance(v, str) else str(v) for k, v in call.body.items()}}
             call = Call("GET", params, None)
     return _respond(service.dry_run(user, asset, endpoint_id, call))

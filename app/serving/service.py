@@ -18,7 +18,7 @@ from app.extensions import db, redis_store
 from app.keys.ratelimit import Decision, Probe, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy, serving_key_row
 from app.keys.usage import LAST_USED_KEY, UsageTracker
-from app.publishing.asset_config import lookup_as_query
+from app.publishing.endpoint_config import cache_ttl_of, endpoint_of
 from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
@@ -170,7 +170,11 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
     def check() -> tuple:
         served.key = key = _authenticate(api_key)
         asset = _admit(served, key, asset_key, "api_service")
-        endpoint = next((ep for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
+        endpoint = memo(
+            "endpoint",
+            (asset.id, asset.published_version, endpoint_id),
+            lambda: endpoint_of(asset.config, endpoint_id),
+        )
         if endpoint is None:
             raise not_found(f"endpoint {endpoint_id!r}")
         served.endpoint_id = endpoint_id
@@ -181,23 +185,22 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
 
     def probe(checked: tuple, generation: int | None) -> Probe:
         key, asset, endpoint = checked
-        if endpoint["kind"] not in ("sql", "lookup") or call.method != "GET":
+        if not endpoint.answers_with_query or call.method != "GET":
             return Probe(GENERATION_KEY)
-        query = endpoint["query"] if endpoint["kind"] == "sql" else lookup_as_query(endpoint)
         return _cache_probe(
-            served, key, asset, endpoint_id, query, call.params, endpoint.get("cache_ttl_seconds", 60), generation
+            served, key, asset, endpoint_id, endpoint.query, call.params, endpoint.cache_ttl, generation
         )
 
     (key, asset, endpoint), decision, probed = _keyed(check, probe)
     headers = _enforce(key, decision)
-    if endpoint.get("kind") == "model" and call.method == "POST":
+    if endpoint.kind == "model" and call.method == "POST":
         served.context = request_context(call.body)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
     found = _probed_entry(served, decision) if probed else None
     if found is not None and found[1] is not None:
         outcome = Outcome(found[1], {"X-Cache": "HIT"})
-        if endpoint["kind"] == "lookup":
+        if endpoint.kind == "lookup":
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
     else:
         outcome = run_endpoint(
@@ -264,13 +267,11 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
 
     def probe(checked: tuple, generation: int | None) -> Probe:
         key, asset = checked
-        return _cache_probe(
-            served, key, asset, "_data", asset.config, params, asset.config.get("cache_ttl_seconds", 60), generation
-        )
+        return _cache_probe(served, key, asset, "_data", asset.config, params, cache_ttl_of(asset.config), generation)
 
     (key, asset), decision, probed = _keyed(check, probe)
     headers = _enforce(key, decision)
-    ttl = asset.config.get("cache_ttl_seconds", 60)
+    ttl = cache_ttl_of(asset.config)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
     found = _probed_entry(served, decision) if probed else None
@@ -298,12 +299,12 @@ def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> 
     unmasked; designers masked with critical columns blocked), so it is no way around role masking."""
     if asset.asset_type != "api_service":
         raise not_found("api service")
-    endpoint = next((ep for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None)
+    endpoint = endpoint_of(asset.config, endpoint_id)
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
     outcome = run_endpoint(endpoint, call, preview_policy(user.role), asset.org_id, asset.project_id, None)
     outcome.body = {**outcome.body, "dry": True}
-    context = request_context(call.body) if endpoint.get("kind") == "model" else None
+    context = request_context(call.body) if endpoint.kind == "model" else None
     if context is not None:
         outcome.body["context"] = context
     return outcome
