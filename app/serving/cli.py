@@ -12,7 +12,6 @@ from app.cli_base import CliGroup, CommandError, echo_json, json_option, parse_j
 from app.cli_targets import asset_by_key
 from app.errors import APIError
 from app.publishing.cli import services_cli
-from app.publishing.endpoint_config import endpoint_of
 from app.publishing.lifecycle_cli import _acting
 from app.serving.audit import list_logs
 from app.serving.cache import result_cache
@@ -69,15 +68,8 @@ def test_command(asset_key, endpoint_id, params, body_text, body_file, email):
       flask services test sales-serving churn_risk -d '{"features": {"tenure": 3, "plan": "basic"}}'
     """
     user, asset = _acting(asset_key, email, "project.edit")
-    query, body = _params(params), _body(body_text, body_file)
-    endpoint = endpoint_of(asset.config, endpoint_id)
-    if endpoint is not None and endpoint.answers_with_query:
-        # As in the Test pane, a JSON object given to a sql/lookup endpoint is its query parameters.
-        if isinstance(body, dict):
-            query = {**query, **{k: v if isinstance(v, str) else str(v) for k, v in body.items()}}
-        call = Call("GET", query, None)
-    else:
-        call = Call("POST", query, {} if body is None else body)
+    # As in the Test pane, a JSON object given to a sql/lookup endpoint is its query parameters.
+    call = Call("POST", _params(params), _body(body_text, body_file))
     echo_json(dry_run(user, asset, endpoint_id, call).body)
 
 

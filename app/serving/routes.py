@@ -10,7 +10,6 @@ from werkzeug.exceptions import HTTPException
 from app.auth.permissions import current_user, login_required
 from app.errors import APIError
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
-from app.publishing.endpoint_config import endpoint_of
 from app.publishing.service import asset_for_logs, get_asset
 from app.serving import service
 from app.serving.audit import list_logs
@@ -134,14 +133,7 @@ def data_api(asset_key: str):
 def test_endpoint(asset_id: int, endpoint_id: str):
     user = current_user()
     asset = get_asset(user, asset_id, "project.edit")
-    call = _call()
-    # The Test pane sends one JSON body: params for sql/lookup, the payload for model/function.
-    if request.method == "POST" and isinstance(call.body, dict):
-        endpoint = endpoint_of(asset.config, endpoint_id)
-        if endpoint is not None and endpoint.answers_with_query:
-            params = {**call.params, **{k: v if isinstance(v, str) else str(v) for k, v in call.body.items()}}
-            call = Call("GET", params, None)
-    return _respond(service.dry_run(user, asset, endpoint_id, call))
+    return _respond(service.dry_run(user, asset, endpoint_id, _call()))
 
 
 @bp.get("/api/api-services/<int:asset_id>/logs")

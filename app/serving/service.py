@@ -18,7 +18,7 @@ from app.extensions import db, redis_store
 from app.keys.ratelimit import Decision, Probe, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy, serving_key_row
 from app.keys.usage import LAST_USED_KEY, UsageTracker
-from app.publishing.endpoint_config import cache_ttl_of, endpoint_of
+from app.publishing.endpoint_config import Endpoint, cache_ttl_of, endpoint_of
 from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
@@ -294,14 +294,30 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
     return outcome
 
 
+def pane_call(endpoint: Endpoint, call: Call) -> Call:
+    """The Test pane sends one JSON body: for a sql or lookup endpoint it holds the query params (an object, merged
+    over those of the URL) and runs as the GET the serving route takes; for a model or function endpoint it is the
+    body (none: `{}`). A GET is run as it came."""
+    if call.method != "POST":
+        return call
+    body = {} if call.body is None else call.body
+    if not endpoint.answers_with_query:
+        return Call("POST", call.params, body)
+    if not isinstance(body, dict):
+        raise APIError(400, "bad_request", 'send the query parameters as a JSON object, e.g. {"id": 42}')
+    return Call("GET", {**call.params, **{k: v if isinstance(v, str) else str(v) for k, v in body.items()}}, None)
+
+
 def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> Outcome:
     """The Test pane: the draft config, never cached, no key, seen as the caller's role sees previews (admins
-    unmasked; designers masked with critical columns blocked), so it is no way around role masking."""
+    unmasked; designers masked with critical columns blocked), so it is no way around role masking. `call` is what
+    the pane sent (see `pane_call`)."""
     if asset.asset_type != "api_service":
         raise not_found("api service")
     endpoint = endpoint_of(asset.config, endpoint_id)
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
+    call = pane_call(endpoint, call)
     outcome = run_endpoint(endpoint, call, preview_policy(user.role), asset.org_id, asset.project_id, None)
     outcome.body = {**outcome.body, "dry": True}
     context = request_context(call.body) if endpoint.kind == "model" else None
