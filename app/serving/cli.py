@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 import redis
 from flask import Flask
@@ -17,7 +15,7 @@ from app.serving.audit import list_logs
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call
 from app.serving.schemas import LogPageSchema, LogQuerySchema
-from app.serving.service import Served, dry_run, record_call, serve_endpoint
+from app.serving.service import audited_call, dry_run, serve_endpoint
 
 cache_cli = CliGroup("cache", help="Apiary's result cache in Redis.")
 
@@ -106,17 +104,11 @@ def call_command(asset_key, endpoint_id, api_key, method, params, body_text, bod
     body = _body(body_text, body_file)
     method = (method or ("GET" if body is None else "POST")).upper()
     call = Call(method, _params(params), None if method == "GET" else ({} if body is None else body))
-    # The serving route's bookkeeping: whatever the outcome, the call leaves its audit record.
-    started, served = time.perf_counter(), Served()
-    status, model_id, code = 500, None, "internal_error"
     try:
-        outcome = serve_endpoint(served, asset_key, endpoint_id, api_key, call)
-        status, model_id, code = 200, outcome.model_id, None
+        with audited_call(method) as served:  # as on the serving route: the call leaves its audit record
+            outcome = serve_endpoint(served, asset_key, endpoint_id, api_key, call)
     except APIError as err:
-        status, code = err.status, err.code
         raise CommandError(f"{err.status} {err.code}: {err.message}") from None
-    finally:
-        record_call(served, method, status, (time.perf_counter() - started) * 1000, model_id, code)
     echo_json(outcome.body)
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import g
 from sqlalchemy import Row, bindparam, select
+from werkzeug.exceptions import HTTPException
 
 from app.datasets.policy import preview_policy
 from app.db import AssetVersion, PublishedAsset, User
@@ -40,6 +42,30 @@ class Served:
     cache_write: tuple | None = None  # (entry key, body, ttl) sent with the audit record's round trip
     probe_template: str | None = None  # the result cache entry the serve script read (`{G}`/`{R}` unfilled)
     context: dict | None = None  # a model call's caller context, recorded with the call
+    model_id: int | None = None  # the model that answered (a model endpoint's call)
+
+
+@contextmanager
+def audited_call(method: str) -> Iterator[Served]:
+    """Take a keyed call's audit record, whatever its outcome.
+
+    The block resolves the call into the `Served` it is given (`serve_endpoint`, `serve_data_api` fill it); on the
+    way out the record is buffered with the call's status (200, the APIError's or HTTPException's own, else 500)
+    and latency. Exceptions go on to the caller."""
+    served = Served()
+    status, code = 500, "internal_error"
+    try:
+        yield served
+        status, code = 200, None
+    except APIError as err:
+        status, code = err.status, err.code
+        raise
+    except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
+        status, code = err.code or 500, "http_error"
+        raise
+    finally:
+        latency_ms = (time.perf_counter() - served.started) * 1000
+        record_call(served, method, status, latency_ms, served.model_id if status == 200 else None, code)
 
 
 _ASSETS, _VERSIONS = PublishedAsset.__table__, AssetVersion.__table__
@@ -206,7 +232,7 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
         outcome = run_endpoint(
             endpoint, call, policy, asset.org_id, asset.project_id, scope, probed=found[0] if found else None
         )
-    served.cache_write = outcome.cache_write
+    served.cache_write, served.model_id = outcome.cache_write, outcome.model_id
     outcome.headers.update(headers)
     return outcome
 
