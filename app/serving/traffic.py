@@ -10,6 +10,7 @@ from sqlalchemy import Integer, bindparam, case, cast, func, select
 from app.db import AuditLog, DeletedAsset, PublishedAsset
 from app.db.columns import UTCDateTime, iso
 from app.extensions import db
+from app.publishing.endpoint_config import endpoints_in
 from app.serving.audit import filtered_logs
 
 # window -> (bucket length in seconds, number of buckets)
@@ -98,7 +99,7 @@ def service_stats(
     per_window = db.session.execute(_summary(b, (b.c.endpoint_id,))).all()
 
     starts = [since + timedelta(seconds=seconds * i) for i in range(count)]
-    ids = [ep.get("id") for ep in (getattr(asset, "config", None) or {}).get("endpoints", []) if isinstance(ep, dict)]
+    ids = [ep.id for ep in endpoints_in(getattr(asset, "config", None))]  # a deleted asset has no config
     if endpoint_id is not None:
         ids = [i for i in ids if i == endpoint_id] or [endpoint_id]
     # Calls to ids the config does not hold (404s, removed endpoints) are listed too, the busiest few only: a
