@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery, Task
+from celery.signals import before_task_publish
 from flask import Flask
 from kombu import Queue
 
 from app.namespace import key_prefix
 
 QUEUES = ("predict", "train", "functions", "default")
+# Every message says when it was sent, so `flask queues` can tell how long the oldest one has waited.
+SENT_AT_HEADER = "apiary_sent_at"
 
 TASK_MODULES = [
     "tasks.system",
@@ -26,6 +31,12 @@ BEAT_SCHEDULE = {
     "reap-stuck-training-runs": {"task": "tasks.maintenance.reap_stuck_runs", "schedule": 60.0},
     "purge-old-audit-logs": {"task": "tasks.maintenance.purge_audit_logs", "schedule": 3600.0},
 }
+
+
+@before_task_publish.connect
+def _stamp_sent_at(headers=None, **_kwargs) -> None:
+    if headers is not None:
+        headers.setdefault(SENT_AT_HEADER, time.time())
 
 
 def celery_init_app(app: Flask) -> Celery:
