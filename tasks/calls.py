@@ -13,7 +13,7 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 
 from app.errors import APIError
 from app.extensions import redis_store
-from tasks.heartbeat import HEARTBEAT_KEY, NODE_KEY
+from tasks.heartbeat import HEARTBEAT_KEY, NODE_KEY, TASK_NODE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class _NodeLost(Exception):
 
 def _wait(result, timeout_s: float, watch_node: bool):
     """The task's answer within `timeout_s`. With `watch_node`, waits in slices and checks between them that the
-    worker which started the task still beats; a dead one (its whole process group SIGKILLed, its host gone) is
+    worker which received the task still beats; a dead one (its whole process group SIGKILLed, its host gone) is
     _NodeLost within NODE_TTL_SECONDS instead of a 504 at the deadline."""
     if not watch_node:
         return result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)
@@ -64,16 +64,15 @@ def _wait(result, timeout_s: float, watch_node: bool):
         except CeleryTimeout:
             if deadline - time.monotonic() <= 0:
                 raise
-        node = _started_on(result)
+        node = _received_by(result)
         if node and not redis_store.get().exists(NODE_KEY.format(node=node)):
             raise _NodeLost(node)
 
 
-def _started_on(result) -> str | None:
-    """The node name of the worker that started the task (tasks with track_started), None before it starts."""
-    meta = result.backend.get_task_meta(result.id)
-    info = meta.get("result") if meta.get("status") == "STARTED" else None
-    return info.get("hostname") if isinstance(info, dict) else None
+def _received_by(result) -> str | None:
+    """The node name of the worker that received the task (see tasks.heartbeat.WATCHED_TASKS), None before."""
+    node = redis_store.get().get(TASK_NODE_KEY.format(task_id=result.id))
+    return node.decode() if isinstance(node, bytes) else node
 
 
 def call_worker(task, args: list, queue: str, timeout_s: float, summary: str, watch_node: bool = True) -> dict:
@@ -81,7 +80,7 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str, wa
     The task expires unrun past the deadline, so a late worker never does work nobody waits for, and a retry by the
     client never finds the first attempt still queued.
 
-    With `watch_node` (model and function calls, whose tasks track their start), a worker that dies while running
+    With `watch_node` (model and function calls, whose worker notes that it received them), a worker that dies while running
     the call is a 502 within seconds; training, which a surviving worker retries, waits on.
 
     `summary` stands for the arguments in the message headers (worker logs, events, monitoring tools): callers'

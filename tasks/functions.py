@@ -13,7 +13,7 @@ from app.sandbox import WarmKey, process_pool, run_handler
 TIME_LIMIT_SECONDS = 120
 
 
-@shared_task(name="tasks.functions.run_function", time_limit=TIME_LIMIT_SECONDS, acks_late=False, track_started=True)
+@shared_task(name="tasks.functions.run_function", time_limit=TIME_LIMIT_SECONDS, acks_late=False)
 def run_function(source: str, payload, endpoint: dict | None = None) -> dict:
     """{"result": value} or {"error": {status, code, message, details}}; never raises for a handler's fault.
 

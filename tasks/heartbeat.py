@@ -12,7 +12,7 @@ import threading
 import time
 
 import redis
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_received, worker_ready, worker_shutdown
 from celery.worker import state as worker_state
 
 from app.namespace import namespaced_redis
@@ -25,10 +25,16 @@ WORKER_KEY_PATTERN = "apiary:worker:*"
 # A node's own short-lived key: a caller waiting on a task that node started learns within NODE_TTL_SECONDS that the
 # node died (SIGKILL, a lost host), instead of waiting out its deadline.
 NODE_KEY = "apiary:node_alive:{node}"
+# Which node received a model or function call: its caller watches that node's NODE_KEY while it waits (a call
+# the node only reserved, not yet started, is lost with the node too).
+TASK_NODE_KEY = "apiary:task_node:{task_id}"
+TASK_NODE_TTL_SECONDS = 120
+WATCHED_TASKS = frozenset({"tasks.predict.score", "tasks.predict.explain", "tasks.functions.run_function"})
 INTERVAL_SECONDS = 1
 TTL_SECONDS = 6
 NODE_TTL_SECONDS = 3
 _stop = threading.Event()
+_clients: dict[int, redis.Redis] = {}
 
 
 def heartbeat_client(app) -> redis.Redis:
@@ -81,6 +87,18 @@ def _beat(sender) -> None:
         client.delete(worker_key, NODE_KEY.format(node=sender.hostname))
     except redis.RedisError:
         log.debug("could not remove the worker's heartbeat on shutdown")
+
+
+@task_received.connect
+def _note_receiver(sender=None, request=None, **_kwargs) -> None:
+    if request is None or request.name not in WATCHED_TASKS:
+        return
+    app = sender.app
+    client = _clients.get(id(app)) or _clients.setdefault(id(app), heartbeat_client(app))
+    try:
+        client.set(TASK_NODE_KEY.format(task_id=request.id), sender.hostname, ex=TASK_NODE_TTL_SECONDS)
+    except redis.RedisError as exc:  # the caller then waits for the answer or its deadline, as before
+        log.debug("could not note the receiver of %s: %s", request.id, exc)
 
 
 @worker_ready.connect

@@ -27,7 +27,7 @@ def model_cache() -> ModelCache:
     return _models
 
 
-@shared_task(name="tasks.predict.score", time_limit=60, soft_time_limit=55, acks_late=False, track_started=True)
+@shared_task(name="tasks.predict.score", time_limit=60, soft_time_limit=55, acks_late=False)
 def score(model: dict, rows: list[dict]) -> dict:
     """Score already-validated rows; `model` carries id, artifact path, sha256, scikit-learn version, input schema."""
     try:
@@ -42,7 +42,7 @@ def score(model: dict, rows: list[dict]) -> dict:
         return {"error": err.to_dict()}
 
 
-@shared_task(name="tasks.predict.explain", time_limit=60, soft_time_limit=55, acks_late=False, track_started=True)
+@shared_task(name="tasks.predict.explain", time_limit=60, soft_time_limit=55, acks_late=False)
 def explain(model: dict, rows: list[dict], top_n: int) -> dict:
     """Exact Shapley explanations of already-validated rows (see app/ml/explanations.py)."""
     try:
