@@ -111,7 +111,8 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str, wa
             f"the {queue} worker running this call was lost; retry the call",
             headers={"Retry-After": 1},
         ) from None
-    except (redis.RedisError, OSError, kombu.exceptions.OperationalError) as exc:
+    except (redis.RedisError, OSError, kombu.exceptions.OperationalError, RuntimeError) as exc:
+        # RuntimeError: Celery's result consumer gave up reconnecting (its retry policy, set in celery_app).
         log.warning("%s: lost the result backend while waiting: %s", task.name, exc)
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     finally:

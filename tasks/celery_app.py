@@ -69,7 +69,13 @@ def celery_init_app(app: Flask) -> Celery:
         task_time_limit=660,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600, "socket_connect_timeout": 1, "global_keyprefix": prefix},
-        result_backend_transport_options={"socket_connect_timeout": 1, "global_keyprefix": prefix},
+        result_backend_transport_options={
+            "socket_connect_timeout": 1,
+            "global_keyprefix": prefix,
+            # Celery's default retries a lost result connection 20 times a second apart, holding every caller
+            # waiting in the process; with Redis away a call should be a 503 at once, and the next call reconnects.
+            "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        },
         redis_socket_connect_timeout=1,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
