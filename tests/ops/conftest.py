@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from tests.ops.cluster import Cluster
@@ -13,6 +15,7 @@ def cluster(app, test_env, tmp_path):
     try:
         yield running
     finally:
+        gc.collect()  # Celery results unsubscribe when collected: while the cluster's Redis still answers
         running.close()
 
 
