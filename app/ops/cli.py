@@ -125,10 +125,10 @@ def queues_list(as_json: bool):
 def queues_purge(queue: str, yes: bool):
     """Drop every message waiting in QUEUE (work a worker already holds is not touched). Needs --yes."""
     app = current_app._get_current_object()
-    check_queue_name(queue)
-    if not yes:
-        raise click.ClickException(f"this drops every message waiting in {queue}: add --yes")
     with _redis_errors(app):
+        check_queue_name(queue)
+        if not yes:
+            raise click.ClickException(f"this drops every message waiting in {queue}: add --yes")
         dropped = purge_queue(app, queue)
     click.echo(f"{queue}: dropped {dropped} waiting message(s)")
 
