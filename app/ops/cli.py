@@ -39,6 +39,8 @@ def workers_status(as_json: bool):
         workers = worker_processes(app)
         queues = queue_stats(app, now=now)
     if as_json:
+        for w in workers:
+            w["heartbeat_age_s"] = round(max(0.0, now - w["heartbeat"]), 3)
         click.echo(json.dumps({"workers": workers, "queues": queues}, indent=2))
     else:
         click.echo(f"{len(workers)} live worker(s)")
