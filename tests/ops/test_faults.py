@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import httpx
 import psutil
@@ -62,14 +63,20 @@ class Load:
         return list(self.answers)
 
 
-def unfinished_tasks(log: str) -> set[str]:
-    """Task ids a worker's log shows received and not yet ended."""
-    received, ended = set(), set()
+def unfinished_tasks(log: str) -> dict[str, float]:
+    """Task ids a worker's log shows received and not yet ended, with the Unix time each was received."""
+    received: dict[str, float] = {}
+    ended: set[str] = set()
     for line in log.splitlines():
-        found = re.search(r"Task [\w.]+\[([0-9a-f-]+)\] (received|succeeded|failed|raised)", line)
-        if found:
-            (received if found[2] == "received" else ended).add(found[1])
-    return received - ended
+        found = re.search(r"^(\S+ \S+),(\d+) .*Task [\w.]+\[([0-9a-f-]+)\] (received|succeeded|failed|raised)", line)
+        if not found:
+            continue
+        if found[4] == "received":
+            stamp = datetime.strptime(found[1], "%Y-%m-%d %H:%M:%S").timestamp() + int(found[2]) / 1000
+            received[found[3]] = stamp
+        else:
+            ended.add(found[3])
+    return {task: at for task, at in received.items() if task not in ended}
 
 
 def _wait_for(condition, timeout_s: float, what: str) -> None:
@@ -98,8 +105,9 @@ def test_a_predict_worker_killed_under_load_costs_only_its_calls(app, cluster, o
     key = _model_service(app, web, tmp_path / "scored", seconds=2.0)
     url = f"{web.base}/api/service/{SERVICE}/risk"
 
-    def busy(node: str) -> bool:  # from its own log: a task received and not finished
-        return bool(unfinished_tasks(cluster.log(node, tail=10**6)))
+    def busy(node: str) -> bool:  # from its own log: a 2 s task received under a second ago, so still running
+        running = unfinished_tasks(cluster.log(node, tail=10**6))
+        return any(time.time() - at < 1.0 for at in running.values())
 
     load = Load(url, key, clients=6)
     _wait_for(lambda: busy("predict@host-d"), 30, "the doomed worker to be scoring")
