@@ -144,7 +144,7 @@ def _forget_apiary_keys(client) -> None:
     """Drop Apiary's own Redis state (cache, rate limits, audit buffer); keep Celery's broker state and the
     workers' heartbeats, which belong to the session-long worker."""
     for key in client.scan_iter(match="apiary:*", count=1000):
-        if not key.startswith((b"apiary:queue_alive:", b"apiary:worker:")):
+        if not key.startswith((b"apiary:queue_alive:", b"apiary:worker:", b"apiary:node_alive:")):
             client.delete(key)
 
 

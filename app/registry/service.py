@@ -145,7 +145,7 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
         return {"run_id": run_id, "status": "queued"}, 202
     timeout = float(current_app.config["TRAIN_TIMEOUT_SECONDS"])
     try:
-        call_worker(train_recipe, [run_id], TRAIN_QUEUE, timeout, f"(run {run_id})")
+        call_worker(train_recipe, [run_id], TRAIN_QUEUE, timeout, f"(run {run_id})", watch_node=False)
     except APIError as err:
         if err.code == "worker_lost":  # killed mid-run (OOM, SIGKILL): the run failed, and says so
             log.warning("training run %s: its worker was lost", run_id)
