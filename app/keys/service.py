@@ -13,9 +13,9 @@ from app.db import ApiKey, PublishedAsset, User
 from app.db.columns import utcnow
 from app.errors import APIError, invalid, not_found
 from app.extensions import db
-from app.keys.secrets import generate_api_key, hash_api_key, looks_like_api_key
 from app.query.masking import sensitivity_rank
 from app.query.policy import KeyPolicy
+from app.secrets import generate_api_key, hash_api_key, looks_like_api_key
 from app.serving.state import bump_serving_generation as bump
 
 
