@@ -15,6 +15,7 @@ import redis
 from celery.signals import worker_ready, worker_shutdown
 
 from app.namespace import namespaced_redis
+from tasks.leases import announce_capacity
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ def _beat(sender) -> None:
             for queue in queues:
                 pipe.set(HEARTBEAT_KEY.format(queue=queue), sender.hostname, ex=TTL_SECONDS)
             pipe.execute()
+            # The task slots this worker offers each queue: the fair share of a shared queue is a part of them.
+            announce_capacity(client, queues, f"{sender.hostname}:{pid}", _concurrency(sender), TTL_SECONDS)
         except redis.RedisError as exc:
             log.warning("worker heartbeat failed: %s", exc)
         _stop.wait(INTERVAL_SECONDS)
@@ -54,6 +57,14 @@ def _beat(sender) -> None:
         client.delete(worker_key)
     except redis.RedisError:
         log.debug("could not remove the worker's heartbeat on shutdown")
+
+
+def _concurrency(sender) -> int:
+    """The worker's pool size now (it changes with `pool_grow`/`pool_shrink` and autoscaling)."""
+    try:
+        return max(1, int(sender.pool.num_processes))
+    except (AttributeError, TypeError, ValueError):
+        return max(1, int(sender.app.conf.worker_concurrency or 1))
 
 
 @worker_ready.connect
