@@ -25,6 +25,7 @@ from tasks.leases import (
     cancel_claim,
     claim_key,
     queue_capacity,
+    wait_for_start,
 )
 
 log = logging.getLogger(__name__)
@@ -153,18 +154,11 @@ def _send_and_wait(task, args: list, queue: str, timeout_s: float, summary: str,
         log.warning("could not enqueue %s: %s", task.name, exc)
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     try:
-        if claim is not None:
-            try:
-                answer = _wait(result, task, queue, max(queue_left, 0.001), revoke=False)
-            except _NoAnswer:
-                # Not answered by the queue deadline: give the task up unless a worker has already started it.
-                if cancel_claim(redis_store.get(), claim, queue_left + timeout_s + 60):
-                    raise overloaded(
-                        f"the call waited past its queue_timeout_ms in the {queue} queue", "queue_timeout"
-                    ) from None
-                answer = _wait(result, task, queue, timeout_s)
-        else:
-            answer = _wait(result, task, queue, timeout_s)
+        if claim is not None and not wait_for_start(redis_store.get(), claim, queue_deadline):
+            # Not started by the queue deadline: give the task up unless a worker started it this very moment.
+            if cancel_claim(redis_store.get(), claim, queue_left + timeout_s + 60):
+                raise overloaded(f"the call waited past its queue_timeout_ms in the {queue} queue", "queue_timeout")
+        answer = _wait(result, task, queue, timeout_s)
     finally:
         result.forget()
     # A task answers a client's error as {"error": APIError.to_dict()}; it is raised here, on the web side. (A
@@ -175,16 +169,10 @@ def _send_and_wait(task, args: list, queue: str, timeout_s: float, summary: str,
     return answer
 
 
-class _NoAnswer(Exception):
-    pass
-
-
-def _wait(result, task, queue: str, timeout_s: float, revoke: bool = True):
+def _wait(result, task, queue: str, timeout_s: float):
     try:
         return result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)
     except CeleryTimeout:
-        if not revoke:
-            raise _NoAnswer from None
         result.revoke()
         raise APIError(504, "timeout", f"no answer within {timeout_s:g} s") from None
     except WorkerLostError:

@@ -162,18 +162,39 @@ def claim_key(task_id: str) -> str:
     return CLAIM_KEY.format(task_id=task_id)
 
 
-def cancel_claim(client: redis.Redis, key: str, ttl_s: float) -> bool:
-    """The caller gives up on a queued task: True when the task had not started (it now never will)."""
-    return bool(client.set(key, "cancelled", nx=True, px=max(1, round(ttl_s * 1000))))
+_START = """
+if redis.call('SET', KEYS[1], 'started', 'NX', 'PX', ARGV[1]) then
+  redis.call('RPUSH', KEYS[1] .. ':started', 1)
+  redis.call('PEXPIRE', KEYS[1] .. ':started', ARGV[1])
+  return 1
+end
+redis.call('SET', KEYS[1], 'skipped', 'XX', 'KEEPTTL')
+return 0
+"""
+# A blocking read never outlasts the client's socket timeout (2 s): longer waits are taken in slices.
+BLOCK_SLICE_S = 1.0
 
 
 def start_claim(client: redis.Redis, key: str, ttl_s: float = 3600) -> bool:
-    """The worker is about to run the task: True when its caller still waits, False when it gave up (the claim is
-    then marked `skipped`)."""
-    if client.set(key, "started", nx=True, px=round(ttl_s * 1000)):
-        return True
-    client.set(key, "skipped", xx=True, keepttl=True)
-    return False
+    """The worker is about to run the task: True when its caller still waits (who is told at once), False when it
+    gave up (the claim is then marked `skipped`)."""
+    return bool(client.eval(_START, 1, key, round(ttl_s * 1000)))
+
+
+def wait_for_start(client: redis.Redis, key: str, until: float) -> bool:
+    """Whether a worker starts the claimed task by `until` (time.monotonic()); then the caller waits for its answer,
+    else it gives the task up (`cancel_claim`)."""
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            return False
+        if client.blpop([f"{key}:started"], timeout=min(left, BLOCK_SLICE_S)):
+            return True
+
+
+def cancel_claim(client: redis.Redis, key: str, ttl_s: float) -> bool:
+    """The caller gives up on a queued task: True when the task had not started (it now never will)."""
+    return bool(client.set(key, "cancelled", nx=True, px=max(1, round(ttl_s * 1000))))
 
 
 # --- queue capacity: the live workers' concurrency, from their heartbeats ---------------------------------------
