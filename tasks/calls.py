@@ -85,7 +85,8 @@ def fair_share_slot(queue: str, org_id: int, wait_until: float, run_s: float, qu
     except WaitedTooLong:
         if queue_bound:
             raise overloaded("the call waited past its queue_timeout_ms", "queue_timeout") from None
-        raise overloaded(f"this organization's share of the {queue} queue stayed taken", "fair_share") from None
+        # A call without a pool waits for its turn as it would in the queue: past its own deadline it is a 504.
+        raise APIError(504, "timeout", f"no answer within {run_s:g} s") from None
 
 
 def call_worker(
