@@ -155,10 +155,8 @@ def _send_and_wait(task, args: list, queue: str, timeout_s: float, summary: str,
         log.warning("could not enqueue %s: %s", task.name, exc)
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     try:
-        if claim is not None and not wait_for_start(redis_store.get(), claim, queue_deadline):
-            # Not started by the queue deadline: give the task up unless a worker started it this very moment.
-            if cancel_claim(redis_store.get(), claim, queue_left + timeout_s + 60):
-                raise overloaded(f"the call waited past its queue_timeout_ms in the {queue} queue", "queue_timeout")
+        if claim is not None:
+            _await_start(claim, queue, queue_deadline, queue_left + timeout_s + 60)
         answer = _wait(result, task, queue, timeout_s)
     finally:
         result.forget()
@@ -168,6 +166,21 @@ def _send_and_wait(task, args: list, queue: str, timeout_s: float, summary: str,
     if isinstance(error, dict):
         raise APIError.from_dict(error)
     return answer
+
+
+def _await_start(claim: str, queue: str, deadline: float, claim_ttl_s: float) -> None:
+    """Return once a worker has started the claimed task; past `deadline` give it up (503) unless a worker started it
+    this very moment."""
+    client = redis_store.get()
+    try:
+        if wait_for_start(client, claim, deadline) or not cancel_claim(client, claim, claim_ttl_s):
+            return
+    except redis.RedisError as exc:
+        log.warning("could not follow a task's claim: %s", exc)
+        raise unavailable(
+            "broker_unavailable", "the task queue is unavailable; try again shortly", headers={"Retry-After": 1}
+        ) from None
+    raise overloaded(f"the call waited past its queue_timeout_ms in the {queue} queue", "queue_timeout")
 
 
 def _wait(result, task, queue: str, timeout_s: float):
