@@ -271,6 +271,13 @@ def test_a_named_queue_runs_on_its_own_workers_and_without_one_is_503_naming_it(
     assert resp.get_json()["count"] == 1
     # The shared workers do not consume predict.fraud: the dedicated worker scored it.
     assert "tasks.predict.score" in dedicated_worker.read_text()
+    # Each worker announces its pool size per queue with its heartbeat: the capacity the fair share divides.
+    from app.extensions import redis_store
+    from tasks.leases import queue_capacity
+
+    with app.app_context():
+        assert queue_capacity(redis_store.get(), "predict.fraud") == 1
+        assert queue_capacity(redis_store.get(), "predict.nobody") == 0
 
     started = time.monotonic()
     orphan = post(client, key, "orphan", {"features": {"x": 1.0}})
