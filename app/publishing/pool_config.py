@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from app.errors import invalid
+from app.publishing.endpoint_config import Endpoint
 
 # The queue each kind shares with every organization unless its endpoint names one of its own.
 SHARED_QUEUES = {"model": "predict", "function": "functions"}
@@ -60,7 +61,7 @@ def validate_pool(value, field: str, kind: str) -> dict:
     return normal
 
 
-def pool_of(endpoint: dict) -> PoolConfig | None:
+def pool_of(endpoint: Endpoint) -> PoolConfig | None:
     """The saved (already validated) pool of a model or function endpoint; None when it has none."""
     pool = endpoint.get("pool")
     if not pool:
@@ -68,7 +69,7 @@ def pool_of(endpoint: dict) -> PoolConfig | None:
     return PoolConfig(pool["max_in_flight"], pool["max_queued"], pool["queue_timeout_ms"], pool["queue"])
 
 
-def queue_of(endpoint: dict) -> str:
+def queue_of(endpoint: Endpoint) -> str:
     """The queue a model or function endpoint's work goes to."""
     pool = endpoint.get("pool")
-    return pool["queue"] if pool else SHARED_QUEUES[endpoint["kind"]]
+    return pool["queue"] if pool else SHARED_QUEUES[endpoint.kind]

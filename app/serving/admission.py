@@ -14,6 +14,7 @@ from flask import current_app
 
 from app.errors import overloaded, unavailable
 from app.extensions import redis_store
+from app.publishing.endpoint_config import Endpoint
 from app.publishing.pool_config import PoolConfig, pool_of, queue_of
 from tasks.leases import Full, LeasedSemaphore, WaitedTooLong
 
@@ -44,7 +45,7 @@ def run_seconds(kind: str) -> float:
 
 
 @contextmanager
-def admitted(endpoint: dict, org_id: int, scope: tuple[int, int] | None) -> Iterator[WorkRoute]:
+def admitted(endpoint: Endpoint, org_id: int, scope: tuple[int, int] | None) -> Iterator[WorkRoute]:
     """Hold a slot of the endpoint's pool while its work runs (live calls only: `scope` is (asset id, version),
     None for the Test pane's dry run, which no pool counts). 503 `overloaded` with `Retry-After` at once when
     `max_in_flight` calls run and `max_queued` wait, or once a queued call has waited `queue_timeout_ms`."""
@@ -54,14 +55,14 @@ def admitted(endpoint: dict, org_id: int, scope: tuple[int, int] | None) -> Iter
         yield route
         return
     deadline = time.monotonic() + pool.queue_timeout_s
-    lease = _take_slot(pool, scope[0], endpoint["id"], run_seconds(endpoint["kind"]), deadline)
+    lease = _take_slot(pool, scope[0], endpoint.id, run_seconds(endpoint.kind), deadline)
     try:
         yield WorkRoute(route.queue, org_id, deadline)
     finally:
         try:
             lease.release()
         except redis.RedisError:
-            log.warning("could not release a pool slot of endpoint %s; its lease runs out by itself", endpoint["id"])
+            log.warning("could not release a pool slot of endpoint %s; its lease runs out by itself", endpoint.id)
 
 
 def _take_slot(pool: PoolConfig, asset_id: int, endpoint_id: str, run_s: float, deadline: float):
