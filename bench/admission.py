@@ -6,7 +6,7 @@ threads (a web server needs more threads than the calls its pools hold, or refus
 
 1. Pool: a function endpoint sleeping 50 ms with `pool: {max_in_flight: 4, max_queued: 8, queue_timeout_ms: 2000,
    queue: "functions.pool"}`; 64 clients call it for `--seconds`, a refused client waiting its `Retry-After` (1 s)
-   before calling again as the SDK does (`pool`), then again with no pause at all (`pool_back_to_back`: a stress
+   and up to as long again (spread at random, as independent clients) before calling again (`pool`), then again with no pause at all (`pool_back_to_back`: a stress
    figure, where 64 tight loops saturate this machine's 2 cores). Target: refusals (503 overloaded) answered in
    under 10 ms p99, and every accepted call started within the queue timeout (none given up).
 2. Fair share: organization A floods its function endpoint (50 ms, the shared `functions` queue) with 32 clients while
@@ -25,6 +25,7 @@ import http.client
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import threading
@@ -144,7 +145,9 @@ def run_clients(
             reason = (body.get("error") or {}).get("details", {}).get("reason") if status != 200 else None
             mine.append((status, reason, took))
             if honour_retry_after and status == 503:
-                time.sleep(float(c.retry_after or 1))
+                # Never before Retry-After, spread over the second after it: independent clients do not all
+                # come back in the same millisecond (64 clients refused together would, without the spread).
+                time.sleep(float(c.retry_after or 1) * random.uniform(1.0, 2.0))
         c.close()
         with lock:
             answers.extend(mine)
@@ -266,7 +269,9 @@ def main() -> None:
         stack.spawn(
             "wide",
             [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", str(WEB_THREADS)]
-            + ["--graceful-timeout", "1", "wsgi:app"],
+            # Keep-alive past the longest pause of a refused client (2 x Retry-After), so no client reuses a
+            # connection the server has just closed.
+            + ["--keep-alive", "5", "--graceful-timeout", "1", "wsgi:app"],
         )
         stack.wait_until("wide", "/readyz", timeout=180)
         pool_key = set_up_org(port, "pooled", {"id": "slow", "kind": "function", "handler": HANDLER, "pool": POOL})
@@ -289,7 +294,7 @@ def main() -> None:
         "what": "admission control: an endpoint's pool under 64 clients; the fair share of a shared queue under a flood",
         "command": "python bench/admission.py",
         "stack": (
-            f"gunicorn 2 workers x {WEB_THREADS} threads; Celery prefork worker on every queue, concurrency 2 (the "
+            f"gunicorn 2 workers x {WEB_THREADS} threads, keep-alive 5 s; Celery prefork worker on every queue, concurrency 2 (the "
             "shared functions queue: 2 slots, a fair share of 1 per organization at FAIR_SHARE=0.5); a worker of 4 "
             "processes for functions.pool; private Redis; SQLite metadata; handlers sleep 50 ms"
         ),
