@@ -58,6 +58,12 @@ def unavailable(code: str, message: str, details: dict | None = None, headers: d
     return APIError(503, code, message, details, headers)
 
 
+def overloaded(message: str, reason: str, retry_after_s: int = 1) -> APIError:
+    """503 `overloaded`, at once: the capacity a call needs is taken (`reason`: `full` for an endpoint's pool,
+    `queue_timeout` for a call that waited its pool's queue_timeout_ms, `fair_share` for an organization's share)."""
+    return unavailable("overloaded", message, {"reason": reason}, {"Retry-After": retry_after_s})
+
+
 def invalid(field: str, message: str, status: int = 422) -> APIError:
     """A bad input on one field; `field` is a dotted path such as `config.endpoints[1].model_id`."""
     return APIError(status, "validation_error", f"{field}: {message}", {"fields": {field: [message]}})

@@ -106,6 +106,11 @@ class BaseConfig:
         self.EXPLAIN_MAX_ROWS = int(env.get("EXPLAIN_MAX_ROWS") or 100)  # rows explained per model call
         self.TRAIN_TIMEOUT_SECONDS = float(env.get("TRAIN_TIMEOUT_SECONDS") or 600)
         self.FUNCTION_TIMEOUT_SECONDS = float(env.get("FUNCTION_TIMEOUT_SECONDS") or 5)
+        # The most of a shared queue's (predict, functions) task slots, the live workers' concurrency, that one
+        # organization may hold at once (at least one slot); its further calls wait their turn (README: pools).
+        self.FAIR_SHARE = float(env.get("FAIR_SHARE") or 0.5)
+        if not 0 < self.FAIR_SHARE <= 1:
+            raise RuntimeError("FAIR_SHARE must be a fraction above 0 and at most 1")
         # Warm function jails, per worker process: calls a jail serves, seconds it lives (idle or not), jails kept.
         # FUNCTION_JAIL_MAX_CALLS=1, FUNCTION_JAIL_MAX_AGE_SECONDS=0 or FUNCTION_JAIL_POOL_SIZE=0: a fresh jail per call.
         self.FUNCTION_JAIL_MAX_CALLS = int(env.get("FUNCTION_JAIL_MAX_CALLS") or 100)

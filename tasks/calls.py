@@ -1,21 +1,41 @@
-"""Send work to a Celery queue and wait for its answer with a deadline: 503 with no live worker, 504 past it."""
+"""Send work to a Celery queue and wait for its answer with a deadline: 503 with no live worker (naming the queue)
+or past an organization's fair share of a shared queue, 504 past the deadline."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
+import uuid
 
 import kombu.exceptions
 import redis
 from billiard.exceptions import WorkerLostError
 from celery.exceptions import TimeoutError as CeleryTimeout
+from flask import current_app
 
-from app.errors import APIError
+from app.errors import APIError, overloaded, unavailable
 from app.extensions import redis_store
 from tasks.heartbeat import HEARTBEAT_KEY, NODE_KEY, TASK_NODE_KEY
+from tasks.leases import (
+    CLAIM_HEADER,
+    Full,
+    Lease,
+    LeasedSemaphore,
+    WaitedTooLong,
+    cancel_claim,
+    claim_key,
+    queue_capacity,
+    wait_for_start,
+)
 
 log = logging.getLogger(__name__)
+
+# The queues every organization shares; a named queue (`predict.fraud`) belongs to the endpoints that name it.
+SHARED_QUEUES = ("predict", "functions")
+# Calls of one organization waiting for its share of one queue, at most (each holds a web thread meanwhile).
+FAIR_MAX_WAITING = 1024
 
 
 # A worker's heartbeat lives TTL_SECONDS (6 s) in Redis, so "a worker is alive" is already seconds old when read;
@@ -75,7 +95,46 @@ def _received_by(result) -> str | None:
     return node.decode() if isinstance(node, bytes) else node
 
 
-def call_worker(task, args: list, queue: str, timeout_s: float, summary: str, watch_node: bool = True) -> dict:
+_capacity_seen: dict[tuple[int, str], tuple[float, int]] = {}
+
+
+def fair_share_limit(queue: str) -> int:
+    """Task slots one organization may hold on a shared queue: FAIR_SHARE of the live workers' concurrency on it
+    (their heartbeats say it), at least 1. Read at most once a second per process, like the worker's liveness."""
+    client = redis_store.get()
+    slot = (id(client), queue)
+    seen = _capacity_seen.get(slot)
+    if seen is None or time.monotonic() - seen[0] >= ALIVE_MEMO_S:
+        seen = (time.monotonic(), queue_capacity(client, queue))
+        _capacity_seen[slot] = seen
+    return max(1, math.floor(float(current_app.config["FAIR_SHARE"]) * seen[1]))
+
+
+def fair_share_slot(queue: str, org_id: int, wait_until: float, run_s: float, queue_bound: bool) -> Lease:
+    """A slot of `org_id`'s share of a shared `queue`, waiting until `wait_until` (monotonic) at most."""
+    semaphore = LeasedSemaphore(redis_store.get(), f"apiary:fair:{queue}:{org_id}")
+    lease_s = max(0.0, wait_until - time.monotonic()) + run_s + 2
+    try:
+        return semaphore.acquire(fair_share_limit(queue), lease_s, FAIR_MAX_WAITING, wait_until)
+    except Full:
+        raise overloaded(f"this organization's share of the {queue} queue is taken", "fair_share") from None
+    except WaitedTooLong:
+        if queue_bound:
+            raise overloaded("the call waited past its queue_timeout_ms", "queue_timeout") from None
+        # A call without a pool waits for its turn as it would in the queue: past its own deadline it is a 504.
+        raise APIError(504, "timeout", f"no answer within {run_s:g} s") from None
+
+
+def call_worker(
+    task,
+    args: list,
+    queue: str,
+    timeout_s: float,
+    summary: str,
+    org_id: int | None = None,
+    queue_deadline: float | None = None,
+    watch_node: bool = True,
+) -> dict:
     """Run `task` on `queue` and return its result; a worker's {"error": ...} answer is raised as that APIError.
     The task expires unrun past the deadline, so a late worker never does work nobody waits for, and a retry by the
     client never finds the first attempt still queued.
@@ -85,17 +144,61 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str, wa
 
     `summary` stands for the arguments in the message headers (worker logs, events, monitoring tools): callers'
     payloads (feature rows, function input) stay out of them, and Celery skips building a repr of every row.
+
+    `org_id`: whose work it is; on a shared queue the call first takes a slot of that organization's fair share.
+    `queue_deadline` (time.monotonic(), from the endpoint's pool): the task must have started by then, else the call
+    is a 503 and the task, claimed as given up, never runs.
     """
     if not queue_has_worker(queue):
         raise APIError(
-            503, "no_worker", f"no worker is consuming the {queue} queue; try again shortly", headers={"Retry-After": 5}
+            503,
+            "no_worker",
+            f"no worker is consuming the {queue} queue; try again shortly",
+            {"queue": queue},
+            headers={"Retry-After": 5},
         )
+    wait_until = queue_deadline if queue_deadline is not None else time.monotonic() + timeout_s
+    lease = None
+    if org_id is not None and queue in SHARED_QUEUES:
+        try:
+            lease = fair_share_slot(queue, org_id, wait_until, timeout_s, queue_deadline is not None)
+        except redis.RedisError as exc:
+            log.warning("fair share of %s unavailable: %s", queue, exc)
+            raise unavailable(
+                "broker_unavailable", "the task queue is unavailable; try again shortly", headers={"Retry-After": 1}
+            ) from None
     try:
-        result = task.apply_async(args=args, queue=queue, expires=timeout_s, argsrepr=summary, kwargsrepr="{}")
+        return _send_and_wait(task, args, queue, timeout_s, summary, queue_deadline, watch_node)
+    finally:
+        if lease is not None:
+            try:
+                lease.release()
+            except redis.RedisError:
+                log.warning("could not release a fair-share slot of %s; its lease runs out by itself", queue)
+
+
+def _send_and_wait(
+    task, args: list, queue: str, timeout_s: float, summary: str, queue_deadline: float | None, watch_node: bool
+):
+    task_id = uuid.uuid4().hex
+    claim = claim_key(task_id) if queue_deadline is not None else None
+    queue_left = max(0.0, queue_deadline - time.monotonic()) if queue_deadline is not None else 0.0
+    try:
+        result = task.apply_async(
+            args=args,
+            queue=queue,
+            task_id=task_id,
+            expires=queue_left + timeout_s,
+            headers={CLAIM_HEADER: claim} if claim else None,
+            argsrepr=summary,
+            kwargsrepr="{}",
+        )
     except Exception as exc:  # noqa: BLE001 - kombu raises many types when the broker is unreachable
         log.warning("could not enqueue %s: %s", task.name, exc)
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     try:
+        if claim is not None:
+            _await_start(claim, queue, queue_deadline, queue_left + timeout_s + 60)
         answer = _wait(result, timeout_s, watch_node)
     except CeleryTimeout:
         with contextlib.suppress(Exception):  # best effort: the task also expires unrun at the deadline
@@ -124,3 +227,18 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str, wa
     if isinstance(error, dict):
         raise APIError.from_dict(error)
     return answer
+
+
+def _await_start(claim: str, queue: str, deadline: float, claim_ttl_s: float) -> None:
+    """Return once a worker has started the claimed task; past `deadline` give it up (503) unless a worker started it
+    this very moment."""
+    client = redis_store.get()
+    try:
+        if wait_for_start(client, claim, deadline) or not cancel_claim(client, claim, claim_ttl_s):
+            return
+    except redis.RedisError as exc:
+        log.warning("could not follow a task's claim: %s", exc)
+        raise unavailable(
+            "broker_unavailable", "the task queue is unavailable; try again shortly", headers={"Retry-After": 1}
+        ) from None
+    raise overloaded(f"the call waited past its queue_timeout_ms in the {queue} queue", "queue_timeout")

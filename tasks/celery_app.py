@@ -9,7 +9,10 @@ from celery.signals import before_task_publish
 from flask import Flask
 from kombu import Queue
 
+from app.errors import APIError
+from app.extensions import redis_store
 from app.namespace import key_prefix
+from tasks.leases import CLAIM_HEADER, start_claim
 
 QUEUES = ("predict", "train", "functions", "default")
 # Every message says when it was sent, so `flask queues` can tell how long the oldest one has waited.
@@ -43,6 +46,10 @@ def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args, **kwargs):
             with app.app_context():
+                claim = getattr(self.request, CLAIM_HEADER, None)
+                if claim and not start_claim(redis_store.get(), claim):
+                    # Its caller stopped waiting at its queue timeout (and answered 503): the work is not done.
+                    return {"error": APIError(503, "overloaded", "the caller stopped waiting").to_dict()}
                 return self.run(*args, **kwargs)
 
     celery = Celery(app.name, task_cls=FlaskTask)

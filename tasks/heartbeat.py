@@ -16,6 +16,7 @@ from celery.signals import task_received, worker_ready, worker_shutdown
 from celery.worker import state as worker_state
 
 from app.namespace import namespaced_redis
+from tasks.leases import announce_capacity
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,10 @@ def _beat(sender) -> None:
             for queue in record["queues"]:
                 pipe.set(HEARTBEAT_KEY.format(queue=queue), sender.hostname, ex=TTL_SECONDS)
             pipe.execute()
+            # The task slots this worker offers each queue: the fair share of a shared queue is a part of them.
+            announce_capacity(
+                client, record["queues"], f"{sender.hostname}:{pid}", max(1, record["concurrency"]), TTL_SECONDS
+            )
         except redis.RedisError as exc:
             log.warning("worker heartbeat failed: %s", exc)
         except RuntimeError as exc:  # the consumer's queue set changed while being read: next beat

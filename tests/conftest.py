@@ -145,7 +145,8 @@ def _forget_apiary_keys(client) -> None:
     """Drop Apiary's own Redis state (cache, rate limits, audit buffer); keep Celery's broker state and the
     workers' heartbeats, which belong to the session-long worker."""
     for key in client.scan_iter(match="apiary:*", count=1000):
-        if not key.startswith((b"apiary:queue_alive:", b"apiary:worker:", b"apiary:node_alive:")):
+        keep = (b"apiary:queue_alive:", b"apiary:worker:", b"apiary:node_alive:", b"apiary:queue_capacity:")
+        if not key.startswith(keep):
             client.delete(key)
 
 
@@ -246,10 +247,9 @@ def scratch_warehouse(request, tmp_path):
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
-def worker(app, test_env, tmp_path_factory):
-    """A real Celery worker process consuming every queue, against the same database, warehouse and Redis."""
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+def start_worker(app, test_env, log_path: Path, queues: str, hostname: str, concurrency: int = 2):
+    """A real Celery worker process consuming `queues`, against the session's database, warehouse and Redis;
+    returned once it answers a ping. The caller stops it (`stop_worker`)."""
     env = {**os.environ, **test_env}
     cmd = [
         sys.executable,
@@ -259,36 +259,47 @@ def worker(app, test_env, tmp_path_factory):
         "celery_worker",
         "worker",
         "-Q",
-        "predict,train,functions,default",
+        queues,
         "--concurrency",
-        "2",
+        str(concurrency),
         "--pool",
         "prefork",
         "--loglevel",
         "INFO",
         "--hostname",
-        f"test-{RUN_ID}@%h",
+        hostname,
         "--without-gossip",
         "--without-mingle",
     ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     celery = app.extensions["celery"]
+    name = hostname.split("@", 1)[0] + "@"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-4000:]}")
-        if celery.control.ping(timeout=0.5):
-            break
-    else:
-        proc.kill()
-        raise RuntimeError(f"worker did not answer within 60 s:\n{log_path.read_text()[-4000:]}")
-    yield proc
+        if any(node.startswith(name) for reply in celery.control.ping(timeout=0.5) for node in reply):
+            return proc
+    proc.kill()
+    raise RuntimeError(f"worker did not answer within 60 s:\n{log_path.read_text()[-4000:]}")
+
+
+def stop_worker(proc) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def worker(app, test_env, tmp_path_factory):
+    """A real Celery worker process consuming every queue, against the same database, warehouse and Redis."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc = start_worker(app, test_env, log_path, "predict,train,functions,default", f"test-{RUN_ID}@%h")
+    yield proc
+    stop_worker(proc)
 
 
 @pytest.fixture()

@@ -14,6 +14,7 @@ from app.errors import APIError, forbidden, invalid
 from app.extensions import db, warehouse
 from app.ml.input_schema import EXPLAIN_METHODS, MAX_EXACT_FEATURES
 from app.publishing.endpoint_config import DEFAULT_KEY_PARAM, KINDS, cache_ttl_of, lookup_as_query
+from app.publishing.pool_config import validate_pool
 from app.query.masking import BLOCKED, default_masking
 from app.query.plan import ColumnRef, TableRef
 from app.query.policy import SERVE
@@ -213,7 +214,17 @@ def _model(endpoint, field, user, project, catalog, _old) -> dict:
     _only(
         endpoint,
         field,
-        {"id", "kind", "model_id", "description", "enrichments", "return_enriched", "on_bad_row", "explanations"},
+        {
+            "id",
+            "kind",
+            "model_id",
+            "description",
+            "enrichments",
+            "return_enriched",
+            "on_bad_row",
+            "explanations",
+            "pool",
+        },
     )
     model_id = endpoint.get("model_id")
     if not isinstance(model_id, int) or isinstance(model_id, bool):
@@ -231,6 +242,8 @@ def _model(endpoint, field, user, project, catalog, _old) -> dict:
         _explanations_default(endpoint["explanations"], f"{field}.explanations", model)
     if "enrichments" in endpoint:
         normal["enrichments"] = _enrichments(endpoint["enrichments"], f"{field}.enrichments", model, catalog)
+    if endpoint.get("pool") is not None:
+        normal["pool"] = validate_pool(endpoint["pool"], f"{field}.pool", "model")
     return normal
 
 
@@ -331,7 +344,7 @@ def _enrich_pair(pair, where: str, features: dict, columns: dict, matching: bool
 
 
 def _function(endpoint, field, user, project, catalog, old_handlers) -> dict:
-    _only(endpoint, field, {"id", "kind", "handler", "description"})
+    _only(endpoint, field, {"id", "kind", "handler", "description", "pool"})
     handler = endpoint.get("handler")
     if not isinstance(handler, str):
         raise invalid(f"{field}.handler", "required: Python source defining handler(payload)")
@@ -341,6 +354,8 @@ def _function(endpoint, field, user, project, catalog, old_handlers) -> dict:
             {"fields": {f"{field}.handler": ["org.admin required"]}},
         )
     check_handler_source(handler, f"{field}.handler")
+    if endpoint.get("pool") is not None:
+        return {**endpoint, "pool": validate_pool(endpoint["pool"], f"{field}.pool", "function")}
     return endpoint
 
 

@@ -27,6 +27,7 @@ from app.query.executor import run_query
 from app.query.plan import ResolvedQuery
 from app.query.policy import KeyPolicy
 from app.query.validation import resolve_query_config
+from app.serving.admission import WorkRoute, admitted
 from app.serving.batching import group_scorer
 from app.serving.cache import result_cache
 from app.serving.enrichment import enrich_rows
@@ -91,7 +92,7 @@ def run_endpoint(
         return outcome
     if kind == "model":
         body = call.body if call.method == "POST" else {"features": dict(call.params)}
-        return _run_model(endpoint, body, project_id, policy, org_id, from_query=call.method == "GET")
+        return _run_model(endpoint, body, project_id, policy, org_id, cache_scope, from_query=call.method == "GET")
     return _run_function(endpoint, call.body, org_id, cache_scope)
 
 
@@ -201,7 +202,7 @@ def model_for_endpoint(model_id: int, project_id: int | None) -> Row:
     return model
 
 
-def score_with_worker(model: Row, rows: list[dict]) -> dict:
+def score_with_worker(model: Row, rows: list[dict], route: WorkRoute) -> dict:
     from tasks.predict import score  # lazy: tasks.predict loads scikit-learn, which the web process never needs
 
     payload = {
@@ -214,17 +215,23 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
     timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
 
     def send(batch: list[dict]) -> dict:
-        answer = call_worker(score, [payload, batch], "predict", timeout, f"(model {model.id}, {len(batch)} rows)")
-        return answer
+        summary = f"(model {model.id}, {len(batch)} rows)"
+        return call_worker(score, [payload, batch], route.queue, timeout, summary, route.org_id, route.deadline)
 
     scorer = group_scorer()
     scorer.max_rows = int(current_app.config["PREDICT_MAX_ROWS"])
     # Queued behind at most one call in flight for the same model, then its own: twice the deadline at worst.
-    return scorer.score((model.id, model.artifact_sha256), rows, send, 2 * timeout)
+    return scorer.score((model.id, model.artifact_sha256, route.queue), rows, send, 2 * timeout)
 
 
 def _run_model(
-    endpoint: Endpoint, body: object, project_id: int | None, policy: KeyPolicy, org_id: int, from_query: bool = False
+    endpoint: Endpoint,
+    body: object,
+    project_id: int | None,
+    policy: KeyPolicy,
+    org_id: int,
+    scope: tuple[int, int] | None,
+    from_query: bool = False,
 ) -> Outcome:
     model = memo("model", (endpoint.model_id, project_id), lambda: model_for_endpoint(endpoint.model_id, project_id))
     rows, single = parse_predict_body(body, ("context", "explanations"))
@@ -236,9 +243,11 @@ def _run_model(
     enrichments, ignore_bad = endpoint.get("enrichments"), endpoint.get("on_bad_row") == "ignore"
     if not enrichments and not ignore_bad:
         rows = validate_rows(model.input_schema, rows, max_rows, single=single)
-        scored = score_with_worker(model, rows)
-        if explain:
-            scored["explanations"] = explain_with_worker(model, rows, explain["top_n"])
+        # Admitted once the input is valid: a bad call is its 400/422, never a 503, and holds no slot.
+        with admitted(endpoint, org_id, scope) as route:
+            scored = score_with_worker(model, rows, route)
+            if explain:
+                scored["explanations"] = explain_with_worker(model, rows, explain["top_n"], route)
         return _model_outcome(model, scored, None)
     ignored: dict[int, str] = {}
     shown = None
@@ -258,8 +267,12 @@ def _run_model(
                 raise
             ignored[i] = err.message
     live = sorted(clean)
-    scored = score_with_worker(model, [clean[i] for i in live]) if live else {"predictions": [], "probabilities": None}
-    explained = explain_with_worker(model, [clean[i] for i in live], explain["top_n"]) if explain and live else None
+    scored, explained = {"predictions": [], "probabilities": None}, None
+    if live:
+        with admitted(endpoint, org_id, scope) as route:
+            scored = score_with_worker(model, [clean[i] for i in live], route)
+            if explain:
+                explained = explain_with_worker(model, [clean[i] for i in live], explain["top_n"], route)
     per_row: dict[int, tuple] = {}
     probabilities = scored.get("probabilities")
     for n, i in enumerate(live):
@@ -319,7 +332,9 @@ def _run_function(endpoint: Endpoint, body: object, org_id: int, scope: tuple[in
     # Wait past the handler's own deadline and the sandbox's kill grace: the worker reports the 504 itself.
     wait = float(current_app.config["FUNCTION_TIMEOUT_SECONDS"]) + 5
     args = [endpoint.handler, body, identity]
-    answer = call_worker(run_function, args, "functions", wait, f"(endpoint {endpoint.id!r})")
+    with admitted(endpoint, org_id, scope) as route:
+        summary = f"(endpoint {endpoint.id!r})"
+        answer = call_worker(run_function, args, route.queue, wait, summary, route.org_id, route.deadline)
     return Outcome({"result": answer["result"]})
 
 
@@ -390,7 +405,7 @@ def explanation_request(body: object, endpoint: Endpoint, model: Row, n_rows: in
     return {"method": "shapley", "top_n": top_n}
 
 
-def explain_with_worker(model: Row, rows: list[dict], top_n: int) -> list[dict]:
+def explain_with_worker(model: Row, rows: list[dict], top_n: int, route: WorkRoute) -> list[dict]:
     """Exact Shapley explanations of validated rows, computed on a predict worker (never in the web process)."""
     from tasks.predict import explain  # lazy: tasks.predict loads scikit-learn, which the web process never needs
 
@@ -402,7 +417,6 @@ def explain_with_worker(model: Row, rows: list[dict], top_n: int) -> list[dict]:
         "input_schema": model.input_schema,
     }
     timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
-    answer = call_worker(
-        explain, [payload, rows, top_n], "predict", timeout, f"(model {model.id}, {len(rows)} rows explained)"
-    )
+    summary = f"(model {model.id}, {len(rows)} rows explained)"
+    answer = call_worker(explain, [payload, rows, top_n], route.queue, timeout, summary, route.org_id, route.deadline)
     return answer["explanations"]

@@ -29,6 +29,7 @@ SERVING_ERRORS = {
     404: "no such published service or endpoint",
     405: "method does not match the endpoint's kind",
     429: "rate limited (Retry-After)",
+    503: "overloaded: the endpoint's pool is full or its queue timeout passed (Retry-After); or no worker on its queue",
 }
 
 

@@ -41,12 +41,14 @@ def model_endpoint(
     return_enriched: bool | None = None,
     on_bad_row: str | None = None,
     explanations: Mapping[str, Any] | None = None,
+    pool: Mapping[str, Any] | None = None,
 ) -> Endpoint:
     """A `model` endpoint (POST, or GET with one row's features as query params): `{"features": {...}}` or
     `{"rows": [...]}` in, predictions out. `enrichments` (see `enrichment`) look features up in project datasets;
     `return_enriched` echoes the final feature rows; `on_bad_row="ignore"` answers `{"ignored": true, "reason"}`
     in place of a bad row instead of failing the batch; `explanations` is the default for requests that send none
-    (see `shapley`)."""
+    (see `shapley`). `pool` ({max_in_flight, max_queued, queue_timeout_ms, queue}) limits the calls in flight and
+    queued, and may name a queue of its own such as "predict.fraud"."""
     endpoint: Endpoint = {"id": id, "kind": "model", "model_id": model_id}
     if enrichments is not None:
         endpoint["enrichments"] = [dict(e) for e in enrichments]
@@ -56,6 +58,8 @@ def model_endpoint(
         endpoint["on_bad_row"] = on_bad_row
     if explanations is not None:
         endpoint["explanations"] = dict(explanations)
+    if pool is not None:
+        endpoint["pool"] = dict(pool)
     return endpoint
 
 
@@ -107,6 +111,10 @@ def predict_body(
     return body
 
 
-def function_endpoint(id: str, handler: str) -> Endpoint:
-    """A `function` endpoint (POST): `handler` is Python source defining `def handler(payload): ...`."""
-    return {"id": id, "kind": "function", "handler": handler}
+def function_endpoint(id: str, handler: str, *, pool: Mapping[str, Any] | None = None) -> Endpoint:
+    """A `function` endpoint (POST): `handler` is Python source defining `def handler(payload): ...`; `pool` as for
+    `model_endpoint` (a queue of its own is "functions.<name>")."""
+    endpoint: Endpoint = {"id": id, "kind": "function", "handler": handler}
+    if pool is not None:
+        endpoint["pool"] = dict(pool)
+    return endpoint
