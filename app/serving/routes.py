@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app.auth.permissions import current_user, login_required
@@ -15,6 +15,7 @@ from app.serving import service
 from app.serving.audit import list_logs
 from app.serving.dispatch import Call
 from app.serving.schemas import LogPageSchema, LogQuerySchema
+from app.serving.shadow import queue_shadow
 
 bp = Blueprint("serving", __name__)
 
@@ -28,6 +29,20 @@ SERVING_ERRORS = {
 }
 
 
+DISPATCH_FIELD = "dispatch_key"  # the dispatch key as a query parameter or JSON body field (not passed on)
+
+
+def _pin() -> service.Pin:
+    """The routing asks of the call: `X-Dispatch-Key` (or `dispatch_key` in the query string or JSON body) and
+    `X-Service-Version`."""
+    key = request.headers.get("X-Dispatch-Key") or request.args.get(DISPATCH_FIELD)
+    if not key and request.method != "GET" and request.is_json:
+        body = request.get_json(silent=True)
+        if isinstance(body, dict) and isinstance(body.get(DISPATCH_FIELD), str | int):
+            key = str(body[DISPATCH_FIELD])
+    return service.Pin(key or None, request.headers.get("X-Service-Version"))
+
+
 def _call() -> Call:
     body = None
     if request.method != "GET":
@@ -39,7 +54,10 @@ def _call() -> Call:
             body = request.get_json(silent=True)
             if body is None and request.get_data().strip() != b"null":
                 raise APIError(400, "bad_request", "request body is not valid JSON")
-    return Call(request.method, request.args.to_dict(), body)
+    params = {k: v for k, v in request.args.to_dict().items() if k != DISPATCH_FIELD}
+    if isinstance(body, dict) and DISPATCH_FIELD in body:
+        body = {k: v for k, v in body.items() if k != DISPATCH_FIELD}
+    return Call(request.method, params, body)
 
 
 def _respond(outcome) -> Response:
@@ -57,9 +75,15 @@ def _served(run) -> Response:
     try:
         outcome = run(served)
         status, model_id, code = 200, outcome.model_id, None
-        return _respond(outcome)
+        response = _respond(outcome)
+        if served.shadow is not None:
+            # After the response is sent: the shadow run never delays or changes the answer.
+            app, shadow = current_app._get_current_object(), served.shadow
+            response.call_on_close(lambda: queue_shadow(app, shadow))
+        return response
     except APIError as err:
         status, code = err.status, err.code
+        err.headers = {**served.version_headers(), **(err.headers or {})}
         raise
     except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
         status, code = err.code or 500, "http_error"
@@ -99,14 +123,15 @@ def _served(run) -> Response:
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
     key = request.headers.get("X-API-Key")
-    return _served(lambda served: service.serve_endpoint(served, asset_key, endpoint_id, key, _call()))
+    return _served(lambda served: service.serve_endpoint(served, asset_key, endpoint_id, key, _call(), _pin()))
 
 
 @bp.get("/api/data/<asset_key>")
 @doc("Query a published data API", auth="api_key", tags=["serving"])
 def data_api(asset_key: str):
     key = request.headers.get("X-API-Key")
-    return _served(lambda served: service.serve_data_api(served, asset_key, key, request.args.to_dict()))
+    params = {k: v for k, v in request.args.to_dict().items() if k != DISPATCH_FIELD}
+    return _served(lambda served: service.serve_data_api(served, asset_key, key, params, _pin()))
 
 
 @bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])
@@ -152,6 +177,8 @@ def test_endpoint(asset_id: int, endpoint_id: str):
         "key_id": "",
         "status": "",
         "errors_only": "",
+        "version": "the version that answered (or ran the shadow call)",
+        "shadow": "true: only shadow runs; false: only answered calls",
         "since": "ISO 8601",
         "until": "ISO 8601",
         "limit": "1..1000",

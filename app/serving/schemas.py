@@ -10,6 +10,8 @@ class LogQuerySchema(Schema):
     key_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     status = fields.Integer(validate=validate.Range(min=100, max=599))
     errors_only = fields.Boolean(load_default=False)
+    version = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+    shadow = fields.Boolean()
     since = fields.DateTime()
     until = fields.DateTime()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
@@ -27,6 +29,10 @@ class LogEntrySchema(Schema):
     model_id = fields.Integer(allow_none=True)
     error_code = fields.String(allow_none=True)
     context = fields.Dict(allow_none=True)
+    version = fields.Integer(allow_none=True)
+    shadow = fields.Boolean()
+    call_id = fields.String(allow_none=True)
+    summary = fields.Dict(allow_none=True)
 
 
 class LogPageSchema(Schema):
