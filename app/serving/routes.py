@@ -10,11 +10,12 @@ from werkzeug.exceptions import HTTPException
 from app.auth.permissions import current_user, login_required
 from app.errors import APIError
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
-from app.publishing.service import asset_for_logs, get_asset
+from app.publishing.service import asset_for_logs, get_asset, get_version
 from app.serving import service
 from app.serving.audit import list_logs
+from app.serving.compare import compare_versions
 from app.serving.dispatch import Call
-from app.serving.schemas import LogPageSchema, LogQuerySchema
+from app.serving.schemas import CompareQuerySchema, CompareSchema, LogPageSchema, LogQuerySchema
 from app.serving.shadow import queue_shadow
 
 bp = Blueprint("serving", __name__)
@@ -191,3 +192,23 @@ def logs(asset_id: int):
     asset = asset_for_logs(current_user(), asset_id)
     filters = LogQuerySchema().load(request.args.to_dict())
     return LogPageSchema().dump(list_logs(asset, filters))
+
+
+@bp.get("/api/api-services/<int:asset_id>/versions/compare")
+@doc(
+    "Compare two versions from the audit log: calls, error rate, p50/p99 latency per version, the prediction "
+    "distribution of model endpoints per version, and the agreement of shadow runs with the answers they shadowed",
+    response=CompareSchema,
+    query={"a": "a version", "b": "another version", "since": "ISO 8601", "until": "ISO 8601", "endpoint_id": ""},
+    tags=["serving"],
+)
+@login_required()
+def compare(asset_id: int):
+    asset = get_asset(current_user(), asset_id, "project.view")
+    args = CompareQuerySchema().load(request.args.to_dict())
+    for name in ("a", "b"):
+        get_version(asset, args[name])  # 404 for a version the asset never had
+    report = compare_versions(
+        asset, args["a"], args["b"], args.get("since"), args.get("until"), args.get("endpoint_id")
+    )
+    return CompareSchema().dump(report)

@@ -40,3 +40,50 @@ class LogPageSchema(Schema):
     total = fields.Integer()
     limit = fields.Integer()
     offset = fields.Integer()
+
+
+class CompareQuerySchema(Schema):
+    a = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
+    b = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
+    since = fields.DateTime()
+    until = fields.DateTime()
+    endpoint_id = fields.String(validate=validate.Length(max=64))
+
+
+class VersionStatsSchema(Schema):
+    version = fields.Integer()
+    calls = fields.Integer()
+    errors = fields.Integer()
+    error_rate = fields.Float(allow_none=True)
+    p50_ms = fields.Float(allow_none=True)
+    p99_ms = fields.Float(allow_none=True)
+    shadow_runs = fields.Integer()
+    shadow_errors = fields.Integer()
+    predictions = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "classification: {kind, count, classes: [{label, count, share}]}; "
+            "regression: {kind, count, mean, min, p50, p90, max}"
+        },
+    )
+
+
+class ShadowAgreementSchema(Schema):
+    pairs = fields.Integer()
+    predictions_compared = fields.Integer()
+    agreement_rate = fields.Float(allow_none=True, metadata={"description": "share of the same class"})
+    mean_abs_diff = fields.Float(allow_none=True, metadata={"description": "regression: mean |a - b|"})
+    function_pairs = fields.Integer()
+    function_agreement_rate = fields.Float(allow_none=True, metadata={"description": "same result"})
+
+
+class CompareSchema(Schema):
+    asset_id = fields.Integer()
+    a = fields.Integer()
+    b = fields.Integer()
+    since = fields.DateTime(allow_none=True)
+    until = fields.DateTime(allow_none=True)
+    endpoint_id = fields.String(allow_none=True)
+    versions = fields.List(fields.Nested(VersionStatsSchema))
+    shadow = fields.Nested(ShadowAgreementSchema)
+    truncated = fields.Boolean()
