@@ -13,7 +13,7 @@ from app.ml.explanations import explain_rows
 from app.ml.input_schema import parse_predict_body, validate_rows
 from app.ml.scoring import ModelCache, load_scorer
 from app.ml.store import ArtifactRejected
-from app.serving.shadow_runs import record_shadow_run, schedule_flush, summarize
+from app.serving.shadow_runs import note_warmed, record_shadow_run, schedule_flush, summarize
 
 log = logging.getLogger(__name__)
 
@@ -95,5 +95,6 @@ def preload(models: list[dict], hold_ms: int = 200) -> list[int]:
             loaded.append(model["id"])
         except ArtifactRejected as exc:
             log.warning("preload of model %s refused: %s", model["id"], exc.reason)
+    note_warmed(loaded)
     time.sleep(max(0, min(hold_ms, 2000)) / 1000)
     return loaded

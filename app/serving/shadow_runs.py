@@ -1,11 +1,14 @@
-"""What a shadow run leaves behind, written by the worker that ran it: its audit record (paired with the call by
-`call_id`) and its slot among the runs in flight. Kept apart from app/serving/shadow.py so tasks import only this."""
+"""What a shadow run or a warm switch leaves behind, written by the worker that ran it: the shadow run's audit record
+(paired with the call by `call_id`) and its slot among the runs in flight; which processes preloaded which models.
+Kept apart from app/serving/shadow.py so tasks import only this."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import os
+import socket
 import time
 
 from flask import current_app
@@ -18,6 +21,7 @@ log = logging.getLogger(__name__)
 IN_FLIGHT_KEY = "apiary:shadow_in_flight"  # sorted set: call id -> time queued
 DROPPED_KEY = "apiary:shadow_dropped"
 FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"  # the same throttle serving uses (app/serving/service.py)
+WARMED_KEY = "apiary:warmed:{model_id}"  # set of host:pid that preloaded the model (an hour)
 MAX_SUMMARY_PREDICTIONS = 50
 
 
@@ -88,3 +92,21 @@ def schedule_flush() -> None:
         current_app.extensions["celery"].send_task("tasks.maintenance.flush_serving_records", countdown=1)
     except Exception as exc:  # noqa: BLE001 - the next served call schedules it anyway
         log.warning("could not schedule the audit flush: %s", exc)
+
+
+def note_warmed(model_ids: list[int]) -> None:
+    """Record that this process holds these models (operators and tests read it: `warmed_by`)."""
+    try:
+        pipe = redis_store.get().pipeline(transaction=False)
+        for model_id in model_ids:
+            key = WARMED_KEY.format(model_id=model_id)
+            pipe.sadd(key, f"{socket.gethostname()}:{os.getpid()}")
+            pipe.expire(key, 3600)
+        pipe.execute()
+    except Exception as exc:  # noqa: BLE001 - bookkeeping only
+        log.debug("could not record the preload: %s", exc)
+
+
+def warmed_by(model_id: int) -> set[str]:
+    """The worker processes (host:pid) that preloaded the model within the hour."""
+    return {m.decode() for m in redis_store.get().smembers(WARMED_KEY.format(model_id=model_id))}

@@ -181,3 +181,23 @@ def test_shadow_runs_are_dropped_first_under_load(app, client, admin, shadowed):
         assert _shadow_logs(app, client, admin, asset_id, 1, wait_s=3) == []
     finally:
         app.config["SHADOW_MAX_IN_FLIGHT"] = 32
+
+
+def test_routing_a_version_preloads_its_models_on_every_predict_process(app, client, admin, shadowed, worker):
+    from app.db import AssetVersion
+    from app.extensions import db
+    from app.serving.shadow_runs import warmed_by
+
+    asset_id = shadowed["asset_id"]
+    with app.app_context():
+        config = db.session.query(AssetVersion).filter_by(asset_id=asset_id, version=2).one().config
+        new_model = next(ep["model_id"] for ep in config["endpoints"] if ep["kind"] == "model")
+    routing = {"strategy": "random", "entries": [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]}
+    assert client.put(f"/api/publish/assets/{asset_id}/routing", headers=admin.headers, json=routing).status_code == 200
+    deadline = time.monotonic() + 20
+    with app.app_context():
+        while len(warmed_by(new_model)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        processes = warmed_by(new_model)
+    # The session's worker runs two pool processes: both hold the model before any call reaches version 2.
+    assert len(processes) == 2, processes
