@@ -4,11 +4,11 @@ import re
 
 import pytest
 
-from tests.console.conftest import signed_in
 from tests.conftest import add_user
+from tests.console.conftest import signed_in
 from tests.publishing.test_assets import LOOKUP, TOP, _create
 from tests.publishing.test_routing import flushed_logs, publish_v2
-from tests.serving.test_serving_data import call, mint
+from tests.serving.test_serving_data import mint
 from tests.warehouse_tables import create_dataset
 
 
