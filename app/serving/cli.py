@@ -14,6 +14,7 @@ from app.errors import APIError
 from app.publishing.asset_config import KIND_METHODS
 from app.publishing.cli import services_cli
 from app.publishing.lifecycle_cli import _acting
+from app.serving import routing_cli  # noqa: F401 - importing adds `flask services route|compare`
 from app.serving.audit import list_logs
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call
@@ -138,11 +139,14 @@ def call_command(asset_key, endpoint_id, api_key, method, params, body_text, bod
 @click.option("--errors-only", is_flag=True, help="Only calls answered with a status of 400 or more.")
 @click.option("--since", help="From this time on (ISO 8601, UTC).")
 @click.option("--until", help="Before this time (ISO 8601, UTC).")
+@click.option("--version", "version", help="Only calls this published version answered (or shadow runs on it).")
 @click.option("--limit", default="100", show_default=True, help="At most this many records (1..1000).")
 @click.option("--offset", default="0", show_default=True, help="Skip this many (newest first).")
 @user_option
 @json_option
-def logs_command(asset_key, endpoint_id, key_id, status, errors_only, since, until, limit, offset, email, as_json):
+def logs_command(
+    asset_key, endpoint_id, key_id, status, errors_only, since, until, version, limit, offset, email, as_json
+):
     """The audit log of ASSET_KEY's calls, newest first, with the filters of GET /api/api-services/{id}/logs.
     Calls reach the log within seconds (a worker writes them in batches).
 
@@ -157,6 +161,7 @@ def logs_command(asset_key, endpoint_id, key_id, status, errors_only, since, unt
         "status": status,
         "since": since,
         "until": until,
+        "version": version,
         "limit": limit,
         "offset": offset,
         "errors_only": "true" if errors_only else None,
@@ -166,11 +171,11 @@ def logs_command(asset_key, endpoint_id, key_id, status, errors_only, since, unt
     if as_json:
         echo_json(page)
         return
-    click.echo("created_at\tendpoint\tkey_id\tmethod\tstatus\tlatency_ms\terror")
+    click.echo("created_at\tendpoint\tkey_id\tmethod\tstatus\tlatency_ms\terror\tversion")
     for e in page["items"]:
         click.echo(
             f"{e['created_at']}\t{e['endpoint_id'] or '-'}\t{e['key_id'] or '-'}\t{e['method']}\t{e['status']}\t"
-            f"{e['latency_ms']:.1f}\t{e['error_code'] or '-'}"
+            f"{e['latency_ms']:.1f}\t{e['error_code'] or '-'}\t{e['version'] or '-'}{' (shadow)' if e['shadow'] else ''}"
         )
     shown = len(page["items"])
     click.echo(f"{shown} of {page['total']} record(s) (offset {page['offset']})", err=True)
