@@ -28,6 +28,16 @@ SERVING_ERRORS = {
     405: "method does not match the endpoint's kind",
     429: "rate limited (Retry-After)",
 }
+ROUTING_HEADERS = {
+    "X-Dispatch-Key": "hash routing: the same key lands on the same version while the weights hold "
+    "(also `dispatch_key` in the query string or JSON body, which is not passed on)",
+    "X-Service-Version": "pin the call to this published version (keys minted with can_force_version; 403 "
+    "otherwise, 404 for a version the service does not have)",
+}
+VERSION_HEADERS = {
+    "X-Service-Version": "the published version that answered (on errors too, once a version was chosen)",
+    "X-Dispatch-Fallback": "`random` when hash routing had no dispatch key and picked by weight",
+}
 
 
 DISPATCH_FIELD = "dispatch_key"  # the dispatch key as a query parameter or JSON body field (not passed on)
@@ -99,6 +109,8 @@ def _served(run) -> Response:
     auth="api_key",
     tags=["serving"],
     responses=SERVING_ERRORS,
+    headers=ROUTING_HEADERS,
+    response_headers=VERSION_HEADERS,
     methods={
         "GET": {
             "summary": "Call a sql or lookup endpoint (or a model endpoint for one row)",
@@ -128,7 +140,13 @@ def call_endpoint(asset_key: str, endpoint_id: str):
 
 
 @bp.get("/api/data/<asset_key>")
-@doc("Query a published data API", auth="api_key", tags=["serving"])
+@doc(
+    "Query a published data API",
+    auth="api_key",
+    tags=["serving"],
+    headers=ROUTING_HEADERS,
+    response_headers=VERSION_HEADERS,
+)
 def data_api(asset_key: str):
     key = request.headers.get("X-API-Key")
     params = {k: v for k, v in request.args.to_dict().items() if k != DISPATCH_FIELD}

@@ -248,3 +248,16 @@ def test_routing_change_is_effective_on_the_next_call_on_every_server(client, ad
     for url in urls:
         resp = httpx.get(url, headers={"X-API-Key": key})
         assert resp.headers["X-Service-Version"] == "2" and resp.json()["limit"] == 2
+
+
+def test_openapi_documents_the_routing_routes_and_headers(client):
+    spec = client.get("/api/openapi.json").get_json()
+    routing = spec["paths"]["/api/publish/assets/{asset_id}/routing"]
+    assert {"get", "put"} <= set(routing) and "requestBody" in routing["put"]
+    assert "/api/api-services/{asset_id}/versions/compare" in spec["paths"]
+    serving = spec["paths"]["/api/service/{asset_key}/{endpoint_id}"]["get"]
+    headers = {p["name"] for p in serving["parameters"] if p["in"] == "header"}
+    assert {"X-Dispatch-Key", "X-Service-Version"} <= headers
+    assert "X-Service-Version" in serving["responses"]["200"]["headers"]
+    publish = spec["components"]["schemas"]["Publish"]["properties"]
+    assert "activate" in publish
