@@ -349,6 +349,7 @@ def delete_asset(user: User, asset: PublishedAsset, force: bool = False) -> Dele
     )
     try:
         db.session.execute(delete(ApiKey).where(ApiKey.asset_id == asset.id))
+        db.session.execute(delete(RoutingChange).where(RoutingChange.asset_id == asset.id))
         db.session.execute(delete(AssetVersion).where(AssetVersion.asset_id == asset.id))
         db.session.delete(asset)
         db.session.add(tombstone)

@@ -310,6 +310,7 @@ def serve_endpoint(
                 body,
                 served.call_id,
                 key.id,
+                from_query=call.method == "GET",
             )
     return outcome
 

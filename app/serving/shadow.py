@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from app.db import AssetVersion
 from app.extensions import db
-from app.serving.dispatch import model_for_endpoint
+from app.serving.dispatch import model_for_endpoint, query_features
 from app.serving.shadow_runs import admit_shadow
 from tasks.functions import shadow_function
 
@@ -32,6 +32,7 @@ class ShadowCall:
     body: object
     call_id: str
     key_id: int
+    from_query: bool = False  # a model's GET form: `body` holds the query string's text values
 
 
 def queue_shadow(app: Flask, shadow: ShadowCall) -> None:
@@ -79,7 +80,10 @@ def _queue(shadow: ShadowCall) -> None:
             "sklearn_version": model.sklearn_version,
             "input_schema": model.input_schema,
         }
-        task, args, queue = shadow_score, [payload, shadow.body, record], "predict"
+        body = shadow.body
+        if shadow.from_query:  # typed as the shadow model's schema says, as its own GET form would be
+            body = {"features": query_features(model.input_schema, body["features"])}
+        task, args, queue = shadow_score, [payload, body, record], "predict"
     else:
         identity = {
             "org_id": shadow.org_id,
