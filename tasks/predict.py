@@ -85,16 +85,20 @@ def shadow_score(model: dict, body: object, record: dict) -> None:
 
 
 @shared_task(name="tasks.predict.preload", time_limit=60, soft_time_limit=55, acks_late=False)
-def preload(models: list[dict], hold_ms: int = 200) -> list[int]:
-    """Load these models into this worker process's cache (a warm switch). Holding the process a moment sends the
-    next copy of this task to another idle process of the pool."""
-    loaded = []
+def preload(models: list[dict], hold_ms: int = 150) -> list[int]:
+    """Load these models into this worker process's cache (a warm switch). A process that had to load one holds a
+    moment, so the next copy of this task goes to another idle process of the pool; a process that already held
+    them all answers at once (never delaying real calls behind it)."""
+    cache = model_cache()
+    loaded, fresh = [], False
     for model in models:
+        fresh = fresh or model["id"] not in cache
         try:
-            model_cache().get(model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"])
+            cache.get(model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"])
             loaded.append(model["id"])
         except ArtifactRejected as exc:
             log.warning("preload of model %s refused: %s", model["id"], exc.reason)
     note_warmed(loaded)
-    time.sleep(max(0, min(hold_ms, 2000)) / 1000)
+    if fresh:
+        time.sleep(max(0, min(hold_ms, 2000)) / 1000)
     return loaded
