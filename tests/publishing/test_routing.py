@@ -261,3 +261,30 @@ def test_openapi_documents_the_routing_routes_and_headers(client):
     assert "X-Service-Version" in serving["responses"]["200"]["headers"]
     publish = spec["components"]["schemas"]["Publish"]["properties"]
     assert "activate" in publish
+
+
+def test_other_organizations_and_other_assets_keys_get_nothing(client, admin, project, service):  # noqa: F811
+    from tests.conftest import sign_up
+    from tests.publishing.test_assets import LOOKUP, _create
+
+    publish_v2(client, admin, service)
+    stranger = sign_up(client)
+    assert (
+        client.get(f"/api/api-services/{service}/versions/compare?a=1&b=2", headers=stranger.headers).status_code == 404
+    )
+    assert client.get(f"/api/publish/assets/{service}/routing", headers=stranger.headers).status_code == 404
+    # A forcing key of another asset of the same organization cannot reach this one's versions.
+    other = _create(client, admin, project["project_id"], key="other-serving", endpoints=[LOOKUP]).get_json()["id"]
+    assert client.post(f"/api/publish/assets/{other}/publish", headers=admin.headers).status_code == 200
+    foreign = mint(client, admin, other, can_force_version=True)["key"]
+    resp = call_with(client, foreign, "top", {"X-Service-Version": "2"})
+    assert resp.status_code == 404 and "X-Service-Version" not in resp.headers
+    # Forcing never takes what is not a plain version number.
+    forcer = mint(client, admin, service, can_force_version=True)["key"]
+    for bad in ("-1", "0", "2.0", "1e3", "99999999999999999999", "２"):
+        assert call_with(client, forcer, "top", {"X-Service-Version": bad}).status_code == 400, bad
+    # An analyst (project.view) reads the comparison; routing stays for editors.
+    analyst = add_user(client, admin, "analyst")
+    assert (
+        client.get(f"/api/api-services/{service}/versions/compare?a=1&b=2", headers=analyst.headers).status_code == 200
+    )
