@@ -64,3 +64,13 @@ def test_the_comparison_shows_each_versions_calls_with_an_inline_svg_chart(app, 
     assert html.count("<svg") >= 2 and "<rect" in html
     # Nothing fetched from elsewhere: every src and href stays on this server.
     assert not re.findall(r'(?:src|href)="(?:https?:)?//', html)
+
+
+def test_a_key_minted_in_the_console_may_force_versions(app, client, admin, two_versions):
+    console = signed_in(app, admin)
+    service_url = two_versions["url"].rsplit("/routing", 1)[0]
+    resp = console.post(service_url + "/keys", {"name": "ops", "rate_limit": "100", "can_force_version": "on"})
+    assert resp.status_code in (201, 303), resp.get_data(as_text=True)[:500]
+    keys = client.get(f"/api/publish/assets/{two_versions['id']}/api-keys", headers=admin.headers).get_json()["items"]
+    assert [k["can_force_version"] for k in keys] == [True]
+    assert "forces versions" in console.get(service_url).get_data(as_text=True)
