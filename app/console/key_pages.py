@@ -96,7 +96,7 @@ def test_endpoint(project_id: int, service_id: int):
     return jsonify({"status": status, "latency_ms": latency_ms, "body": body})
 
 
-LOG_FILTERS = ("endpoint_id", "key_id", "status", "errors_only", "since", "until")
+LOG_FILTERS = ("endpoint_id", "key_id", "status", "errors_only", "since", "until", "version")
 PAGE_SIZE = 50
 
 

@@ -74,3 +74,15 @@ def test_a_key_minted_in_the_console_may_force_versions(app, client, admin, two_
     keys = client.get(f"/api/publish/assets/{two_versions['id']}/api-keys", headers=admin.headers).get_json()["items"]
     assert [k["can_force_version"] for k in keys] == [True]
     assert "forces versions" in console.get(service_url).get_data(as_text=True)
+
+
+def test_the_console_audit_log_shows_and_filters_the_version(app, client, admin, two_versions):
+    key = mint(client, admin, two_versions["id"], rate_limit=1000, can_force_version=True)["key"]
+    for version in ("1", "2", "2"):
+        client.get("/api/service/sales-serving/top", headers={"X-API-Key": key, "X-Service-Version": version})
+    flushed_logs(app, client, admin, two_versions["id"])
+    console = signed_in(app, admin)
+    logs_url = two_versions["url"].rsplit("/routing", 1)[0] + "/logs"
+    html = console.get(logs_url, query_string={"version": "2"}).get_data(as_text=True)
+    assert re.findall(r'<td class="small" data-field="version">(v\d)</td>', html) == ["v2", "v2"]
+    assert console.get(logs_url, query_string={"version": "two"}).status_code == 422
