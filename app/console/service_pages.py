@@ -92,6 +92,8 @@ def render_service(project: Project, asset: PublishedAsset, status: int = 200, *
         service=asset,
         endpoints=endpoints_of(asset),
         versions=publishing.list_versions(asset),
+        routed={e.version: e.weight for e in routing.entries} if (routing := publishing.current_routing(asset)) else {},
+        shadow_version=routing.shadow_version if routing else None,
         draft_changed=publishing.draft_differs(asset),
         api_keys=api_keys,
         kinds=KINDS,

@@ -86,3 +86,13 @@ def test_the_console_audit_log_shows_and_filters_the_version(app, client, admin,
     html = console.get(logs_url, query_string={"version": "2"}).get_data(as_text=True)
     assert re.findall(r'<td class="small" data-field="version">(v\d)</td>', html) == ["v2", "v2"]
     assert console.get(logs_url, query_string={"version": "two"}).status_code == 422
+
+
+def test_the_service_page_marks_each_routed_version_with_its_share(app, client, admin, two_versions):
+    body = {"strategy": "random", "entries": [{"version": 1, "weight": 90}, {"version": 2, "weight": 10}]}
+    assert (
+        client.put(f"/api/publish/assets/{two_versions['id']}/routing", headers=admin.headers, json=body).status_code
+        == 200
+    )
+    html = signed_in(app, admin).get(two_versions["url"].rsplit("/routing", 1)[0]).get_data(as_text=True)
+    assert "serving 90%" in html and "serving 10%" in html
