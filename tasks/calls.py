@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
+import kombu.exceptions
 import redis
 from billiard.exceptions import WorkerLostError
 from celery.exceptions import TimeoutError as CeleryTimeout
 
 from app.errors import APIError
 from app.extensions import redis_store
-from tasks.heartbeat import HEARTBEAT_KEY
+from tasks.heartbeat import HEARTBEAT_KEY, NODE_KEY, TASK_NODE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +23,9 @@ log = logging.getLogger(__name__)
 # A no is never remembered: a worker that starts is used at once.
 ALIVE_MEMO_S = 1.0
 _alive_seen: dict[tuple[int, str], float] = {}
+# How often a waiting caller checks that the worker running its call is alive (after the first slice, so a call
+# answered within it costs nothing more).
+WATCH_SLICE_S = 0.5
 
 
 def queue_has_worker(queue: str) -> bool:
@@ -39,10 +44,44 @@ def queue_has_worker(queue: str) -> bool:
     return alive
 
 
-def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) -> dict:
+class _NodeLost(Exception):
+    """The worker node that started the task stopped beating before answering."""
+
+
+def _wait(result, timeout_s: float, watch_node: bool):
+    """The task's answer within `timeout_s`. With `watch_node`, waits in slices and checks between them that the
+    worker which received the task still beats; a dead one (its whole process group SIGKILLed, its host gone) is
+    _NodeLost within NODE_TTL_SECONDS instead of a 504 at the deadline."""
+    if not watch_node:
+        return result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise CeleryTimeout()
+        try:
+            return result.get(timeout=min(WATCH_SLICE_S, left), propagate=True, disable_sync_subtasks=False)
+        except CeleryTimeout:
+            if deadline - time.monotonic() <= 0:
+                raise
+        node = _received_by(result)
+        if node and not redis_store.get().exists(NODE_KEY.format(node=node)):
+            raise _NodeLost(node)
+
+
+def _received_by(result) -> str | None:
+    """The node name of the worker that received the task (see tasks.heartbeat.WATCHED_TASKS), None before."""
+    node = redis_store.get().get(TASK_NODE_KEY.format(task_id=result.id))
+    return node.decode() if isinstance(node, bytes) else node
+
+
+def call_worker(task, args: list, queue: str, timeout_s: float, summary: str, watch_node: bool = True) -> dict:
     """Run `task` on `queue` and return its result; a worker's {"error": ...} answer is raised as that APIError.
     The task expires unrun past the deadline, so a late worker never does work nobody waits for, and a retry by the
     client never finds the first attempt still queued.
+
+    With `watch_node` (model and function calls, whose worker notes that it received them), a worker that dies while running
+    the call is a 502 within seconds; training, which a surviving worker retries, waits on.
 
     `summary` stands for the arguments in the message headers (worker logs, events, monitoring tools): callers'
     payloads (feature rows, function input) stay out of them, and Celery skips building a repr of every row.
@@ -57,12 +96,14 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
         log.warning("could not enqueue %s: %s", task.name, exc)
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     try:
-        answer = result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)
+        answer = _wait(result, timeout_s, watch_node)
     except CeleryTimeout:
-        result.revoke()
+        with contextlib.suppress(Exception):  # best effort: the task also expires unrun at the deadline
+            result.revoke()
         raise APIError(504, "timeout", f"no answer within {timeout_s:g} s") from None
-    except WorkerLostError:
-        # The pool process running the call died (OOM killer, SIGKILL); nothing was answered, a retry may succeed.
+    except (WorkerLostError, _NodeLost):
+        # The process running the call died (OOM killer, SIGKILL, a lost host); nothing was answered, a retry may
+        # succeed on another worker.
         log.warning("%s: the worker process running it was lost", task.name)
         raise APIError(
             502,
@@ -70,8 +111,13 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
             f"the {queue} worker running this call was lost; retry the call",
             headers={"Retry-After": 1},
         ) from None
+    except (redis.RedisError, OSError, kombu.exceptions.OperationalError, RuntimeError) as exc:
+        # RuntimeError: Celery's result consumer gave up reconnecting (its retry policy, set in celery_app).
+        log.warning("%s: lost the result backend while waiting: %s", task.name, exc)
+        raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     finally:
-        result.forget()
+        with contextlib.suppress(Exception):  # Redis may be the thing that failed; the result expires anyway
+            result.forget()
     # A task answers a client's error as {"error": APIError.to_dict()}; it is raised here, on the web side. (A
     # training run's outcome has an "error" too, but that is its failure sentence, a string.)
     error = answer.get("error") if isinstance(answer, dict) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.publishing.test_routing import TOP_V2, flushed_logs, served_version
 from tests.serving.test_serving_data import call, mint, service  # noqa: F401 - fixture
-from tests.test_cli_lifecycle import _fails, _json, _ok, runner  # noqa: F401 - fixture
+from tests.test_cli_lifecycle import _fails, _json, _ok
 
 
 def test_publish_inactive_route_and_compare_from_the_cli(app, client, admin, service, runner):  # noqa: F811

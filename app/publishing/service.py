@@ -14,6 +14,7 @@ from app.errors import APIError, conflict, invalid, not_found
 from app.extensions import db
 from app.publishing.asset_config import validate_asset_config
 from app.publishing.diff import diff_documents
+from app.publishing.endpoint_config import endpoints_in
 from app.publishing.routing import Routing, parse_routing, single, stored_routing
 from app.serving.cache import result_cache
 from app.serving.state import bump_serving_generation
@@ -238,9 +239,9 @@ def warm_versions(asset: PublishedAsset, versions: list[int]) -> None:
         config = db.session.scalar(
             select(AssetVersion.config).where(AssetVersion.asset_id == asset.id, AssetVersion.version == number)
         )
-        for endpoint in (config or {}).get("endpoints", []):
-            if endpoint.get("kind") == "model" and endpoint.get("model_id") is not None:
-                model_ids.add(int(endpoint["model_id"]))
+        for endpoint in endpoints_in(config):
+            if endpoint.kind == "model" and endpoint.model_id is not None:
+                model_ids.add(int(endpoint.model_id))
     if model_ids:
         broadcast_preload(sorted(model_ids))
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
 
 from app.auth.permissions import current_user, login_required
 from app.errors import APIError
@@ -15,8 +12,17 @@ from app.serving import service
 from app.serving.audit import list_logs
 from app.serving.compare import compare_versions
 from app.serving.dispatch import Call
-from app.serving.schemas import CompareQuerySchema, CompareSchema, LogPageSchema, LogQuerySchema
+from app.serving.schemas import (
+    CompareQuerySchema,
+    CompareSchema,
+    LatencyHistogramSchema,
+    LogPageSchema,
+    LogQuerySchema,
+    ServiceStatsSchema,
+    StatsQuerySchema,
+)
 from app.serving.shadow import queue_shadow
+from app.serving.traffic import latency_histogram, service_stats
 
 bp = Blueprint("serving", __name__)
 
@@ -78,29 +84,14 @@ def _respond(outcome) -> Response:
     return response
 
 
-def _served(run) -> Response:
-    """Run a keyed call and leave its audit record, whatever the outcome."""
-    started = time.perf_counter()
-    served = service.Served()
-    status, model_id, code = 500, None, "internal_error"
-    try:
-        outcome = run(served)
-        status, model_id, code = 200, outcome.model_id, None
-        response = _respond(outcome)
-        if served.shadow is not None:
-            # After the response is sent: the shadow run never delays or changes the answer.
-            app, shadow = current_app._get_current_object(), served.shadow
-            response.call_on_close(lambda: queue_shadow(app, shadow))
-        return response
-    except APIError as err:
-        status, code = err.status, err.code
-        err.headers = {**served.version_headers(), **(err.headers or {})}
-        raise
-    except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
-        status, code = err.code or 500, "http_error"
-        raise
-    finally:
-        service.record_call(served, request.method, status, (time.perf_counter() - started) * 1000, model_id, code)
+def _answer(served: service.Served, outcome) -> Response:
+    """The response; a call with a shadow version queues its shadow run once the response is sent, so the shadow
+    never delays or changes the answer."""
+    response = _respond(outcome)
+    if served.shadow is not None:
+        app, shadow = current_app._get_current_object(), served.shadow
+        response.call_on_close(lambda: queue_shadow(app, shadow))
+    return response
 
 
 @bp.route("/api/service/<asset_key>/<endpoint_id>", methods=ANY_METHOD)
@@ -136,7 +127,8 @@ def _served(run) -> Response:
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
     key = request.headers.get("X-API-Key")
-    return _served(lambda served: service.serve_endpoint(served, asset_key, endpoint_id, key, _call(), _pin()))
+    with service.audited_call(request.method) as served:
+        return _answer(served, service.serve_endpoint(served, asset_key, endpoint_id, key, _call(), _pin()))
 
 
 @bp.get("/api/data/<asset_key>")
@@ -150,7 +142,8 @@ def call_endpoint(asset_key: str, endpoint_id: str):
 def data_api(asset_key: str):
     key = request.headers.get("X-API-Key")
     params = {k: v for k, v in request.args.to_dict().items() if k != DISPATCH_FIELD}
-    return _served(lambda served: service.serve_data_api(served, asset_key, key, params, _pin()))
+    with service.audited_call(request.method) as served:
+        return _answer(served, service.serve_data_api(served, asset_key, key, params, _pin()))
 
 
 @bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])
@@ -177,14 +170,7 @@ def data_api(asset_key: str):
 def test_endpoint(asset_id: int, endpoint_id: str):
     user = current_user()
     asset = get_asset(user, asset_id, "project.edit")
-    call = _call()
-    # The Test pane sends one JSON body: params for sql/lookup, the payload for model/function.
-    if request.method == "POST" and isinstance(call.body, dict):
-        kind = next((ep.get("kind") for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
-        if kind in ("sql", "lookup"):
-            params = {**call.params, **{k: v if isinstance(v, str) else str(v) for k, v in call.body.items()}}
-            call = Call("GET", params, None)
-    return _respond(service.dry_run(user, asset, endpoint_id, call))
+    return _respond(service.dry_run(user, asset, endpoint_id, _call()))
 
 
 @bp.get("/api/api-services/<int:asset_id>/logs")
@@ -230,3 +216,33 @@ def compare(asset_id: int):
         asset, args["a"], args["b"], args.get("since"), args.get("until"), args.get("endpoint_id")
     )
     return CompareSchema().dump(report)
+
+
+@bp.get("/api/api-services/<int:asset_id>/stats")
+@doc(
+    "Per-endpoint traffic of a service over the last hour, day or week: calls, errors, error rate and nearest-rank "
+    "p50/p99 latency over the window and per bucket (hour: 12 x 5 min, day: 24 x 1 h, week: 28 x 6 h)",
+    response=ServiceStatsSchema,
+    query={"window": "hour | day | week (default day)", "endpoint_id": ""},
+    tags=["serving"],
+)
+@login_required()
+def stats(asset_id: int):
+    asset = asset_for_logs(current_user(), asset_id)
+    query = StatsQuerySchema().load(request.args.to_dict())
+    return ServiceStatsSchema().dump(service_stats(asset, query["window"], query.get("endpoint_id")))
+
+
+@bp.get("/api/api-services/<int:asset_id>/logs/histogram")
+@doc(
+    "Latency histogram of the calls matching the log's filters (limit and offset ignored): counts per bin, "
+    "`le_ms` the bin's upper bound (null: slower than the last bound)",
+    response=LatencyHistogramSchema,
+    query={"endpoint_id": "", "key_id": "", "status": "", "errors_only": "", "since": "ISO 8601", "until": "ISO 8601"},
+    tags=["serving"],
+)
+@login_required()
+def logs_histogram(asset_id: int):
+    asset = asset_for_logs(current_user(), asset_id)
+    filters = LogQuerySchema().load(request.args.to_dict())
+    return LatencyHistogramSchema().dump(latency_histogram(asset, filters))

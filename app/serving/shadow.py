@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.db import AssetVersion
 from app.extensions import db
+from app.publishing.endpoint_config import endpoint_of
 from app.serving.dispatch import model_for_endpoint, query_features
 from app.serving.shadow_runs import admit_shadow
 from tasks.functions import shadow_function
@@ -53,8 +54,8 @@ def _queue(shadow: ShadowCall) -> None:
             AssetVersion.asset_id == shadow.asset_id, AssetVersion.version == shadow.version
         )
     )
-    endpoint = next((ep for ep in (config or {}).get("endpoints", []) if ep.get("id") == shadow.endpoint_id), None)
-    if endpoint is None or endpoint.get("kind") != shadow.kind or endpoint.get("enrichments"):
+    endpoint = endpoint_of(config, shadow.endpoint_id)
+    if endpoint is None or endpoint.kind != shadow.kind or endpoint.get("enrichments"):
         return  # nothing comparable to run (an enriched model endpoint is not shadowed)
     if not admit_shadow(shadow.call_id, int(current_app.config["SHADOW_MAX_IN_FLIGHT"]), SHADOW_EXPIRES_S):
         return
@@ -66,13 +67,13 @@ def _queue(shadow: ShadowCall) -> None:
         "endpoint_id": shadow.endpoint_id,
         "call_id": shadow.call_id,
         "key_id": shadow.key_id,
-        "model_id": endpoint.get("model_id"),
+        "model_id": endpoint.model_id,
     }
     if shadow.kind == "model":
         # lazy: tasks.predict loads scikit-learn, which the web process never needs
         from tasks.predict import shadow_score
 
-        model = model_for_endpoint(endpoint["model_id"], shadow.project_id)
+        model = model_for_endpoint(endpoint.model_id, shadow.project_id)
         payload = {
             "id": model.id,
             "artifact_path": model.artifact_path,
@@ -91,7 +92,7 @@ def _queue(shadow: ShadowCall) -> None:
             "version": shadow.version,
             "endpoint_id": shadow.endpoint_id,
         }
-        task, args, queue = shadow_function, [endpoint["handler"], shadow.body, identity, record], "functions"
+        task, args, queue = shadow_function, [endpoint.handler, shadow.body, identity, record], "functions"
     task.apply_async(
         args=args, queue=queue, expires=SHADOW_EXPIRES_S, argsrepr=f"(shadow {shadow.call_id})", kwargsrepr="{}"
     )

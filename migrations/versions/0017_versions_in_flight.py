@@ -1,7 +1,7 @@
 """versions in flight: routing over published versions, its change log, versions in the audit log, forced versions
 
 Revision ID: 0017
-Revises: 0016
+Revises: 0021
 Create Date: 2026-11-30 00:50:00
 
 """
@@ -17,7 +17,7 @@ JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'pos
 
 # revision identifiers, used by Alembic.
 revision = '0017'
-down_revision = '0016'
+down_revision = '0021'
 branch_labels = None
 depends_on = None
 
