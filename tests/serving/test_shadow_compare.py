@@ -5,7 +5,6 @@ import time
 
 import pytest
 
-from tests.models.conftest import live_worker  # noqa: F401 - fixture
 from tests.serving.test_end_to_end import seed_service  # noqa: F401 - fixture
 from tests.serving.test_serving_data import call, mint
 
