@@ -25,6 +25,8 @@ def doc(
     methods: dict[str, dict] | None = None,
     responses: dict[int, str] | None = None,
     description: str | None = None,
+    headers: dict[str, str] | None = None,
+    response_headers: dict[str, str] | None = None,
 ):
     """Describe a view for the OpenAPI document; `auth` is True (bearer), False, or "api_key".
 
@@ -32,6 +34,7 @@ def doc(
     schema of its text fields, and the names of its required file fields). `methods` documents only the methods it
     names, each with its own `summary`, `description`, `query`, `body` and `response` overriding the view's (a view
     that answers other methods with 405 lists only the ones that work). `responses` adds other statuses.
+    `headers` documents request headers, `response_headers` the headers of a successful answer.
     """
 
     def decorator(view):
@@ -48,6 +51,8 @@ def doc(
             "methods": methods,
             "responses": responses or {},
             "description": description,
+            "headers": headers or {},
+            "response_headers": response_headers or {},
         }
         return view
 
@@ -216,7 +221,12 @@ def build_spec(app: Flask) -> dict:
             operation: dict = {
                 "summary": meta["summary"],
                 "operationId": f"{rule.endpoint}.{method.lower()}",
-                "parameters": params + _query_params(meta.get("query") or {}),
+                "parameters": params
+                + _query_params(meta.get("query") or {})
+                + [
+                    {"name": name, "in": "header", "required": False, "description": text, "schema": {"type": "string"}}
+                    for name, text in (meta.get("headers") or {}).items()
+                ],
             }
             if meta.get("description"):
                 operation["description"] = meta["description"]
@@ -226,6 +236,11 @@ def build_spec(app: Flask) -> dict:
             ok: dict = {"description": "success"}
             if response_schema is not None:
                 ok["content"] = {"application/json": {"schema": response_schema}}
+            if meta.get("response_headers"):
+                ok["headers"] = {
+                    name: {"description": text, "schema": {"type": "string"}}
+                    for name, text in meta["response_headers"].items()
+                }
             operation["responses"] = {status: ok, "default": _error_response("error envelope")}
             for extra, description in (meta.get("responses") or {}).items():
                 operation["responses"].setdefault(str(extra), {"description": description})

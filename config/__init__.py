@@ -104,6 +104,10 @@ class BaseConfig:
         self.PREDICT_TIMEOUT_SECONDS = float(env.get("PREDICT_TIMEOUT_SECONDS") or 10)
         self.PREDICT_MAX_ROWS = int(env.get("PREDICT_MAX_ROWS") or 10_000)
         self.EXPLAIN_MAX_ROWS = int(env.get("EXPLAIN_MAX_ROWS") or 100)  # rows explained per model call
+        # Shadow runs waiting or running at once, over every server; more are dropped (they never delay an answer).
+        self.SHADOW_MAX_IN_FLIGHT = int(env.get("SHADOW_MAX_IN_FLIGHT") or 32)
+        # Copies of the preload task sent when a version starts receiving traffic: one per predict process.
+        self.PREDICT_WARM_COPIES = int(env.get("PREDICT_WARM_COPIES") or 4)
         self.TRAIN_TIMEOUT_SECONDS = float(env.get("TRAIN_TIMEOUT_SECONDS") or 600)
         self.FUNCTION_TIMEOUT_SECONDS = float(env.get("FUNCTION_TIMEOUT_SECONDS") or 5)
         # The most of a shared queue's (predict, functions) task slots, the live workers' concurrency, that one

@@ -3,11 +3,14 @@ one in this worker process, else a fresh one."""
 
 from __future__ import annotations
 
+import time
+
 from celery import shared_task
 from flask import current_app
 
 from app.errors import APIError
 from app.sandbox import WarmKey, process_pool, run_handler
+from app.serving.shadow_runs import record_shadow_run, schedule_flush, summarize
 
 # Longer than any handler deadline plus the sandbox's kill grace; the web side waits less than this.
 TIME_LIMIT_SECONDS = 120
@@ -37,3 +40,15 @@ def run_function(source: str, payload, endpoint: dict | None = None) -> dict:
     except APIError as err:
         return {"error": err.to_dict()}
     return {"result": value}
+
+
+@shared_task(name="tasks.functions.shadow_function", time_limit=TIME_LIMIT_SECONDS, acks_late=False)
+def shadow_function(source: str, payload, endpoint: dict, record: dict) -> None:
+    """A shadow run of a function call on the shadow version's handler: audited in brief, answered to nobody."""
+    started = time.perf_counter()
+    answer = run_function.run(source, payload, endpoint)
+    error = answer.get("error")
+    status, code = (error["status"], error["code"]) if error else (200, None)
+    summary = None if error else summarize("function", answer)
+    if record_shadow_run(record, status, (time.perf_counter() - started) * 1000, summary, code):
+        schedule_flush()

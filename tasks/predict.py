@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from celery import shared_task
 from celery.signals import worker_process_init
 
 from app.errors import APIError
 from app.ml.explanations import explain_rows
+from app.ml.input_schema import parse_predict_body, validate_rows
 from app.ml.scoring import ModelCache, load_scorer
 from app.ml.store import ArtifactRejected
+from app.serving.shadow_runs import note_warmed, record_shadow_run, schedule_flush, summarize
+
+log = logging.getLogger(__name__)
 
 _models: ModelCache | None = None
 
@@ -53,3 +60,45 @@ def explain(model: dict, rows: list[dict], top_n: int) -> dict:
         return {"error": APIError(500, "model_artifact_rejected", exc.reason).to_dict()}
     pipeline = getattr(scorer, "pipeline", scorer)
     return {"explanations": explain_rows(pipeline, rows, model["input_schema"], top_n)}
+
+
+@shared_task(name="tasks.predict.shadow_score", time_limit=60, soft_time_limit=55, acks_late=False)
+def shadow_score(model: dict, body: object, record: dict) -> None:
+    """A shadow run: score the call's body with the shadow version's model and audit the answer in brief; the
+    caller was answered already, nobody waits for this."""
+    started = time.perf_counter()
+    status, code, summary = 200, None, None
+    try:
+        rows, single = parse_predict_body(body, ("context", "explanations", "dispatch_key"))
+        rows = validate_rows(model["input_schema"], rows, len(rows) or 1, single=single)
+        scorer = model_cache().get(
+            model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"]
+        )
+        scored = scorer.score(rows, model["input_schema"])
+        summary = summarize("model", scored)
+    except APIError as err:
+        status, code = err.status, err.code
+    except ArtifactRejected:
+        status, code = 500, "model_artifact_rejected"
+    if record_shadow_run(record, status, (time.perf_counter() - started) * 1000, summary, code):
+        schedule_flush()
+
+
+@shared_task(name="tasks.predict.preload", time_limit=60, soft_time_limit=55, acks_late=False)
+def preload(models: list[dict], hold_ms: int = 150) -> list[int]:
+    """Load these models into this worker process's cache (a warm switch). A process that had to load one holds a
+    moment, so the next copy of this task goes to another idle process of the pool; a process that already held
+    them all answers at once (never delaying real calls behind it)."""
+    cache = model_cache()
+    loaded, fresh = [], False
+    for model in models:
+        fresh = fresh or model["id"] not in cache
+        try:
+            cache.get(model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"])
+            loaded.append(model["id"])
+        except ArtifactRejected as exc:
+            log.warning("preload of model %s refused: %s", model["id"], exc.reason)
+    note_warmed(loaded)
+    if fresh:
+        time.sleep(max(0, min(hold_ms, 2000)) / 1000)
+    return loaded

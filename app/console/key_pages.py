@@ -37,6 +37,8 @@ def mint_key(project_id: int, service_id: int):
     body["allowed_endpoints"] = scope or None  # none checked = every endpoint
     body["allowed_columns"] = comma_list(values["allowed_columns"])  # empty = every column
     body["row_scope"] = row_scope_from_text(values["row_scope"])
+    body["can_force_version"] = request.form.get("can_force_version") == "on"
+    values["can_force_version"] = body["can_force_version"]
     data = load(KeyCreateSchema(), body, errors)
     if data is not None:
         try:
@@ -83,7 +85,7 @@ def test_endpoint(project_id: int, service_id: int):
     return jsonify({"status": status, "latency_ms": latency_ms, "body": body})
 
 
-LOG_FILTERS = ("endpoint_id", "key_id", "status", "errors_only", "since", "until")
+LOG_FILTERS = ("endpoint_id", "key_id", "status", "errors_only", "since", "until", "version")
 PAGE_SIZE = 50
 
 

@@ -98,6 +98,8 @@ def render_service(project: Project, asset: PublishedAsset, status: int = 200, *
         service=asset,
         endpoints=endpoints_of(asset),
         versions=publishing.list_versions(asset),
+        routed={e.version: e.weight for e in routing.entries} if (routing := publishing.current_routing(asset)) else {},
+        shadow_version=routing.shadow_version if routing else None,
         draft_changed=publishing.draft_differs(asset),
         api_keys=api_keys,
         kinds=KINDS,
@@ -184,12 +186,16 @@ def _back(project: Project, asset: PublishedAsset):
 def publish_service(project_id: int, service_id: int):
     user = console_user()
     project, asset = load_service(project_id, service_id, "project.edit")
+    activate = request.args.get("activate") != "false"
     try:
-        version = publishing.publish_asset(user, asset, request.form.get("change_note") or None)
+        version = publishing.publish_asset(user, asset, request.form.get("change_note") or None, activate)
     except APIError as err:
         flash(f"Could not publish {asset.title}: {err.message}", "error")
     else:
-        flash(f"{asset.title} is published as version {version}: its endpoints answer keyed calls.", "success")
+        if activate:
+            flash(f"{asset.title} is published as version {version}: its endpoints answer keyed calls.", "success")
+        else:
+            flash(f"Version {version} is published without traffic: route calls to it under Routing.", "success")
     return _back(project, asset)
 
 

@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per aggregate; importing this package registers them all."""
 
-from app.db.assets import AssetVersion, DeletedAsset, PublishedAsset
+from app.db.assets import AssetVersion, DeletedAsset, PublishedAsset, RoutingChange
 from app.db.audit import AuditLog
 from app.db.datasets import Dataset, DatasetIndex, SchemaGrant
 from app.db.keys import ApiKey
@@ -22,6 +22,7 @@ __all__ = [
     "PublishedAsset",
     "Recipe",
     "RecipeRun",
+    "RoutingChange",
     "SchemaGrant",
     "User",
 ]

@@ -35,6 +35,8 @@ class PublishedAsset(db.Model):
     roles: Mapped[list] = mapped_column(JSONType, default=list)  # org roles that see it; [] = every role
     status: Mapped[str] = mapped_column(sa.String(20), default="draft")
     published_version: Mapped[int | None] = mapped_column()
+    # How traffic is split over published versions (app/publishing/routing.py); None: all of it on published_version.
+    routing: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
     created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
@@ -59,6 +61,20 @@ class AssetVersion(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (sa.UniqueConstraint("asset_id", "version", name="uq_asset_versions_asset_version"),)
+
+
+class RoutingChange(db.Model):
+    """Who changed an asset's routing, when, and what it was before and after (publishing with activate too)."""
+
+    __tablename__ = "routing_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    asset_id: Mapped[int] = mapped_column(sa.ForeignKey("published_assets.id", ondelete="CASCADE"), index=True)
+    changed_by: Mapped[str] = mapped_column(sa.String(80))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    before: Mapped[dict] = mapped_column(JSONType)
+    after: Mapped[dict] = mapped_column(JSONType)
+    reason: Mapped[str] = mapped_column(sa.String(200), default="")
 
 
 class DeletedAsset(db.Model):

@@ -27,5 +27,12 @@ class AuditLog(db.Model):
     model_id: Mapped[int | None] = mapped_column()
     error_code: Mapped[str | None] = mapped_column(sa.String(60))
     context: Mapped[dict | None] = mapped_column(JSONType, nullable=True)  # a model call's caller context
+    version: Mapped[int | None] = mapped_column()  # the published version that answered (or ran the shadow call)
+    shadow: Mapped[bool] = mapped_column(default=False, server_default=sa.false())  # a shadow run, never answered
+    call_id: Mapped[str | None] = mapped_column(sa.String(32))  # pairs a call with its shadow run
+    summary: Mapped[dict | None] = mapped_column(JSONType, nullable=True)  # the answer in brief (predictions, digest)
 
-    __table_args__ = (sa.Index("ix_audit_logs_asset_created", "asset_id", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_audit_logs_asset_created", "asset_id", "created_at"),
+        sa.Index("ix_audit_logs_asset_version", "asset_id", "version"),
+    )

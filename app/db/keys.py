@@ -31,6 +31,8 @@ class ApiKey(db.Model):
     allowed_columns: Mapped[list] = mapped_column(JSONType, default=list)
     allowed_endpoints: Mapped[list | None] = mapped_column(JSONType)
     row_scope: Mapped[dict | None] = mapped_column(JSONType)
+    # May pin a call to a published version with the X-Service-Version request header.
+    can_force_version: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     is_active: Mapped[bool] = mapped_column(default=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -49,6 +49,7 @@ def _show(key, as_json: bool, secret: str | None = None) -> None:
         "allowed_columns",
         "allowed_endpoints",
         "row_scope",
+        "can_force_version",
         "grace_expires_at",
     ):
         click.echo(f"{name}\t{body.get(name)}")
@@ -68,6 +69,11 @@ def _show(key, as_json: bool, secret: str | None = None) -> None:
 @click.option("--all-endpoints", is_flag=True, help="Every endpoint again (allowed_endpoints = null).")
 @click.option("--row-scope", "row_scope", multiple=True, help="column=value[,value...] (repeat for more columns).")
 @click.option("--no-row-scope", is_flag=True, help="Drop the row scope.")
+@click.option(
+    "--can-force-version/--cannot-force-version",
+    default=None,
+    help="Whether the key may pin a call to a version with the X-Service-Version header.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the key as JSON.")
 @user_option
 def update_key(
@@ -84,6 +90,7 @@ def update_key(
     all_endpoints,
     row_scope,
     no_row_scope,
+    can_force_version,
     as_json,
     email,
 ):
@@ -100,6 +107,7 @@ def update_key(
         ("expires_days", expires_days),
         ("masking_level", masking_level),
         ("sensitivity_max", sensitivity_max),
+        ("can_force_version", can_force_version),
     ):
         if value is not None:
             data[field] = value
@@ -172,6 +180,9 @@ def rotate_key(asset_key, key_id, grace_seconds, as_json):
     metavar="COLUMN=V1,V2",
     help="Every query of the key only sees rows whose COLUMN is one of the values (repeat per column).",
 )
+@click.option(
+    "--can-force-version", is_flag=True, help="The key may pin a call to a version (X-Service-Version header)."
+)
 @user_option
 @json_option
 def mint_key(
@@ -184,6 +195,7 @@ def mint_key(
     sensitivity_max,
     allowed_columns,
     row_scopes,
+    can_force_version,
     email,
     as_json,
 ):
@@ -205,6 +217,7 @@ def mint_key(
         "allowed_columns": list(allowed_columns),
         "allowed_endpoints": list(endpoints) or None,
         "row_scope": _mint_row_scope(row_scopes),
+        "can_force_version": can_force_version,
     }
     data = KeyCreateSchema().load(body)
     key, secret = call_service(lambda: mint_api_key(asset_actor(asset, email), asset, data))

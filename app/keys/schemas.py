@@ -20,6 +20,10 @@ class KeyCreateSchema(Schema):
         validate=validate.Length(min=1, error="must name at least one endpoint; send null for every endpoint"),
     )
     row_scope = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=None, allow_none=True)
+    can_force_version = fields.Boolean(
+        load_default=False,
+        metadata={"description": "May pin a call to a published version with the X-Service-Version header"},
+    )
 
 
 class KeyUpdateSchema(KeyCreateSchema):
@@ -48,6 +52,7 @@ class KeySchema(Schema):
     allowed_columns = fields.List(fields.String())
     allowed_endpoints = fields.List(fields.String(), allow_none=True)
     row_scope = fields.Dict(allow_none=True)
+    can_force_version = fields.Boolean()
     is_active = fields.Boolean()
     revoked_at = fields.DateTime(allow_none=True)
     last_used_at = fields.DateTime(allow_none=True)

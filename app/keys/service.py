@@ -106,6 +106,7 @@ def mint_api_key(user: User, asset: PublishedAsset, data: dict) -> tuple[ApiKey,
         rate_limit=data["rate_limit"],
         expires_at=_expires_at(data.get("expires_days")),
         created_by=user.id,
+        can_force_version=bool(data.get("can_force_version", False)),
         **settings,
     )
     db.session.add(key)
@@ -145,6 +146,8 @@ def update_api_key(user: User, asset: PublishedAsset, key_id: int, data: dict) -
         key.rate_limit = data["rate_limit"]
     if "expires_days" in data:
         key.expires_at = _expires_at(data["expires_days"])
+    if "can_force_version" in data:
+        key.can_force_version = bool(data["can_force_version"])
     db.session.commit()
     bump_serving_generation()
     return key
@@ -213,6 +216,7 @@ _SERVING_KEY = select(
     _KEYS.c.row_scope,
     _KEYS.c.key_hash,
     _KEYS.c.previous_key_expires_at,
+    _KEYS.c.can_force_version,
 ).where(or_(_KEYS.c.key_hash == bindparam("key_hash"), _KEYS.c.previous_key_hash == bindparam("key_hash")))
 
 

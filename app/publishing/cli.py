@@ -46,17 +46,24 @@ def list_services(org_id, project_id, as_json):
 @services_cli.command("publish")
 @click.argument("asset_key")
 @click.option("--note", default=None, help="Change note for the new version.")
+@click.option(
+    "--inactive", is_flag=True, help="Make the version without routing traffic to it (see `flask services route`)."
+)
 @user_option
-def publish_service(asset_key, note, email):
+def publish_service(asset_key, note, inactive, email):
     """Publish the draft of ASSET_KEY as a new version.
 
     \b
-    Example:
+    Examples:
       flask services publish sales-serving --note "add churn_risk"
+      flask services publish sales-serving --inactive     # then: flask services route sales-serving --weight 1=90 --weight 2=10
     """
     asset = asset_by_key(asset_key)
-    version = call_service(lambda: publish_asset(asset_actor(asset, email), asset, note))
-    click.echo(f"published {asset_key} as version {version}")
+    version = call_service(lambda: publish_asset(asset_actor(asset, email), asset, note, not inactive))
+    if inactive:
+        click.echo(f"published {asset_key} version {version} without traffic")
+    else:
+        click.echo(f"published {asset_key} as version {version}")
 
 
 @services_cli.command("unpublish")

@@ -18,6 +18,8 @@ from app.publishing.schemas import (
     DiffSchema,
     PublishResultSchema,
     PublishSchema,
+    RoutingSchema,
+    RoutingStateSchema,
 )
 
 bp = Blueprint("publishing", __name__)
@@ -117,8 +119,42 @@ def publish(asset_id: int):
     user = current_user()
     asset = service.get_asset(user, asset_id, "project.edit")
     data = PublishSchema().load(json_body() if request.get_data() else {})
-    version = service.publish_asset(user, asset, data.get("change_note"))
-    return PublishResultSchema().dump({"ok": True, "status": "published", "version": version})
+    version = service.publish_asset(user, asset, data.get("change_note"), data["activate"])
+    return PublishResultSchema().dump({"ok": True, "status": asset.status, "version": version})
+
+
+def _routing_state(asset) -> dict:
+    routing = service.current_routing(asset)
+    body = routing.to_dict() if routing else {"strategy": "single", "entries": [], "shadow_version": None}
+    body["changes"] = RoutingStateSchema().dump({"changes": service.routing_changes(asset)})["changes"]
+    return body
+
+
+@bp.get("/api/publish/assets/<int:asset_id>/routing")
+@doc(
+    "How traffic is split over the published versions, with the latest routing changes (who, when, before/after)",
+    response=RoutingStateSchema,
+)
+@login_required()
+def get_routing(asset_id: int):
+    return _routing_state(service.get_asset(current_user(), asset_id, "project.edit"))
+
+
+@bp.put("/api/publish/assets/<int:asset_id>/routing")
+@doc(
+    "Route traffic over published versions: single (one entry), random (by weight per call) or hash (by "
+    "X-Dispatch-Key, sticky; no key falls back to random). Weights are positive and sum to 100 (422 naming the "
+    "field); shadow_version (org admin) runs model and function calls again on that version after answering. "
+    "Effective on the next call on every server; the newly routed versions' models are preloaded.",
+    body=RoutingSchema,
+    response=RoutingStateSchema,
+)
+@login_required()
+def put_routing(asset_id: int):
+    user = current_user()
+    asset = service.get_asset(user, asset_id, "project.edit")
+    service.set_routing(user, asset, json_body())
+    return _routing_state(asset)
 
 
 @bp.post("/api/publish/assets/<int:asset_id>/unpublish")

@@ -69,6 +69,36 @@ class AssetUpdateSchema(_Presentation):
 
 class PublishSchema(Schema):
     change_note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2000))
+    activate = fields.Boolean(
+        load_default=True,
+        metadata={"description": "false: make the version without routing traffic to it (PUT .../routing does)"},
+    )
+
+
+class RouteEntrySchema(Schema):
+    version = fields.Integer(required=True)
+    weight = fields.Integer(required=True, metadata={"description": "positive; the entries' weights sum to 100"})
+
+
+class RoutingSchema(Schema):
+    """Checked by app/publishing/routing.parse_routing (422 naming the field); this schema documents and dumps it."""
+
+    strategy = fields.String(required=True, validate=validate.OneOf(("single", "random", "hash")))
+    entries = fields.List(fields.Nested(RouteEntrySchema), required=True)
+    shadow_version = fields.Integer(allow_none=True, load_default=None)
+
+
+class RoutingChangeSchema(Schema):
+    id = fields.Integer()
+    changed_by = fields.String()
+    changed_at = fields.DateTime()
+    before = fields.Dict()
+    after = fields.Dict()
+    reason = fields.String()
+
+
+class RoutingStateSchema(RoutingSchema):
+    changes = fields.List(fields.Nested(RoutingChangeSchema), dump_only=True)
 
 
 class VersionSchema(Schema):
@@ -89,6 +119,7 @@ class AssetSchema(Schema):
     config = fields.Dict()
     project_id = fields.Integer(allow_none=True, dump_only=True)
     published_version = fields.Integer(allow_none=True, dump_only=True)
+    routing = fields.Dict(allow_none=True, dump_only=True)
     theme = fields.Dict()
     icon = fields.String()
     sort_order = fields.Integer()

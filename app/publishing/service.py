@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 
+from flask import current_app
 from sqlalchemy import delete, func, select
 
 from app.auth.permissions import has_permission, require_permission
 from app.datasets.indexing import queue_index_build
-from app.db import ApiKey, AssetVersion, DeletedAsset, Project, PublishedAsset, User
+from app.db import ApiKey, AssetVersion, DeletedAsset, MLModel, Project, PublishedAsset, RoutingChange, User
 from app.errors import APIError, conflict, invalid, not_found
 from app.extensions import db
 from app.publishing.asset_config import validate_asset_config
 from app.publishing.diff import diff_documents
+from app.publishing.endpoint_config import endpoints_in
+from app.publishing.routing import Routing, parse_routing, single, stored_routing
 from app.serving.cache import result_cache
 from app.serving.state import bump_serving_generation
 
@@ -134,7 +137,12 @@ def _next_version(asset: PublishedAsset) -> int:
     return (current or 0) + 1
 
 
-def _snapshot(user: User, asset: PublishedAsset, config: dict, title: str, description: str, note: str) -> int:
+def _snapshot(
+    user: User, asset: PublishedAsset, config: dict, title: str, description: str, note: str, activate: bool = True
+) -> int:
+    """A new immutable version; with `activate` it takes all the traffic (the routing goes back to `single` on it),
+    without it the version waits for a routing change to send it any."""
+    before = current_routing(asset)
     version = AssetVersion(
         asset_id=asset.id,
         version=_next_version(asset),
@@ -145,20 +153,125 @@ def _snapshot(user: User, asset: PublishedAsset, config: dict, title: str, descr
         change_note=note,
     )
     db.session.add(version)
-    asset.status = "published"
-    asset.published_version = version.version
     asset.draft_note = ""
+    if activate:
+        asset.status = "published"
+        asset.published_version = version.version
+        asset.routing = None
+        _record_routing_change(user, asset, before, single(version.version), f"publish version {version.version}")
     db.session.commit()
     _invalidate_cache(asset.id)
     queue_index_build(asset)
+    warm_versions(asset, [version.version])
     return version.version
 
 
-def publish_asset(user: User, asset: PublishedAsset, change_note: str | None) -> int:
+def publish_asset(user: User, asset: PublishedAsset, change_note: str | None, activate: bool = True) -> int:
+    """Publish the draft as a new version; `activate=False` makes the version without routing traffic to it (the
+    asset must already serve a version, 409 otherwise)."""
+    if not activate and (asset.status != "published" or asset.published_version is None):
+        raise conflict("activate=false needs a published asset: publish a first version with activate=true")
     # Tables, columns and models may have changed since the draft was saved: check again.
     config = validate_asset_config(asset.asset_type, asset.config, user, _project_of(asset), asset.config)
     note = change_note if change_note is not None else asset.draft_note
-    return _snapshot(user, asset, config, asset.title, asset.description, note or "")
+    return _snapshot(user, asset, config, asset.title, asset.description, note or "", activate)
+
+
+def current_routing(asset: PublishedAsset) -> Routing | None:
+    """The routing in force (None before a first publish): `single` on published_version unless set otherwise."""
+    return stored_routing(asset.routing, asset.published_version)
+
+
+def _published_versions(asset: PublishedAsset) -> set[int]:
+    return set(db.session.scalars(select(AssetVersion.version).where(AssetVersion.asset_id == asset.id)))
+
+
+def _record_routing_change(user: User, asset: PublishedAsset, before: Routing | None, after: Routing, why: str):
+    if before == after:
+        return
+    db.session.add(
+        RoutingChange(
+            asset_id=asset.id,
+            changed_by=user.username,
+            before=before.to_dict() if before else {},
+            after=after.to_dict(),
+            reason=why[:200],
+        )
+    )
+
+
+def set_routing(user: User, asset: PublishedAsset, body: object) -> Routing:
+    """Replace the routing (422 naming the field; every version named must be a version of this asset). Setting or
+    changing the shadow version needs org.admin. Effective on the next call on every server; the newly routed
+    versions' models are preloaded on the predict workers."""
+    if asset.published_version is None:
+        raise conflict("publish a first version before routing traffic")
+    routing = parse_routing(body, _published_versions(asset))
+    before = current_routing(asset)
+    if routing.shadow_version is not None and routing.shadow_version != (before.shadow_version if before else None):
+        require_permission(user, "org.admin")
+    asset.routing = routing.to_dict()
+    asset.published_version = routing.primary
+    _record_routing_change(user, asset, before, routing, "routing")
+    db.session.commit()
+    _invalidate_cache(asset.id)
+    fresh = set(routing.versions) | ({routing.shadow_version} if routing.shadow_version else set())
+    warm_versions(asset, sorted(fresh - set(before.versions if before else ())))
+    return routing
+
+
+def routing_changes(asset: PublishedAsset, limit: int = 50) -> list[RoutingChange]:
+    stmt = (
+        select(RoutingChange)
+        .where(RoutingChange.asset_id == asset.id)
+        .order_by(RoutingChange.changed_at.desc(), RoutingChange.id.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(stmt))
+
+
+def warm_versions(asset: PublishedAsset, versions: list[int]) -> None:
+    """Ask every predict worker to load the models these versions score with (a broadcast, never waited for)."""
+    if asset.asset_type != "api_service" or not versions:
+        return
+    model_ids = set()
+    for number in versions:
+        config = db.session.scalar(
+            select(AssetVersion.config).where(AssetVersion.asset_id == asset.id, AssetVersion.version == number)
+        )
+        for endpoint in endpoints_in(config):
+            if endpoint.kind == "model" and endpoint.model_id is not None:
+                model_ids.add(int(endpoint.model_id))
+    if model_ids:
+        broadcast_preload(sorted(model_ids))
+
+
+def broadcast_preload(model_ids: list[int]) -> None:
+    """Send `PREDICT_WARM_COPIES` preload tasks (one per predict process) naming these models; sent by name, so the
+    web process imports no task module (and never scikit-learn). A failure to send never fails the publish."""
+    rows = db.session.execute(
+        select(MLModel.id, MLModel.artifact_path, MLModel.artifact_sha256, MLModel.sklearn_version).where(
+            MLModel.id.in_(model_ids)
+        )
+    ).all()
+    models = [
+        {
+            "id": row.id,
+            "artifact_path": row.artifact_path,
+            "artifact_sha256": row.artifact_sha256,
+            "sklearn_version": row.sklearn_version,
+        }
+        for row in rows
+        if row.artifact_path and row.artifact_sha256
+    ]
+    if not models:
+        return
+    celery = current_app.extensions["celery"]
+    try:
+        for _ in range(max(0, int(current_app.config["PREDICT_WARM_COPIES"]))):
+            celery.send_task("tasks.predict.preload", args=[models], queue="predict", expires=60)
+    except Exception as exc:  # noqa: BLE001 - warming is an optimisation; the switch itself is committed
+        log.warning("could not send the preload of models %s: %s", model_ids, exc)
 
 
 def unpublish_asset(asset: PublishedAsset) -> None:
@@ -182,7 +295,7 @@ def rollback_asset(user: User, asset: PublishedAsset, version: int) -> int:
     old = get_version(asset, version)
     config = validate_asset_config(asset.asset_type, old.config, user, _project_of(asset), asset.config)
     asset.config, asset.title, asset.description = config, old.title, old.description
-    return _snapshot(user, asset, config, old.title, old.description, f"rollback to version {version}")
+    return _snapshot(user, asset, config, old.title, old.description, f"rollback to version {version}", True)
 
 
 def list_versions(asset: PublishedAsset) -> list[AssetVersion]:
@@ -237,6 +350,7 @@ def delete_asset(user: User, asset: PublishedAsset, force: bool = False) -> Dele
     )
     try:
         db.session.execute(delete(ApiKey).where(ApiKey.asset_id == asset.id))
+        db.session.execute(delete(RoutingChange).where(RoutingChange.asset_id == asset.id))
         db.session.execute(delete(AssetVersion).where(AssetVersion.asset_id == asset.id))
         db.session.delete(asset)
         db.session.add(tombstone)

@@ -36,6 +36,10 @@ def audit_entry(
     error_code: str | None = None,
     ts: datetime | None = None,
     context: dict | None = None,
+    version: int | None = None,
+    shadow: bool = False,
+    call_id: str | None = None,
+    summary: dict | None = None,
 ) -> dict:
     """One audit record with every field the persisting task expects; `ts` defaults to now (ISO 8601 UTC)."""
     when = (ts or datetime.now(UTC)).astimezone(UTC)
@@ -54,6 +58,14 @@ def audit_entry(
     }
     if context is not None:
         entry["context"] = context  # a model call's caller context (at most 4 KB)
+    if version is not None:
+        entry["version"] = version
+    if shadow:
+        entry["shadow"] = True
+    if call_id is not None:
+        entry["call_id"] = call_id  # pairs a call with its shadow run
+    if summary is not None:
+        entry["summary"] = summary
     return entry
 
 
@@ -151,13 +163,17 @@ def _audit_row(entry: dict) -> dict:
         "model_id": entry.get("model_id"),
         "error_code": entry.get("error_code"),
         "context": entry.get("context"),
+        "version": entry.get("version"),
+        "shadow": bool(entry.get("shadow")),
+        "call_id": entry.get("call_id"),
+        "summary": entry.get("summary"),
     }
 
 
 def filtered_logs(asset: PublishedAsset, filters: dict) -> Select:
     """The asset's audit records matching the log filters (endpoint, key, status, since, until, errors only)."""
     stmt = select(AuditLog).where(AuditLog.asset_id == asset.id)
-    for name in ("endpoint_id", "key_id", "status"):
+    for name in ("endpoint_id", "key_id", "status", "version", "shadow"):
         if filters.get(name) is not None:
             stmt = stmt.where(getattr(AuditLog, name) == filters[name])
     if filters.get("since") is not None:

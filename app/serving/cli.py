@@ -15,6 +15,7 @@ from app.errors import APIError
 from app.extensions import db
 from app.publishing.cli import services_cli
 from app.publishing.lifecycle_cli import _acting
+from app.serving import routing_cli  # noqa: F401 - importing adds `flask services route|compare`
 from app.serving.audit import list_logs
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call
@@ -125,6 +126,7 @@ def call_command(asset_key, endpoint_id, api_key, method, params, body_text, bod
 @click.option("--errors-only", is_flag=True, help="Only calls answered with a status of 400 or more.")
 @click.option("--since", help="From this time on (ISO 8601, UTC).")
 @click.option("--until", help="Before this time (ISO 8601, UTC).")
+@click.option("--version", "version", help="Only calls this published version answered (or shadow runs on it).")
 @click.option("--limit", default="100", show_default=True, help="At most this many records (1..1000).")
 @click.option("--offset", default="0", show_default=True, help="Skip this many (newest first).")
 @click.option(
@@ -148,6 +150,7 @@ def logs_command(
     errors_only,
     since,
     until,
+    version,
     limit,
     offset,
     follow,
@@ -175,6 +178,7 @@ def logs_command(
         "status": status,
         "since": since,
         "until": until,
+        "version": version,
         "limit": limit,
         "offset": offset,
         "errors_only": "true" if errors_only else None,
@@ -199,13 +203,13 @@ def logs_command(
     click.echo(f"{shown} of {page['total']} record(s) (offset {page['offset']})", err=True)
 
 
-LOG_HEADER = "created_at\tendpoint\tkey_id\tmethod\tstatus\tlatency_ms\terror"
+LOG_HEADER = "created_at\tendpoint\tkey_id\tmethod\tstatus\tlatency_ms\terror\tversion"
 
 
 def _log_line(e: dict) -> str:
     return (
         f"{e['created_at']}\t{e['endpoint_id'] or '-'}\t{e['key_id'] or '-'}\t{e['method']}\t{e['status']}\t"
-        f"{e['latency_ms']:.1f}\t{e['error_code'] or '-'}"
+        f"{e['latency_ms']:.1f}\t{e['error_code'] or '-'}\t{e.get('version') or '-'}{' (shadow)' if e.get('shadow') else ''}"
     )
 
 

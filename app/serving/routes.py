@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from app.auth.permissions import current_user, login_required
 from app.errors import APIError
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
-from app.publishing.service import asset_for_logs, get_asset
+from app.publishing.service import asset_for_logs, get_asset, get_version
 from app.serving import service
 from app.serving.audit import list_logs
+from app.serving.compare import compare_versions
 from app.serving.dispatch import Call
 from app.serving.schemas import (
+    CompareQuerySchema,
+    CompareSchema,
     LatencyHistogramSchema,
     LogPageSchema,
     LogQuerySchema,
     ServiceStatsSchema,
     StatsQuerySchema,
 )
+from app.serving.shadow import queue_shadow
 from app.serving.traffic import latency_histogram, service_stats
 
 bp = Blueprint("serving", __name__)
@@ -31,6 +35,30 @@ SERVING_ERRORS = {
     429: "rate limited (Retry-After)",
     503: "overloaded: the endpoint's pool is full or its queue timeout passed (Retry-After); or no worker on its queue",
 }
+ROUTING_HEADERS = {
+    "X-Dispatch-Key": "hash routing: the same key lands on the same version while the weights hold "
+    "(also `dispatch_key` in the query string or JSON body, which is not passed on)",
+    "X-Service-Version": "pin the call to this published version (keys minted with can_force_version; 403 "
+    "otherwise, 404 for a version the service does not have)",
+}
+VERSION_HEADERS = {
+    "X-Service-Version": "the published version that answered (on errors too, once a version was chosen)",
+    "X-Dispatch-Fallback": "`random` when hash routing had no dispatch key and picked by weight",
+}
+
+
+DISPATCH_FIELD = "dispatch_key"  # the dispatch key as a query parameter or JSON body field (not passed on)
+
+
+def _pin() -> service.Pin:
+    """The routing asks of the call: `X-Dispatch-Key` (or `dispatch_key` in the query string or JSON body) and
+    `X-Service-Version`."""
+    key = request.headers.get("X-Dispatch-Key") or request.args.get(DISPATCH_FIELD)
+    if not key and request.method != "GET" and request.is_json:
+        body = request.get_json(silent=True)
+        if isinstance(body, dict) and isinstance(body.get(DISPATCH_FIELD), str | int):
+            key = str(body[DISPATCH_FIELD])
+    return service.Pin(key or None, request.headers.get("X-Service-Version"))
 
 
 def _call() -> Call:
@@ -44,7 +72,10 @@ def _call() -> Call:
             body = request.get_json(silent=True)
             if body is None and request.get_data().strip() != b"null":
                 raise APIError(400, "bad_request", "request body is not valid JSON")
-    return Call(request.method, request.args.to_dict(), body)
+    params = {k: v for k, v in request.args.to_dict().items() if k != DISPATCH_FIELD}
+    if isinstance(body, dict) and DISPATCH_FIELD in body:
+        body = {k: v for k, v in body.items() if k != DISPATCH_FIELD}
+    return Call(request.method, params, body)
 
 
 def _respond(outcome) -> Response:
@@ -54,12 +85,24 @@ def _respond(outcome) -> Response:
     return response
 
 
+def _answer(served: service.Served, outcome) -> Response:
+    """The response; a call with a shadow version queues its shadow run once the response is sent, so the shadow
+    never delays or changes the answer."""
+    response = _respond(outcome)
+    if served.shadow is not None:
+        app, shadow = current_app._get_current_object(), served.shadow
+        response.call_on_close(lambda: queue_shadow(app, shadow))
+    return response
+
+
 @bp.route("/api/service/<asset_key>/<endpoint_id>", methods=ANY_METHOD)
 @doc(
     "Call an endpoint of a published API service (GET for sql/lookup, POST for model/function)",
     auth="api_key",
     tags=["serving"],
     responses=SERVING_ERRORS,
+    headers=ROUTING_HEADERS,
+    response_headers=VERSION_HEADERS,
     methods={
         "GET": {
             "summary": "Call a sql or lookup endpoint (or a model endpoint for one row)",
@@ -86,15 +129,22 @@ def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
     key = request.headers.get("X-API-Key")
     with service.audited_call(request.method) as served:
-        return _respond(service.serve_endpoint(served, asset_key, endpoint_id, key, _call()))
+        return _answer(served, service.serve_endpoint(served, asset_key, endpoint_id, key, _call(), _pin()))
 
 
 @bp.get("/api/data/<asset_key>")
-@doc("Query a published data API", auth="api_key", tags=["serving"])
+@doc(
+    "Query a published data API",
+    auth="api_key",
+    tags=["serving"],
+    headers=ROUTING_HEADERS,
+    response_headers=VERSION_HEADERS,
+)
 def data_api(asset_key: str):
     key = request.headers.get("X-API-Key")
+    params = {k: v for k, v in request.args.to_dict().items() if k != DISPATCH_FIELD}
     with service.audited_call(request.method) as served:
-        return _respond(service.serve_data_api(served, asset_key, key, request.args.to_dict()))
+        return _answer(served, service.serve_data_api(served, asset_key, key, params, _pin()))
 
 
 @bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])
@@ -133,6 +183,8 @@ def test_endpoint(asset_id: int, endpoint_id: str):
         "key_id": "",
         "status": "",
         "errors_only": "",
+        "version": "the version that answered (or ran the shadow call)",
+        "shadow": "true: only shadow runs; false: only answered calls",
         "since": "ISO 8601",
         "until": "ISO 8601",
         "limit": "1..1000",
@@ -145,6 +197,26 @@ def logs(asset_id: int):
     asset = asset_for_logs(current_user(), asset_id)
     filters = LogQuerySchema().load(request.args.to_dict())
     return LogPageSchema().dump(list_logs(asset, filters))
+
+
+@bp.get("/api/api-services/<int:asset_id>/versions/compare")
+@doc(
+    "Compare two versions from the audit log: calls, error rate, p50/p99 latency per version, the prediction "
+    "distribution of model endpoints per version, and the agreement of shadow runs with the answers they shadowed",
+    response=CompareSchema,
+    query={"a": "a version", "b": "another version", "since": "ISO 8601", "until": "ISO 8601", "endpoint_id": ""},
+    tags=["serving"],
+)
+@login_required()
+def compare(asset_id: int):
+    asset = get_asset(current_user(), asset_id, "project.view")
+    args = CompareQuerySchema().load(request.args.to_dict())
+    for name in ("a", "b"):
+        get_version(asset, args[name])  # 404 for a version the asset never had
+    report = compare_versions(
+        asset, args["a"], args["b"], args.get("since"), args.get("until"), args.get("endpoint_id")
+    )
+    return CompareSchema().dump(report)
 
 
 @bp.get("/api/api-services/<int:asset_id>/stats")

@@ -10,6 +10,8 @@ class LogQuerySchema(Schema):
     key_id = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
     status = fields.Integer(validate=validate.Range(min=100, max=599))
     errors_only = fields.Boolean(load_default=False)
+    version = fields.Integer(validate=validate.Range(min=1, max=MAX_ID))
+    shadow = fields.Boolean()
     since = fields.DateTime()
     until = fields.DateTime()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
@@ -27,6 +29,10 @@ class LogEntrySchema(Schema):
     model_id = fields.Integer(allow_none=True)
     error_code = fields.String(allow_none=True)
     context = fields.Dict(allow_none=True)
+    version = fields.Integer(allow_none=True)
+    shadow = fields.Boolean()
+    call_id = fields.String(allow_none=True)
+    summary = fields.Dict(allow_none=True)
 
 
 class LogPageSchema(Schema):
@@ -74,3 +80,50 @@ class HistogramBinSchema(Schema):
 class LatencyHistogramSchema(Schema):
     total = fields.Integer()
     bins = fields.List(fields.Nested(HistogramBinSchema))
+
+
+class CompareQuerySchema(Schema):
+    a = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
+    b = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
+    since = fields.DateTime()
+    until = fields.DateTime()
+    endpoint_id = fields.String(validate=validate.Length(max=64))
+
+
+class VersionStatsSchema(Schema):
+    version = fields.Integer()
+    calls = fields.Integer()
+    errors = fields.Integer()
+    error_rate = fields.Float(allow_none=True)
+    p50_ms = fields.Float(allow_none=True)
+    p99_ms = fields.Float(allow_none=True)
+    shadow_runs = fields.Integer()
+    shadow_errors = fields.Integer()
+    predictions = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "classification: {kind, count, classes: [{label, count, share}]}; "
+            "regression: {kind, count, mean, min, p50, p90, max}"
+        },
+    )
+
+
+class ShadowAgreementSchema(Schema):
+    pairs = fields.Integer()
+    predictions_compared = fields.Integer()
+    agreement_rate = fields.Float(allow_none=True, metadata={"description": "share of the same class"})
+    mean_abs_diff = fields.Float(allow_none=True, metadata={"description": "regression: mean |a - b|"})
+    function_pairs = fields.Integer()
+    function_agreement_rate = fields.Float(allow_none=True, metadata={"description": "same result"})
+
+
+class CompareSchema(Schema):
+    asset_id = fields.Integer()
+    a = fields.Integer()
+    b = fields.Integer()
+    since = fields.DateTime(allow_none=True)
+    until = fields.DateTime(allow_none=True)
+    endpoint_id = fields.String(allow_none=True)
+    versions = fields.List(fields.Nested(VersionStatsSchema))
+    shadow = fields.Nested(ShadowAgreementSchema)
+    truncated = fields.Boolean()

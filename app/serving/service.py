@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,9 +22,12 @@ from app.keys.ratelimit import Decision, Probe, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy, serving_key_row
 from app.keys.usage import LAST_USED_KEY, UsageTracker
 from app.publishing.endpoint_config import Endpoint, cache_ttl_of, endpoint_of
+from app.publishing.routing import stored_routing
 from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
+from app.serving.shadow import ShadowCall
+from app.serving.shadow_runs import summarize
 from app.serving.state import GENERATION_KEY, memo, serving_state
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,22 @@ class Served:
     probe_template: str | None = None  # the result cache entry the serve script read (`{G}`/`{R}` unfilled)
     context: dict | None = None  # a model call's caller context, recorded with the call
     model_id: int | None = None  # the model that answered (a model endpoint's call)
+    call_id: str | None = None  # set when a shadow run is queued: pairs the two audit records
+    summary: dict | None = None  # the answer in brief, for the comparison report
+    shadow: ShadowCall | None = None  # run on the shadow version after the response is sent
+
+    @property
+    def version(self) -> int | None:
+        return self.asset.published_version if isinstance(self.asset, ServedAsset) else None
+
+    def version_headers(self) -> dict:
+        """`X-Service-Version` once a version was chosen (and `X-Dispatch-Fallback` when hash routing had no key)."""
+        if not isinstance(self.asset, ServedAsset):
+            return {}
+        headers = {"X-Service-Version": str(self.asset.published_version)}
+        if self.asset.fallback:
+            headers["X-Dispatch-Fallback"] = "random"
+        return headers
 
 
 @contextmanager
@@ -59,6 +79,8 @@ def audited_call(method: str) -> Iterator[Served]:
         status, code = 200, None
     except APIError as err:
         status, code = err.status, err.code
+        # Which version refused the call, once one was chosen.
+        err.headers = {**served.version_headers(), **(err.headers or {})}
         raise
     except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
         status, code = err.code or 500, "http_error"
@@ -69,36 +91,102 @@ def audited_call(method: str) -> Iterator[Served]:
 
 
 _ASSETS, _VERSIONS = PublishedAsset.__table__, AssetVersion.__table__
-# Every keyed call reads its asset and the published version's config: one statement, built once.
-_PUBLISHED = (
-    select(
-        _ASSETS.c.id,
-        _ASSETS.c.org_id,
-        _ASSETS.c.project_id,
-        _ASSETS.c.asset_type,
-        _ASSETS.c.status,
-        _ASSETS.c.published_version,
-        _VERSIONS.c.config,
-    )
-    .outerjoin(_VERSIONS, (_VERSIONS.c.asset_id == _ASSETS.c.id) & (_VERSIONS.c.version == _ASSETS.c.published_version))
-    .where(_ASSETS.c.asset_key == bindparam("asset_key"))
+# Every keyed call reads its asset and its routing: one statement, built once; the config of the version chosen for
+# the call is a second one (both cached per process, see app/serving/state.py).
+_PUBLISHED = select(
+    _ASSETS.c.id,
+    _ASSETS.c.org_id,
+    _ASSETS.c.project_id,
+    _ASSETS.c.asset_type,
+    _ASSETS.c.status,
+    _ASSETS.c.published_version,
+    _ASSETS.c.routing,
+).where(_ASSETS.c.asset_key == bindparam("asset_key"))
+_VERSION_CONFIG = select(_VERSIONS.c.config).where(
+    (_VERSIONS.c.asset_id == bindparam("asset_id")) & (_VERSIONS.c.version == bindparam("version"))
 )
+_VERSION_NUMBERS = select(_VERSIONS.c.version).where(_VERSIONS.c.asset_id == bindparam("asset_id"))
+
+
+@dataclass(frozen=True)
+class Pin:
+    """What the caller asked of routing: a dispatch key (hash routing) and a forced version (X-Service-Version)."""
+
+    dispatch_key: str | None = None
+    forced_version: str | None = None  # the header as sent; checked against the key and the asset's versions
+
+
+@dataclass(frozen=True)
+class ServedAsset:
+    """The published asset as this call serves it: `published_version` and `config` are those of the version the
+    routing (or a forced version) chose for the call."""
+
+    id: int
+    org_id: int
+    project_id: int | None
+    asset_type: str
+    published_version: int
+    config: dict
+    shadow_version: int | None
+    fallback: bool  # a hash routing without a dispatch key answered by weight instead
 
 
 def _published(asset_key: str, asset_type: str) -> Row:
-    """The published asset (id, org_id, project_id, published_version) and that version's `config`, the immutable
-    snapshot served (cached per process, see app/serving/state.py); 404 when it is not a published asset of
-    `asset_type`."""
+    """The published asset (id, org_id, project_id, published_version, routing), cached per process; 404 when it
+    is not a published asset of `asset_type`."""
     asset = memo("published", asset_key, lambda: db.session.execute(_PUBLISHED, {"asset_key": asset_key}).first())
     if (
         asset is None
         or asset.asset_type != asset_type
         or asset.status != "published"
         or asset.published_version is None
-        or asset.config is None
     ):
         raise not_found("published asset")
     return asset
+
+
+def _version_config(asset_id: int, version: int) -> dict | None:
+    return memo(
+        "version",
+        (asset_id, version),
+        lambda: db.session.scalar(_VERSION_CONFIG, {"asset_id": asset_id, "version": version}),
+    )
+
+
+def _route(key: Row, asset: Row, pin: Pin) -> ServedAsset:
+    """The version that serves this call: a forced one (keys with can_force_version: 403 otherwise; 404 unless a
+    version of this asset), else the routing's pick."""
+    routing = stored_routing(asset.routing, asset.published_version)
+    fallback = False
+    if pin.forced_version is not None:
+        version = _forced(key, asset, pin.forced_version)
+    else:
+        version, fallback = routing.pick(pin.dispatch_key)
+    config = _version_config(asset.id, version)
+    if config is None:
+        raise not_found(f"version {version}")
+    shadow = routing.shadow_version if routing.shadow_version != version else None
+    return ServedAsset(asset.id, asset.org_id, asset.project_id, asset.asset_type, version, config, shadow, fallback)
+
+
+def _forced(key: Row, asset: Row, raw: str) -> int:
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) <= 2**31 - 1:
+        raise APIError(
+            400,
+            "validation_error",
+            "X-Service-Version: expected a version number",
+            {"fields": {"X-Service-Version": ["a positive integer"]}},
+        )
+    if not key.can_force_version:
+        raise APIError(403, "version_not_forcible", "this API key may not force a version (can_force_version)")
+    version = int(text)
+    versions = memo(
+        "versions", asset.id, lambda: frozenset(db.session.scalars(_VERSION_NUMBERS, {"asset_id": asset.id}))
+    )
+    if version not in versions:
+        raise not_found(f"version {version}")
+    return version
 
 
 def _spend(key: Row) -> Decision:
@@ -169,7 +257,7 @@ def _enforce(key: Row, decision: Decision) -> dict:
     return headers
 
 
-def _admit(served: Served, key: Row, asset_key: str, asset_type: str) -> Row:
+def _admit(served: Served, key: Row, asset_key: str, asset_type: str, pin: Pin) -> ServedAsset:
     """The published asset the key belongs to.
 
     An asset that does not exist, is not published, or is not the key's own is one 404 (never saying whether another
@@ -186,16 +274,19 @@ def _admit(served: Served, key: Row, asset_key: str, asset_type: str) -> Row:
         _enforce(key, _spend(key))
         raise not_found("published asset")
     served.asset = asset
-    return asset
+    served.asset = routed = _route(key, asset, pin)
+    return routed
 
 
-def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: str | None, call: Call) -> Outcome:
+def serve_endpoint(
+    served: Served, asset_key: str, endpoint_id: str, api_key: str | None, call: Call, pin: Pin = Pin()
+) -> Outcome:
     """401 key -> 403 inactive/expired -> 404 asset (a key's call on an asset not its own spends budget: 429) ->
     404 endpoint -> 403 endpoint scope -> 429 -> 405 -> 400/422 -> run."""
 
     def check() -> tuple:
         served.key = key = _authenticate(api_key)
-        asset = _admit(served, key, asset_key, "api_service")
+        asset = _admit(served, key, asset_key, "api_service", pin)
         endpoint = memo(
             "endpoint",
             (asset.id, asset.published_version, endpoint_id),
@@ -234,6 +325,24 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
         )
     served.cache_write, served.model_id = outcome.cache_write, outcome.model_id
     outcome.headers.update(headers)
+    outcome.headers.update(served.version_headers())
+    if endpoint.kind in ("model", "function"):
+        served.summary = summarize(endpoint.kind, outcome.body)
+        if asset.shadow_version is not None:
+            served.call_id = uuid.uuid4().hex
+            body = call.body if call.method == "POST" else {"features": dict(call.params)}
+            served.shadow = ShadowCall(
+                asset.id,
+                asset.org_id,
+                asset.project_id,
+                asset.shadow_version,
+                endpoint_id,
+                endpoint.kind,
+                body,
+                served.call_id,
+                key.id,
+                from_query=call.method == "GET",
+            )
     return outcome
 
 
@@ -286,10 +395,10 @@ def _probed_entry(served: Served, decision: Decision) -> tuple[str, dict | None]
     return cache.filled(template, decision.cache_generations), body
 
 
-def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: dict) -> Outcome:
+def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: dict, pin: Pin = Pin()) -> Outcome:
     def check() -> tuple:
         served.key = key = _authenticate(api_key)
-        return key, _admit(served, key, asset_key, "data_api")
+        return key, _admit(served, key, asset_key, "data_api", pin)
 
     def probe(checked: tuple, generation: int | None) -> Probe:
         key, asset = checked
@@ -317,6 +426,7 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
         )
     served.cache_write = outcome.cache_write
     outcome.headers.update(headers)
+    outcome.headers.update(served.version_headers())
     return outcome
 
 
@@ -390,6 +500,9 @@ def _entry(served: Served, method: str, status: int, latency_ms: float, model_id
         model_id=model_id,
         error_code=error_code,
         context=served.context,
+        version=served.version,
+        call_id=served.call_id,
+        summary=served.summary if status == 200 else None,
     )
 
 

@@ -89,7 +89,10 @@ def service_stats(
     and in each of its buckets. Computed in the database (window functions), so memory does not grow with calls."""
     since, until, seconds, count = window_bounds(window, now)
     calls = select(AuditLog.endpoint_id, AuditLog.status, AuditLog.latency_ms, _bucket(since, seconds, count)).where(
-        AuditLog.asset_id == asset.id, AuditLog.created_at >= since, AuditLog.created_at < until
+        AuditLog.asset_id == asset.id,
+        AuditLog.created_at >= since,
+        AuditLog.created_at < until,
+        AuditLog.shadow.is_(False),  # shadow runs answered nobody: not calls (the compare report counts them)
     )
     if endpoint_id is not None:
         calls = calls.where(AuditLog.endpoint_id == endpoint_id)

@@ -61,7 +61,15 @@ def test_follow_prints_the_backlog_oldest_first_then_stops_after_max_polls(app, 
     assert text.exit_code == 0, text.output
     header, *rows = text.stdout.splitlines()
     assert header.startswith("created_at\tendpoint") and len(rows) == 3
-    assert rows[1].split("\t")[1:] == ["customer", "-", "GET", "500", "9.0", "-"]
+    assert rows[1].split("\t")[1:] == [
+        "customer",
+        "-",
+        "GET",
+        "500",
+        "9.0",
+        "-",
+        "-",
+    ]  # last: the version (none recorded)
 
 
 def test_follow_refuses_options_that_do_not_fit(app, service):  # noqa: F811

@@ -111,3 +111,25 @@ def test_a_deleted_service_keeps_its_stats_for_org_admins(app, client, admin, se
     assert top["endpoint_id"] == "top" and top["calls"] == 2 and top["errors"] == 1 and top["p99_ms"] == 8.0
     assert client.get(f"/api/api-services/{service}/stats", headers=viewer.headers).status_code == 403
     assert client.get(f"/api/api-services/{service}/stats", headers=sign_up(client).headers).status_code == 404
+
+
+def test_shadow_runs_are_not_counted_as_calls(app, client, admin, service):  # noqa: F811
+    now = datetime.now(UTC)
+    _rows(app, service, [(now - timedelta(seconds=5), "top", 200, 4.0)])
+    with app.app_context():
+        db.session.add(
+            AuditLog(
+                created_at=now - timedelta(seconds=4),
+                asset_id=service,
+                endpoint_id="top",
+                method="SHADOW",
+                status=500,
+                latency_ms=80.0,
+                version=2,
+                shadow=True,
+            )
+        )
+        db.session.commit()
+    stats = client.get(f"/api/api-services/{service}/stats", headers=admin.headers).get_json()
+    top = next(e for e in stats["endpoints"] if e["endpoint_id"] == "top")
+    assert top["calls"] == 1 and top["errors"] == 0 and top["p99_ms"] == 4.0

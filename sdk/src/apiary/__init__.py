@@ -24,7 +24,7 @@ from apiary.errors import (
     ValidationError,
 )
 from apiary.projects import Dataset, Model, Project, TrainResult
-from apiary.services import ApiKey, APIService, DataAPI, LogEntry, LogPage, PublishedAsset, Version
+from apiary.services import ApiKey, APIService, DataAPI, LogEntry, LogPage, PublishedAsset, Routing, Version
 
 __version__ = "0.1.0"
 
@@ -46,6 +46,7 @@ __all__ = [
     "PublishedAsset",
     "Project",
     "RateLimitError",
+    "Routing",
     "ServerError",
     "TrainResult",
     "TrainingError",

@@ -32,6 +32,7 @@ class ApiKey:
     created_at: str | None = None
     rotated_at: str | None = None
     grace_expires_at: str | None = None
+    can_force_version: bool = False
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> ApiKey:
@@ -52,6 +53,7 @@ class ApiKey:
             created_at=body.get("created_at"),
             rotated_at=body.get("rotated_at"),
             grace_expires_at=body.get("grace_expires_at"),
+            can_force_version=bool(body.get("can_force_version")),
         )
 
 
@@ -80,6 +82,29 @@ class LogEntry:
     model_id: int | None = None
     error_code: str | None = None
     context: dict[str, Any] | None = None  # the caller's `context` of a model call
+    version: int | None = None  # the published version that answered (or ran the shadow call)
+    shadow: bool = False  # a shadow run of the call `call_id`, never answered to anyone
+    call_id: str | None = None
+    summary: dict[str, Any] | None = None  # the answer in brief: predictions, or a function result's digest
+
+
+@dataclass
+class Routing:
+    """How calls are split over published versions: `entries` maps version -> weight (summing to 100)."""
+
+    strategy: str
+    entries: dict[int, int]
+    shadow_version: int | None = None
+    changes: list[dict[str, Any]] = field(default_factory=list)  # newest first: {changed_by, changed_at, before, after}
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Routing:
+        return cls(
+            strategy=body.get("strategy", "single"),
+            entries={int(e["version"]): int(e["weight"]) for e in body.get("entries") or []},
+            shadow_version=body.get("shadow_version"),
+            changes=list(body.get("changes") or []),
+        )
 
 
 @dataclass
@@ -175,11 +200,56 @@ class PublishedAsset:
         self._load(self._transport.request("PUT", self._path, json=body))
         return self
 
-    def publish(self, change_note: str | None = None) -> PublishedAsset:
-        """Publish the draft as a new version; it becomes callable with keys."""
-        body = {"change_note": change_note} if change_note is not None else {}
+    def publish(self, change_note: str | None = None, *, activate: bool = True) -> PublishedAsset:
+        """Publish the draft as a new version; it becomes callable with keys. With `activate=False` the version is
+        made but takes no traffic until `set_routing` sends it some (the asset must already be published)."""
+        body: dict[str, Any] = {"change_note": change_note} if change_note is not None else {}
+        if not activate:
+            body["activate"] = False
         self._transport.request("POST", f"{self._path}/publish", json=body)
         return self.refresh()
+
+    def routing(self) -> Routing:
+        """The routing in force, with its latest changes (who, when, before and after)."""
+        return Routing.from_json(self._transport.request("GET", f"{self._path}/routing"))
+
+    def set_routing(
+        self,
+        entries: Mapping[int, int] | int,
+        *,
+        strategy: str | None = None,
+        shadow_version: int | None = None,
+    ) -> Routing:
+        """Split calls over published versions: `entries` maps version -> weight (positive, summing to 100), or is
+        one version number for all the traffic. `strategy`: "single", "random" (by weight per call) or "hash"
+        (sticky by the caller's dispatch key); default "single" for one version, else "random". `shadow_version`
+        (org admin) runs model and function calls again on that version after answering. Effective on the next
+        call on every server; a bad routing raises ValidationError naming the field."""
+        weights = {int(entries): 100} if isinstance(entries, int) else {int(v): int(w) for v, w in entries.items()}
+        body = {
+            "strategy": strategy or ("single" if len(weights) == 1 else "random"),
+            "entries": [{"version": v, "weight": w} for v, w in sorted(weights.items())],
+            "shadow_version": shadow_version,
+        }
+        routing = Routing.from_json(self._transport.request("PUT", f"{self._path}/routing", json=body))
+        self.refresh()
+        return routing
+
+    def compare(
+        self,
+        a: int,
+        b: int,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        endpoint_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Two versions side by side from the audit log: `{versions: [{version, calls, errors, error_rate, p50_ms,
+        p99_ms, shadow_runs, predictions}, ...], shadow: {pairs, agreement_rate, mean_abs_diff, ...}}`."""
+        params: dict[str, Any] = {"a": int(a), "b": int(b)}
+        extra = {"since": since, "until": until, "endpoint_id": endpoint_id}
+        params.update({k: v for k, v in extra.items() if v is not None})
+        return self._transport.request("GET", f"/api/api-services/{self.id}/versions/compare", params=params)
 
     def unpublish(self) -> PublishedAsset:
         """Stop serving; the asset goes back to draft and every call answers 404."""
@@ -221,11 +291,13 @@ class PublishedAsset:
         allowed_columns: Sequence[str] | None = None,
         sensitivity_max: str | None = None,
         row_scope: Mapping[str, Any] | None = None,
+        can_force_version: bool = False,
     ) -> ApiKey:
         """Mint a `dk_…` key; the full secret is on the result's `.key`, this once.
 
         Arguments left as None take the server's defaults: every endpoint, 100 requests per minute, expiry in
         90 days (`expires_days=0` never expires), `masked`, every column, sensitivity up to `medium`.
+        `can_force_version=True` lets the key pin calls to a published version (`call(..., version=N)`).
         """
         body: dict[str, Any] = {"name": name}
         optional = {
@@ -236,6 +308,7 @@ class PublishedAsset:
             "allowed_columns": list(allowed_columns) if allowed_columns is not None else None,
             "sensitivity_max": sensitivity_max,
             "row_scope": dict(row_scope) if row_scope is not None else None,
+            "can_force_version": True if can_force_version else None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return ApiKey.from_json(self._transport.request("POST", f"{self._path}/api-keys", json=body))
@@ -262,6 +335,7 @@ class PublishedAsset:
         allowed_columns: Sequence[str] | None = None,
         allowed_endpoints: Sequence[str] | None = _UNSET,
         row_scope: Mapping[str, Any] | None = _UNSET,
+        can_force_version: bool | None = None,
     ) -> ApiKey:
         """Change a key; only the arguments given change, checked as at minting. Effective on the key's next
         call on every server, and no answer cached under the old settings is served under the new ones.
@@ -276,6 +350,7 @@ class PublishedAsset:
             ("rate_limit", rate_limit),
             ("masking_level", masking_level),
             ("sensitivity_max", sensitivity_max),
+            ("can_force_version", can_force_version),
         ):
             if value is not None:
                 body[field_name] = value
@@ -307,12 +382,24 @@ class PublishedAsset:
         until: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        version: int | None = None,
+        shadow: bool | None = None,
     ) -> LogPage:
-        """The audit log of calls to this service, newest first (written by a worker within seconds)."""
+        """The audit log of calls to this service, newest first (written by a worker within seconds); `version`
+        keeps the calls one version answered, `shadow=True` only shadow runs (False: only answered calls)."""
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if errors_only:
             params["errors_only"] = "true"
-        extra = {"endpoint_id": endpoint_id, "key_id": key_id, "status": status, "since": since, "until": until}
+        if shadow is not None:
+            params["shadow"] = "true" if shadow else "false"
+        extra = {
+            "endpoint_id": endpoint_id,
+            "key_id": key_id,
+            "status": status,
+            "since": since,
+            "until": until,
+            "version": version,
+        }
         params.update({k: v for k, v in extra.items() if v is not None})
         body = self._transport.request("GET", f"/api/api-services/{self.id}/logs", params=params)
         items = [
@@ -327,6 +414,10 @@ class PublishedAsset:
                 model_id=i.get("model_id"),
                 error_code=i.get("error_code"),
                 context=i.get("context"),
+                version=i.get("version"),
+                shadow=bool(i.get("shadow")),
+                call_id=i.get("call_id"),
+                summary=i.get("summary"),
             )
             for i in body.get("items") or []
         ]
@@ -375,9 +466,14 @@ class APIService(PublishedAsset):
         api_key: str | ApiKey,
         params: Mapping[str, Any] | None = None,
         method: str = "POST",
+        dispatch_key: str | None = None,
+        version: int | None = None,
     ) -> Any:
         """Call the published endpoint with a key: POST + `payload` for model/function endpoints, and
-        `method="GET"` + `params` for sql/lookup endpoints. Returns the decoded JSON answer."""
+        `method="GET"` + `params` for sql/lookup endpoints. Returns the decoded JSON answer.
+
+        `dispatch_key` keeps a caller on one version under hash routing (X-Dispatch-Key); `version` pins the call
+        to a published version (X-Service-Version; keys minted with `can_force_version=True`)."""
         secret = api_key.key if isinstance(api_key, ApiKey) else api_key
         if not secret:
             raise ValueError("api_key: pass the dk_… secret (it is on .key of the object create_key returned)")
@@ -385,13 +481,18 @@ class APIService(PublishedAsset):
         if method == "GET" and payload is not None:
             raise ValueError("payload: a GET sends no body; pass the filters or lookup key as params=")
         path = f"/api/service/{quote(self.asset_key, safe='')}/{quote(endpoint_id, safe='')}"
+        headers = {"X-API-Key": secret}
+        if dispatch_key is not None:
+            headers["X-Dispatch-Key"] = str(dispatch_key)
+        if version is not None:
+            headers["X-Service-Version"] = str(int(version))
         # The key is the only credential here: the management token is never sent to a serving route.
         return self._transport.request(
             method,
             path,
             json=payload if method != "GET" else None,
             params=params,
-            headers={"X-API-Key": secret},
+            headers=headers,
             authenticated=False,
         )
 
