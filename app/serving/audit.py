@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from app.db import AuditLog, PublishedAsset
 from app.extensions import db, redis_store
+from app.keys.auth_failures import flush_auth_failures
 from app.keys.service import store_last_used
 from app.keys.usage import UsageTracker
 
@@ -36,8 +37,15 @@ def audit_entry(
     error_code: str | None = None,
     ts: datetime | None = None,
     context: dict | None = None,
+    version: int | None = None,
+    request_id: str | None = None,
+    client_ip: str | None = None,
+    user_agent: str | None = None,
+    timing: dict | None = None,
+    payload: tuple[str | None, str | None] | None = None,
 ) -> dict:
-    """One audit record with every field the persisting task expects; `ts` defaults to now (ISO 8601 UTC)."""
+    """One audit record with every field the persisting task expects; `ts` defaults to now (ISO 8601 UTC).
+    `payload`: (request, answer) as clipped JSON text, for endpoints that log payloads."""
     when = (ts or datetime.now(UTC)).astimezone(UTC)
     entry = {
         "ts": when.isoformat().replace("+00:00", "Z"),
@@ -54,7 +62,33 @@ def audit_entry(
     }
     if context is not None:
         entry["context"] = context  # a model call's caller context (at most 4 KB)
+    for name, value in (
+        ("version", version),
+        ("request_id", request_id),
+        ("client_ip", client_ip),
+        ("user_agent", user_agent),
+        ("timing", timing),
+    ):
+        if value is not None:
+            entry[name] = value
+    if payload is not None:
+        entry["request_payload"], entry["response_payload"] = payload
     return entry
+
+
+TRUNCATED_MARK = "...[truncated]"
+
+
+def clipped_json(value: object, max_bytes: int) -> str | None:
+    """`value` as compact JSON text, cut to at most `max_bytes` bytes (ending in TRUNCATED_MARK when cut)."""
+    if value is None:
+        return None
+    text = json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False)
+    raw = text.encode()
+    if len(raw) <= max_bytes:
+        return text
+    room = max(0, max_bytes - len(TRUNCATED_MARK))
+    return raw[:room].decode(errors="ignore") + TRUNCATED_MARK
 
 
 class AuditBuffer:
@@ -133,6 +167,7 @@ def flush_serving_records(batch: int = 1000) -> int:
         db.session.commit()
         written += len(entries)
     store_last_used(UsageTracker(client).drain())
+    flush_auth_failures()
     return written
 
 
@@ -151,7 +186,18 @@ def _audit_row(entry: dict) -> dict:
         "model_id": entry.get("model_id"),
         "error_code": entry.get("error_code"),
         "context": entry.get("context"),
+        "version": entry.get("version"),
+        "request_id": _clip(entry.get("request_id"), 64),
+        "client_ip": _clip(entry.get("client_ip"), 64),
+        "user_agent": _clip(entry.get("user_agent"), 256),
+        "timing": entry.get("timing"),
+        "request_payload": entry.get("request_payload"),
+        "response_payload": entry.get("response_payload"),
     }
+
+
+def _clip(value: object, size: int) -> str | None:
+    return None if value is None else str(value)[:size]
 
 
 def list_logs(asset: PublishedAsset, filters: dict) -> dict:

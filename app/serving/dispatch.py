@@ -20,6 +20,7 @@ from app.ml.input_schema import (
     validate_rows,
 )
 from app.ml.percentiles import percentile_of
+from app.ops.timing import record_worker_parts, timed
 from app.publishing.asset_config import KIND_METHODS, lookup_as_query
 from app.query.coercion import CoercionError, coerce_text
 from app.query.compiler import plan_tables, query_param_names
@@ -147,6 +148,27 @@ def run_data_query(
     cache = result_cache() if ttl > 0 and cache_scope else None
     cache_key = None
     if cache is not None and probed is not None:
+        with timed("query"):
+            body = run_query(
+                warehouse.get(),
+                prepared.physical,
+                params,
+                policy,
+                prepared.masking,
+                current_app.config["STATEMENT_TIMEOUT_SECONDS"],
+                plan=prepared.plan,
+                tables=prepared.tables,
+            )
+        return Outcome(body, {"X-Cache": "MISS"}, cache_write=(probed, body, ttl))
+    if cache is not None:
+        cache_key = cache.make_key(
+            cache_scope[0], cache_scope[1], endpoint_id, params, policy, prepared.param_names, org_id
+        )
+        with timed("cache"):
+            hit = cache.get(cache_key)
+        if hit is not None:
+            return Outcome(hit, {"X-Cache": "HIT"})
+    with timed("query"):
         body = run_query(
             warehouse.get(),
             prepared.physical,
@@ -157,26 +179,9 @@ def run_data_query(
             plan=prepared.plan,
             tables=prepared.tables,
         )
-        return Outcome(body, {"X-Cache": "MISS"}, cache_write=(probed, body, ttl))
     if cache is not None:
-        cache_key = cache.make_key(
-            cache_scope[0], cache_scope[1], endpoint_id, params, policy, prepared.param_names, org_id
-        )
-        hit = cache.get(cache_key)
-        if hit is not None:
-            return Outcome(hit, {"X-Cache": "HIT"})
-    body = run_query(
-        warehouse.get(),
-        prepared.physical,
-        params,
-        policy,
-        prepared.masking,
-        current_app.config["STATEMENT_TIMEOUT_SECONDS"],
-        plan=prepared.plan,
-        tables=prepared.tables,
-    )
-    if cache is not None:
-        cache.set(cache_key, body, ttl)
+        with timed("cache"):
+            cache.set(cache_key, body, ttl)
         return Outcome(body, {"X-Cache": "MISS"})
     return Outcome(body)
 
@@ -216,13 +221,16 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
     timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
 
     def send(batch: list[dict]) -> dict:
-        answer = call_worker(score, [payload, batch], "predict", timeout, f"(model {model.id}, {len(batch)} rows)")
-        return answer
+        return call_worker(
+            score, [payload, batch], "predict", timeout, f"(model {model.id}, {len(batch)} rows)", timed=True
+        )
 
     scorer = group_scorer()
     scorer.max_rows = int(current_app.config["PREDICT_MAX_ROWS"])
     # Queued behind at most one call in flight for the same model, then its own: twice the deadline at worst.
-    return scorer.score((model.id, model.artifact_sha256), rows, send, 2 * timeout)
+    scored = scorer.score((model.id, model.artifact_sha256), rows, send, 2 * timeout)
+    record_worker_parts(scored.get("timing"))
+    return scored
 
 
 def _run_model(
@@ -323,7 +331,8 @@ def _run_function(endpoint: dict, body: object, org_id: int, scope: tuple[int, i
     # Wait past the handler's own deadline and the sandbox's kill grace: the worker reports the 504 itself.
     wait = float(current_app.config["FUNCTION_TIMEOUT_SECONDS"]) + 5
     args = [endpoint["handler"], body, identity]
-    answer = call_worker(run_function, args, "functions", wait, f"(endpoint {endpoint['id']!r})")
+    answer = call_worker(run_function, args, "functions", wait, f"(endpoint {endpoint['id']!r})", timed=True)
+    record_worker_parts(answer.get("timing"))
     return Outcome({"result": answer["result"]})
 
 
@@ -407,6 +416,12 @@ def explain_with_worker(model: Row, rows: list[dict], top_n: int) -> list[dict]:
     }
     timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
     answer = call_worker(
-        explain, [payload, rows, top_n], "predict", timeout, f"(model {model.id}, {len(rows)} rows explained)"
+        explain,
+        [payload, rows, top_n],
+        "predict",
+        timeout,
+        f"(model {model.id}, {len(rows)} rows explained)",
+        timed=True,
     )
+    record_worker_parts(answer.get("timing"))
     return answer["explanations"]

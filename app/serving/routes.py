@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app.auth.permissions import current_user, login_required
+from app.auth.throttle import client_address
 from app.errors import APIError
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
+from app.ops.metrics import observe_call
+from app.ops.timing import server_timing_header, start_timing
 from app.publishing.service import asset_for_logs, get_asset
 from app.serving import service
 from app.serving.audit import list_logs
@@ -49,23 +50,63 @@ def _respond(outcome) -> Response:
     return response
 
 
-def _served(run) -> Response:
-    """Run a keyed call and leave its audit record, whatever the outcome."""
-    started = time.perf_counter()
-    served = service.Served()
-    status, model_id, code = 500, None, "internal_error"
+def _served(run, asset_key: str | None) -> Response:
+    """Run a keyed call and leave its audit record, whatever the outcome; answer `Server-Timing` either way."""
+    timing = start_timing()
+    served = service.Served(
+        request_id=g.get("request_id"),
+        client_ip=client_address(),
+        user_agent=(request.headers.get("User-Agent") or "")[:256] or None,
+    )
+    status, model_id, code, cache, answer = 500, None, "internal_error", None, None
     try:
-        outcome = run(served)
-        status, model_id, code = 200, outcome.model_id, None
-        return _respond(outcome)
-    except APIError as err:
-        status, code = err.status, err.code
-        raise
+        try:
+            outcome = run(served)
+        except APIError as err:
+            status, code, answer = err.status, err.code, err.body()
+            err.headers = {**err.headers, "Server-Timing": server_timing_header(timing.summary())}
+            raise
+        status, model_id, code, cache, answer = (
+            200,
+            outcome.model_id,
+            None,
+            outcome.headers.get("X-Cache"),
+            outcome.body,
+        )
+        response = _respond(outcome)
+        response.headers["Server-Timing"] = server_timing_header(timing.summary())
+        return response
     except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
         status, code = err.code or 500, "http_error"
         raise
     finally:
-        service.record_call(served, request.method, status, (time.perf_counter() - started) * 1000, model_id, code)
+        latency_ms = timing.total_ms()
+        if served.log_mode == "payload":
+            served.request_payload = _request_payload()
+            served.response_payload = answer
+        service.record_call(served, request.method, status, latency_ms, model_id, code)
+        service.record_refusal(served, status, code, request.headers.get("X-API-Key"), _route(), asset_key)
+        observe_call(
+            service.metric_service(served, asset_key),
+            served.endpoint_id if served.asset is not None and served.endpoint_id else "",
+            status,
+            latency_ms / 1000,
+            cache,
+            timing.summary(latency_ms),
+        )
+
+
+def _request_payload() -> object:
+    """What the caller sent: the JSON body of a POST, else the query params."""
+    if request.method != "GET":
+        body = request.get_json(silent=True)
+        if body is not None:
+            return body
+    return request.args.to_dict()
+
+
+def _route() -> str:
+    return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
 
 
 @bp.route("/api/service/<asset_key>/<endpoint_id>", methods=ANY_METHOD)
@@ -99,14 +140,14 @@ def _served(run) -> Response:
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
     key = request.headers.get("X-API-Key")
-    return _served(lambda served: service.serve_endpoint(served, asset_key, endpoint_id, key, _call()))
+    return _served(lambda served: service.serve_endpoint(served, asset_key, endpoint_id, key, _call()), asset_key)
 
 
 @bp.get("/api/data/<asset_key>")
 @doc("Query a published data API", auth="api_key", tags=["serving"])
 def data_api(asset_key: str):
     key = request.headers.get("X-API-Key")
-    return _served(lambda served: service.serve_data_api(served, asset_key, key, request.args.to_dict()))
+    return _served(lambda served: service.serve_data_api(served, asset_key, key, request.args.to_dict()), asset_key)
 
 
 @bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])

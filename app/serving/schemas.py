@@ -27,6 +27,13 @@ class LogEntrySchema(Schema):
     model_id = fields.Integer(allow_none=True)
     error_code = fields.String(allow_none=True)
     context = fields.Dict(allow_none=True)
+    version = fields.Integer(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    client_ip = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    timing = fields.Dict(allow_none=True)  # {auth, ratelimit, cache, query, queue, score, function, total} in ms
+    request_payload = fields.String(allow_none=True)  # log: "payload" endpoints: JSON text, clipped
+    response_payload = fields.String(allow_none=True)
 
 
 class LogPageSchema(Schema):

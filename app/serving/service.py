@@ -8,18 +8,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flask import g
+from flask import current_app, g
 from sqlalchemy import Row, bindparam, select
 
 from app.datasets.policy import preview_policy
 from app.db import AssetVersion, PublishedAsset, User
 from app.errors import APIError, not_found
 from app.extensions import db, redis_store
+from app.keys.auth_failures import failure_reason, record_auth_failure
 from app.keys.ratelimit import Decision, Probe, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy, serving_key_row
 from app.keys.usage import LAST_USED_KEY, UsageTracker
+from app.ops.metrics import observe_auth_failure
+from app.ops.timing import current_timing, timed
 from app.publishing.asset_config import lookup_as_query
-from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry
+from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry, clipped_json
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
 from app.serving.state import GENERATION_KEY, memo, serving_state
@@ -40,6 +43,13 @@ class Served:
     cache_write: tuple | None = None  # (entry key, body, ttl) sent with the audit record's round trip
     probe_template: str | None = None  # the result cache entry the serve script read (`{G}`/`{R}` unfilled)
     context: dict | None = None  # a model call's caller context, recorded with the call
+    # Who called, as the web layer saw it (services never read the request themselves).
+    request_id: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    log_mode: str = "metadata"  # the endpoint's `log`: "payload" keeps the request and the answer
+    request_payload: object = None  # what the caller sent (payload mode)
+    response_payload: object = None  # what the caller got back, masked as they saw it (payload mode)
 
 
 _ASSETS, _VERSIONS = PublishedAsset.__table__, AssetVersion.__table__
@@ -111,20 +121,27 @@ def _keyed(check: Callable[[], tuple], probe: Callable[[tuple, int | None], Prob
         return check()
 
     try:
-        checked = check()
+        with timed("auth"):
+            checked = check()
     except APIError:
         if start is None or not stale(state.read_generation()):
             raise
-        checked = again()
+        with timed("auth"):
+            checked = again()
     key = checked[0]
-    decision = process_rate_limiter().hit_serving(f"key:{key.id}", key.rate_limit, probe(checked, start))
+    with timed("cache"):
+        probed = probe(checked, start)
+    with timed("ratelimit"):
+        decision = process_rate_limiter().hit_serving(f"key:{key.id}", key.rate_limit, probed)
     if stale(decision.generation):
-        fresh = again()
+        with timed("auth"):
+            fresh = again()
         if fresh[0].rate_limit != key.rate_limit or fresh[0].id != key.id:
             # The budget changed with the key: judged under the new one (this call counts against it too).
-            decision = process_rate_limiter().hit_serving(
-                f"key:{fresh[0].id}", fresh[0].rate_limit, Probe(GENERATION_KEY)
-            )
+            with timed("ratelimit"):
+                decision = process_rate_limiter().hit_serving(
+                    f"key:{fresh[0].id}", fresh[0].rate_limit, Probe(GENERATION_KEY)
+                )
         return fresh, decision, False
     return checked, decision, True
 
@@ -174,6 +191,7 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
         if endpoint is None:
             raise not_found(f"endpoint {endpoint_id!r}")
         served.endpoint_id = endpoint_id
+        served.log_mode = endpoint.get("log") or "metadata"
         # None = every endpoint; a list (never empty since mint refuses [], but an empty one would allow nothing).
         if key.allowed_endpoints is not None and endpoint_id not in key.allowed_endpoints:
             raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
@@ -183,6 +201,9 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
         key, asset, endpoint = checked
         if endpoint["kind"] not in ("sql", "lookup") or call.method != "GET":
             return Probe(GENERATION_KEY)
+        if (endpoint.get("log") or "metadata") == "payload":
+            # A payload record needs the answer, which the serve script's record of a hit is written without.
+            return Probe(GENERATION_KEY, None, generation)
         query = endpoint["query"] if endpoint["kind"] == "sql" else lookup_as_query(endpoint)
         return _cache_probe(
             served, key, asset, endpoint_id, query, call.params, endpoint.get("cache_ttl_seconds", 60), generation
@@ -194,7 +215,8 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
         served.context = request_context(call.body)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
-    found = _probed_entry(served, decision) if probed else None
+    with timed("cache"):
+        found = _probed_entry(served, decision) if probed else None
     if found is not None and found[1] is not None:
         outcome = Outcome(found[1], {"X-Cache": "HIT"})
         if endpoint["kind"] == "lookup":
@@ -273,7 +295,8 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
     ttl = asset.config.get("cache_ttl_seconds", 60)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
-    found = _probed_entry(served, decision) if probed else None
+    with timed("cache"):
+        found = _probed_entry(served, decision) if probed else None
     if found is not None and found[1] is not None:
         outcome = Outcome(found[1], {"X-Cache": "HIT"})
     else:
@@ -334,7 +357,42 @@ def record_call(
         _schedule_flush()
 
 
+def record_refusal(
+    served: Served, status: int, code: str | None, presented: str | None, route: str, asset_key: str | None
+) -> None:
+    """A keyed call refused at authentication (no, unknown, revoked or expired key, or another asset's key) is
+    counted in metrics and recorded, bounded, for the targeted organization's admins (app/keys/auth_failures.py)."""
+    if status < 400 or code is None:
+        return
+    reason = failure_reason(status, code, served.key is not None and served.asset is None, presented)
+    if reason is None:
+        return
+    observe_auth_failure(reason)
+    flush_due = record_auth_failure(
+        reason=reason,
+        presented=presented,
+        client_ip=served.client_ip,
+        route=route,
+        asset_key=asset_key,
+        key_asset_id=served.key.asset_id if served.key is not None else None,
+        cap=int(current_app.config["AUTH_FAILURE_MAX_RECORDS_PER_MINUTE"]),
+        flush_flag=FLUSH_THROTTLE_KEY,
+    )
+    if flush_due:
+        _schedule_flush()
+
+
+def metric_service(served: Served, asset_key: str | None) -> str:
+    """The `service` label: the asset key once the call reached a published service, else "" (bounded labels)."""
+    return asset_key or "" if served.asset is not None else ""
+
+
 def _entry(served: Served, method: str, status: int, latency_ms: float, model_id, error_code) -> dict:
+    timing = current_timing()
+    payload = None
+    if served.log_mode == "payload":
+        limit = int(current_app.config["AUDIT_PAYLOAD_MAX_BYTES"])
+        payload = (clipped_json(served.request_payload, limit), clipped_json(served.response_payload, limit))
     return audit_entry(
         asset_id=served.asset.id,
         endpoint_id=served.endpoint_id,
@@ -347,6 +405,12 @@ def _entry(served: Served, method: str, status: int, latency_ms: float, model_id
         model_id=model_id,
         error_code=error_code,
         context=served.context,
+        version=served.asset.published_version,
+        request_id=served.request_id,
+        client_ip=served.client_ip,
+        user_agent=served.user_agent,
+        timing=timing.summary(latency_ms) if timing is not None else None,
+        payload=payload,
     )
 
 
