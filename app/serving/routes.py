@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 from werkzeug.exceptions import HTTPException
 
 from app.auth.permissions import current_user, login_required
@@ -13,9 +13,10 @@ from app.ops.metrics import observe_call
 from app.ops.timing import server_timing_header, start_timing
 from app.publishing.service import asset_for_logs, get_asset
 from app.serving import service
+from app.serving.audit import export_logs as audit_export
 from app.serving.audit import list_logs
 from app.serving.dispatch import Call
-from app.serving.schemas import LogPageSchema, LogQuerySchema
+from app.serving.schemas import LogExportQuerySchema, LogPageSchema, LogQuerySchema
 
 bp = Blueprint("serving", __name__)
 
@@ -205,3 +206,21 @@ def logs(asset_id: int):
     asset = asset_for_logs(current_user(), asset_id)
     filters = LogQuerySchema().load(request.args.to_dict())
     return LogPageSchema().dump(list_logs(asset, filters))
+
+
+@bp.get("/api/api-services/<int:asset_id>/logs/export")
+@doc(
+    "The service's audit log streamed oldest first, one record per line (JSON lines or CSV with a header), with "
+    "the log's fields; same permissions as the log",
+    query={"format": "jsonl (default) or csv", "endpoint_id": "", "since": "ISO 8601", "until": "ISO 8601"},
+    tags=["serving"],
+)
+@login_required()
+def export_logs(asset_id: int):
+    asset = asset_for_logs(current_user(), asset_id)
+    filters = LogExportQuerySchema().load(request.args.to_dict())
+    fmt = filters["format"]
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    response = Response(stream_with_context(audit_export(asset, filters, fmt)), mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="service-{asset.id}-logs.{fmt}"'
+    return response

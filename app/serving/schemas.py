@@ -41,3 +41,10 @@ class LogPageSchema(Schema):
     total = fields.Integer()
     limit = fields.Integer()
     offset = fields.Integer()
+
+
+class LogExportQuerySchema(Schema):
+    format = fields.String(load_default="jsonl", validate=validate.OneOf(("jsonl", "csv")))
+    endpoint_id = fields.String(validate=validate.Length(max=64))
+    since = fields.DateTime()
+    until = fields.DateTime()
