@@ -7,6 +7,7 @@ from app.console import (  # noqa: F401 - importing registers the views on bp
     lifecycle_pages,
     model_pages,
     project_pages,
+    security_pages,
     service_pages,
 )
 from app.console.blueprint import bp
