@@ -327,3 +327,25 @@ def test_export_streams_the_log_as_jsonl_and_csv(app, client, admin, seed_servic
     assert client.get(url, headers=viewer.headers).status_code == 200
     assert client.get(url, headers=sign_up(client).headers).status_code == 404
     assert client.get(url).status_code == 401
+
+
+def test_server_timing_on_the_data_api(app, client, admin, project):
+    from tests.serving.test_serving_data import FILTERED
+    from tests.warehouse_tables import create_dataset
+
+    create_dataset(app, project["project_id"])
+    created = client.post(
+        "/api/publish/assets",
+        headers=admin.project_headers(project["project_id"]),
+        json={"asset_type": "data_api", "asset_key": "customers", "title": "Customers", "config": FILTERED["query"]},
+    )
+    assert created.status_code == 201, created.get_json()
+    client.post(f"/api/publish/assets/{created.get_json()['id']}/publish", headers=admin.headers)
+    key = mint(client, admin, created.get_json()["id"])["key"]
+    first = client.get("/api/data/customers", headers={"X-API-Key": key}, query_string={"region": "US"})
+    assert first.status_code == 200 and first.headers["X-Cache"] == "MISS"
+    assert {"auth", "ratelimit", "query"} <= set(timing_of(first))
+    hit = client.get("/api/data/customers", headers={"X-API-Key": key}, query_string={"region": "US"})
+    assert hit.headers["X-Cache"] == "HIT" and "query" not in timing_of(hit)
+    bad = client.get("/api/data/customers", headers={"X-API-Key": key}, query_string={"min_tenure": "lots"})
+    assert bad.status_code == 400 and "total" in timing_of(bad)
