@@ -52,7 +52,7 @@ return 0
 """
 
 
-def failure_reason(status: int, code: str, key_known: bool, presented: str | None) -> str | None:
+def failure_reason(status: int, code: str, key_known: bool, presented: bool) -> str | None:
     """Why a keyed call was refused at authentication, or None when it was not an authentication refusal."""
     if code == "key_revoked":
         return "key_revoked"
@@ -75,7 +75,7 @@ def key_prefix_of(presented: str | None) -> str | None:
 def record_auth_failure(
     *,
     reason: str,
-    presented: str | None,
+    key_prefix: str | None,
     client_ip: str | None,
     route: str,
     asset_key: str | None,
@@ -86,7 +86,7 @@ def record_auth_failure(
     """Count one refusal; returns whether a flush should be scheduled (the flush flag was free). Never raises."""
     now = time.time()
     minute = int(now // 60)
-    prefix = key_prefix_of(presented)
+    prefix = key_prefix
     ip = (client_ip or "")[:64]
     digest = hashlib.sha256(f"{ip}\x00{prefix}\x00{route}\x00{reason}".encode()).hexdigest()[:32]
     slot = f"{minute}:{digest}"

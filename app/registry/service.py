@@ -13,6 +13,7 @@ from app.db import AssetVersion, MLModel, Project, PublishedAsset, Recipe, Recip
 from app.errors import APIError, conflict, forbidden, invalid, not_found, unavailable
 from app.extensions import db
 from app.ml.training_config import TrainingConfig, validate_training_config
+from app.publishing.endpoint_config import endpoints_in
 from app.query.masking import BLOCKED, mask_value
 from app.query.policy import MASK
 from app.registry.inputs import check_sensitive_columns, column_masking, input_columns, input_masking
@@ -256,9 +257,5 @@ def services_serving(model: MLModel) -> list[str]:
     return [
         asset_key
         for asset_key, config in live
-        if any(
-            ep.get("kind") == "model" and ep.get("model_id") == model.id
-            for ep in (config or {}).get("endpoints", [])
-            if isinstance(ep, dict)
-        )
+        if any(ep.kind == "model" and ep.model_id == model.id for ep in endpoints_in(config))
     ]

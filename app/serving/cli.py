@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 import redis
 from flask import Flask
@@ -11,14 +9,14 @@ from flask import Flask
 from app.cli_base import CliGroup, CommandError, echo_json, json_option, parse_json_text, read_json_file, user_option
 from app.cli_targets import asset_by_key
 from app.errors import APIError
-from app.publishing.asset_config import KIND_METHODS
+from app.keys.auth_failures import key_prefix_of
 from app.publishing.cli import services_cli
 from app.publishing.lifecycle_cli import _acting
 from app.serving.audit import list_logs
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call
 from app.serving.schemas import LogPageSchema, LogQuerySchema
-from app.serving.service import Served, dry_run, record_call, serve_endpoint
+from app.serving.service import audited_call, dry_run, serve_endpoint
 
 cache_cli = CliGroup("cache", help="Apiary's result cache in Redis.")
 
@@ -69,17 +67,8 @@ def test_command(asset_key, endpoint_id, params, body_text, body_file, email):
       flask services test sales-serving churn_risk -d '{"features": {"tenure": 3, "plan": "basic"}}'
     """
     user, asset = _acting(asset_key, email, "project.edit")
-    query, body = _params(params), _body(body_text, body_file)
-    kind = next(
-        (ep.get("kind") for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None
-    )
-    if KIND_METHODS.get(kind) == "GET":
-        # As in the Test pane, a JSON object given to a sql/lookup endpoint is its query parameters.
-        if isinstance(body, dict):
-            query = {**query, **{k: v if isinstance(v, str) else str(v) for k, v in body.items()}}
-        call = Call("GET", query, None)
-    else:
-        call = Call("POST", query, {} if body is None else body)
+    # As in the Test pane, a JSON object given to a sql/lookup endpoint is its query parameters.
+    call = Call("POST", _params(params), _body(body_text, body_file))
     echo_json(dry_run(user, asset, endpoint_id, call).body)
 
 
@@ -116,17 +105,20 @@ def call_command(asset_key, endpoint_id, api_key, method, params, body_text, bod
     body = _body(body_text, body_file)
     method = (method or ("GET" if body is None else "POST")).upper()
     call = Call(method, _params(params), None if method == "GET" else ({} if body is None else body))
-    # The serving route's bookkeeping: whatever the outcome, the call leaves its audit record.
-    started, served = time.perf_counter(), Served()
-    status, model_id, code = 500, None, "internal_error"
     try:
-        outcome = serve_endpoint(served, asset_key, endpoint_id, api_key, call)
-        status, model_id, code = 200, outcome.model_id, None
+        # As on the serving route: the call leaves its audit record (and a refused key its refused-key record).
+        caller = {
+            "asset_key": asset_key,
+            "route": "flask services call",
+            "key_presented": bool(api_key),
+            "key_prefix": key_prefix_of(api_key),
+            "user_agent": "flask services call",
+            "request_payload": call.body if method != "GET" else call.params,
+        }
+        with audited_call(method, **caller) as served:
+            outcome = serve_endpoint(served, asset_key, endpoint_id, api_key, call)
     except APIError as err:
-        status, code = err.status, err.code
         raise CommandError(f"{err.status} {err.code}: {err.message}") from None
-    finally:
-        record_call(served, method, status, (time.perf_counter() - started) * 1000, model_id, code)
     echo_json(outcome.body)
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
-from werkzeug.exceptions import HTTPException
 
 from app.auth.permissions import current_user, login_required
 from app.auth.throttle import client_address
 from app.errors import APIError
+from app.keys.auth_failures import key_prefix_of
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
-from app.ops.metrics import observe_call
-from app.ops.timing import server_timing_header, start_timing
 from app.publishing.service import asset_for_logs, get_asset
 from app.serving import service
 from app.serving.audit import export_logs as audit_export
@@ -51,54 +49,23 @@ def _respond(outcome) -> Response:
     return response
 
 
-def _served(run, asset_key: str | None) -> Response:
-    """Run a keyed call and leave its audit record, whatever the outcome; answer `Server-Timing` either way."""
-    timing = start_timing()
-    served = service.Served(
-        request_id=g.get("request_id"),
-        client_ip=client_address(),
-        user_agent=(request.headers.get("User-Agent") or "")[:256] or None,
-    )
-    status, model_id, code, cache, answer = 500, None, "internal_error", None, None
-    try:
-        try:
-            outcome = run(served)
-        except APIError as err:
-            status, code, answer = err.status, err.code, err.body()
-            err.headers = {**err.headers, "Server-Timing": server_timing_header(timing.summary())}
-            raise
-        status, model_id, code, cache, answer = (
-            200,
-            outcome.model_id,
-            None,
-            outcome.headers.get("X-Cache"),
-            outcome.body,
-        )
-        response = _respond(outcome)
-        response.headers["Server-Timing"] = server_timing_header(timing.summary())
-        return response
-    except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
-        status, code = err.code or 500, "http_error"
-        raise
-    finally:
-        latency_ms = timing.total_ms()
-        if served.log_mode == "payload":
-            served.request_payload = _request_payload()
-            served.response_payload = answer
-        service.record_call(served, request.method, status, latency_ms, model_id, code)
-        service.record_refusal(served, status, code, request.headers.get("X-API-Key"), _route(), asset_key)
-        observe_call(
-            service.metric_service(served, asset_key),
-            served.endpoint_id if served.asset is not None and served.endpoint_id else "",
-            status,
-            latency_ms / 1000,
-            cache,
-            timing.summary(latency_ms),
-        )
+def _caller(asset_key: str) -> dict:
+    """What the audit record and the refused-key record keep of the caller (see `service.audited_call`)."""
+    presented = request.headers.get("X-API-Key")
+    return {
+        "request_id": g.get("request_id"),
+        "client_ip": client_address(),
+        "user_agent": (request.headers.get("User-Agent") or "")[:256] or None,
+        "asset_key": asset_key,
+        "route": request.url_rule.rule if request.url_rule is not None else "<unmatched>",
+        "key_presented": bool(presented),
+        "key_prefix": key_prefix_of(presented),
+        "request_payload": _request_payload(),
+    }
 
 
 def _request_payload() -> object:
-    """What the caller sent: the JSON body of a POST, else the query params."""
+    """What the caller sent: the JSON body of a POST, else the query params (kept by `log: "payload"` endpoints)."""
     if request.method != "GET":
         body = request.get_json(silent=True)
         if body is not None:
@@ -106,8 +73,10 @@ def _request_payload() -> object:
     return request.args.to_dict()
 
 
-def _route() -> str:
-    return request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+def _answer(outcome) -> Response:
+    response = _respond(outcome)
+    response.headers["Server-Timing"] = service.server_timing()
+    return response
 
 
 @bp.route("/api/service/<asset_key>/<endpoint_id>", methods=ANY_METHOD)
@@ -141,14 +110,16 @@ def _route() -> str:
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
     key = request.headers.get("X-API-Key")
-    return _served(lambda served: service.serve_endpoint(served, asset_key, endpoint_id, key, _call()), asset_key)
+    with service.audited_call(request.method, **_caller(asset_key)) as served:
+        return _answer(service.serve_endpoint(served, asset_key, endpoint_id, key, _call()))
 
 
 @bp.get("/api/data/<asset_key>")
 @doc("Query a published data API", auth="api_key", tags=["serving"])
 def data_api(asset_key: str):
     key = request.headers.get("X-API-Key")
-    return _served(lambda served: service.serve_data_api(served, asset_key, key, request.args.to_dict()), asset_key)
+    with service.audited_call(request.method, **_caller(asset_key)) as served:
+        return _answer(service.serve_data_api(served, asset_key, key, request.args.to_dict()))
 
 
 @bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])
@@ -175,14 +146,7 @@ def data_api(asset_key: str):
 def test_endpoint(asset_id: int, endpoint_id: str):
     user = current_user()
     asset = get_asset(user, asset_id, "project.edit")
-    call = _call()
-    # The Test pane sends one JSON body: params for sql/lookup, the payload for model/function.
-    if request.method == "POST" and isinstance(call.body, dict):
-        kind = next((ep.get("kind") for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
-        if kind in ("sql", "lookup"):
-            params = {**call.params, **{k: v if isinstance(v, str) else str(v) for k, v in call.body.items()}}
-            call = Call("GET", params, None)
-    return _respond(service.dry_run(user, asset, endpoint_id, call))
+    return _respond(service.dry_run(user, asset, endpoint_id, _call()))
 
 
 @bp.get("/api/api-services/<int:asset_id>/logs")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import current_app, g
 from sqlalchemy import Row, bindparam, select
+from werkzeug.exceptions import HTTPException
 
 from app.datasets.policy import preview_policy
 from app.db import AssetVersion, PublishedAsset, User
@@ -19,9 +21,9 @@ from app.keys.auth_failures import failure_reason, record_auth_failure
 from app.keys.ratelimit import Decision, Probe, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy, serving_key_row
 from app.keys.usage import LAST_USED_KEY, UsageTracker
-from app.ops.metrics import observe_auth_failure
-from app.ops.timing import current_timing, timed
-from app.publishing.asset_config import lookup_as_query
+from app.ops.metrics import observe_auth_failure, observe_call
+from app.ops.timing import current_timing, server_timing_header, start_timing, timed
+from app.publishing.endpoint_config import Endpoint, cache_ttl_of, endpoint_of
 from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry, clipped_json
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
@@ -43,13 +45,64 @@ class Served:
     cache_write: tuple | None = None  # (entry key, body, ttl) sent with the audit record's round trip
     probe_template: str | None = None  # the result cache entry the serve script read (`{G}`/`{R}` unfilled)
     context: dict | None = None  # a model call's caller context, recorded with the call
+    model_id: int | None = None  # the model that answered (a model endpoint's call)
+    cache: str | None = None  # the answer's X-Cache (HIT / MISS), for the metrics
     # Who called, as the web layer saw it (services never read the request themselves).
     request_id: str | None = None
     client_ip: str | None = None
     user_agent: str | None = None
+    asset_key: str | None = None  # as named in the URL (a label only once the call reached a published service)
+    route: str = ""  # the route template, for refused-key records
+    key_presented: bool = False  # whether an X-API-Key was sent at all
+    key_prefix: str | None = None  # its public prefix when it has a key's shape (never the secret)
     log_mode: str = "metadata"  # the endpoint's `log`: "payload" keeps the request and the answer
-    request_payload: object = None  # what the caller sent (payload mode)
+    request_payload: object = None  # what the caller sent (kept in payload mode)
     response_payload: object = None  # what the caller got back, masked as they saw it (payload mode)
+
+
+@contextmanager
+def audited_call(method: str, **caller) -> Iterator[Served]:
+    """Take a keyed call's audit record, whatever its outcome, and time it.
+
+    The block resolves the call into the `Served` it is given (`serve_endpoint`, `serve_data_api` fill it); `caller`
+    are the `Served` fields the web layer knows (request_id, client_ip, user_agent, asset_key, route, key_presented,
+    key_prefix, request_payload). On the way out the record is buffered with the call's status (200, the
+    APIError's or HTTPException's own, else 500), latency and timing; a refused API key is recorded (bounded), the
+    call counted in the metrics, and an APIError carries the `Server-Timing` header (`server_timing()` gives it
+    for an answer). Exceptions go on to the caller."""
+    timing = start_timing()
+    served = Served(**caller)
+    status, code = 500, "internal_error"
+    try:
+        yield served
+        status, code = 200, None
+    except APIError as err:
+        status, code = err.status, err.code
+        served.response_payload = err.body()
+        err.headers = {**err.headers, "Server-Timing": server_timing_header(timing.summary())}
+        raise
+    except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
+        status, code = err.code or 500, "http_error"
+        raise
+    finally:
+        latency_ms = timing.total_ms()
+        record_call(served, method, status, latency_ms, served.model_id if status == 200 else None, code)
+        record_refusal(served, status, code)
+        reached = served.asset is not None
+        observe_call(
+            (served.asset_key or "") if reached else "",
+            (served.endpoint_id or "") if reached else "",
+            status,
+            latency_ms / 1000,
+            served.cache,
+            timing.summary(latency_ms),
+        )
+
+
+def server_timing() -> str:
+    """The `Server-Timing` value of the call in progress (see `audited_call`)."""
+    timing = current_timing()
+    return server_timing_header(timing.summary()) if timing is not None else ""
 
 
 _ASSETS, _VERSIONS = PublishedAsset.__table__, AssetVersion.__table__
@@ -187,7 +240,11 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
     def check() -> tuple:
         served.key = key = _authenticate(api_key)
         asset = _admit(served, key, asset_key, "api_service")
-        endpoint = next((ep for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
+        endpoint = memo(
+            "endpoint",
+            (asset.id, asset.published_version, endpoint_id),
+            lambda: endpoint_of(asset.config, endpoint_id),
+        )
         if endpoint is None:
             raise not_found(f"endpoint {endpoint_id!r}")
         served.endpoint_id = endpoint_id
@@ -199,19 +256,18 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
 
     def probe(checked: tuple, generation: int | None) -> Probe:
         key, asset, endpoint = checked
-        if endpoint["kind"] not in ("sql", "lookup") or call.method != "GET":
+        if not endpoint.answers_with_query or call.method != "GET":
             return Probe(GENERATION_KEY)
         if (endpoint.get("log") or "metadata") == "payload":
             # A payload record needs the answer, which the serve script's record of a hit is written without.
             return Probe(GENERATION_KEY, None, generation)
-        query = endpoint["query"] if endpoint["kind"] == "sql" else lookup_as_query(endpoint)
         return _cache_probe(
-            served, key, asset, endpoint_id, query, call.params, endpoint.get("cache_ttl_seconds", 60), generation
+            served, key, asset, endpoint_id, endpoint.query, call.params, endpoint.cache_ttl, generation
         )
 
     (key, asset, endpoint), decision, probed = _keyed(check, probe)
     headers = _enforce(key, decision)
-    if endpoint.get("kind") == "model" and call.method == "POST":
+    if endpoint.kind == "model" and call.method == "POST":
         served.context = request_context(call.body)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
@@ -219,15 +275,23 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
         found = _probed_entry(served, decision) if probed else None
     if found is not None and found[1] is not None:
         outcome = Outcome(found[1], {"X-Cache": "HIT"})
-        if endpoint["kind"] == "lookup":
+        if endpoint.kind == "lookup":
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
     else:
         outcome = run_endpoint(
             endpoint, call, policy, asset.org_id, asset.project_id, scope, probed=found[0] if found else None
         )
-    served.cache_write = outcome.cache_write
+    _answered(served, outcome)
     outcome.headers.update(headers)
     return outcome
+
+
+def _answered(served: Served, outcome: Outcome) -> None:
+    """What the audit record and the metrics keep of an answer."""
+    served.cache_write, served.model_id = outcome.cache_write, outcome.model_id
+    served.cache = outcome.headers.get("X-Cache")
+    if served.log_mode == "payload":
+        served.response_payload = outcome.body
 
 
 def _cache_probe(
@@ -286,13 +350,11 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
 
     def probe(checked: tuple, generation: int | None) -> Probe:
         key, asset = checked
-        return _cache_probe(
-            served, key, asset, "_data", asset.config, params, asset.config.get("cache_ttl_seconds", 60), generation
-        )
+        return _cache_probe(served, key, asset, "_data", asset.config, params, cache_ttl_of(asset.config), generation)
 
     (key, asset), decision, probed = _keyed(check, probe)
     headers = _enforce(key, decision)
-    ttl = asset.config.get("cache_ttl_seconds", 60)
+    ttl = cache_ttl_of(asset.config)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
     with timed("cache"):
@@ -311,22 +373,38 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
             ttl,
             probed=found[0] if found else None,
         )
-    served.cache_write = outcome.cache_write
+    _answered(served, outcome)
     outcome.headers.update(headers)
     return outcome
 
 
+def pane_call(endpoint: Endpoint, call: Call) -> Call:
+    """The Test pane sends one JSON body: for a sql or lookup endpoint it holds the query params (an object, merged
+    over those of the URL) and runs as the GET the serving route takes; for a model or function endpoint it is the
+    body (none: `{}`). A GET is run as it came."""
+    if call.method != "POST":
+        return call
+    body = {} if call.body is None else call.body
+    if not endpoint.answers_with_query:
+        return Call("POST", call.params, body)
+    if not isinstance(body, dict):
+        raise APIError(400, "bad_request", 'send the query parameters as a JSON object, e.g. {"id": 42}')
+    return Call("GET", {**call.params, **{k: v if isinstance(v, str) else str(v) for k, v in body.items()}}, None)
+
+
 def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> Outcome:
     """The Test pane: the draft config, never cached, no key, seen as the caller's role sees previews (admins
-    unmasked; designers masked with critical columns blocked), so it is no way around role masking."""
+    unmasked; designers masked with critical columns blocked), so it is no way around role masking. `call` is what
+    the pane sent (see `pane_call`)."""
     if asset.asset_type != "api_service":
         raise not_found("api service")
-    endpoint = next((ep for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None)
+    endpoint = endpoint_of(asset.config, endpoint_id)
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
+    call = pane_call(endpoint, call)
     outcome = run_endpoint(endpoint, call, preview_policy(user.role), asset.org_id, asset.project_id, None)
     outcome.body = {**outcome.body, "dry": True}
-    context = request_context(call.body) if endpoint.get("kind") == "model" else None
+    context = request_context(call.body) if endpoint.kind == "model" else None
     if context is not None:
         outcome.body["context"] = context
     return outcome
@@ -357,34 +435,27 @@ def record_call(
         _schedule_flush()
 
 
-def record_refusal(
-    served: Served, status: int, code: str | None, presented: str | None, route: str, asset_key: str | None
-) -> None:
+def record_refusal(served: Served, status: int, code: str | None) -> None:
     """A keyed call refused at authentication (no, unknown, revoked or expired key, or another asset's key) is
     counted in metrics and recorded, bounded, for the targeted organization's admins (app/keys/auth_failures.py)."""
     if status < 400 or code is None:
         return
-    reason = failure_reason(status, code, served.key is not None and served.asset is None, presented)
+    reason = failure_reason(status, code, served.key is not None and served.asset is None, served.key_presented)
     if reason is None:
         return
     observe_auth_failure(reason)
     flush_due = record_auth_failure(
         reason=reason,
-        presented=presented,
+        key_prefix=served.key_prefix,
         client_ip=served.client_ip,
-        route=route,
-        asset_key=asset_key,
+        route=served.route,
+        asset_key=served.asset_key,
         key_asset_id=served.key.asset_id if served.key is not None else None,
         cap=int(current_app.config["AUTH_FAILURE_MAX_RECORDS_PER_MINUTE"]),
         flush_flag=FLUSH_THROTTLE_KEY,
     )
     if flush_due:
         _schedule_flush()
-
-
-def metric_service(served: Served, asset_key: str | None) -> str:
-    """The `service` label: the asset key once the call reached a published service, else "" (bounded labels)."""
-    return asset_key or "" if served.asset is not None else ""
 
 
 def _entry(served: Served, method: str, status: int, latency_ms: float, model_id, error_code) -> dict:

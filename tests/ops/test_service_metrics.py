@@ -51,8 +51,10 @@ def test_serving_worker_and_training_series_with_bounded_labels(client, admin, s
     assert call(client, key["key"], "score", method="POST", json={"tenure": 40}).status_code == 200
     assert call(client, key["key"], "top").status_code == 429
     # Attacker-chosen names never become labels: unknown services, endpoints and keys all land on "".
+    made_up = set()
     for _ in range(20):
         name = uuid.uuid4().hex
+        made_up.add(name)
         client.get(f"/api/service/{name}/{name}", headers={"X-API-Key": key["key"]})
         client.get(f"/api/service/sales-serving/{name}", headers={"X-API-Key": "dk_" + uuid.uuid4().hex + "x" * 11})
     after = scrape(client)
@@ -94,8 +96,11 @@ def test_serving_worker_and_training_series_with_bounded_labels(client, admin, s
             for label, text in labels.items():
                 assert "dk_" not in text and len(text) < 64, (label, text)
                 assert not (label != "route" and "/" in text), (label, text)
+    values = {text for family in after.values() for _, labels, _ in family for text in labels.values()}
+    assert not values & made_up
+    # Services of other tests of this session may be there too: only published ones, never a made-up name.
     services = {labels.get("service") for _, labels, _ in after["apiary_service_calls"]}
-    assert services <= {"", "sales-serving"}
+    assert {"", "sales-serving"} <= services and len(services) < 10
 
 
 MULTIPROC_SCRIPT = """
