@@ -135,6 +135,14 @@ class BaseConfig:
         self.AUDIT_RETENTION_DAYS = int(env.get("AUDIT_RETENTION_DAYS") or 90)
         if self.AUDIT_RETENTION_DAYS < 1:
             raise RuntimeError("AUDIT_RETENTION_DAYS must be at least 1")
+        # Endpoints with `log: "payload"` keep the request and the answer, each clipped at this many bytes of JSON.
+        self.AUDIT_PAYLOAD_MAX_BYTES = int(env.get("AUDIT_PAYLOAD_MAX_BYTES") or 8192)
+        if self.AUDIT_PAYLOAD_MAX_BYTES < 64:
+            raise RuntimeError("AUDIT_PAYLOAD_MAX_BYTES must be at least 64")
+        # Refused API keys: one record per client address, key prefix, route and reason per minute (the rest are
+        # counted in it), and at most this many records per minute for the whole installation (the rest are counted
+        # in one `suppressed` record), so a flood of bad keys cannot fill the database.
+        self.AUTH_FAILURE_MAX_RECORDS_PER_MINUTE = int(env.get("AUTH_FAILURE_MAX_RECORDS_PER_MINUTE") or 120)
         self.LOG_LEVEL = env.get("LOG_LEVEL") or "INFO"
         self.PROMETHEUS_MULTIPROC_DIR = env.get("PROMETHEUS_MULTIPROC_DIR") or None
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}

@@ -17,6 +17,7 @@ from flask import current_app
 
 from app.errors import APIError, overloaded, unavailable
 from app.extensions import redis_store
+from app.ops.metrics import observe_task
 from tasks.heartbeat import HEARTBEAT_KEY, NODE_KEY, TASK_NODE_KEY
 from tasks.leases import (
     CLAIM_HEADER,
@@ -134,6 +135,7 @@ def call_worker(
     org_id: int | None = None,
     queue_deadline: float | None = None,
     watch_node: bool = True,
+    timed: bool = False,
 ) -> dict:
     """Run `task` on `queue` and return its result; a worker's {"error": ...} answer is raised as that APIError.
     The task expires unrun past the deadline, so a late worker never does work nobody waits for, and a retry by the
@@ -148,6 +150,8 @@ def call_worker(
     `org_id`: whose work it is; on a shared queue the call first takes a slot of that organization's fair share.
     `queue_deadline` (time.monotonic(), from the endpoint's pool): the task must have started by then, else the call
     is a 503 and the task, claimed as given up, never runs.
+    `timed`: the task takes `sent_at` and answers its queue wait and working time as `timing` ({queue, score |
+    function} in ms), kept in the answer, the queue wait trimmed so the parts never exceed the wait seen here.
     """
     if not queue_has_worker(queue):
         raise APIError(
@@ -168,7 +172,7 @@ def call_worker(
                 "broker_unavailable", "the task queue is unavailable; try again shortly", headers={"Retry-After": 1}
             ) from None
     try:
-        return _send_and_wait(task, args, queue, timeout_s, summary, queue_deadline, watch_node)
+        return _send_and_wait(task, args, queue, timeout_s, summary, queue_deadline, watch_node, timed)
     finally:
         if lease is not None:
             try:
@@ -178,14 +182,24 @@ def call_worker(
 
 
 def _send_and_wait(
-    task, args: list, queue: str, timeout_s: float, summary: str, queue_deadline: float | None, watch_node: bool
+    task,
+    args: list,
+    queue: str,
+    timeout_s: float,
+    summary: str,
+    queue_deadline: float | None,
+    watch_node: bool,
+    timed: bool,
 ):
     task_id = uuid.uuid4().hex
     claim = claim_key(task_id) if queue_deadline is not None else None
     queue_left = max(0.0, queue_deadline - time.monotonic()) if queue_deadline is not None else 0.0
+    kwargs = {"sent_at": time.time()} if timed else {}
+    sent = time.perf_counter()
     try:
         result = task.apply_async(
             args=args,
+            kwargs=kwargs,
             queue=queue,
             task_id=task_id,
             expires=queue_left + timeout_s,
@@ -195,6 +209,7 @@ def _send_and_wait(
         )
     except Exception as exc:  # noqa: BLE001 - kombu raises many types when the broker is unreachable
         log.warning("could not enqueue %s: %s", task.name, exc)
+        observe_task(queue, None, "broker_unavailable")
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     try:
         if claim is not None:
@@ -203,8 +218,10 @@ def _send_and_wait(
     except CeleryTimeout:
         with contextlib.suppress(Exception):  # best effort: the task also expires unrun at the deadline
             result.revoke()
+        observe_task(queue, time.perf_counter() - sent, "timeout")
         raise APIError(504, "timeout", f"no answer within {timeout_s:g} s") from None
     except (WorkerLostError, _NodeLost):
+        observe_task(queue, time.perf_counter() - sent, "worker_lost")
         # The process running the call died (OOM killer, SIGKILL, a lost host); nothing was answered, a retry may
         # succeed on another worker.
         log.warning("%s: the worker process running it was lost", task.name)
@@ -223,9 +240,13 @@ def _send_and_wait(
             result.forget()
     # A task answers a client's error as {"error": APIError.to_dict()}; it is raised here, on the web side. (A
     # training run's outcome has an "error" too, but that is its failure sentence, a string.)
+    waited = time.perf_counter() - sent
     error = answer.get("error") if isinstance(answer, dict) else None
+    observe_task(queue, waited, "error" if isinstance(error, dict) else "success")
     if isinstance(error, dict):
         raise APIError.from_dict(error)
+    if timed and isinstance(answer, dict) and isinstance(answer.get("timing"), dict):
+        answer["timing"] = _trimmed(answer["timing"], waited * 1000)
     return answer
 
 
@@ -242,3 +263,12 @@ def _await_start(claim: str, queue: str, deadline: float, claim_ttl_s: float) ->
             "broker_unavailable", "the task queue is unavailable; try again shortly", headers={"Retry-After": 1}
         ) from None
     raise overloaded(f"the call waited past its queue_timeout_ms in the {queue} queue", "queue_timeout")
+
+
+def _trimmed(parts: dict, waited_ms: float) -> dict:
+    """The worker's parts with its queue wait cut so that queue + work <= the wait measured on this side."""
+    clean = {k: float(v) for k, v in parts.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    work = sum(v for k, v in clean.items() if k != "queue")
+    if "queue" in clean:
+        clean["queue"] = max(0.0, min(clean["queue"], waited_ms - work))
+    return clean

@@ -33,6 +33,8 @@ TASK_MODULES = [
 BEAT_SCHEDULE = {
     "reap-stuck-training-runs": {"task": "tasks.maintenance.reap_stuck_runs", "schedule": 60.0},
     "purge-old-audit-logs": {"task": "tasks.maintenance.purge_audit_logs", "schedule": 3600.0},
+    # Refused-key counts of the minutes just closed reach the database even when no call schedules a flush.
+    "flush-serving-records": {"task": "tasks.maintenance.flush_serving_records", "schedule": 60.0},
 }
 
 

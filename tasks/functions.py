@@ -9,6 +9,7 @@ from celery import shared_task
 from flask import current_app
 
 from app.errors import APIError
+from app.ops.timing import worker_parts
 from app.sandbox import WarmKey, process_pool, run_handler
 from app.serving.shadow_runs import record_shadow_run, schedule_flush, summarize
 
@@ -17,12 +18,14 @@ TIME_LIMIT_SECONDS = 120
 
 
 @shared_task(name="tasks.functions.run_function", time_limit=TIME_LIMIT_SECONDS, acks_late=False)
-def run_function(source: str, payload, endpoint: dict | None = None) -> dict:
+def run_function(source: str, payload, endpoint: dict | None = None, sent_at: float | None = None) -> dict:
     """{"result": value} or {"error": {status, code, message, details}}; never raises for a handler's fault.
 
     `endpoint` is the published endpoint version called ({"org_id", "asset_id", "version", "endpoint_id"}): its
-    warm jail may serve the call. None (the Test pane's dry run of a draft) always runs in a fresh jail.
+    warm jail may serve the call. None (the Test pane's dry run of a draft) always runs in a fresh jail. The answer's
+    `timing` is the queue wait (since `sent_at`, the web process's clock) and the handler's time in its jail.
     """
+    started, started_perf = time.time(), time.perf_counter()
     config = current_app.config
     pool = process_pool(
         int(config["FUNCTION_JAIL_POOL_SIZE"]),
@@ -39,7 +42,7 @@ def run_function(source: str, payload, endpoint: dict | None = None) -> dict:
         )
     except APIError as err:
         return {"error": err.to_dict()}
-    return {"result": value}
+    return {"result": value, "timing": worker_parts(sent_at, started, "function", started_perf)}
 
 
 @shared_task(name="tasks.functions.shadow_function", time_limit=TIME_LIMIT_SECONDS, acks_late=False)

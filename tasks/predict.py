@@ -13,6 +13,7 @@ from app.ml.explanations import explain_rows
 from app.ml.input_schema import parse_predict_body, validate_rows
 from app.ml.scoring import ModelCache, load_scorer
 from app.ml.store import ArtifactRejected
+from app.ops.timing import worker_parts
 from app.serving.shadow_runs import note_warmed, record_shadow_run, schedule_flush, summarize
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,17 @@ def model_cache() -> ModelCache:
 
 
 @shared_task(name="tasks.predict.score", time_limit=60, soft_time_limit=55, acks_late=False)
-def score(model: dict, rows: list[dict]) -> dict:
-    """Score already-validated rows; `model` carries id, artifact path, sha256, scikit-learn version, input schema."""
+def score(model: dict, rows: list[dict], sent_at: float | None = None) -> dict:
+    """Score already-validated rows; `model` carries id, artifact path, sha256, scikit-learn version, input schema.
+    The answer's `timing` is the queue wait (since `sent_at`, the web process's clock) and the scoring time."""
+    started, started_perf = time.time(), time.perf_counter()
+    answer = _score(model, rows)
+    if "error" not in answer:
+        answer["timing"] = worker_parts(sent_at, started, "score", started_perf)
+    return answer
+
+
+def _score(model: dict, rows: list[dict]) -> dict:
     try:
         scorer = model_cache().get(
             model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"]
@@ -50,8 +60,16 @@ def score(model: dict, rows: list[dict]) -> dict:
 
 
 @shared_task(name="tasks.predict.explain", time_limit=60, soft_time_limit=55, acks_late=False)
-def explain(model: dict, rows: list[dict], top_n: int) -> dict:
-    """Exact Shapley explanations of already-validated rows (see app/ml/explanations.py)."""
+def explain(model: dict, rows: list[dict], top_n: int, sent_at: float | None = None) -> dict:
+    """Exact Shapley explanations of already-validated rows (see app/ml/explanations.py); timed as `score`."""
+    started, started_perf = time.time(), time.perf_counter()
+    answer = _explain(model, rows, top_n)
+    if "error" not in answer:
+        answer["timing"] = worker_parts(sent_at, started, "score", started_perf)
+    return answer
+
+
+def _explain(model: dict, rows: list[dict], top_n: int) -> dict:
     try:
         scorer = model_cache().get(
             model["id"], model["artifact_path"], model["artifact_sha256"], model["sklearn_version"]

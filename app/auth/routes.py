@@ -1,10 +1,12 @@
 """Auth routes: login, me, sign-up, users and personal access tokens."""
 
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, request
 
 from app.auth import service
 from app.auth.permissions import credential_expires_at, credential_token_id, current_user, login_required
 from app.auth.schemas import (
+    AuthFailurePageSchema,
+    AuthFailureQuerySchema,
     LoginResultSchema,
     LoginSchema,
     MeSchema,
@@ -20,6 +22,7 @@ from app.auth.schemas import (
 from app.auth.throttle import throttle_login_account, throttle_login_address, throttle_signup_address
 from app.errors import APIError
 from app.http import json_body
+from app.keys.auth_failures import list_auth_failures
 from app.openapi import doc
 
 bp = Blueprint("auth", __name__)
@@ -80,6 +83,19 @@ def create_user():
 @login_required("org.admin")
 def list_users():
     return UserListSchema().dump({"items": service.list_users(current_user().org_id)})
+
+
+@bp.get("/api/auth/audit")
+@doc(
+    "Refused API keys aimed at the caller's organization (org admin): unknown, revoked, expired or another asset's "
+    "keys, one record per client address, key prefix, route and reason per minute with its attempt count",
+    response=AuthFailurePageSchema,
+    query={"reason": "", "since": "ISO 8601", "until": "ISO 8601", "limit": "1..1000", "offset": ">= 0"},
+)
+@login_required("org.admin")
+def auth_audit():
+    filters = AuthFailureQuerySchema().load(request.args.to_dict())
+    return AuthFailurePageSchema().dump(list_auth_failures(current_user().org_id, filters))
 
 
 @bp.post("/api/auth/tokens")

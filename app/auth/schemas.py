@@ -93,3 +93,32 @@ class TokenCreatedSchema(TokenSchema):
 
 class TokenListSchema(Schema):
     items = fields.List(fields.Nested(TokenSchema))
+
+
+class AuthFailureQuerySchema(Schema):
+    reason = fields.String(
+        validate=validate.OneOf(("missing_key", "invalid_key", "key_revoked", "key_expired", "wrong_asset"))
+    )
+    since = fields.DateTime()
+    until = fields.DateTime()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+
+
+class AuthFailureSchema(Schema):
+    id = fields.Integer()
+    created_at = fields.DateTime()  # the first attempt of its minute
+    reason = fields.String()
+    key_prefix = fields.String(allow_none=True)  # the key's public prefix, never its secret
+    client_ip = fields.String(allow_none=True)
+    route = fields.String()
+    asset_id = fields.Integer(allow_none=True)
+    count = fields.Integer()  # attempts of the same address, prefix, route and reason in that minute
+
+
+class AuthFailurePageSchema(Schema):
+    items = fields.List(fields.Nested(AuthFailureSchema))
+    total = fields.Integer()
+    attempts = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()

@@ -8,6 +8,7 @@ from app.console import (  # noqa: F401 - importing registers the views on bp
     model_pages,
     project_pages,
     routing_pages,
+    security_pages,
     service_pages,
 )
 from app.console.blueprint import bp

@@ -1,7 +1,7 @@
 """SQLAlchemy models, one module per aggregate; importing this package registers them all."""
 
 from app.db.assets import AssetVersion, DeletedAsset, PublishedAsset, RoutingChange
-from app.db.audit import AuditLog
+from app.db.audit import AuditLog, AuthFailure
 from app.db.datasets import Dataset, DatasetIndex, SchemaGrant
 from app.db.keys import ApiKey
 from app.db.projects import Project
@@ -12,6 +12,7 @@ __all__ = [
     "ApiKey",
     "AssetVersion",
     "AuditLog",
+    "AuthFailure",
     "Dataset",
     "DatasetIndex",
     "DeletedAsset",

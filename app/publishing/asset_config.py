@@ -69,7 +69,7 @@ def _validate_service(config: dict, user: User, project: Project, catalog: Catal
         if kind not in KINDS:
             raise invalid(f"{field}.kind", f"endpoint {endpoint_id!r}: kind must be one of {', '.join(KINDS)}")
         try:
-            normalised.append(_VALIDATORS[kind](endpoint, field, user, project, catalog, old_handlers))
+            normalised.append(_with_log_mode(endpoint, field, user, project, catalog, old_handlers))
             if normalised[-1] not in previous.get("endpoints", []):
                 # An endpoint kept exactly as saved before was checked (or written by an admin) then.
                 check_masked_uses(user, catalog, kind, normalised[-1], field)
@@ -135,6 +135,20 @@ def _cache_ttl(endpoint: dict, field: str) -> int:
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= 86_400:
         raise invalid(f"{field}.cache_ttl_seconds", "an integer from 0 (off) to 86400")
     return ttl
+
+
+LOG_MODES = ("metadata", "payload")
+
+
+def _with_log_mode(endpoint: dict, field: str, *args) -> dict:
+    """Any kind's endpoint may say what its audit records keep: `log: "metadata"` (the default: who, when, status,
+    timing) or `"payload"` (also the request and the answer, clipped at AUDIT_PAYLOAD_MAX_BYTES)."""
+    if "log" not in endpoint:
+        return _VALIDATORS[endpoint["kind"]](endpoint, field, *args)
+    if endpoint["log"] not in LOG_MODES:
+        raise invalid(f"{field}.log", f"one of {', '.join(LOG_MODES)}")
+    rest = {name: value for name, value in endpoint.items() if name != "log"}
+    return {**_VALIDATORS[endpoint["kind"]](rest, field, *args), "log": endpoint["log"]}
 
 
 def _only(endpoint: dict, field: str, allowed: set[str]) -> None:

@@ -3,10 +3,12 @@ flushed into the audit_logs table by a worker, and listed back."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import redis
@@ -14,6 +16,7 @@ from sqlalchemy import Select, func, select
 
 from app.db import AuditLog, PublishedAsset
 from app.extensions import db, redis_store
+from app.keys.auth_failures import flush_auth_failures
 from app.keys.service import store_last_used
 from app.keys.usage import UsageTracker
 
@@ -40,8 +43,14 @@ def audit_entry(
     shadow: bool = False,
     call_id: str | None = None,
     summary: dict | None = None,
+    request_id: str | None = None,
+    client_ip: str | None = None,
+    user_agent: str | None = None,
+    timing: dict | None = None,
+    payload: tuple[str | None, str | None] | None = None,
 ) -> dict:
-    """One audit record with every field the persisting task expects; `ts` defaults to now (ISO 8601 UTC)."""
+    """One audit record with every field the persisting task expects; `ts` defaults to now (ISO 8601 UTC).
+    `payload`: (request, answer) as clipped JSON text, for endpoints that log payloads."""
     when = (ts or datetime.now(UTC)).astimezone(UTC)
     entry = {
         "ts": when.isoformat().replace("+00:00", "Z"),
@@ -58,15 +67,37 @@ def audit_entry(
     }
     if context is not None:
         entry["context"] = context  # a model call's caller context (at most 4 KB)
-    if version is not None:
-        entry["version"] = version
     if shadow:
         entry["shadow"] = True
-    if call_id is not None:
-        entry["call_id"] = call_id  # pairs a call with its shadow run
-    if summary is not None:
-        entry["summary"] = summary
+    for name, value in (
+        ("version", version),
+        ("call_id", call_id),  # pairs a call with its shadow run
+        ("summary", summary),
+        ("request_id", request_id),
+        ("client_ip", client_ip),
+        ("user_agent", user_agent),
+        ("timing", timing),
+    ):
+        if value is not None:
+            entry[name] = value
+    if payload is not None:
+        entry["request_payload"], entry["response_payload"] = payload
     return entry
+
+
+TRUNCATED_MARK = "...[truncated]"
+
+
+def clipped_json(value: object, max_bytes: int) -> str | None:
+    """`value` as compact JSON text, cut to at most `max_bytes` bytes (ending in TRUNCATED_MARK when cut)."""
+    if value is None:
+        return None
+    text = json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False)
+    raw = text.encode()
+    if len(raw) <= max_bytes:
+        return text
+    room = max(0, max_bytes - len(TRUNCATED_MARK))
+    return raw[:room].decode(errors="ignore") + TRUNCATED_MARK
 
 
 class AuditBuffer:
@@ -145,6 +176,7 @@ def flush_serving_records(batch: int = 1000) -> int:
         db.session.commit()
         written += len(entries)
     store_last_used(UsageTracker(client).drain())
+    flush_auth_failures()
     return written
 
 
@@ -167,7 +199,17 @@ def _audit_row(entry: dict) -> dict:
         "shadow": bool(entry.get("shadow")),
         "call_id": entry.get("call_id"),
         "summary": entry.get("summary"),
+        "request_id": _clip(entry.get("request_id"), 64),
+        "client_ip": _clip(entry.get("client_ip"), 64),
+        "user_agent": _clip(entry.get("user_agent"), 256),
+        "timing": entry.get("timing"),
+        "request_payload": entry.get("request_payload"),
+        "response_payload": entry.get("response_payload"),
     }
+
+
+def _clip(value: object, size: int) -> str | None:
+    return None if value is None else str(value)[:size]
 
 
 def filtered_logs(asset: PublishedAsset, filters: dict) -> Select:
@@ -192,3 +234,74 @@ def list_logs(asset: PublishedAsset, filters: dict) -> dict:
         stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(filters["limit"]).offset(filters["offset"])
     )
     return {"items": list(rows), "total": total, "limit": filters["limit"], "offset": filters["offset"]}
+
+
+EXPORT_FIELDS = (
+    "id",
+    "created_at",
+    "endpoint_id",
+    "key_id",
+    "method",
+    "status",
+    "latency_ms",
+    "version",
+    "shadow",
+    "call_id",
+    "model_id",
+    "error_code",
+    "request_id",
+    "client_ip",
+    "user_agent",
+    "context",
+    "timing",
+    "request_payload",
+    "response_payload",
+)
+EXPORT_BATCH = 1000
+
+
+def export_logs(asset: PublishedAsset, filters: dict, fmt: str) -> Iterator[str]:
+    """The service's audit log, oldest first, as JSON lines or CSV text chunks; read through the database cursor a
+    batch at a time (`yield_per`, a server-side cursor on PostgreSQL), so memory stays flat whatever the size."""
+    table = AuditLog.__table__
+    stmt = select(*(table.c[name] for name in EXPORT_FIELDS)).where(table.c.asset_id == asset.id)
+    if filters.get("endpoint_id") is not None:
+        stmt = stmt.where(table.c.endpoint_id == filters["endpoint_id"])
+    if filters.get("since") is not None:
+        stmt = stmt.where(table.c.created_at >= filters["since"])
+    if filters.get("until") is not None:
+        stmt = stmt.where(table.c.created_at < filters["until"])
+    stmt = stmt.order_by(table.c.created_at, table.c.id).execution_options(yield_per=EXPORT_BATCH)
+    result = db.session.execute(stmt)
+    try:
+        if fmt == "csv":
+            yield _csv_line(EXPORT_FIELDS)
+        for partition in result.partitions():
+            lines = []
+            for row in partition:
+                record = {name: _exported(value) for name, value in zip(EXPORT_FIELDS, row, strict=True)}
+                if fmt == "csv":
+                    lines.append(_csv_line([_csv_cell(record[name]) for name in EXPORT_FIELDS]))
+                else:
+                    lines.append(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
+            yield "".join(lines)
+    finally:
+        result.close()
+
+
+def _exported(value):
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None).isoformat() + "Z"
+    return value
+
+
+def _csv_cell(value) -> object:
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return "" if value is None else value
+
+
+def _csv_line(values) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(values)
+    return out.getvalue()

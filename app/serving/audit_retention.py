@@ -1,4 +1,5 @@
-"""Audit retention: serving call records older than AUDIT_RETENTION_DAYS are deleted, a batch at a time."""
+"""Audit retention: serving call records and refused-key records older than AUDIT_RETENTION_DAYS are deleted, a
+batch at a time."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from app.db import AuditLog
+from app.db import AuditLog, AuthFailure
 from app.db.columns import utcnow
 from app.extensions import db
 
@@ -17,17 +18,25 @@ BATCH = 5000
 
 
 def purge_audit_logs(retention_days: int) -> int:
-    """Delete audit rows created more than `retention_days` days ago; returns how many were deleted. Small batches
-    keep each transaction short, so serving's audit flushes never wait long on the table."""
+    """Delete audit rows and refused-key records created more than `retention_days` days ago; returns how many
+    audit rows were deleted. Small batches keep each transaction short, so serving's audit flushes never wait long
+    on the table."""
     cutoff = utcnow() - timedelta(days=retention_days)
-    deleted = 0
-    while True:
-        ids = db.session.scalars(select(AuditLog.id).where(AuditLog.created_at < cutoff).limit(BATCH)).all()
-        if not ids:
-            break
-        db.session.execute(delete(AuditLog).where(AuditLog.id.in_(ids)))
-        db.session.commit()
-        deleted += len(ids)
+    deleted = _purge(AuditLog, cutoff)
+    failures = _purge(AuthFailure, cutoff)
+    if failures:
+        log.info("deleted %d refused-key record(s) older than %d days", failures, retention_days)
     if deleted:
         log.info("deleted %d audit record(s) older than %d days", deleted, retention_days)
     return deleted
+
+
+def _purge(model, cutoff) -> int:
+    deleted = 0
+    while True:
+        ids = db.session.scalars(select(model.id).where(model.created_at < cutoff).limit(BATCH)).all()
+        if not ids:
+            return deleted
+        db.session.execute(delete(model).where(model.id.in_(ids)))
+        db.session.commit()
+        deleted += len(ids)

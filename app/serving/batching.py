@@ -70,6 +70,8 @@ class GroupScorer:
                     "predictions": answer["predictions"][start:end],
                     "probabilities": probabilities[start:end] if probabilities is not None else None,
                 }
+                if "timing" in answer:  # the worker's queue wait and scoring time, the same for the whole batch
+                    waiter.result["timing"] = answer["timing"]
                 start = end
         except BaseException as exc:  # every caller of the batch gets the same error
             for waiter in batch:

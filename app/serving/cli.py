@@ -13,6 +13,7 @@ from app.cli_base import CliGroup, CommandError, echo_json, json_option, parse_j
 from app.cli_targets import asset_by_key
 from app.errors import APIError
 from app.extensions import db
+from app.keys.auth_failures import key_prefix_of
 from app.publishing.cli import services_cli
 from app.publishing.lifecycle_cli import _acting
 from app.serving import routing_cli  # noqa: F401 - importing adds `flask services route|compare`
@@ -111,7 +112,16 @@ def call_command(asset_key, endpoint_id, api_key, method, params, body_text, bod
     method = (method or ("GET" if body is None else "POST")).upper()
     call = Call(method, _params(params), None if method == "GET" else ({} if body is None else body))
     try:
-        with audited_call(method) as served:  # as on the serving route: the call leaves its audit record
+        # As on the serving route: the call leaves its audit record (and a refused key its refused-key record).
+        caller = {
+            "asset_key": asset_key,
+            "route": "flask services call",
+            "key_presented": bool(api_key),
+            "key_prefix": key_prefix_of(api_key),
+            "user_agent": "flask services call",
+            "request_payload": call.body if method != "GET" else call.params,
+        }
+        with audited_call(method, **caller) as served:
             outcome = serve_endpoint(served, asset_key, endpoint_id, api_key, call)
     except APIError as err:
         raise CommandError(f"{err.status} {err.code}: {err.message}") from None

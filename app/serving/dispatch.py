@@ -20,6 +20,7 @@ from app.ml.input_schema import (
     validate_rows,
 )
 from app.ml.percentiles import percentile_of
+from app.ops.timing import record_worker_parts, timed
 from app.publishing.endpoint_config import Endpoint
 from app.query.coercion import CoercionError, coerce_text
 from app.query.compiler import plan_tables, query_param_names
@@ -146,6 +147,27 @@ def run_data_query(
     cache = result_cache() if ttl > 0 and cache_scope else None
     cache_key = None
     if cache is not None and probed is not None:
+        with timed("query"):
+            body = run_query(
+                warehouse.get(),
+                prepared.physical,
+                params,
+                policy,
+                prepared.masking,
+                current_app.config["STATEMENT_TIMEOUT_SECONDS"],
+                plan=prepared.plan,
+                tables=prepared.tables,
+            )
+        return Outcome(body, {"X-Cache": "MISS"}, cache_write=(probed, body, ttl))
+    if cache is not None:
+        cache_key = cache.make_key(
+            cache_scope[0], cache_scope[1], endpoint_id, params, policy, prepared.param_names, org_id
+        )
+        with timed("cache"):
+            hit = cache.get(cache_key)
+        if hit is not None:
+            return Outcome(hit, {"X-Cache": "HIT"})
+    with timed("query"):
         body = run_query(
             warehouse.get(),
             prepared.physical,
@@ -156,26 +178,9 @@ def run_data_query(
             plan=prepared.plan,
             tables=prepared.tables,
         )
-        return Outcome(body, {"X-Cache": "MISS"}, cache_write=(probed, body, ttl))
     if cache is not None:
-        cache_key = cache.make_key(
-            cache_scope[0], cache_scope[1], endpoint_id, params, policy, prepared.param_names, org_id
-        )
-        hit = cache.get(cache_key)
-        if hit is not None:
-            return Outcome(hit, {"X-Cache": "HIT"})
-    body = run_query(
-        warehouse.get(),
-        prepared.physical,
-        params,
-        policy,
-        prepared.masking,
-        current_app.config["STATEMENT_TIMEOUT_SECONDS"],
-        plan=prepared.plan,
-        tables=prepared.tables,
-    )
-    if cache is not None:
-        cache.set(cache_key, body, ttl)
+        with timed("cache"):
+            cache.set(cache_key, body, ttl)
         return Outcome(body, {"X-Cache": "MISS"})
     return Outcome(body)
 
@@ -216,12 +221,16 @@ def score_with_worker(model: Row, rows: list[dict], route: WorkRoute) -> dict:
 
     def send(batch: list[dict]) -> dict:
         summary = f"(model {model.id}, {len(batch)} rows)"
-        return call_worker(score, [payload, batch], route.queue, timeout, summary, route.org_id, route.deadline)
+        return call_worker(
+            score, [payload, batch], route.queue, timeout, summary, route.org_id, route.deadline, timed=True
+        )
 
     scorer = group_scorer()
     scorer.max_rows = int(current_app.config["PREDICT_MAX_ROWS"])
     # Queued behind at most one call in flight for the same model, then its own: twice the deadline at worst.
-    return scorer.score((model.id, model.artifact_sha256, route.queue), rows, send, 2 * timeout)
+    scored = scorer.score((model.id, model.artifact_sha256, route.queue), rows, send, 2 * timeout)
+    record_worker_parts(scored.get("timing"))
+    return scored
 
 
 def _run_model(
@@ -334,7 +343,8 @@ def _run_function(endpoint: Endpoint, body: object, org_id: int, scope: tuple[in
     args = [endpoint.handler, body, identity]
     with admitted(endpoint, org_id, scope) as route:
         summary = f"(endpoint {endpoint.id!r})"
-        answer = call_worker(run_function, args, route.queue, wait, summary, route.org_id, route.deadline)
+        answer = call_worker(run_function, args, route.queue, wait, summary, route.org_id, route.deadline, timed=True)
+    record_worker_parts(answer.get("timing"))
     return Outcome({"result": answer["result"]})
 
 
@@ -418,5 +428,8 @@ def explain_with_worker(model: Row, rows: list[dict], top_n: int, route: WorkRou
     }
     timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
     summary = f"(model {model.id}, {len(rows)} rows explained)"
-    answer = call_worker(explain, [payload, rows, top_n], route.queue, timeout, summary, route.org_id, route.deadline)
+    answer = call_worker(
+        explain, [payload, rows, top_n], route.queue, timeout, summary, route.org_id, route.deadline, timed=True
+    )
+    record_worker_parts(answer.get("timing"))
     return answer["explanations"]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
 
 from app.auth.permissions import current_user, login_required
+from app.auth.throttle import client_address
 from app.errors import APIError
+from app.keys.auth_failures import key_prefix_of
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
 from app.publishing.service import asset_for_logs, get_asset, get_version
 from app.serving import service
+from app.serving.audit import export_logs as audit_export
 from app.serving.audit import list_logs
 from app.serving.compare import compare_versions
 from app.serving.dispatch import Call
@@ -16,6 +19,7 @@ from app.serving.schemas import (
     CompareQuerySchema,
     CompareSchema,
     LatencyHistogramSchema,
+    LogExportQuerySchema,
     LogPageSchema,
     LogQuerySchema,
     ServiceStatsSchema,
@@ -85,10 +89,35 @@ def _respond(outcome) -> Response:
     return response
 
 
+def _caller(asset_key: str) -> dict:
+    """What the audit record and the refused-key record keep of the caller (see `service.audited_call`)."""
+    presented = request.headers.get("X-API-Key")
+    return {
+        "request_id": g.get("request_id"),
+        "client_ip": client_address(),
+        "user_agent": (request.headers.get("User-Agent") or "")[:256] or None,
+        "asset_key": asset_key,
+        "route": request.url_rule.rule if request.url_rule is not None else "<unmatched>",
+        "key_presented": bool(presented),
+        "key_prefix": key_prefix_of(presented),
+        "request_payload": _request_payload(),
+    }
+
+
+def _request_payload() -> object:
+    """What the caller sent: the JSON body of a POST, else the query params (kept by `log: "payload"` endpoints)."""
+    if request.method != "GET":
+        body = request.get_json(silent=True)
+        if body is not None:
+            return body
+    return request.args.to_dict()
+
+
 def _answer(served: service.Served, outcome) -> Response:
-    """The response; a call with a shadow version queues its shadow run once the response is sent, so the shadow
-    never delays or changes the answer."""
+    """The response, with where its time went; a call with a shadow version queues its shadow run once the response
+    is sent, so the shadow never delays or changes the answer."""
     response = _respond(outcome)
+    response.headers["Server-Timing"] = service.server_timing()
     if served.shadow is not None:
         app, shadow = current_app._get_current_object(), served.shadow
         response.call_on_close(lambda: queue_shadow(app, shadow))
@@ -128,7 +157,7 @@ def _answer(served: service.Served, outcome) -> Response:
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
     key = request.headers.get("X-API-Key")
-    with service.audited_call(request.method) as served:
+    with service.audited_call(request.method, **_caller(asset_key)) as served:
         return _answer(served, service.serve_endpoint(served, asset_key, endpoint_id, key, _call(), _pin()))
 
 
@@ -143,7 +172,7 @@ def call_endpoint(asset_key: str, endpoint_id: str):
 def data_api(asset_key: str):
     key = request.headers.get("X-API-Key")
     params = {k: v for k, v in request.args.to_dict().items() if k != DISPATCH_FIELD}
-    with service.audited_call(request.method) as served:
+    with service.audited_call(request.method, **_caller(asset_key)) as served:
         return _answer(served, service.serve_data_api(served, asset_key, key, params, _pin()))
 
 
@@ -247,3 +276,21 @@ def logs_histogram(asset_id: int):
     asset = asset_for_logs(current_user(), asset_id)
     filters = LogQuerySchema().load(request.args.to_dict())
     return LatencyHistogramSchema().dump(latency_histogram(asset, filters))
+
+
+@bp.get("/api/api-services/<int:asset_id>/logs/export")
+@doc(
+    "The service's audit log streamed oldest first, one record per line (JSON lines or CSV with a header), with "
+    "the log's fields; same permissions as the log",
+    query={"format": "jsonl (default) or csv", "endpoint_id": "", "since": "ISO 8601", "until": "ISO 8601"},
+    tags=["serving"],
+)
+@login_required()
+def export_logs(asset_id: int):
+    asset = asset_for_logs(current_user(), asset_id)
+    filters = LogExportQuerySchema().load(request.args.to_dict())
+    fmt = filters["format"]
+    mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
+    response = Response(stream_with_context(audit_export(asset, filters, fmt)), mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="service-{asset.id}-logs.{fmt}"'
+    return response

@@ -34,6 +34,13 @@ class LogEntrySchema(Schema):
     call_id = fields.String(allow_none=True)
     summary = fields.Dict(allow_none=True)
 
+    request_id = fields.String(allow_none=True)
+    client_ip = fields.String(allow_none=True)
+    user_agent = fields.String(allow_none=True)
+    timing = fields.Dict(allow_none=True)  # {auth, ratelimit, cache, query, queue, score, function, total} in ms
+    request_payload = fields.String(allow_none=True)  # log: "payload" endpoints: JSON text, clipped
+    response_payload = fields.String(allow_none=True)
+
 
 class LogPageSchema(Schema):
     items = fields.List(fields.Nested(LogEntrySchema))
@@ -127,3 +134,10 @@ class CompareSchema(Schema):
     versions = fields.List(fields.Nested(VersionStatsSchema))
     shadow = fields.Nested(ShadowAgreementSchema)
     truncated = fields.Boolean()
+
+
+class LogExportQuerySchema(Schema):
+    format = fields.String(load_default="jsonl", validate=validate.OneOf(("jsonl", "csv")))
+    endpoint_id = fields.String(validate=validate.Length(max=64))
+    since = fields.DateTime()
+    until = fields.DateTime()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from flask import g
+from flask import current_app, g
 from sqlalchemy import Row, bindparam, select
 from werkzeug.exceptions import HTTPException
 
@@ -18,12 +18,15 @@ from app.datasets.policy import preview_policy
 from app.db import AssetVersion, PublishedAsset, User
 from app.errors import APIError, not_found
 from app.extensions import db, redis_store
+from app.keys.auth_failures import failure_reason, record_auth_failure
 from app.keys.ratelimit import Decision, Probe, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy, serving_key_row
 from app.keys.usage import LAST_USED_KEY, UsageTracker
+from app.ops.metrics import observe_auth_failure, observe_call
+from app.ops.timing import current_timing, server_timing_header, start_timing, timed
 from app.publishing.endpoint_config import Endpoint, cache_ttl_of, endpoint_of
 from app.publishing.routing import stored_routing
-from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry
+from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry, clipped_json
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
 from app.serving.shadow import ShadowCall
@@ -50,6 +53,18 @@ class Served:
     call_id: str | None = None  # set when a shadow run is queued: pairs the two audit records
     summary: dict | None = None  # the answer in brief, for the comparison report
     shadow: ShadowCall | None = None  # run on the shadow version after the response is sent
+    cache: str | None = None  # the answer's X-Cache (HIT / MISS), for the metrics
+    # Who called, as the web layer saw it (services never read the request themselves).
+    request_id: str | None = None
+    client_ip: str | None = None
+    user_agent: str | None = None
+    asset_key: str | None = None  # as named in the URL (a label only once the call reached a published service)
+    route: str = ""  # the route template, for refused-key records
+    key_presented: bool = False  # whether an X-API-Key was sent at all
+    key_prefix: str | None = None  # its public prefix when it has a key's shape (never the secret)
+    log_mode: str = "metadata"  # the endpoint's `log`: "payload" keeps the request and the answer
+    request_payload: object = None  # what the caller sent (kept in payload mode)
+    response_payload: object = None  # what the caller got back, masked as they saw it (payload mode)
 
     @property
     def version(self) -> int | None:
@@ -66,28 +81,53 @@ class Served:
 
 
 @contextmanager
-def audited_call(method: str) -> Iterator[Served]:
-    """Take a keyed call's audit record, whatever its outcome.
+def audited_call(method: str, **caller) -> Iterator[Served]:
+    """Take a keyed call's audit record, whatever its outcome, and time it.
 
-    The block resolves the call into the `Served` it is given (`serve_endpoint`, `serve_data_api` fill it); on the
-    way out the record is buffered with the call's status (200, the APIError's or HTTPException's own, else 500)
-    and latency. Exceptions go on to the caller."""
-    served = Served()
+    The block resolves the call into the `Served` it is given (`serve_endpoint`, `serve_data_api` fill it); `caller`
+    are the `Served` fields the web layer knows (request_id, client_ip, user_agent, asset_key, route, key_presented,
+    key_prefix, request_payload). On the way out the record is buffered with the call's status (200, the
+    APIError's or HTTPException's own, else 500), latency and timing; a refused API key is recorded (bounded), the
+    call counted in the metrics, and an APIError carries the `Server-Timing` header (`server_timing()` gives it
+    for an answer). Exceptions go on to the caller."""
+    timing = start_timing()
+    served = Served(**caller)
     status, code = 500, "internal_error"
     try:
         yield served
         status, code = 200, None
     except APIError as err:
         status, code = err.status, err.code
-        # Which version refused the call, once one was chosen.
-        err.headers = {**served.version_headers(), **(err.headers or {})}
+        served.response_payload = err.body()
+        # Which version refused the call (once one was chosen), and where the time went.
+        err.headers = {
+            **served.version_headers(),
+            **(err.headers or {}),
+            "Server-Timing": server_timing_header(timing.summary()),
+        }
         raise
     except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
         status, code = err.code or 500, "http_error"
         raise
     finally:
-        latency_ms = (time.perf_counter() - served.started) * 1000
+        latency_ms = timing.total_ms()
         record_call(served, method, status, latency_ms, served.model_id if status == 200 else None, code)
+        record_refusal(served, status, code)
+        reached = served.asset is not None
+        observe_call(
+            (served.asset_key or "") if reached else "",
+            (served.endpoint_id or "") if reached else "",
+            status,
+            latency_ms / 1000,
+            served.cache,
+            timing.summary(latency_ms),
+        )
+
+
+def server_timing() -> str:
+    """The `Server-Timing` value of the call in progress (see `audited_call`)."""
+    timing = current_timing()
+    return server_timing_header(timing.summary()) if timing is not None else ""
 
 
 _ASSETS, _VERSIONS = PublishedAsset.__table__, AssetVersion.__table__
@@ -225,20 +265,27 @@ def _keyed(check: Callable[[], tuple], probe: Callable[[tuple, int | None], Prob
         return check()
 
     try:
-        checked = check()
+        with timed("auth"):
+            checked = check()
     except APIError:
         if start is None or not stale(state.read_generation()):
             raise
-        checked = again()
+        with timed("auth"):
+            checked = again()
     key = checked[0]
-    decision = process_rate_limiter().hit_serving(f"key:{key.id}", key.rate_limit, probe(checked, start))
+    with timed("cache"):
+        probed = probe(checked, start)
+    with timed("ratelimit"):
+        decision = process_rate_limiter().hit_serving(f"key:{key.id}", key.rate_limit, probed)
     if stale(decision.generation):
-        fresh = again()
+        with timed("auth"):
+            fresh = again()
         if fresh[0].rate_limit != key.rate_limit or fresh[0].id != key.id:
             # The budget changed with the key: judged under the new one (this call counts against it too).
-            decision = process_rate_limiter().hit_serving(
-                f"key:{fresh[0].id}", fresh[0].rate_limit, Probe(GENERATION_KEY)
-            )
+            with timed("ratelimit"):
+                decision = process_rate_limiter().hit_serving(
+                    f"key:{fresh[0].id}", fresh[0].rate_limit, Probe(GENERATION_KEY)
+                )
         return fresh, decision, False
     return checked, decision, True
 
@@ -295,6 +342,7 @@ def serve_endpoint(
         if endpoint is None:
             raise not_found(f"endpoint {endpoint_id!r}")
         served.endpoint_id = endpoint_id
+        served.log_mode = endpoint.get("log") or "metadata"
         # None = every endpoint; a list (never empty since mint refuses [], but an empty one would allow nothing).
         if key.allowed_endpoints is not None and endpoint_id not in key.allowed_endpoints:
             raise APIError(403, "endpoint_not_allowed", f"this API key may not call endpoint {endpoint_id!r}")
@@ -304,6 +352,9 @@ def serve_endpoint(
         key, asset, endpoint = checked
         if not endpoint.answers_with_query or call.method != "GET":
             return Probe(GENERATION_KEY)
+        if (endpoint.get("log") or "metadata") == "payload":
+            # A payload record needs the answer, which the serve script's record of a hit is written without.
+            return Probe(GENERATION_KEY, None, generation)
         return _cache_probe(
             served, key, asset, endpoint_id, endpoint.query, call.params, endpoint.cache_ttl, generation
         )
@@ -314,7 +365,8 @@ def serve_endpoint(
         served.context = request_context(call.body)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
-    found = _probed_entry(served, decision) if probed else None
+    with timed("cache"):
+        found = _probed_entry(served, decision) if probed else None
     if found is not None and found[1] is not None:
         outcome = Outcome(found[1], {"X-Cache": "HIT"})
         if endpoint.kind == "lookup":
@@ -323,7 +375,7 @@ def serve_endpoint(
         outcome = run_endpoint(
             endpoint, call, policy, asset.org_id, asset.project_id, scope, probed=found[0] if found else None
         )
-    served.cache_write, served.model_id = outcome.cache_write, outcome.model_id
+    _answered(served, outcome)
     outcome.headers.update(headers)
     outcome.headers.update(served.version_headers())
     if endpoint.kind in ("model", "function"):
@@ -344,6 +396,14 @@ def serve_endpoint(
                 from_query=call.method == "GET",
             )
     return outcome
+
+
+def _answered(served: Served, outcome: Outcome) -> None:
+    """What the audit record and the metrics keep of an answer."""
+    served.cache_write, served.model_id = outcome.cache_write, outcome.model_id
+    served.cache = outcome.headers.get("X-Cache")
+    if served.log_mode == "payload":
+        served.response_payload = outcome.body
 
 
 def _cache_probe(
@@ -409,7 +469,8 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
     ttl = cache_ttl_of(asset.config)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
-    found = _probed_entry(served, decision) if probed else None
+    with timed("cache"):
+        found = _probed_entry(served, decision) if probed else None
     if found is not None and found[1] is not None:
         outcome = Outcome(found[1], {"X-Cache": "HIT"})
     else:
@@ -424,7 +485,7 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
             ttl,
             probed=found[0] if found else None,
         )
-    served.cache_write = outcome.cache_write
+    _answered(served, outcome)
     outcome.headers.update(headers)
     outcome.headers.update(served.version_headers())
     return outcome
@@ -487,7 +548,35 @@ def record_call(
         _schedule_flush()
 
 
+def record_refusal(served: Served, status: int, code: str | None) -> None:
+    """A keyed call refused at authentication (no, unknown, revoked or expired key, or another asset's key) is
+    counted in metrics and recorded, bounded, for the targeted organization's admins (app/keys/auth_failures.py)."""
+    if status < 400 or code is None:
+        return
+    reason = failure_reason(status, code, served.key is not None and served.asset is None, served.key_presented)
+    if reason is None:
+        return
+    observe_auth_failure(reason)
+    flush_due = record_auth_failure(
+        reason=reason,
+        key_prefix=served.key_prefix,
+        client_ip=served.client_ip,
+        route=served.route,
+        asset_key=served.asset_key,
+        key_asset_id=served.key.asset_id if served.key is not None else None,
+        cap=int(current_app.config["AUTH_FAILURE_MAX_RECORDS_PER_MINUTE"]),
+        flush_flag=FLUSH_THROTTLE_KEY,
+    )
+    if flush_due:
+        _schedule_flush()
+
+
 def _entry(served: Served, method: str, status: int, latency_ms: float, model_id, error_code) -> dict:
+    timing = current_timing()
+    payload = None
+    if served.log_mode == "payload":
+        limit = int(current_app.config["AUDIT_PAYLOAD_MAX_BYTES"])
+        payload = (clipped_json(served.request_payload, limit), clipped_json(served.response_payload, limit))
     return audit_entry(
         asset_id=served.asset.id,
         endpoint_id=served.endpoint_id,
@@ -503,6 +592,11 @@ def _entry(served: Served, method: str, status: int, latency_ms: float, model_id
         version=served.version,
         call_id=served.call_id,
         summary=served.summary if status == 200 else None,
+        request_id=served.request_id,
+        client_ip=served.client_ip,
+        user_agent=served.user_agent,
+        timing=timing.summary(latency_ms) if timing is not None else None,
+        payload=payload,
     )
 
 

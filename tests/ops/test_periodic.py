@@ -41,8 +41,13 @@ def test_reaper_marks_a_run_past_the_time_limit_failed_and_says_why(app, client,
 
 
 def test_audit_purge_deletes_rows_past_retention_and_keeps_recent_ones(app, worker):
-    from app.db import AuditLog
+    from app.db import AuditLog, AuthFailure
     from app.extensions import db
+
+    def refused(age_days: float) -> AuthFailure:
+        return AuthFailure(
+            created_at=utcnow() - timedelta(days=age_days), route="/api/data/<asset_key>", reason="invalid_key"
+        )
 
     def row(age_days: float) -> AuditLog:
         return AuditLog(
@@ -51,17 +56,23 @@ def test_audit_purge_deletes_rows_past_retention_and_keeps_recent_ones(app, work
 
     assert app.config["AUDIT_RETENTION_DAYS"] == 90
     with app.app_context():
-        db.session.add_all([row(120), row(91), row(89), row(1)])
+        db.session.add_all([row(120), row(91), row(89), row(1), refused(95), refused(2)])
         db.session.commit()
     assert _run_on_worker(app, "tasks.maintenance.purge_audit_logs") == 2
     with app.app_context():
         ages = sorted((utcnow() - r.created_at).days for r in db.session.scalars(db.select(AuditLog)))
+        refused_ages = [(utcnow() - r.created_at).days for r in db.session.scalars(db.select(AuthFailure))]
     assert ages == [1, 89]
+    assert refused_ages == [2]  # refused-key records follow the same retention
 
 
 def test_beat_schedules_the_reaper_and_the_purge(app):
     celery = app.extensions["celery"]
     celery.loader.import_default_modules()
     schedule = {entry["task"]: entry["schedule"] for entry in celery.conf.beat_schedule.values()}
-    assert schedule == {"tasks.maintenance.reap_stuck_runs": 60.0, "tasks.maintenance.purge_audit_logs": 3600.0}
+    assert schedule == {
+        "tasks.maintenance.reap_stuck_runs": 60.0,
+        "tasks.maintenance.purge_audit_logs": 3600.0,
+        "tasks.maintenance.flush_serving_records": 60.0,
+    }
     assert set(schedule) <= set(celery.tasks)

@@ -1,0 +1,80 @@
+"""Where a keyed call's time goes: named parts measured here or reported by a worker, answered as `Server-Timing`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+# In the order a call goes through them; `total` is the whole call as the web process saw it.
+PARTS = ("auth", "ratelimit", "cache", "query", "queue", "score", "function")
+
+_current: ContextVar[Timing | None] = ContextVar("apiary_timing", default=None)
+
+
+class Timing:
+    """The parts of one call, in milliseconds; a part measured twice (two worker round trips) adds up."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.parts: dict[str, float] = {}
+
+    def add(self, name: str, ms: float) -> None:
+        self.parts[name] = self.parts.get(name, 0.0) + max(0.0, float(ms))
+
+    def total_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000
+
+    def summary(self, total_ms: float | None = None) -> dict[str, float]:
+        """{part: ms, ..., "total": ms}: each part clamped to the total (a worker's clock may be slightly off)."""
+        total = self.total_ms() if total_ms is None else total_ms
+        out = {name: round(min(self.parts[name], total), 3) for name in PARTS if name in self.parts}
+        out["total"] = round(total, 3)
+        return out
+
+
+def server_timing_header(summary: dict[str, float]) -> str:
+    return ", ".join(f"{name};dur={ms:.3f}" for name, ms in summary.items())
+
+
+def start_timing() -> Timing:
+    timing = Timing()
+    _current.set(timing)
+    return timing
+
+
+def current_timing() -> Timing | None:
+    return _current.get()
+
+
+def record_part(name: str, ms: float) -> None:
+    timing = _current.get()
+    if timing is not None:
+        timing.add(name, ms)
+
+
+def record_worker_parts(parts: dict | None) -> None:
+    """Add the parts a worker reported with its answer (`queue`, `score`, `function`)."""
+    if not isinstance(parts, dict):
+        return
+    for name, ms in parts.items():
+        if name in PARTS and isinstance(ms, int | float):
+            record_part(name, ms)
+
+
+@contextmanager
+def timed(name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        record_part(name, (time.perf_counter() - started) * 1000)
+
+
+def worker_parts(sent_at: float | None, started: float, part: str, started_perf: float) -> dict[str, float]:
+    """On a worker: `{queue: ms waited since the web process sent the task (wall clocks), part: ms of work}`."""
+    parts = {part: round((time.perf_counter() - started_perf) * 1000, 3)}
+    if isinstance(sent_at, int | float):
+        parts["queue"] = round(max(0.0, (started - sent_at) * 1000), 3)
+    return parts
