@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 
 from app.db import AuthFailure, PublishedAsset
 from app.extensions import db, redis_store
-from app.keys.secrets import PREFIX_LENGTH, looks_like_api_key
+from app.secrets import PREFIX_LENGTH, looks_like_api_key
 
 log = logging.getLogger(__name__)
 
