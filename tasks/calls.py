@@ -6,12 +6,13 @@ import logging
 import time
 
 import redis
-from billiard.exceptions import WorkerLostError
-from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.utils import uuid
+from flask import current_app
 
 from app.errors import APIError
 from app.extensions import redis_store
 from tasks.heartbeat import HEARTBEAT_KEY
+from tasks.replies import REPLY_HEADER, TaskFailed, reply_client, wait_reply
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,22 @@ def queue_has_worker(queue: str) -> bool:
     return alive
 
 
+class _Sent:
+    """What send_task hands back for a call answered on its reply list: its id, and nothing to clean up."""
+
+    __slots__ = ("id", "ignored")
+
+    def __init__(self, task_id: str):
+        self.id = task_id
+
+
 def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) -> dict:
     """Run `task` on `queue` and return its result; a worker's {"error": ...} answer is raised as that APIError.
     The task expires unrun past the deadline, so a late worker never does work nobody waits for, and a retry by the
     client never finds the first attempt still queued.
+
+    The answer comes back on a per-call Redis list (tasks/replies.py: one BLPOP, nothing to subscribe to or forget),
+    not through Celery's result backend, which the task skips (`ignore_result`).
 
     `summary` stands for the arguments in the message headers (worker logs, events, monitoring tools): callers'
     payloads (feature rows, function input) stay out of them, and Celery skips building a repr of every row.
@@ -51,17 +64,35 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
         raise APIError(
             503, "no_worker", f"no worker is consuming the {queue} queue; try again shortly", headers={"Retry-After": 5}
         )
+    task_id = uuid()
     try:
-        result = task.apply_async(args=args, queue=queue, expires=timeout_s, argsrepr=summary, kwargsrepr="{}")
+        # send_task, not apply_async: the same message, but no AsyncResult, whose clean-up would UNSUBSCRIBE from
+        # a result channel this call never subscribed to (a write per call on a pub/sub connection per thread).
+        task.app.send_task(
+            task.name,
+            args=args,
+            queue=queue,
+            expires=timeout_s,
+            argsrepr=summary,
+            kwargsrepr="{}",
+            task_id=task_id,
+            ignore_result=True,
+            headers={REPLY_HEADER: 1},
+            result_cls=_Sent,
+            add_to_parent=False,
+        )
     except Exception as exc:  # noqa: BLE001 - kombu raises many types when the broker is unreachable
         log.warning("could not enqueue %s: %s", task.name, exc)
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     try:
-        answer = result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)
-    except CeleryTimeout:
-        result.revoke()
-        raise APIError(504, "timeout", f"no answer within {timeout_s:g} s") from None
-    except WorkerLostError:
+        reply = wait_reply(_replies(), task_id, timeout_s)
+    except redis.RedisError as exc:
+        log.warning("lost the reply channel of %s: %s", task.name, exc)
+        raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
+    if reply is None:
+        task.app.control.revoke(task_id)
+        raise APIError(504, "timeout", f"no answer within {timeout_s:g} s")
+    if reply.get("lost"):
         # The pool process running the call died (OOM killer, SIGKILL); nothing was answered, a retry may succeed.
         log.warning("%s: the worker process running it was lost", task.name)
         raise APIError(
@@ -69,12 +100,18 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
             "worker_lost",
             f"the {queue} worker running this call was lost; retry the call",
             headers={"Retry-After": 1},
-        ) from None
-    finally:
-        result.forget()
+        )
+    if "failed" in reply:
+        raise TaskFailed(reply["failed"].get("type", "Exception"), reply["failed"].get("message", ""))
+    answer = reply.get("ok")
     # A task answers a client's error as {"error": APIError.to_dict()}; it is raised here, on the web side. (A
     # training run's outcome has an "error" too, but that is its failure sentence, a string.)
     error = answer.get("error") if isinstance(answer, dict) else None
     if isinstance(error, dict):
         raise APIError.from_dict(error)
     return answer
+
+
+def _replies() -> redis.Redis:
+    config = current_app.config
+    return reply_client(config["CELERY_RESULT_BACKEND"], config["APIARY_NAMESPACE"], socket_timeout=None)

@@ -13,6 +13,7 @@ QUEUES = ("predict", "train", "functions", "default")
 TASK_MODULES = [
     "tasks.system",
     "tasks.heartbeat",
+    "tasks.replies",
     "tasks.predict",
     "tasks.train",
     "tasks.functions",
