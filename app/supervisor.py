@@ -1,7 +1,7 @@
-"""`make run`: bring the whole system up locally (Redis, migrations, first admin, gunicorn, a Celery worker, beat).
+"""`make run`: bring the whole system up locally (Redis, migrations, first admin, gunicorn, two Celery workers, beat).
 
-A crashed web, worker or beat process is restarted with backoff; Ctrl-C or SIGTERM stops everything in dependency
-order (web, beat, worker, then Redis) within 10 s and exits 0. Every child dies with the supervisor, even when it
+A crashed web, worker, predictor or beat process is restarted with backoff; Ctrl-C or SIGTERM stops everything in
+dependency order (web, beat and the workers, then Redis) within 10 s and exits 0. Every child dies with the supervisor, even when it
 is SIGKILLed (PR_SET_PDEATHSIG), so nothing is left holding the port. The URLs it chose go to var/run.env, where
 every `flask` command run from the checkout finds them.
 """
@@ -222,11 +222,11 @@ class Supervisor:
         self.stopping = True
 
     def stop(self) -> None:
-        """Web first (no new work comes in), then beat and the worker, then Redis; each step waits at most its grace,
+        """Web first (no new work comes in), then beat and the workers, then Redis; each step waits at most its grace,
         then kills, so the whole stop stays under 10 s."""
         self.stopping = True
         _log("stopping...")
-        for names in (("web",), ("beat", "worker")):
+        for names in (("web",), ("beat", "worker", "predictor")):
             step = [self.children[name] for name in names if name in self.children]
             for child in step:
                 self._signal(child.proc, child.stop_signal, group=True)
@@ -302,11 +302,36 @@ class Supervisor:
                 "celery_worker",
                 "worker",
                 "-Q",
-                "predict,train,functions,default",
+                "train,functions,default",
                 "-n",
                 "worker@%h",
                 "--concurrency",
                 "2",
+                "--loglevel",
+                "INFO",
+            ],
+            signal.SIGQUIT,
+            2.5,
+        )
+        # Model calls have their own worker, a threads pool: a call goes straight from the consumer to a thread of
+        # the process holding the loaded models, without the prefork hop (a pipe to a pool process and back) that
+        # costs a one-row call several ms on a busy machine (bench/predict_roundtrip.py); training never shares its
+        # GIL. Scoring is compiled numpy work and the LRU of loaded models is thread-safe.
+        self.add_child(
+            "predictor",
+            [
+                celery,
+                "-A",
+                "celery_worker",
+                "worker",
+                "-Q",
+                "predict",
+                "-n",
+                "predict@%h",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "4",
                 "--loglevel",
                 "INFO",
             ],

@@ -22,10 +22,16 @@ BIN = Path(sys.executable).parent
 # The web process exactly as `make run` starts it (app/supervisor.py), bound to the loopback: every server of the
 # benchmark, Apiary's and the reference apps, runs with these settings. tests/bench checks they match.
 GUNICORN_SETTINGS = ("--workers", "2", "--threads", "8", "--graceful-timeout", "1", "--access-logfile", "-")
-# The worker as `make run` starts it: one prefork worker consuming every queue. (make run's beat, which only reaps
-# stale runs and purges old audit records, is not started: it plays no part in a call.)
-WORKER_QUEUES = "predict,train,functions,default"
-WORKER_SETTINGS = ("-n", "worker@%h", "--concurrency", "2", "--loglevel", "INFO")
+# The workers as `make run` starts them: a prefork worker for training, functions and the rest, and a threads-pool
+# worker for model calls. (make run's beat, which only reaps stale runs and purges old audit records, is not
+# started: it plays no part in a call.) tests/bench checks they match app/supervisor.py.
+WORKERS = {
+    "worker": ("train,functions,default", ("-n", "worker@%h", "--concurrency", "2", "--loglevel", "INFO")),
+    "predictor": (
+        "predict",
+        ("-n", "predict@%h", "--pool", "threads", "--concurrency", "4", "--loglevel", "INFO"),
+    ),
+}
 # Settings Apiary reads from the environment that must not leak in from the caller's shell.
 _OWN_SETTINGS = (
     "APIARY_",
@@ -44,8 +50,9 @@ def gunicorn_command(port: int, app_spec: str) -> list[str]:
     return [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *GUNICORN_SETTINGS, app_spec]
 
 
-def worker_command() -> list[str]:
-    return [str(BIN / "celery"), "-A", "celery_worker", "worker", "-Q", WORKER_QUEUES, *WORKER_SETTINGS]
+def worker_command(name: str = "worker") -> list[str]:
+    queues, settings = WORKERS[name]
+    return [str(BIN / "celery"), "-A", "celery_worker", "worker", "-Q", queues, *settings]
 
 
 class Stack:
@@ -62,7 +69,7 @@ class Stack:
     # --- starting ------------------------------------------------------------------------------------------------
 
     def start_apiary(self) -> None:
-        """Redis, migrations, one worker and Apiary's web process; returns once /readyz is green."""
+        """Redis, migrations, the workers and Apiary's web process; returns once /readyz is green."""
         from app.redis_server import start_private_redis
 
         redis_proc, redis_url = start_private_redis(str(self.tmp / "redis"))
@@ -89,7 +96,8 @@ class Stack:
         )
         if done.returncode != 0:
             raise RuntimeError(f"flask db upgrade failed:\n{done.stderr[-2000:]}")
-        self.spawn("worker", worker_command())
+        for name in WORKERS:
+            self.spawn(name, worker_command(name))
         self.serve("apiary", "wsgi:app")
         self.wait_until("apiary", "/readyz", timeout=180)
 

@@ -12,7 +12,7 @@ import pytest
 
 from bench.load import Target, figures_from_hey, hey_command, run_hey
 from bench.report import add_ratios, format_table, issue_targets
-from bench.stack import GUNICORN_SETTINGS, WORKER_QUEUES, WORKER_SETTINGS, Stack
+from bench.stack import GUNICORN_SETTINGS, WORKERS, Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,10 +99,13 @@ def test_the_bench_serves_with_the_gunicorn_and_worker_settings_of_make_run():
     web = _spawn_list("web")
     assert web[0] == "--bind" and web[-1] == "wsgi:app"
     assert tuple(web[1:-1]) == GUNICORN_SETTINGS, "make run's gunicorn changed: update bench/stack.py"
-    worker = _spawn_list("worker")
-    assert worker == ["-A", "celery_worker", "worker", "-Q", WORKER_QUEUES, *WORKER_SETTINGS], (
-        "make run's worker changed: update bench/stack.py"
-    )
+    for name, (queues, settings) in WORKERS.items():
+        worker = _spawn_list(name)
+        assert worker == ["-A", "celery_worker", "worker", "-Q", queues, *settings], (
+            f"make run's {name} changed: update bench/stack.py"
+        )
+    served = sorted(q for queues, _ in WORKERS.values() for q in queues.split(","))
+    assert served == ["default", "functions", "predict", "train"], "every queue is consumed by exactly one worker"
 
 
 def _group_alive(pgid: int) -> bool:
