@@ -291,6 +291,8 @@ def measure(stack: Stack, targets: dict[str, Target], args: argparse.Namespace) 
     """Per row: a short unrecorded warm-up at 16 clients (models loaded in every process), then 16, then 1 client."""
     results: dict[str, dict] = {}
     for row in ROWS:
+        if row.id not in targets:
+            continue
         target = targets[row.id]
         if args.warmup > 0:
             run_hey(target, max(CLIENT_LEVELS), args.warmup, args.max_requests)
@@ -330,7 +332,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated table (default 100,000)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs, databases)")
+    parser.add_argument(
+        "--only", default="", help=f"measure only these calls, comma-separated, of: {', '.join(r.id for r in ROWS)}"
+    )
     args = parser.parse_args()
+    only = {name for name in args.only.split(",") if name} or {row.id for row in ROWS}
+    if only - {row.id for row in ROWS}:
+        parser.error(f"--only: unknown {sorted(only - {row.id for row in ROWS})}")
     if args.rows < 1000:
         parser.error("--rows: at least 1000 (the model trains on them)")
     if not 0 < args.seconds <= 600 or not 0 <= args.warmup <= 600:
@@ -354,9 +362,11 @@ def main() -> None:
         )
         stack.wait_until("hello", "/hello")
         stack.wait_until("sklearn", "/predict", timeout=120, statuses=(405,))  # POST only: any answer means booted
-        targets = {row.id: target_for(stack, row, setup["key"]) for row in ROWS}
+        targets = {row.id: target_for(stack, row, setup["key"]) for row in ROWS if row.id in only}
         check_answers(targets)
-        print(f"measuring {len(ROWS)} calls x {len(CLIENT_LEVELS)} client counts, {args.seconds:g} s each", flush=True)
+        print(
+            f"measuring {len(targets)} calls x {len(CLIENT_LEVELS)} client counts, {args.seconds:g} s each", flush=True
+        )
         results = measure(stack, targets, args)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
