@@ -1,7 +1,7 @@
-"""`make run`: bring the whole system up locally (Redis, migrations, first admin, gunicorn, two Celery workers, beat).
+"""`make run`: bring the whole system up locally (Redis, migrations, first admin, then every Procfile process).
 
-A crashed web, worker, predictor or beat process is restarted with backoff; Ctrl-C or SIGTERM stops everything in
-dependency order (web, beat and the workers, then Redis) within 10 s and exits 0. Every child dies with the supervisor, even when it
+A crashed web, worker or beat process is restarted with backoff; Ctrl-C or SIGTERM stops everything in dependency
+order (web, beat, worker, then Redis) within 10 s and exits 0. Every child dies with the supervisor, even when it
 is SIGKILLed (PR_SET_PDEATHSIG), so nothing is left holding the port. The URLs it chose go to var/run.env, where
 every `flask` command run from the checkout finds them.
 """
@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.procfile import Process, ProcfileError, load_processes, missing_queues, parse_worker_spec
 from app.redis_server import redis_answers, start_private_redis
 from config import ROOT, RUN_FILE, load_config
 
@@ -75,8 +76,40 @@ class Supervisor:
         self.stopping = False
         self.host = os.environ.get("HOST") or "127.0.0.1"
         self.port = int(os.environ.get("PORT") or 8000)
+        self.procfile = Path(ROOT) / "Procfile"
+        self.processes: list[Process] = []
 
     # --- start-up -------------------------------------------------------------------------------------------------
+
+    def load_procfile(self) -> None:
+        """The Procfile's processes (APIARY_WORKERS replacing its worker lines); a bad one is one line and exit 1."""
+        spec = self.config.APIARY_WORKERS
+        try:
+            self.processes = load_processes(self.procfile, spec)
+            lines = parse_worker_spec(spec) if spec.strip() else []
+        except ProcfileError as exc:
+            print(f"[apiary] {exc}", file=sys.stderr, flush=True)
+            sys.exit(1)
+        if lines and missing_queues(lines):
+            _log(f"note: APIARY_WORKERS starts no worker for {', '.join(missing_queues(lines))} (run one elsewhere)")
+
+    def argv(self, process: Process) -> list[str]:
+        """The process's command with the Procfile's variables expanded; its program from this virtualenv."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        argv = process.argv({**self.env, "HOST": host, "PORT": str(self.port), "APIARY_VAR_DIR": str(self.var)})
+        local = Path(sys.executable).parent / argv[0]
+        if "/" not in argv[0] and local.exists():
+            argv[0] = str(local)
+        return argv
+
+    @staticmethod
+    def stop_policy(process: Process) -> tuple[int, float]:
+        # SIGQUIT is Celery's cold shutdown: running tasks are abandoned (a training run is retried or reaped).
+        if process.is_worker:
+            return signal.SIGQUIT, 2.5
+        if process.is_beat:
+            return signal.SIGTERM, 2
+        return signal.SIGTERM, 2.5
 
     def check_port(self) -> None:
         with socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET) as sock:
@@ -222,12 +255,14 @@ class Supervisor:
         self.stopping = True
 
     def stop(self) -> None:
-        """Web first (no new work comes in), then beat and the workers, then Redis; each step waits at most its grace,
+        """Web first (no new work comes in), then beat and the worker, then Redis; each step waits at most its grace,
         then kills, so the whole stop stays under 10 s."""
         self.stopping = True
         _log("stopping...")
-        for names in (("web",), ("beat", "worker", "predictor")):
-            step = [self.children[name] for name in names if name in self.children]
+        # The web (any process that is not Celery's) first, so no new work comes in; then beat and the workers.
+        web_first = [p.name for p in self.processes if not (p.is_worker or p.is_beat) and p.name in self.children]
+        for names in (web_first, [name for name in self.children if name not in web_first]):
+            step = [self.children[name] for name in names]
             for child in step:
                 self._signal(child.proc, child.stop_signal, group=True)
             deadline = time.monotonic() + max((child.grace_s for child in step), default=0)
@@ -265,6 +300,7 @@ class Supervisor:
     # --- the whole run --------------------------------------------------------------------------------------------
 
     def run(self) -> int:
+        self.load_procfile()
         self.check_port()
         signal.signal(signal.SIGINT, self.request_stop)
         signal.signal(signal.SIGTERM, self.request_stop)
@@ -291,88 +327,8 @@ class Supervisor:
         email, password = self.ensure_admin()
         if self.stopping:
             return 0
-        bin_dir = Path(sys.executable).parent
-        celery = str(bin_dir / "celery")
-        # SIGQUIT is Celery's cold shutdown: running tasks are abandoned (a training run is reaped later).
-        self.add_child(
-            "worker",
-            [
-                celery,
-                "-A",
-                "celery_worker",
-                "worker",
-                "-Q",
-                "train,functions,default",
-                "-n",
-                "worker@%h",
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "INFO",
-            ],
-            signal.SIGQUIT,
-            2.5,
-        )
-        # Model calls have their own worker, a threads pool: a call goes straight from the consumer to a thread of
-        # the process holding the loaded models, without the prefork hop (a pipe to a pool process and back) that
-        # costs a one-row call several ms on a busy machine (bench/predict_roundtrip.py); training never shares its
-        # GIL. Scoring is compiled numpy work and the LRU of loaded models is thread-safe.
-        self.add_child(
-            "predictor",
-            [
-                celery,
-                "-A",
-                "celery_worker",
-                "worker",
-                "-Q",
-                "predict",
-                "-n",
-                "predict@%h",
-                "--pool",
-                "threads",
-                "--concurrency",
-                "4",
-                "--loglevel",
-                "INFO",
-            ],
-            signal.SIGQUIT,
-            2.5,
-        )
-        self.add_child(
-            "beat",
-            [
-                celery,
-                "-A",
-                "celery_worker",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--schedule",
-                str(self.var / "celerybeat-schedule"),
-            ],
-            signal.SIGTERM,
-            2,
-        )
-        bind = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-        self.add_child(
-            "web",
-            [
-                str(bin_dir / "gunicorn"),
-                "--bind",
-                bind,
-                "--workers",
-                "2",
-                "--threads",
-                "8",
-                "--graceful-timeout",
-                "1",
-                "--access-logfile",
-                "-",
-                "wsgi:app",
-            ],
-            signal.SIGTERM,
-            2.5,
-        )
+        for process in self.processes:
+            self.add_child(process.name, self.argv(process), *self.stop_policy(process))
         if not self.wait_ready():
             if self.stopping:
                 return 0

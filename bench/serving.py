@@ -1,7 +1,7 @@
 """Serving benchmark (issue 15): Apiary's keyed calls beside a bare Flask "hello" and a plain scikit-learn route.
 
-One run, one private stack (temp var dir, private Redis, free loopback ports, `make run`'s two Celery workers, one
-for model calls and one for every other queue, gunicorn with `make run`'s settings for every server): a generated 100,000-row table is uploaded through
+One run, one private stack (temp var dir, private Redis, free loopback ports, the Celery workers of the Procfile, as
+`make run` starts them, gunicorn with `make run`'s settings for every server): a generated 100,000-row table is uploaded through
 `POST /api/datasets/file/upload`, a random forest is trained on a worker through a train_model recipe, and one
 published API service holds a cached lookup, an uncached lookup, an uncached filtered sql query, the model and a
 function. hey then drives each call at 16 clients and at 1 client, bounded in requests and in time.
@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 
 from bench.load import Target, run_hey  # noqa: E402
 from bench.report import add_ratios, format_table, format_targets, issue_targets, ms_text  # noqa: E402
-from bench.stack import GUNICORN_SETTINGS, WORKERS, Stack, gunicorn_command, worker_command  # noqa: E402
+from bench.stack import GUNICORN_SETTINGS, Stack, gunicorn_command, procfile_workers  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "serving.json"
 CLIENT_LEVELS = (16, 1)
@@ -397,7 +397,7 @@ def main() -> None:
             "max_requests_per_measurement": args.max_requests,
             "gunicorn": " ".join(["gunicorn", *gunicorn_command(0, "<app>")[1:]]).replace(":0 ", ":<port> "),
             "gunicorn_settings": list(GUNICORN_SETTINGS),
-            "workers": [" ".join(["celery", *worker_command(name)[1:]]) for name in WORKERS],
+            "workers": {name: " ".join(["celery", *argv[1:]]) for name, argv in procfile_workers().items()},
             "databases": "SQLite metadata and warehouse (make run's defaults), private Redis",
             "table_rows": setup["row_count"],
             "upload_seconds": setup["upload_s"],

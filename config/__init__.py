@@ -83,6 +83,8 @@ class BaseConfig:
         self.CELERY_BROKER_URL = env.get("CELERY_BROKER_URL") or self.REDIS_URL
         self.CELERY_RESULT_BACKEND = env.get("CELERY_RESULT_BACKEND") or self.REDIS_URL
         self.MODEL_STORE = str(Path(env.get("MODEL_STORE") or var / "models").resolve())
+        # `make run` only: worker lines replacing the Procfile's, e.g. "predict:2,train:1,functions:1,default:1".
+        self.APIARY_WORKERS = env.get("APIARY_WORKERS") or ""
         self.SECRET_KEY = env.get("SECRET_KEY") or self._default_secret(var, "secret_key")
         self.JWT_SECRET_KEY = env.get("JWT_SECRET_KEY") or self._default_secret(var, "jwt_secret_key")
         self.JWT_EXPIRES_MINUTES = int(env.get("JWT_EXPIRES_MINUTES") or 60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -11,7 +12,7 @@ from flask import current_app
 
 from app.errors import APIError
 from app.extensions import redis_store
-from tasks.heartbeat import HEARTBEAT_KEY
+from tasks.heartbeat import HEARTBEAT_KEY, NODE_KEY, TASK_NODE_KEY
 from tasks.replies import REPLY_HEADER, TaskFailed, reply_client, wait_reply
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 # A no is never remembered: a worker that starts is used at once.
 ALIVE_MEMO_S = 1.0
 _alive_seen: dict[tuple[int, str], float] = {}
+# How often a waiting caller checks that the worker running its call is alive (after the first slice, so a call
+# answered within it costs nothing more).
+WATCH_SLICE_S = 0.5
 
 
 def queue_has_worker(queue: str) -> bool:
@@ -40,6 +44,10 @@ def queue_has_worker(queue: str) -> bool:
     return alive
 
 
+class _NodeLost(Exception):
+    """The worker node that started the task stopped beating before answering."""
+
+
 class _Sent:
     """What send_task hands back for a call answered on its reply list: its id, and nothing to clean up."""
 
@@ -49,13 +57,42 @@ class _Sent:
         self.id = task_id
 
 
-def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) -> dict:
+def _wait(task_id: str, timeout_s: float, watch_node: bool) -> dict | None:
+    """The task's reply within `timeout_s`, else None. With `watch_node`, waits in slices and checks between them that
+    the worker which received the task still beats; a dead one (its whole process group SIGKILLed, its host gone) is
+    _NodeLost within NODE_TTL_SECONDS instead of a 504 at the deadline."""
+    client = _replies()
+    if not watch_node:
+        return wait_reply(client, task_id, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        reply = wait_reply(client, task_id, min(WATCH_SLICE_S, left))
+        if reply is not None:
+            return reply
+        node = _received_by(task_id)
+        if node and not redis_store.get().exists(NODE_KEY.format(node=node)):
+            raise _NodeLost(node)
+
+
+def _received_by(task_id: str) -> str | None:
+    """The node name of the worker that received the task (see tasks.heartbeat.WATCHED_TASKS), None before."""
+    node = redis_store.get().get(TASK_NODE_KEY.format(task_id=task_id))
+    return node.decode() if isinstance(node, bytes) else node
+
+
+def call_worker(task, args: list, queue: str, timeout_s: float, summary: str, watch_node: bool = True) -> dict:
     """Run `task` on `queue` and return its result; a worker's {"error": ...} answer is raised as that APIError.
     The task expires unrun past the deadline, so a late worker never does work nobody waits for, and a retry by the
     client never finds the first attempt still queued.
 
     The answer comes back on a per-call Redis list (tasks/replies.py: one BLPOP, nothing to subscribe to or forget),
     not through Celery's result backend, which the task skips (`ignore_result`).
+
+    With `watch_node` (model and function calls, whose worker notes that it received them), a worker that dies while
+    running the call is a 502 within seconds; training, which a surviving worker retries, waits on.
 
     `summary` stands for the arguments in the message headers (worker logs, events, monitoring tools): callers'
     payloads (feature rows, function input) stay out of them, and Celery skips building a repr of every row.
@@ -85,15 +122,19 @@ def call_worker(task, args: list, queue: str, timeout_s: float, summary: str) ->
         log.warning("could not enqueue %s: %s", task.name, exc)
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     try:
-        reply = wait_reply(_replies(), task_id, timeout_s)
-    except redis.RedisError as exc:
-        log.warning("lost the reply channel of %s: %s", task.name, exc)
+        reply = _wait(task_id, timeout_s, watch_node)
+    except _NodeLost:
+        reply = {"lost": True}
+    except (redis.RedisError, OSError) as exc:
+        log.warning("%s: lost the reply channel while waiting: %s", task.name, exc)
         raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
     if reply is None:
-        task.app.control.revoke(task_id)
+        with contextlib.suppress(Exception):  # best effort: the task also expires unrun at the deadline
+            task.app.control.revoke(task_id)
         raise APIError(504, "timeout", f"no answer within {timeout_s:g} s")
     if reply.get("lost"):
-        # The pool process running the call died (OOM killer, SIGKILL); nothing was answered, a retry may succeed.
+        # The process running the call died (OOM killer, SIGKILL, a lost host); nothing was answered, a retry may
+        # succeed on another worker.
         log.warning("%s: the worker process running it was lost", task.name)
         raise APIError(
             502,

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 from celery import Celery, Task
+from celery.signals import before_task_publish
 from flask import Flask
 from kombu import Queue
 
 from app.namespace import key_prefix
 
 QUEUES = ("predict", "train", "functions", "default")
+# Every message says when it was sent, so `flask queues` can tell how long the oldest one has waited.
+SENT_AT_HEADER = "apiary_sent_at"
 
 TASK_MODULES = [
     "tasks.system",
@@ -27,6 +32,12 @@ BEAT_SCHEDULE = {
     "reap-stuck-training-runs": {"task": "tasks.maintenance.reap_stuck_runs", "schedule": 60.0},
     "purge-old-audit-logs": {"task": "tasks.maintenance.purge_audit_logs", "schedule": 3600.0},
 }
+
+
+@before_task_publish.connect
+def _stamp_sent_at(headers=None, **_kwargs) -> None:
+    if headers is not None:
+        headers.setdefault(SENT_AT_HEADER, time.time())
 
 
 def celery_init_app(app: Flask) -> Celery:
@@ -59,7 +70,13 @@ def celery_init_app(app: Flask) -> Celery:
         task_time_limit=660,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 3600, "socket_connect_timeout": 1, "global_keyprefix": prefix},
-        result_backend_transport_options={"socket_connect_timeout": 1, "global_keyprefix": prefix},
+        result_backend_transport_options={
+            "socket_connect_timeout": 1,
+            "global_keyprefix": prefix,
+            # Celery's default retries a lost result connection 20 times a second apart, holding every caller
+            # waiting in the process; with Redis away a call should be a 503 at once, and the next call reconnects.
+            "retry_policy": {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+        },
         redis_socket_connect_timeout=1,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

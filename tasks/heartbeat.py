@@ -1,4 +1,4 @@
-"""Workers announce themselves and the queues they consume in Redis every few seconds, so the web process knows at
+"""Workers announce themselves and the queues they consume in Redis every second, so the web process knows at
 once (one GET, no broadcast) whether a predict or functions call could run at all, and `flask workers status`
 lists every worker process even when two share a node name (each announces under its node name and pid)."""
 
@@ -12,7 +12,8 @@ import threading
 import time
 
 import redis
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_received, worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 
 from app.namespace import namespaced_redis
 
@@ -21,9 +22,19 @@ log = logging.getLogger(__name__)
 HEARTBEAT_KEY = "apiary:queue_alive:{queue}"
 WORKER_KEY = "apiary:worker:{node}:{pid}"
 WORKER_KEY_PATTERN = "apiary:worker:*"
-INTERVAL_SECONDS = 2
+# A node's own short-lived key: a caller waiting on a task that node started learns within NODE_TTL_SECONDS that the
+# node died (SIGKILL, a lost host), instead of waiting out its deadline.
+NODE_KEY = "apiary:node_alive:{node}"
+# Which node received a model or function call: its caller watches that node's NODE_KEY while it waits (a call
+# the node only reserved, not yet started, is lost with the node too).
+TASK_NODE_KEY = "apiary:task_node:{task_id}"
+TASK_NODE_TTL_SECONDS = 120
+WATCHED_TASKS = frozenset({"tasks.predict.score", "tasks.predict.explain", "tasks.functions.run_function"})
+INTERVAL_SECONDS = 1
 TTL_SECONDS = 6
+NODE_TTL_SECONDS = 3
 _stop = threading.Event()
+_clients: dict[int, redis.Redis] = {}
 
 
 def heartbeat_client(app) -> redis.Redis:
@@ -31,29 +42,63 @@ def heartbeat_client(app) -> redis.Redis:
     return namespaced_redis(app.conf.broker_url, app.conf.apiary_namespace, socket_connect_timeout=1, socket_timeout=2)
 
 
+def worker_record(consumer, started: float) -> dict:
+    """What `flask workers status` and /readyz show of this worker: read afresh at each beat, so a drained queue
+    (cancel_consumer) or a grown pool (pool_grow) shows within a second."""
+    task_consumer = consumer.task_consumer
+    queues = sorted(q.name for q in task_consumer.queues) if task_consumer else []
+    try:
+        concurrency = int(consumer.pool.num_processes)
+    except (AttributeError, TypeError, ValueError):  # a pool without processes (solo, threads)
+        concurrency = int(getattr(consumer.controller, "concurrency", 0) or 0)
+    return {
+        "node": consumer.hostname,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "queues": queues,
+        "concurrency": concurrency,
+        "in_flight": len(worker_state.active_requests),
+        "reserved": len(worker_state.reserved_requests),
+        "started": started,
+        "heartbeat": time.time(),
+    }
+
+
 def _beat(sender) -> None:
     client = heartbeat_client(sender.app)
-    queues = sorted(q.name for q in sender.task_consumer.queues) if sender.task_consumer else []
-    pid = os.getpid()
-    record = json.dumps(
-        {"node": sender.hostname, "pid": pid, "host": socket.gethostname(), "queues": queues, "started": time.time()}
-    )
+    pid, started = os.getpid(), time.time()
     worker_key = WORKER_KEY.format(node=sender.hostname, pid=pid)
     while not _stop.is_set():
         try:
+            record = worker_record(sender, started)
             pipe = client.pipeline(transaction=False)
-            pipe.set(worker_key, record, ex=TTL_SECONDS)
-            for queue in queues:
+            pipe.set(worker_key, json.dumps(record), ex=TTL_SECONDS)
+            pipe.set(NODE_KEY.format(node=sender.hostname), pid, ex=NODE_TTL_SECONDS)
+            for queue in record["queues"]:
                 pipe.set(HEARTBEAT_KEY.format(queue=queue), sender.hostname, ex=TTL_SECONDS)
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("worker heartbeat failed: %s", exc)
+        except RuntimeError as exc:  # the consumer's queue set changed while being read: next beat
+            log.debug("worker heartbeat skipped: %s", exc)
         _stop.wait(INTERVAL_SECONDS)
     # A deliberate stop leaves the list at once instead of TTL_SECONDS later.
     try:
-        client.delete(worker_key)
+        client.delete(worker_key, NODE_KEY.format(node=sender.hostname))
     except redis.RedisError:
         log.debug("could not remove the worker's heartbeat on shutdown")
+
+
+@task_received.connect
+def _note_receiver(sender=None, request=None, **_kwargs) -> None:
+    if request is None or request.name not in WATCHED_TASKS:
+        return
+    app = sender.app
+    client = _clients.get(id(app)) or _clients.setdefault(id(app), heartbeat_client(app))
+    try:
+        client.set(TASK_NODE_KEY.format(task_id=request.id), sender.hostname, ex=TASK_NODE_TTL_SECONDS)
+    except redis.RedisError as exc:  # the caller then waits for the answer or its deadline, as before
+        log.debug("could not note the receiver of %s: %s", request.id, exc)
 
 
 @worker_ready.connect

@@ -16,7 +16,10 @@ TIME_LIMIT_SECONDS = 660
     name="tasks.train.train_recipe",
     soft_time_limit=SOFT_TIME_LIMIT_SECONDS,
     time_limit=TIME_LIMIT_SECONDS,
-    acks_late=False,
+    # Acknowledged when done, and requeued when the process running it dies (OOM killer, SIGKILL): another train
+    # worker retries the run once; the run's lock keeps two deliveries from training at the same time.
+    acks_late=True,
+    reject_on_worker_lost=True,
 )
 def train_recipe(run_id: int) -> dict:
     """Train the recipe of run `run_id`; returns the run's outcome ({status, run_id, model_id, metrics | error})."""

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.redis_server import free_port, redis_answers, start_private_redis
+from app.warehouse.engine import create_warehouse_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = uuid.uuid4().hex[:8]
@@ -144,7 +145,7 @@ def _forget_apiary_keys(client) -> None:
     """Drop Apiary's own Redis state (cache, rate limits, audit buffer); keep Celery's broker state and the
     workers' heartbeats, which belong to the session-long worker."""
     for key in client.scan_iter(match="apiary:*", count=1000):
-        if not key.startswith((b"apiary:queue_alive:", b"apiary:worker:")):
+        if not key.startswith((b"apiary:queue_alive:", b"apiary:worker:", b"apiary:node_alive:")):
             client.delete(key)
 
 
@@ -216,6 +217,33 @@ def project(client, admin) -> dict:
     resp = client.post("/api/projects", headers=admin.headers, json={"name": "Sales", "slug": "sales"})
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()
+
+
+@pytest.fixture()
+def runner(app):
+    """Flask's CLI runner for the app (every command group registered)."""
+    return app.test_cli_runner()
+
+
+WAREHOUSE_BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+
+
+@pytest.fixture(params=WAREHOUSE_BACKENDS)
+def scratch_warehouse(request, tmp_path):
+    """(engine, schema) of a warehouse for this test alone, without the app: SQLite files under tmp_path (schema
+    `marts`), or, with TEST_DATABASE_URL, a PostgreSQL schema named for this test and dropped afterwards. The
+    schema is not created (the loader creates it; `ensure_schema` where a test needs it first)."""
+    if request.param == "sqlite":
+        engine = create_warehouse_engine(f"sqlite:///{tmp_path / 'main.db'}", str(tmp_path / "schemas"))
+        yield engine, "marts"
+        engine.dispose()
+        return
+    engine = create_warehouse_engine(os.environ["TEST_DATABASE_URL"])
+    schema = f"t_wh_{uuid.uuid4().hex[:12]}"
+    yield engine, schema
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,7 @@ MUTANTS = (
     Mutant(
         "a model task past its deadline still runs (expires= and revoke() removed)",
         "tasks/calls.py",
-        (("expires=timeout_s, ", ""), ("        result.revoke()\n", "")),
+        (("expires=timeout_s, ", ""), ("            result.revoke()\n", "            pass\n")),
         ("tests/serving/test_worker_promises.py::test_a_model_task_past_its_deadline_never_runs_on_the_worker",),
     ),
     Mutant(
@@ -101,6 +101,18 @@ MUTANTS = (
             "tests/serving/test_worker_promises.py::"
             "test_concurrent_http_calls_for_one_model_reach_the_worker_as_fewer_tasks",
         ),
+    ),
+    Mutant(
+        "a caller does not watch the worker running its call (waits out its deadline when it dies)",
+        "tasks/calls.py",
+        (("    if not watch_node:\n", "    if True:\n"),),
+        ("tests/ops/test_faults.py::test_a_predict_worker_killed_under_load_costs_only_its_calls",),
+    ),
+    Mutant(
+        "two deliveries of a training run train at once (the run lock removed)",
+        "app/registry/run_lock.py",
+        (("    while not client.set(key, token, nx=True, ex=LOCK_TTL_S):\n", "    while False:\n"),),
+        ("tests/ops/test_faults.py::test_a_run_delivered_twice_trains_once",),
     ),
     Mutant(
         "a dead worker's heartbeat is trusted for an hour",

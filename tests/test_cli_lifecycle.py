@@ -5,18 +5,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import sqlalchemy as sa
 
 from tests.conftest import add_user
 from tests.publishing.test_assets import LOOKUP, TOP, _create
 from tests.serving.test_serving_data import call
 from tests.warehouse_tables import create_dataset
-
-
-@pytest.fixture()
-def runner(app):
-    return app.test_cli_runner()
 
 
 def _ok(result):

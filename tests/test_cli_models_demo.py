@@ -2,11 +2,11 @@
 
 import re
 
-from tests.models.conftest import churn, live_worker  # noqa: F401 - fixtures
+from tests.models.conftest import churn  # noqa: F401 - fixture
 from tests.serving.test_serving_data import call
 
 
-def test_models_train_and_list(app, admin, project, churn, live_worker):  # noqa: F811
+def test_models_train_and_list(app, admin, project, churn, live_worker):  # noqa: F811 - churn
     runner = app.test_cli_runner()
     trained = runner.invoke(
         args=[
@@ -54,7 +54,7 @@ def test_models_train_and_list(app, admin, project, churn, live_worker):  # noqa
     assert bad.exit_code != 0 and "target_column" in bad.output
 
 
-def test_demo_builds_the_seed_example(app, client, live_worker):  # noqa: F811
+def test_demo_builds_the_seed_example(app, client, live_worker):
     runner = app.test_cli_runner()
     assert (
         runner.invoke(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 from tests.conftest import add_user
-from tests.models.conftest import churn, classification_config, live_worker, train  # noqa: F401 - fixtures
+from tests.models.conftest import churn, classification_config, train  # noqa: F401 - fixtures
 from tests.test_cli_lifecycle import _email, _fails, _json, _ok
 
 FEATURES = {"tenure": 3, "monthly": 20.0, "plan": "basic", "region": "EU"}
 
 
-def test_models_show_activate_delete_and_a_model_endpoint(app, client, admin, project, churn, live_worker):  # noqa: F811
+def test_models_show_activate_delete_and_a_model_endpoint(app, client, admin, project, churn, live_worker):  # noqa: F811 - churn
     runner = app.test_cli_runner()
     pid = project["project_id"]
     first = train(client, admin, pid, classification_config())["model_id"]

@@ -46,13 +46,13 @@ def _checkout_env(var: Path, **extra: str) -> dict[str, str]:
 
 
 class RunningSupervisor:
-    def __init__(self, var: Path):
+    def __init__(self, var: Path, **extra: str):
         self.var = var
         self.port = free_port()
         self.out = var / "supervisor.out"
         var.mkdir(parents=True, exist_ok=True)
         env = _checkout_env(
-            var, PORT=str(self.port), APIARY_DEMO="false", APIARY_ADMIN_PASSWORD="a long enough test password"
+            var, PORT=str(self.port), APIARY_DEMO="false", APIARY_ADMIN_PASSWORD="a long enough test password", **extra
         )
         with open(self.out, "wb") as out:
             self.proc = subprocess.Popen(
@@ -88,11 +88,14 @@ class RunningSupervisor:
             assert time.monotonic() < deadline, f"/readyz not green within {timeout} s:\n{self.output()}"
             time.sleep(0.3)
 
-    def heartbeat_pids(self) -> set[int]:
+    def heartbeats(self) -> list[dict]:
         chosen = read_run_file(self.var)
         client = namespaced_redis(chosen["REDIS_URL"], default_namespace(chosen["DATABASE_URL"]))
         records = [client.get(key) for key in client.scan_iter(match="apiary:worker:*")]
-        return {json.loads(raw)["pid"] for raw in records if raw}
+        return [json.loads(raw) for raw in records if raw]
+
+    def heartbeat_pids(self) -> set[int]:
+        return {record["pid"] for record in self.heartbeats()}
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -137,10 +140,12 @@ def test_supervisor_restarts_a_killed_worker_and_web_then_stops_cleanly(supervis
         if c.status == psutil.CONN_LISTEN
     )
 
-    old_worker = supervisor.pid_of("worker")
+    # The Procfile's processes, each under its own name.
+    assert [supervisor.pid_of(name) for name in ("web", "beat", "serving", "background")]
+    old_worker = supervisor.pid_of("serving")
     os.kill(old_worker, signal.SIGKILL)
-    supervisor.wait_for(rf"worker \(pid {old_worker}\) exited with code -9; restarting in 1 s", timeout=30)
-    new_worker = int(supervisor.wait_for(rf"started worker \(pid (?!{old_worker}\))(\d+)\)", timeout=30)[1])
+    supervisor.wait_for(rf"serving \(pid {old_worker}\) exited with code -9; restarting in 1 s", timeout=30)
+    new_worker = int(supervisor.wait_for(rf"started serving \(pid (?!{old_worker}\))(\d+)\)", timeout=30)[1])
     deadline = time.monotonic() + 60
     while new_worker not in supervisor.heartbeat_pids():
         assert time.monotonic() < deadline, "the restarted worker never announced itself"
@@ -153,7 +158,7 @@ def test_supervisor_restarts_a_killed_worker_and_web_then_stops_cleanly(supervis
     supervisor.wait_for(rf"started web \(pid (?!{old_web}\))\d+\)", timeout=30)
     supervisor.wait_ready()
 
-    children = [supervisor.pid_of(name) for name in ("web", "beat", "worker")]
+    children = [supervisor.pid_of(name) for name in ("web", "beat", "serving", "background")]
     redis_url = read_run_file(supervisor.var)["REDIS_URL"]
     started = time.monotonic()
     supervisor.proc.send_signal(signal.SIGTERM)
@@ -164,9 +169,9 @@ def test_supervisor_restarts_a_killed_worker_and_web_then_stops_cleanly(supervis
     out = supervisor.output()
     order = [
         out.index(f"{name} did not stop in time") if f"{name} did not stop" in out else out.index(f"stopped {name}")
-        for name in ("web", "beat", "worker", "redis")
+        for name in ("web", "beat", "serving", "background", "redis")
     ]
-    assert order[0] < order[1] and order[0] < order[2] and max(order[1:3]) < order[3], out
+    assert order[0] < min(order[1:4]) and max(order[1:4]) < order[4], out
     assert all(_gone(pid) for pid in children)
     assert not redis_answers(redis_url)
     assert _port_free(supervisor.port)
@@ -180,7 +185,7 @@ def test_children_die_with_a_killed_supervisor(supervisor):
     while _port_free(supervisor.port):
         assert time.monotonic() < deadline, supervisor.output()
         time.sleep(0.3)
-    children = [supervisor.pid_of(name) for name in ("web", "beat", "worker")]
+    children = [supervisor.pid_of(name) for name in ("web", "beat", "serving", "background")]
     descendants = [p.pid for p in psutil.Process(supervisor.proc.pid).children(recursive=True)]
     redis_url = read_run_file(supervisor.var)["REDIS_URL"]
     supervisor.proc.kill()  # SIGKILL: no handler runs, no stop() is called
@@ -206,6 +211,43 @@ def test_a_second_run_on_a_busy_port_says_so_in_one_line(tmp_path):
     assert len(lines) == 1, lines
     assert f"127.0.0.1:{port}" in lines[0] and "in use" in lines[0].lower()
     assert not (tmp_path / "var" / "redis").exists()  # nothing was started
+
+
+def test_a_bad_apiary_workers_is_one_line_and_starts_nothing(tmp_path):
+    env = _checkout_env(tmp_path / "var", PORT=str(free_port()), APIARY_WORKERS="predict:2,train:lots")
+    done = subprocess.run(
+        [sys.executable, "-m", "app.supervisor"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert lines == [
+        "[apiary] APIARY_WORKERS: the concurrency of 'train' must be a whole number from 1 to 64, got 'lots'"
+    ]
+    assert not (tmp_path / "var" / "redis").exists()  # nothing was started
+
+
+@pytest.mark.timeout(300)
+def test_apiary_workers_replaces_the_procfile_worker_lines(tmp_path):
+    running = RunningSupervisor(tmp_path / "var", APIARY_WORKERS="predict:2,train:1,functions+default:1")
+    try:
+        running.wait_for(r"Apiary is up\.")
+        for name in ("web", "beat", "worker-predict", "worker-train", "worker-functions-default"):
+            assert running.pid_of(name)
+        assert "started serving" not in running.output()
+        deadline = time.monotonic() + 30
+        while True:
+            seen = {(r["node"].split("@")[0], tuple(r["queues"]), r["concurrency"]) for r in running.heartbeats()}
+            if len(seen) == 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert seen == {
+            ("predict", ("predict",), 2),
+            ("train", ("train",), 1),
+            ("functions-default", ("default", "functions"), 1),
+        }
+    finally:
+        running.proc.send_signal(signal.SIGTERM)
+        assert running.proc.wait(timeout=30) == 0, running.output()
 
 
 def test_flask_commands_use_the_system_make_run_started(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from app.db import Project, User
 from app.db.columns import parse_id
 from app.errors import APIError, forbidden, not_found, unauthorized
 from app.extensions import db
+from app.secrets import PERSONAL_TOKEN_PREFIX
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset({"org.admin", "project.view", "project.edit"}),
@@ -33,7 +34,7 @@ def _authenticate() -> User:
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("missing or malformed Authorization header (expected 'Bearer <token>')")
     token = token.strip()
-    if token.startswith("ap_"):
+    if token.startswith(PERSONAL_TOKEN_PREFIX):
         personal = personal_token_for(token)
         user = personal.user if personal is not None else None
         g.credential_expires_at = personal.expires_at if personal is not None else None

@@ -15,7 +15,7 @@ from app.db import Organization, PersonalAccessToken, User
 from app.db.columns import utcnow
 from app.errors import APIError, conflict, invalid, not_found
 from app.extensions import db
-from app.keys.secrets import generate_personal_token, hash_api_key
+from app.secrets import generate_personal_token, hash_api_key
 
 
 def _account_taken(username: str, email: str) -> bool:

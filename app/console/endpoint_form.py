@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 
 from app.console.forms import FormErrors, comma_list, text
+from app.publishing.endpoint_config import DEFAULT_CACHE_TTL, DEFAULT_KEY_PARAM, KINDS
 
-KINDS = ("sql", "lookup", "model", "function")
 KIND_LABELS = {"sql": "SQL query", "lookup": "Lookup", "model": "Model", "function": "Function"}
 KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "sql": ("query", "cache_ttl_seconds"),
@@ -54,7 +55,7 @@ def enrichment_values(enrichment: dict | None) -> dict[str, str]:
     return values
 
 
-def form_values(endpoint: dict | None) -> dict[str, str]:
+def form_values(endpoint: Mapping | None) -> dict[str, str]:
     """Strings for every input of the editor; an empty editor when `endpoint` is None."""
     endpoint = endpoint or {}
     query = endpoint.get("query")
@@ -65,12 +66,12 @@ def form_values(endpoint: dict | None) -> dict[str, str]:
         "query": json.dumps(query, indent=2) if query is not None else "",
         "dataset": endpoint.get("dataset", ""),
         "key_column": endpoint.get("key_column", ""),
-        "key_param": endpoint.get("key_param", "id"),
+        "key_param": endpoint.get("key_param", DEFAULT_KEY_PARAM),
         "columns": ", ".join(endpoint.get("columns") or []),
         "max_results": str(endpoint.get("max_results", 100)),
         "model_id": str(endpoint.get("model_id", "")),
         "handler": endpoint.get("handler", HANDLER_TEMPLATE),
-        "cache_ttl_seconds": str(endpoint.get("cache_ttl_seconds", 60)),
+        "cache_ttl_seconds": str(endpoint.get("cache_ttl_seconds", DEFAULT_CACHE_TTL)),
         "return_enriched": "on" if endpoint.get("return_enriched") else "",
         "on_bad_row": str(endpoint.get("on_bad_row") or "error"),
         "explanations": str((endpoint.get("explanations") or {}).get("top_n", 3))

@@ -8,6 +8,7 @@ import time
 from flask import flash, jsonify, redirect, render_template, request, url_for
 
 from app.console.blueprint import bp, console_user, signed_in
+from app.console.chart_views import log_histogram
 from app.console.forms import FormErrors, comma_list, from_api_error, load, row_scope_from_text, text
 from app.console.key_reveal import stash_reveal
 from app.console.service_pages import endpoints_of, load_service, render_service
@@ -62,17 +63,6 @@ def revoke_key(project_id: int, service_id: int, key_id: int):
     return redirect(url_for("console.service", project_id=project.id, service_id=asset.id) + "#keys")
 
 
-def _call_for(kind: str | None, payload: object) -> Call:
-    """What the serving route would receive: query parameters for sql and lookup, a JSON body otherwise."""
-    if kind in ("sql", "lookup"):
-        if payload is None:
-            payload = {}
-        if not isinstance(payload, dict):
-            raise APIError(400, "bad_request", 'send the query parameters as a JSON object, e.g. {"id": 42}')
-        return Call("GET", {k: v if isinstance(v, str) else str(v) for k, v in payload.items()}, None)
-    return Call("POST", {}, {} if payload is None else payload)
-
-
 @bp.post("/projects/<int:project_id>/settings/services/<int:service_id>/test")
 @signed_in
 def test_endpoint(project_id: int, service_id: int):
@@ -83,10 +73,9 @@ def test_endpoint(project_id: int, service_id: int):
     if not isinstance(sent, dict) or not isinstance(sent.get("endpoint_id"), str):
         return jsonify({"status": 400, "latency_ms": 0, "body": {"error": {"message": "pick an endpoint"}}}), 200
     endpoint_id, payload = sent["endpoint_id"], sent.get("body")
-    kind = next((ep.get("kind") for ep in endpoints_of(asset) if ep.get("id") == endpoint_id), None)
     started = time.perf_counter()
     try:
-        outcome = serving.dry_run(user, asset, endpoint_id, _call_for(kind, payload))
+        outcome = serving.dry_run(user, asset, endpoint_id, Call("POST", {}, payload))
         status, body = 200, outcome.body
     except APIError as err:
         status, body = err.status, err.body()
@@ -109,6 +98,7 @@ def service_logs(project_id: int, service_id: int):
     page = (
         list_logs(asset, filters) if filters is not None else {"items": [], "total": 0, "offset": 0, "limit": PAGE_SIZE}
     )
+    histogram = log_histogram(asset, filters) if filters is not None and page["total"] else None
     key_names = {k.id: f"{k.name} ({k.prefix}…)" for k in keys.list_api_keys(asset)}
     base = {k: v for k, v in query.items() if k != "offset"}
     pages = {
@@ -126,4 +116,5 @@ def service_logs(project_id: int, service_id: int):
         endpoints=endpoints_of(asset),
         key_names=key_names,
         pages=pages,
+        histogram=histogram,
     ), status

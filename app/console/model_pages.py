@@ -8,6 +8,7 @@ from flask import flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app.console.blueprint import bp, console_user, project_for, signed_in
+from app.console.chart_views import model_charts
 from app.console.forms import FormErrors, comma_list, from_api_error, load, text
 from app.datasets import service as datasets
 from app.db import Project, Recipe
@@ -138,14 +139,22 @@ def model(project_id: int, model_id: int):
     found = models.get_model(console_user(), project, model_id)
     importance = sorted((found.feature_importance or {}).items(), key=lambda kv: -abs(kv[1]))
     top = max((abs(w) for _f, w in importance), default=0) or 1
+    versions = models.versions_of(found)
+    metric_names = list(dict.fromkeys(k for v in versions for k, x in (v.metrics or {}).items() if _is_number(x)))
     return render_template(
         "console/model.html",
         project=project,
         model=found,
-        versions=models.versions_of(found),
+        versions=versions,
         importance=importance,
         top=top,
+        charts=model_charts(found, versions),
+        metric_names=metric_names,
     )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @bp.post("/projects/<int:project_id>/models/<int:model_id>/activate")

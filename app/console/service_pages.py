@@ -8,6 +8,7 @@ import json
 from flask import flash, redirect, render_template, request, url_for
 
 from app.console.blueprint import bp, can, console_user, project_for, signed_in
+from app.console.chart_views import service_traffic
 from app.console.endpoint_form import (
     KIND_LABELS,
     KINDS,
@@ -25,7 +26,9 @@ from app.db import Project, PublishedAsset
 from app.errors import APIError, not_found
 from app.keys import service as keys
 from app.publishing import service as publishing
+from app.publishing.endpoint_config import endpoint_dicts, endpoint_index, endpoint_of, endpoints_in
 from app.registry import service as models
+from app.serving.traffic import WINDOWS
 
 
 def load_service(project_id: int, service_id: int, permission: str = "project.view") -> tuple[Project, PublishedAsset]:
@@ -38,38 +41,41 @@ def load_service(project_id: int, service_id: int, permission: str = "project.vi
 
 
 def endpoints_of(asset: PublishedAsset) -> list[dict]:
-    return list((asset.config or {}).get("endpoints", []))
+    """The draft's endpoints as saved, for the templates."""
+    return endpoint_dicts(asset.config)
 
 
 def _editor_choices(project: Project) -> dict:
     return {"datasets": datasets.list_datasets(project), "models": models.list_models(project, None)}
 
 
-def _test_examples(endpoints: list[dict], models: list) -> dict[str, str]:
+def _test_examples(asset: PublishedAsset, models: list) -> dict[str, str]:
     """A starting JSON for the Test pane per endpoint: its parameters, or the model's features."""
     features = {m.id: m.feature_columns for m in models}
     examples = {}
-    for ep in endpoints:
-        if ep.get("kind") == "lookup":
-            example = {ep.get("key_param") or "id": ""}
-        elif ep.get("kind") == "sql":
-            filters = (ep.get("query") or {}).get("filters") or []
+    for ep in endpoints_in(asset.config):
+        if ep.kind == "lookup":
+            example = {ep.key_param: ""}
+        elif ep.kind == "sql":
+            filters = (ep.query or {}).get("filters") or []
             example = {f["param"]: "" for f in filters if isinstance(f, dict) and f.get("param")}
-        elif ep.get("kind") == "model":
-            example = {"features": {name: None for name in features.get(ep.get("model_id"), [])}}
+        elif ep.kind == "model":
+            example = {"features": {name: None for name in features.get(ep.model_id, [])}}
         else:
             example = {}
-        examples[ep.get("id")] = json.dumps(example, indent=2)
+        examples[ep.id] = json.dumps(example, indent=2)
     return examples
 
 
 def render_service(project: Project, asset: PublishedAsset, status: int = 200, **context):
     """The Manage panel; `context` may carry editor values and errors, key errors or a freshly minted key."""
     editing = context.pop("editing", None)
+    window = context.pop("window", None)
+    context["traffic"] = service_traffic(asset, window if window in WINDOWS else "day")
     if "editor" not in context:
-        current = next((ep for ep in endpoints_of(asset) if ep.get("id") == editing), None)
-        context["editor"] = form_values(current)
-        context["original_id"] = current.get("id") if current else ""
+        current = endpoint_of(asset.config, editing) if editing else None
+        context["editor"] = form_values(current.raw if current else None)
+        context["original_id"] = current.id if current else ""
     context.setdefault("editor_errors", FormErrors())
     context.setdefault("key_errors", FormErrors())
     context.setdefault(
@@ -98,7 +104,7 @@ def render_service(project: Project, asset: PublishedAsset, status: int = 200, *
         kind_labels=KIND_LABELS,
         policies=POLICIES,
         blank_enrichment=enrichment_values(None),
-        examples=_test_examples(endpoints_of(asset), choices["models"]),
+        examples=_test_examples(asset, choices["models"]),
         **choices,
         **context,
     ), status
@@ -112,7 +118,9 @@ def service(project_id: int, service_id: int):
     if request.args.get("reveal"):  # the page a key mint redirected to: its secret, this once
         context["revealed"] = take_reveal(request.args["reveal"], console_user().id, asset.id)
         context["reveal_gone"] = context["revealed"] is None
-    return render_service(project, asset, editing=request.args.get("edit"), **context)
+    return render_service(
+        project, asset, editing=request.args.get("edit"), window=request.args.get("window"), **context
+    )
 
 
 @bp.post("/projects/<int:project_id>/settings/services/<int:service_id>/endpoints")
@@ -124,7 +132,7 @@ def save_endpoint(project_id: int, service_id: int):
     original_id = request.form.get("original_id") or ""
     config = copy.deepcopy(asset.config or {"endpoints": []})
     endpoints = config.setdefault("endpoints", [])
-    index = next((i for i, ep in enumerate(endpoints) if ep.get("id") == original_id), None) if original_id else None
+    index = endpoint_index(config, original_id) if original_id else None
     errors = FormErrors()
     endpoint = endpoint_from_form(values, endpoints[index] if index is not None else None, errors)
     if endpoint is not None:

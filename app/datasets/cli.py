@@ -13,15 +13,13 @@ from flask import Flask, current_app
 
 from app.cli_base import CliGroup, echo_json, json_option
 from app.cli_targets import org_by_name
+from app.datasets.grants import grant_schema, revoke_schema, schema_grants
 from app.datasets.indexing import dataset_indexes
 from app.datasets.schemas import DatasetListSchema
 from app.datasets.service import (
     dataset_view,
     get_dataset,
-    grant_schema,
     list_datasets,
-    revoke_schema,
-    schema_grants,
     upload_dataset,
 )
 from app.db import Organization

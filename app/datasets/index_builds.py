@@ -12,7 +12,7 @@ from app.db import AssetVersion, Dataset, DatasetIndex, Project, PublishedAsset
 from app.db.columns import utcnow
 from app.errors import APIError
 from app.extensions import db, warehouse
-from app.publishing.asset_config import lookup_as_query
+from app.publishing.endpoint_config import endpoints_in
 from app.query.validation import resolve_query_config
 from app.warehouse.indexes import build_index, covering_index, index_name, list_indexes
 
@@ -27,12 +27,7 @@ def indexed_queries(asset_type: str, config: dict) -> list[dict]:
     if asset_type == "data_api":
         queries = [config]
     else:
-        queries = []
-        for endpoint in config.get("endpoints", []):
-            if endpoint.get("kind") == "lookup":
-                queries.append(lookup_as_query(endpoint))
-            elif endpoint.get("kind") == "sql":
-                queries.append(endpoint.get("query") or {})
+        queries = [endpoint.query or {} for endpoint in endpoints_in(config) if endpoint.answers_with_query]
     return [q for q in queries if any(isinstance(f, dict) and f.get("op") == "eq" for f in q.get("filters") or [])]
 
 

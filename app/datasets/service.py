@@ -14,9 +14,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from app.datasets.catalog import Catalog
+from app.datasets.grants import refuse_system_schema, schema_granted
 from app.datasets.indexing import queue_dataset_reindex
 from app.datasets.policy import preview_policy
-from app.db import Dataset, Project, SchemaGrant
+from app.db import Dataset, Project
 from app.errors import APIError, conflict, forbidden, invalid, not_found
 from app.extensions import db
 from app.query.executor import run_query
@@ -214,7 +215,7 @@ def register_dataset(
             check_identifier(value)
         except ValueError as exc:
             raise invalid(field, str(exc)) from None
-    _refuse_system_schema(schema)
+    refuse_system_schema(schema)
     if requires_grant and not schema_granted(project.org_id, schema):
         raise forbidden(
             f"this organization may not register tables of schema {schema!r}; "
@@ -257,52 +258,6 @@ def register_dataset(
         created_by=created_by,
     )
     return _save(dataset, full_name)
-
-
-def _refuse_system_schema(schema: str) -> None:
-    """The databases' own catalogs are never warehouse data, on any backend (422 on `schema`)."""
-    if schema in ("information_schema", "temp") or schema.startswith(("pg_", "sqlite_")):
-        raise invalid("schema", f"{schema!r} is the database's own catalog, not warehouse data")
-
-
-def schema_granted(org_id: int, schema: str) -> bool:
-    return (
-        db.session.scalar(select(SchemaGrant.id).where(SchemaGrant.org_id == org_id, SchemaGrant.schema_name == schema))
-        is not None
-    )
-
-
-def grant_schema(org_id: int, schema: str) -> bool:
-    """Let organization `org_id` register tables of `schema`; False when it already could."""
-    try:
-        check_identifier(schema)
-    except ValueError as exc:
-        raise invalid("schema", str(exc)) from None
-    _refuse_system_schema(schema)
-    if schema_granted(org_id, schema):
-        return False
-    db.session.add(SchemaGrant(org_id=org_id, schema_name=schema))
-    db.session.commit()
-    return True
-
-
-def revoke_schema(org_id: int, schema: str) -> bool:
-    """Take a grant back; datasets already registered stay. False when there was none."""
-    grant = db.session.scalar(
-        select(SchemaGrant).where(SchemaGrant.org_id == org_id, SchemaGrant.schema_name == schema)
-    )
-    if grant is None:
-        return False
-    db.session.delete(grant)
-    db.session.commit()
-    return True
-
-
-def schema_grants(org_id: int | None = None) -> list[SchemaGrant]:
-    stmt = select(SchemaGrant).order_by(SchemaGrant.org_id, SchemaGrant.schema_name)
-    if org_id is not None:
-        stmt = stmt.where(SchemaGrant.org_id == org_id)
-    return list(db.session.scalars(stmt))
 
 
 def _count_rows(engine: Engine, schema: str, table: str, timeout_s: float) -> int | None:

@@ -56,6 +56,9 @@ class MLModel(db.Model):
     classes: Mapped[list | None] = mapped_column(JSONType)
     # Classifiers trained since migration 0015: {class: 101 quantiles of held-out probabilities}; else None.
     score_quantiles: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
+    # Trained since migration 0021: the held-out ROC curves and confusion matrix (classifiers) or a sample of
+    # predicted vs actual (regressors), bounded in size by app/ml/evaluation.py; else None.
+    evaluation: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
     artifact_path: Mapped[str] = mapped_column(sa.String(500))
     artifact_sha256: Mapped[str] = mapped_column(sa.String(64))
     sklearn_version: Mapped[str] = mapped_column(sa.String(20))

@@ -13,14 +13,15 @@ from app.db import ApiKey, PublishedAsset, User
 from app.db.columns import utcnow
 from app.errors import APIError, invalid, not_found
 from app.extensions import db
-from app.keys.secrets import generate_api_key, hash_api_key, looks_like_api_key
+from app.publishing.endpoint_config import endpoint_dicts
 from app.query.masking import sensitivity_rank
 from app.query.policy import KeyPolicy
+from app.secrets import generate_api_key, hash_api_key, looks_like_api_key
 from app.serving.state import bump_serving_generation as bump
 
 
 def _endpoint_ids(asset: PublishedAsset) -> set[str]:
-    return {ep.get("id") for ep in (asset.config or {}).get("endpoints", []) if isinstance(ep, dict)}
+    return {ep.get("id") for ep in endpoint_dicts(asset.config)}
 
 
 def check_key_fields(user: User, asset: PublishedAsset, data: dict) -> dict:

@@ -118,3 +118,83 @@ def score_quantiles(pipeline: Pipeline, x_test) -> dict[str, list[float]] | None
         proba = pipeline.predict_proba(x_test)
     steps = np.linspace(0, 1, QUANTILE_STEPS + 1)
     return {class_key(c): [round(float(q), 6) for q in np.quantile(proba[:, i], steps)] for i, c in enumerate(classes)}
+
+
+# Bounds on what a model row stores of its held-out evaluation (a few tens of KB at most).
+MAX_ROC_POINTS = 200
+MAX_ROC_CLASSES = 10
+MAX_CONFUSION_CLASSES = 20
+MAX_SCATTER_POINTS = 500
+OTHER_CLASSES = "(other)"
+
+
+def _thin(count: int, limit: int) -> np.ndarray:
+    """At most `limit` evenly spread indices of `count`, the first and the last always kept."""
+    if count <= limit:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, limit).round().astype(int))
+
+
+def _rounded(values, digits: int = 4) -> list[float]:
+    return [round(float(v), digits) for v in values]
+
+
+def classification_curves(pipeline: Pipeline, x_test, y_test) -> dict:
+    """The held-out test set's ROC curve (one-vs-rest per class for more than two classes, the most frequent
+    MAX_ROC_CLASSES, each thinned to MAX_ROC_POINTS) and its confusion matrix (rows actual, columns predicted; past
+    MAX_CONFUSION_CLASSES, the rarest classes pooled as "(other)")."""
+    classes = list(pipeline.classes_)
+    y_test = np.asarray(y_test)
+    predicted = pipeline.predict(x_test)
+    support = {c: int((y_test == c).sum()) for c in classes}
+    out: dict = {"n_test": len(y_test), "roc": [], "confusion": _confusion(classes, support, y_test, predicted)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proba = pipeline.predict_proba(x_test)
+    targets = [1] if len(classes) == 2 else sorted(range(len(classes)), key=lambda i: -support[classes[i]])
+    for index in targets[:MAX_ROC_CLASSES]:
+        positive = y_test == classes[index]
+        if positive.all() or not positive.any():
+            continue  # one-class test data: no curve to draw
+        fpr, tpr, _ = skm.roc_curve(positive, proba[:, index])
+        keep = _thin(len(fpr), MAX_ROC_POINTS)
+        out["roc"].append(
+            {
+                "class": class_key(classes[index]),
+                "auc": _num(skm.auc(fpr, tpr)),
+                "fpr": _rounded(fpr[keep]),
+                "tpr": _rounded(tpr[keep]),
+            }
+        )
+    return out
+
+
+def _confusion(classes: list, support: dict, y_test: np.ndarray, predicted: np.ndarray) -> dict:
+    shown = sorted(classes, key=lambda c: -support[c])[: MAX_CONFUSION_CLASSES - 1]
+    if len(classes) <= MAX_CONFUSION_CLASSES:
+        shown = classes
+    index = {c: i for i, c in enumerate(shown)}
+    pooled = len(shown) < len(classes)
+    size = len(shown) + (1 if pooled else 0)
+    matrix = np.zeros((size, size), dtype=int)
+    for actual, guess in zip(y_test, predicted, strict=True):
+        matrix[index.get(actual, size - 1), index.get(guess, size - 1)] += 1
+    labels = [class_key(c) for c in shown] + ([OTHER_CLASSES] if pooled else [])
+    return {"labels": labels, "matrix": matrix.tolist()}
+
+
+def regression_curves(pipeline: Pipeline, x_test, y_test, random_state: int | None = 42) -> dict:
+    """Predicted vs actual on the held-out test set: every pair, or a random MAX_SCATTER_POINTS of them."""
+    y_test = np.asarray(y_test, dtype=float)
+    predicted = np.asarray(pipeline.predict(x_test), dtype=float)
+    keep = np.arange(len(y_test))
+    if len(keep) > MAX_SCATTER_POINTS:
+        keep = np.sort(np.random.default_rng(random_state).choice(len(keep), MAX_SCATTER_POINTS, replace=False))
+    finite = [i for i in keep if math.isfinite(y_test[i]) and math.isfinite(predicted[i])]
+    return {
+        "n_test": len(y_test),
+        "predicted_vs_actual": {
+            "actual": [float(f"{y_test[i]:.6g}") for i in finite],
+            "predicted": [float(f"{predicted[i]:.6g}") for i in finite],
+        },
+    }

@@ -24,7 +24,14 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from app.errors import invalid
-from app.ml.evaluation import classification_metrics, feature_importance, regression_metrics, score_quantiles
+from app.ml.evaluation import (
+    classification_curves,
+    classification_metrics,
+    feature_importance,
+    regression_curves,
+    regression_metrics,
+    score_quantiles,
+)
 from app.ml.feature_selection import select_features
 from app.ml.frames import json_safe, model_frame
 from app.ml.input_schema import CATEGORICAL_FEATURE_TYPES, as_bool, build_input_schema, infer_feature_type
@@ -63,6 +70,7 @@ class TrainedModel:
     excluded_columns: dict[str, str] = field(default_factory=dict)  # automatic selection: column -> why left out
     dropped_missing_target: int = 0
     score_quantiles: dict | None = None  # classifiers: {class: 101 quantiles of held-out probabilities}
+    evaluation: dict | None = None  # held-out ROC + confusion matrix, or predicted vs actual (bounded in size)
 
 
 def build_estimator(task_type: str, algorithm: str, hyperparams: dict[str, Any], random_state: int | None):
@@ -153,9 +161,11 @@ def train_model(df: pd.DataFrame, config: TrainingConfig, random_state: int | No
         metrics = classification_metrics(pipeline, x_test, y_test)
         classes = [json_safe(c) for c in pipeline.classes_]
         quantiles = score_quantiles(pipeline, x_test)
+        evaluation = classification_curves(pipeline, x_test, y_test)
     else:
         metrics = regression_metrics(pipeline, x_test, y_test)
         classes = quantiles = None
+        evaluation = regression_curves(pipeline, x_test, y_test, random_state)
     numeric = [f["name"] for f in schema if f["type"] not in CATEGORICAL_FEATURE_TYPES]
     categorical = [f["name"] for f in schema if f["type"] in CATEGORICAL_FEATURE_TYPES]
     return TrainedModel(
@@ -170,6 +180,7 @@ def train_model(df: pd.DataFrame, config: TrainingConfig, random_state: int | No
         excluded_columns=excluded,
         dropped_missing_target=dropped,
         score_quantiles=quantiles,
+        evaluation=evaluation,
     )
 
 

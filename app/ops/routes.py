@@ -22,7 +22,8 @@ def healthz():
 
 @bp.get("/readyz")
 @doc(
-    "Readiness: database, Redis and at least one worker, each ok or not; details (errors, workers) for org admins",
+    "Readiness: database, Redis and at least one worker, each ok or not, with each queue's live workers (counts; "
+    "their names, and errors, for org admins)",
     auth=False,
 )
 def readyz():

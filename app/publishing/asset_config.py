@@ -13,6 +13,7 @@ from app.db import MLModel, Project, User
 from app.errors import APIError, forbidden, invalid
 from app.extensions import db, warehouse
 from app.ml.input_schema import EXPLAIN_METHODS, MAX_EXACT_FEATURES
+from app.publishing.endpoint_config import DEFAULT_KEY_PARAM, KINDS, cache_ttl_of, lookup_as_query
 from app.query.masking import BLOCKED, default_masking
 from app.query.plan import ColumnRef, TableRef
 from app.query.policy import SERVE
@@ -20,8 +21,6 @@ from app.query.validation import resolve_query_config, validate_query_config
 from app.sandbox import check_handler_source
 
 ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-KINDS = ("sql", "lookup", "model", "function")
-KIND_METHODS = {"sql": "GET", "lookup": "GET", "model": "POST", "function": "POST"}
 MAX_ENDPOINTS = 100
 
 
@@ -131,7 +130,7 @@ def check_masked_uses(user: User, catalog: Catalog, kind: str, config: dict, fie
 
 
 def _cache_ttl(endpoint: dict, field: str) -> int:
-    ttl = endpoint.get("cache_ttl_seconds", 60)
+    ttl = cache_ttl_of(endpoint)
     if not isinstance(ttl, int) or isinstance(ttl, bool) or not 0 <= ttl <= 86_400:
         raise invalid(f"{field}.cache_ttl_seconds", "an integer from 0 (off) to 86400")
     return ttl
@@ -151,19 +150,6 @@ def _sql(endpoint, field, user, project, catalog, _old) -> dict:
         catalog.physical_query(endpoint["query"], f"{field}.query"), warehouse.get(), f"{field}.query"
     )
     return {**endpoint, "cache_ttl_seconds": _cache_ttl(endpoint, field)}
-
-
-def lookup_as_query(endpoint: dict) -> dict:
-    """A lookup is sugar for one required equality filter on key_column, capped at max_results rows."""
-    schema, _, table = endpoint["dataset"].partition(".")
-    query = {
-        "source": {"schema": schema, "table": table},
-        "filters": [{"column": endpoint["key_column"], "op": "eq", "param": endpoint["key_param"], "required": True}],
-        "pagination": {"default_limit": endpoint["max_results"], "max_limit": endpoint["max_results"]},
-    }
-    if endpoint.get("columns"):
-        query["columns"] = endpoint["columns"]
-    return query
 
 
 def _lookup(endpoint, field, user, project, catalog, _old) -> dict:
@@ -188,7 +174,7 @@ def _lookup(endpoint, field, user, project, catalog, _old) -> dict:
     catalog.dataset(dataset, f"{field}.dataset")
     if not isinstance(endpoint.get("key_column"), str):
         raise invalid(f"{field}.key_column", "required: the column to match")
-    key_param = endpoint.get("key_param") or "id"
+    key_param = endpoint.get("key_param") or DEFAULT_KEY_PARAM
     if not isinstance(key_param, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", key_param):
         raise invalid(f"{field}.key_param", "a request parameter name (letters, digits, _)")
     max_results = endpoint.get("max_results") or 100

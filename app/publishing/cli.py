@@ -10,6 +10,7 @@ from app.cli_base import CliGroup, echo_json, json_option, user_option
 from app.cli_targets import asset_actor, asset_by_key, call_service
 from app.db import PublishedAsset
 from app.extensions import db
+from app.publishing.endpoint_config import endpoint_dicts
 from app.publishing.schemas import AssetListSchema
 from app.publishing.service import delete_asset, publish_asset, unpublish_asset
 
@@ -37,7 +38,7 @@ def list_services(org_id, project_id, as_json):
         return
     click.echo("id\tasset_key\ttype\tstatus\tversion\tendpoints")
     for asset in db.session.scalars(stmt):
-        endpoints = ",".join(ep.get("id", "?") for ep in (asset.config or {}).get("endpoints", []))
+        endpoints = ",".join(ep.get("id", "?") for ep in endpoint_dicts(asset.config))
         version = asset.published_version if asset.status == "published" else "-"
         click.echo(f"{asset.id}\t{asset.asset_key}\t{asset.asset_type}\t{asset.status}\t{version}\t{endpoints}")
 

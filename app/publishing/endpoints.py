@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from app.db import PublishedAsset, User
 from app.errors import invalid, not_found
+from app.publishing.endpoint_config import endpoint_index
 from app.publishing.service import update_asset
 
 
@@ -22,9 +23,7 @@ def put_endpoint(
     if not isinstance(endpoint, dict):
         raise invalid("endpoint", "expected an object with id and kind")
     endpoints = _endpoints(asset)
-    at = next(
-        (i for i, ep in enumerate(endpoints) if isinstance(ep, dict) and ep.get("id") == endpoint.get("id")), None
-    )
+    at = endpoint_index({"endpoints": endpoints}, endpoint.get("id"))
     if at is None:
         endpoints.append(endpoint)
     else:
@@ -36,8 +35,9 @@ def put_endpoint(
 def remove_endpoint(user: User, asset: PublishedAsset, endpoint_id: str, change_note: str = "") -> PublishedAsset:
     """Drop an endpoint from the draft; 404 when the draft has none with that id."""
     endpoints = _endpoints(asset)
-    kept = [ep for ep in endpoints if not (isinstance(ep, dict) and ep.get("id") == endpoint_id)]
-    if len(kept) == len(endpoints):
+    at = endpoint_index({"endpoints": endpoints}, endpoint_id)
+    if at is None:
         raise not_found(f"endpoint {endpoint_id!r}")
+    kept = [ep for ep in endpoints if not (isinstance(ep, dict) and ep.get("id") == endpoint_id)]
     note = change_note or f"remove endpoint {endpoint_id}"
     return update_asset(user, asset, {"config": {"endpoints": kept}, "change_note": note})

@@ -95,6 +95,9 @@ class ModelDetailSchema(ModelSchema):
     recipe_id = fields.Integer(allow_none=True)
     created_at = fields.DateTime()
     versions = fields.List(fields.Nested(ModelVersionSchema))
+    # Held-out curves stored at training (null for models trained before): {n_test, roc: [{class, auc, fpr, tpr}],
+    # confusion: {labels, matrix}} for classifiers, {n_test, predicted_vs_actual: {actual, predicted}} otherwise.
+    evaluation = fields.Dict(allow_none=True)
 
 
 class DeletedSchema(Schema):

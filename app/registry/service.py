@@ -13,6 +13,7 @@ from app.db import AssetVersion, MLModel, Project, PublishedAsset, Recipe, Recip
 from app.errors import APIError, conflict, forbidden, invalid, not_found, unavailable
 from app.extensions import db
 from app.ml.training_config import TrainingConfig, validate_training_config
+from app.publishing.endpoint_config import endpoints_in
 from app.query.masking import BLOCKED, mask_value
 from app.query.policy import MASK
 from app.registry.inputs import check_sensitive_columns, column_masking, input_columns, input_masking
@@ -144,7 +145,7 @@ def run_recipe(recipe: Recipe, wait: bool) -> tuple[dict, int]:
         return {"run_id": run_id, "status": "queued"}, 202
     timeout = float(current_app.config["TRAIN_TIMEOUT_SECONDS"])
     try:
-        call_worker(train_recipe, [run_id], TRAIN_QUEUE, timeout, f"(run {run_id})")
+        call_worker(train_recipe, [run_id], TRAIN_QUEUE, timeout, f"(run {run_id})", watch_node=False)
     except APIError as err:
         if err.code == "worker_lost":  # killed mid-run (OOM, SIGKILL): the run failed, and says so
             log.warning("training run %s: its worker was lost", run_id)
@@ -256,9 +257,5 @@ def services_serving(model: MLModel) -> list[str]:
     return [
         asset_key
         for asset_key, config in live
-        if any(
-            ep.get("kind") == "model" and ep.get("model_id") == model.id
-            for ep in (config or {}).get("endpoints", [])
-            if isinstance(ep, dict)
-        )
+        if any(ep.kind == "model" and ep.model_id == model.id for ep in endpoints_in(config))
     ]

@@ -20,6 +20,7 @@ from app.ml.store import save_artifact
 from app.ml.training import train_model
 from app.ml.training_config import TrainingConfig, validate_training_config
 from app.registry.inputs import check_sensitive_columns, input_columns, sensitive_columns
+from app.registry.run_lock import count_retry, run_lock
 from app.registry.runs import mark_failed, remove_artifact, run_config, run_outcome
 from app.warehouse.engine import reflect_table
 
@@ -32,8 +33,19 @@ class RunFailed(Exception):
     """A run that cannot succeed, with the sentence its user reads."""
 
 
+# A run whose worker died mid-run (the train task is redelivered: acks late, reject on worker lost) is taken over
+# this many times; after that it is recorded as failed.
+MAX_RETRIES = 1
+
+
 def execute_run(run_id: int) -> dict:
-    """Train run `run_id` once: a run some worker already claimed (or finished) is only reported, never redone."""
+    """Train run `run_id` under its lock: a run another live worker holds is waited for, a finished one only
+    reported, one whose worker died mid-run retried once."""
+    with run_lock(run_id):
+        return _execute_locked(run_id)
+
+
+def _execute_locked(run_id: int) -> dict:
     if not _claim(run_id):
         run = db.session.get(RecipeRun, run_id)
         return run_outcome(run) if run else {"status": "failed", "run_id": run_id, "error": "run not found"}
@@ -63,7 +75,19 @@ def execute_run(run_id: int) -> dict:
 
 def _claim(run_id: int) -> bool:
     # One atomic queued -> running transition: a second delivery of the task, or the web side giving up on a
-    # run nobody started, finds nothing left to claim.
+    # run nobody started, finds nothing left to claim. A run still `running` while we hold its lock was left by a
+    # worker that died in it: taken over (once).
+    status = db.session.execute(select(RecipeRun.status).where(RecipeRun.id == run_id)).scalar()
+    if status == "running":
+        retry = count_retry(run_id)
+        if retry > MAX_RETRIES:
+            log.warning("training run %s: its worker died again; not retrying", run_id)
+            mark_failed(run_id, "the training worker stopped before the run finished, twice", only_unfinished=True)
+            return False
+        log.warning("training run %s: its worker died mid-run; retrying it here (retry %s)", run_id, retry)
+        db.session.execute(update(RecipeRun).where(RecipeRun.id == run_id).values(started_at=utcnow()))
+        db.session.commit()
+        return True
     result = db.session.execute(
         update(RecipeRun)
         .where(RecipeRun.id == run_id, RecipeRun.status == "queued")
@@ -155,6 +179,7 @@ def _register(project: Project, recipe: Recipe, cfg: TrainingConfig, trained, st
             input_schema=trained.input_schema,
             classes=trained.classes,
             score_quantiles=trained.score_quantiles,
+            evaluation=trained.evaluation,
             artifact_path=stored.path,
             artifact_sha256=stored.sha256,
             sklearn_version=stored.sklearn_version,

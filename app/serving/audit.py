@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from app.db import AuditLog, PublishedAsset
 from app.extensions import db, redis_store
@@ -154,7 +154,8 @@ def _audit_row(entry: dict) -> dict:
     }
 
 
-def list_logs(asset: PublishedAsset, filters: dict) -> dict:
+def filtered_logs(asset: PublishedAsset, filters: dict) -> Select:
+    """The asset's audit records matching the log filters (endpoint, key, status, since, until, errors only)."""
     stmt = select(AuditLog).where(AuditLog.asset_id == asset.id)
     for name in ("endpoint_id", "key_id", "status"):
         if filters.get(name) is not None:
@@ -165,6 +166,11 @@ def list_logs(asset: PublishedAsset, filters: dict) -> dict:
         stmt = stmt.where(AuditLog.created_at < filters["until"])
     if filters.get("errors_only"):
         stmt = stmt.where(AuditLog.status >= 400)
+    return stmt
+
+
+def list_logs(asset: PublishedAsset, filters: dict) -> dict:
+    stmt = filtered_logs(asset, filters)
     total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
     rows = db.session.scalars(
         stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(filters["limit"]).offset(filters["offset"])

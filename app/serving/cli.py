@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import click
@@ -11,14 +12,15 @@ from flask import Flask
 from app.cli_base import CliGroup, CommandError, echo_json, json_option, parse_json_text, read_json_file, user_option
 from app.cli_targets import asset_by_key
 from app.errors import APIError
-from app.publishing.asset_config import KIND_METHODS
+from app.extensions import db
 from app.publishing.cli import services_cli
 from app.publishing.lifecycle_cli import _acting
 from app.serving.audit import list_logs
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call
-from app.serving.schemas import LogPageSchema, LogQuerySchema
-from app.serving.service import Served, dry_run, record_call, serve_endpoint
+from app.serving.schemas import LogEntrySchema, LogPageSchema, LogQuerySchema
+from app.serving.service import audited_call, dry_run, serve_endpoint
+from app.serving.traffic import last_log_id, latest_logs, logs_after
 
 cache_cli = CliGroup("cache", help="Apiary's result cache in Redis.")
 
@@ -69,17 +71,8 @@ def test_command(asset_key, endpoint_id, params, body_text, body_file, email):
       flask services test sales-serving churn_risk -d '{"features": {"tenure": 3, "plan": "basic"}}'
     """
     user, asset = _acting(asset_key, email, "project.edit")
-    query, body = _params(params), _body(body_text, body_file)
-    kind = next(
-        (ep.get("kind") for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None
-    )
-    if KIND_METHODS.get(kind) == "GET":
-        # As in the Test pane, a JSON object given to a sql/lookup endpoint is its query parameters.
-        if isinstance(body, dict):
-            query = {**query, **{k: v if isinstance(v, str) else str(v) for k, v in body.items()}}
-        call = Call("GET", query, None)
-    else:
-        call = Call("POST", query, {} if body is None else body)
+    # As in the Test pane, a JSON object given to a sql/lookup endpoint is its query parameters.
+    call = Call("POST", _params(params), _body(body_text, body_file))
     echo_json(dry_run(user, asset, endpoint_id, call).body)
 
 
@@ -116,17 +109,11 @@ def call_command(asset_key, endpoint_id, api_key, method, params, body_text, bod
     body = _body(body_text, body_file)
     method = (method or ("GET" if body is None else "POST")).upper()
     call = Call(method, _params(params), None if method == "GET" else ({} if body is None else body))
-    # The serving route's bookkeeping: whatever the outcome, the call leaves its audit record.
-    started, served = time.perf_counter(), Served()
-    status, model_id, code = 500, None, "internal_error"
     try:
-        outcome = serve_endpoint(served, asset_key, endpoint_id, api_key, call)
-        status, model_id, code = 200, outcome.model_id, None
+        with audited_call(method) as served:  # as on the serving route: the call leaves its audit record
+            outcome = serve_endpoint(served, asset_key, endpoint_id, api_key, call)
     except APIError as err:
-        status, code = err.status, err.code
         raise CommandError(f"{err.status} {err.code}: {err.message}") from None
-    finally:
-        record_call(served, method, status, (time.perf_counter() - started) * 1000, model_id, code)
     echo_json(outcome.body)
 
 
@@ -140,15 +127,46 @@ def call_command(asset_key, endpoint_id, api_key, method, params, body_text, bod
 @click.option("--until", help="Before this time (ISO 8601, UTC).")
 @click.option("--limit", default="100", show_default=True, help="At most this many records (1..1000).")
 @click.option("--offset", default="0", show_default=True, help="Skip this many (newest first).")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing new records as they reach the log, oldest first; Ctrl-C stops."
+)
+@click.option(
+    "--interval", default="1", show_default=True, help="With --follow: seconds between two reads of the log (0.1..60)."
+)
+@click.option(
+    "--max-polls",
+    type=click.IntRange(min=1),
+    help="With --follow: stop after this many reads instead of at Ctrl-C (scripts, tests).",
+)
 @user_option
 @json_option
-def logs_command(asset_key, endpoint_id, key_id, status, errors_only, since, until, limit, offset, email, as_json):
+def logs_command(
+    asset_key,
+    endpoint_id,
+    key_id,
+    status,
+    errors_only,
+    since,
+    until,
+    limit,
+    offset,
+    follow,
+    interval,
+    max_polls,
+    email,
+    as_json,
+):
     """The audit log of ASSET_KEY's calls, newest first, with the filters of GET /api/api-services/{id}/logs.
     Calls reach the log within seconds (a worker writes them in batches).
 
+    With --follow (-f) it tails the log instead: the last --limit matching records, oldest first, then every new
+    one as it is written, until Ctrl-C (or --max-polls reads). With --json each record is one JSON line.
+
     \b
-    Example:
+    Examples:
       flask services logs sales-serving --errors-only --since 2026-01-31T00:00:00 --json
+      flask services logs sales-serving -f --endpoint customer
+      flask services logs sales-serving -f --json --limit 10 | jq .latency_ms
     """
     _user, asset = _acting(asset_key, email, "project.view")
     given = {
@@ -161,19 +179,70 @@ def logs_command(asset_key, endpoint_id, key_id, status, errors_only, since, unt
         "offset": offset,
         "errors_only": "true" if errors_only else None,
     }
+    if follow:
+        if until is not None or offset != "0":
+            raise CommandError("--follow reads new records as they come: drop --until and --offset")
+        filters = LogQuerySchema().load({k: v for k, v in given.items() if v is not None})
+        _follow(asset, filters, _interval(interval), max_polls, as_json)
+        return
+    if max_polls is not None or interval != "1":
+        raise CommandError("--interval and --max-polls go with --follow")
     filters = LogQuerySchema().load({k: v for k, v in given.items() if v is not None})
     page = LogPageSchema().dump(list_logs(asset, filters))
     if as_json:
         echo_json(page)
         return
-    click.echo("created_at\tendpoint\tkey_id\tmethod\tstatus\tlatency_ms\terror")
+    click.echo(LOG_HEADER)
     for e in page["items"]:
-        click.echo(
-            f"{e['created_at']}\t{e['endpoint_id'] or '-'}\t{e['key_id'] or '-'}\t{e['method']}\t{e['status']}\t"
-            f"{e['latency_ms']:.1f}\t{e['error_code'] or '-'}"
-        )
+        click.echo(_log_line(e))
     shown = len(page["items"])
     click.echo(f"{shown} of {page['total']} record(s) (offset {page['offset']})", err=True)
+
+
+LOG_HEADER = "created_at\tendpoint\tkey_id\tmethod\tstatus\tlatency_ms\terror"
+
+
+def _log_line(e: dict) -> str:
+    return (
+        f"{e['created_at']}\t{e['endpoint_id'] or '-'}\t{e['key_id'] or '-'}\t{e['method']}\t{e['status']}\t"
+        f"{e['latency_ms']:.1f}\t{e['error_code'] or '-'}"
+    )
+
+
+def _interval(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0.1 <= seconds <= 60:
+        raise CommandError(f"--interval {text!r}: give a number of seconds from 0.1 to 60")
+    return seconds
+
+
+def _follow(asset, filters: dict, interval: float, max_polls: int | None, as_json: bool) -> None:
+    """Print the last records, then poll for records after the last id printed (a cursor, so a record flushed
+    late is never skipped nor shown twice); Ctrl-C ends it quietly with status 0."""
+    schema = LogEntrySchema()
+
+    def show(records) -> int | None:
+        for record in records:
+            entry = schema.dump(record)
+            click.echo(json.dumps(entry, separators=(",", ":")) if as_json else _log_line(entry))
+        return records[-1].id if records else None
+
+    try:
+        if not as_json:
+            click.echo(LOG_HEADER)
+        cursor = show(latest_logs(asset, filters, filters["limit"])) or last_log_id(asset)
+        db.session.rollback()  # end the read: the next one sees what was written since
+        polls = 0
+        while max_polls is None or polls < max_polls:
+            time.sleep(interval)
+            cursor = show(logs_after(asset, filters, cursor)) or cursor
+            db.session.rollback()
+            polls += 1
+    except KeyboardInterrupt:
+        click.echo("", err=True)  # the ^C stays on its own line; exit status 0
 
 
 @cache_cli.command("flush")

@@ -20,7 +20,7 @@ from app.ml.input_schema import (
     validate_rows,
 )
 from app.ml.percentiles import percentile_of
-from app.publishing.asset_config import KIND_METHODS, lookup_as_query
+from app.publishing.endpoint_config import Endpoint
 from app.query.coercion import CoercionError, coerce_text
 from app.query.compiler import plan_tables, query_param_names
 from app.query.executor import run_query
@@ -56,20 +56,19 @@ class Call:
 EXTRA_METHODS = {"model": ("GET",)}
 
 
-def check_method(endpoint: dict, method: str) -> None:
-    expected = KIND_METHODS[endpoint["kind"]]
-    allowed = (expected, *EXTRA_METHODS.get(endpoint["kind"], ()))
+def check_method(endpoint: Endpoint, method: str) -> None:
+    allowed = (endpoint.method, *EXTRA_METHODS.get(endpoint.kind, ()))
     if method not in allowed:
         raise APIError(
             405,
             "method_not_allowed",
-            f"endpoint {endpoint['id']!r} ({endpoint['kind']}) is called with {expected}",
+            f"endpoint {endpoint.id!r} ({endpoint.kind}) is called with {endpoint.method}",
             headers={"Allow": ", ".join(allowed)},
         )
 
 
 def run_endpoint(
-    endpoint: dict,
+    endpoint: Endpoint,
     call: Call,
     policy: KeyPolicy,
     org_id: int,
@@ -80,12 +79,11 @@ def run_endpoint(
     """`cache_scope` is (asset id, published version) for live calls, None for dry runs (never cached); `probed`:
     the result cache entry the call's serve script found empty (see run_data_query)."""
     check_method(endpoint, call.method)
-    kind = endpoint["kind"]
-    if kind in ("sql", "lookup"):
-        query = endpoint["query"] if kind == "sql" else lookup_as_query(endpoint)
-        ttl = endpoint.get("cache_ttl_seconds", 60) if cache_scope else 0
+    kind = endpoint.kind
+    if endpoint.answers_with_query:
+        ttl = endpoint.cache_ttl if cache_scope else 0
         outcome = run_data_query(
-            query, call.params, policy, org_id, project_id, cache_scope, endpoint["id"], ttl, probed=probed
+            endpoint.query, call.params, policy, org_id, project_id, cache_scope, endpoint.id, ttl, probed=probed
         )
         if kind == "lookup":
             # A lookup answers {rows, count}: paging belongs to sql endpoints.
@@ -226,11 +224,9 @@ def score_with_worker(model: Row, rows: list[dict]) -> dict:
 
 
 def _run_model(
-    endpoint: dict, body: object, project_id: int | None, policy: KeyPolicy, org_id: int, from_query: bool = False
+    endpoint: Endpoint, body: object, project_id: int | None, policy: KeyPolicy, org_id: int, from_query: bool = False
 ) -> Outcome:
-    model = memo(
-        "model", (endpoint["model_id"], project_id), lambda: model_for_endpoint(endpoint["model_id"], project_id)
-    )
+    model = memo("model", (endpoint.model_id, project_id), lambda: model_for_endpoint(endpoint.model_id, project_id))
     rows, single = parse_predict_body(body, ("context", "explanations"))
     if from_query:
         rows = [query_features(model.input_schema, rows[0])]
@@ -314,16 +310,16 @@ def _model_outcome(model: Row, scored: dict, enriched: list | None) -> Outcome:
     return Outcome(result, model_id=model.id)
 
 
-def _run_function(endpoint: dict, body: object, org_id: int, scope: tuple[int, int] | None) -> Outcome:
+def _run_function(endpoint: Endpoint, body: object, org_id: int, scope: tuple[int, int] | None) -> Outcome:
     """`scope` (asset id, published version) names the endpoint version whose warm jail may serve a live call; dry
     runs of a draft (None) always get a fresh jail."""
     identity = None
     if scope is not None:
-        identity = {"org_id": org_id, "asset_id": scope[0], "version": scope[1], "endpoint_id": endpoint["id"]}
+        identity = {"org_id": org_id, "asset_id": scope[0], "version": scope[1], "endpoint_id": endpoint.id}
     # Wait past the handler's own deadline and the sandbox's kill grace: the worker reports the 504 itself.
     wait = float(current_app.config["FUNCTION_TIMEOUT_SECONDS"]) + 5
-    args = [endpoint["handler"], body, identity]
-    answer = call_worker(run_function, args, "functions", wait, f"(endpoint {endpoint['id']!r})")
+    args = [endpoint.handler, body, identity]
+    answer = call_worker(run_function, args, "functions", wait, f"(endpoint {endpoint.id!r})")
     return Outcome({"result": answer["result"]})
 
 
@@ -361,7 +357,7 @@ def query_features(schema: list[dict], params: dict) -> dict:
     return row
 
 
-def explanation_request(body: object, endpoint: dict, model: Row, n_rows: int) -> dict | None:
+def explanation_request(body: object, endpoint: Endpoint, model: Row, n_rows: int) -> dict | None:
     """The request's `explanations` (or the endpoint's default): `{method: "shapley", top_n}`; None for none.
 
     422 naming `explanations.method` for an unknown method or a model exact Shapley values cannot be computed

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
 
 from app.auth.permissions import current_user, login_required
 from app.errors import APIError
@@ -14,7 +11,14 @@ from app.publishing.service import asset_for_logs, get_asset
 from app.serving import service
 from app.serving.audit import list_logs
 from app.serving.dispatch import Call
-from app.serving.schemas import LogPageSchema, LogQuerySchema
+from app.serving.schemas import (
+    LatencyHistogramSchema,
+    LogPageSchema,
+    LogQuerySchema,
+    ServiceStatsSchema,
+    StatsQuerySchema,
+)
+from app.serving.traffic import latency_histogram, service_stats
 
 bp = Blueprint("serving", __name__)
 
@@ -49,25 +53,6 @@ def _respond(outcome) -> Response:
     return response
 
 
-def _served(run) -> Response:
-    """Run a keyed call and leave its audit record, whatever the outcome."""
-    started = time.perf_counter()
-    served = service.Served()
-    status, model_id, code = 500, None, "internal_error"
-    try:
-        outcome = run(served)
-        status, model_id, code = 200, outcome.model_id, None
-        return _respond(outcome)
-    except APIError as err:
-        status, code = err.status, err.code
-        raise
-    except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
-        status, code = err.code or 500, "http_error"
-        raise
-    finally:
-        service.record_call(served, request.method, status, (time.perf_counter() - started) * 1000, model_id, code)
-
-
 @bp.route("/api/service/<asset_key>/<endpoint_id>", methods=ANY_METHOD)
 @doc(
     "Call an endpoint of a published API service (GET for sql/lookup, POST for model/function)",
@@ -99,14 +84,16 @@ def _served(run) -> Response:
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
     key = request.headers.get("X-API-Key")
-    return _served(lambda served: service.serve_endpoint(served, asset_key, endpoint_id, key, _call()))
+    with service.audited_call(request.method) as served:
+        return _respond(service.serve_endpoint(served, asset_key, endpoint_id, key, _call()))
 
 
 @bp.get("/api/data/<asset_key>")
 @doc("Query a published data API", auth="api_key", tags=["serving"])
 def data_api(asset_key: str):
     key = request.headers.get("X-API-Key")
-    return _served(lambda served: service.serve_data_api(served, asset_key, key, request.args.to_dict()))
+    with service.audited_call(request.method) as served:
+        return _respond(service.serve_data_api(served, asset_key, key, request.args.to_dict()))
 
 
 @bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])
@@ -133,14 +120,7 @@ def data_api(asset_key: str):
 def test_endpoint(asset_id: int, endpoint_id: str):
     user = current_user()
     asset = get_asset(user, asset_id, "project.edit")
-    call = _call()
-    # The Test pane sends one JSON body: params for sql/lookup, the payload for model/function.
-    if request.method == "POST" and isinstance(call.body, dict):
-        kind = next((ep.get("kind") for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
-        if kind in ("sql", "lookup"):
-            params = {**call.params, **{k: v if isinstance(v, str) else str(v) for k, v in call.body.items()}}
-            call = Call("GET", params, None)
-    return _respond(service.dry_run(user, asset, endpoint_id, call))
+    return _respond(service.dry_run(user, asset, endpoint_id, _call()))
 
 
 @bp.get("/api/api-services/<int:asset_id>/logs")
@@ -164,3 +144,33 @@ def logs(asset_id: int):
     asset = asset_for_logs(current_user(), asset_id)
     filters = LogQuerySchema().load(request.args.to_dict())
     return LogPageSchema().dump(list_logs(asset, filters))
+
+
+@bp.get("/api/api-services/<int:asset_id>/stats")
+@doc(
+    "Per-endpoint traffic of a service over the last hour, day or week: calls, errors, error rate and nearest-rank "
+    "p50/p99 latency over the window and per bucket (hour: 12 x 5 min, day: 24 x 1 h, week: 28 x 6 h)",
+    response=ServiceStatsSchema,
+    query={"window": "hour | day | week (default day)", "endpoint_id": ""},
+    tags=["serving"],
+)
+@login_required()
+def stats(asset_id: int):
+    asset = asset_for_logs(current_user(), asset_id)
+    query = StatsQuerySchema().load(request.args.to_dict())
+    return ServiceStatsSchema().dump(service_stats(asset, query["window"], query.get("endpoint_id")))
+
+
+@bp.get("/api/api-services/<int:asset_id>/logs/histogram")
+@doc(
+    "Latency histogram of the calls matching the log's filters (limit and offset ignored): counts per bin, "
+    "`le_ms` the bin's upper bound (null: slower than the last bound)",
+    response=LatencyHistogramSchema,
+    query={"endpoint_id": "", "key_id": "", "status": "", "errors_only": "", "since": "ISO 8601", "until": "ISO 8601"},
+    tags=["serving"],
+)
+@login_required()
+def logs_histogram(asset_id: int):
+    asset = asset_for_logs(current_user(), asset_id)
+    filters = LogQuerySchema().load(request.args.to_dict())
+    return LatencyHistogramSchema().dump(latency_histogram(asset, filters))

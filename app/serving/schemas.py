@@ -34,3 +34,43 @@ class LogPageSchema(Schema):
     total = fields.Integer()
     limit = fields.Integer()
     offset = fields.Integer()
+
+
+class StatsQuerySchema(Schema):
+    window = fields.String(load_default="day", validate=validate.OneOf(("hour", "day", "week")))
+    endpoint_id = fields.String(validate=validate.Length(max=64))
+
+
+class StatsBucketSchema(Schema):
+    start = fields.String()
+    calls = fields.Integer()
+    errors = fields.Integer()
+    error_rate = fields.Float(allow_none=True)
+    p50_ms = fields.Float(allow_none=True)
+    p99_ms = fields.Float(allow_none=True)
+
+
+class EndpointStatsSchema(StatsBucketSchema):
+    endpoint_id = fields.String(allow_none=True)
+    buckets = fields.List(fields.Nested(StatsBucketSchema))
+
+    class Meta:
+        exclude = ("start",)
+
+
+class ServiceStatsSchema(Schema):
+    window = fields.String()
+    since = fields.String()
+    until = fields.String()
+    bucket_seconds = fields.Integer()
+    endpoints = fields.List(fields.Nested(EndpointStatsSchema))
+
+
+class HistogramBinSchema(Schema):
+    le_ms = fields.Float(allow_none=True)
+    count = fields.Integer()
+
+
+class LatencyHistogramSchema(Schema):
+    total = fields.Integer()
+    bins = fields.List(fields.Nested(HistogramBinSchema))

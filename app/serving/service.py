@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from flask import g
 from sqlalchemy import Row, bindparam, select
+from werkzeug.exceptions import HTTPException
 
 from app.datasets.policy import preview_policy
 from app.db import AssetVersion, PublishedAsset, User
@@ -18,7 +20,7 @@ from app.extensions import db, redis_store
 from app.keys.ratelimit import Decision, Probe, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy, serving_key_row
 from app.keys.usage import LAST_USED_KEY, UsageTracker
-from app.publishing.asset_config import lookup_as_query
+from app.publishing.endpoint_config import Endpoint, cache_ttl_of, endpoint_of
 from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
@@ -40,6 +42,30 @@ class Served:
     cache_write: tuple | None = None  # (entry key, body, ttl) sent with the audit record's round trip
     probe_template: str | None = None  # the result cache entry the serve script read (`{G}`/`{R}` unfilled)
     context: dict | None = None  # a model call's caller context, recorded with the call
+    model_id: int | None = None  # the model that answered (a model endpoint's call)
+
+
+@contextmanager
+def audited_call(method: str) -> Iterator[Served]:
+    """Take a keyed call's audit record, whatever its outcome.
+
+    The block resolves the call into the `Served` it is given (`serve_endpoint`, `serve_data_api` fill it); on the
+    way out the record is buffered with the call's status (200, the APIError's or HTTPException's own, else 500)
+    and latency. Exceptions go on to the caller."""
+    served = Served()
+    status, code = 500, "internal_error"
+    try:
+        yield served
+        status, code = 200, None
+    except APIError as err:
+        status, code = err.status, err.code
+        raise
+    except HTTPException as err:  # e.g. 413 from the body limit: audited with its own status
+        status, code = err.code or 500, "http_error"
+        raise
+    finally:
+        latency_ms = (time.perf_counter() - served.started) * 1000
+        record_call(served, method, status, latency_ms, served.model_id if status == 200 else None, code)
 
 
 _ASSETS, _VERSIONS = PublishedAsset.__table__, AssetVersion.__table__
@@ -170,7 +196,11 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
     def check() -> tuple:
         served.key = key = _authenticate(api_key)
         asset = _admit(served, key, asset_key, "api_service")
-        endpoint = next((ep for ep in asset.config.get("endpoints", []) if ep.get("id") == endpoint_id), None)
+        endpoint = memo(
+            "endpoint",
+            (asset.id, asset.published_version, endpoint_id),
+            lambda: endpoint_of(asset.config, endpoint_id),
+        )
         if endpoint is None:
             raise not_found(f"endpoint {endpoint_id!r}")
         served.endpoint_id = endpoint_id
@@ -181,29 +211,28 @@ def serve_endpoint(served: Served, asset_key: str, endpoint_id: str, api_key: st
 
     def probe(checked: tuple, generation: int | None) -> Probe:
         key, asset, endpoint = checked
-        if endpoint["kind"] not in ("sql", "lookup") or call.method != "GET":
+        if not endpoint.answers_with_query or call.method != "GET":
             return Probe(GENERATION_KEY)
-        query = endpoint["query"] if endpoint["kind"] == "sql" else lookup_as_query(endpoint)
         return _cache_probe(
-            served, key, asset, endpoint_id, query, call.params, endpoint.get("cache_ttl_seconds", 60), generation
+            served, key, asset, endpoint_id, endpoint.query, call.params, endpoint.cache_ttl, generation
         )
 
     (key, asset, endpoint), decision, probed = _keyed(check, probe)
     headers = _enforce(key, decision)
-    if endpoint.get("kind") == "model" and call.method == "POST":
+    if endpoint.kind == "model" and call.method == "POST":
         served.context = request_context(call.body)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
     found = _probed_entry(served, decision) if probed else None
     if found is not None and found[1] is not None:
         outcome = Outcome(found[1], {"X-Cache": "HIT"})
-        if endpoint["kind"] == "lookup":
+        if endpoint.kind == "lookup":
             outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
     else:
         outcome = run_endpoint(
             endpoint, call, policy, asset.org_id, asset.project_id, scope, probed=found[0] if found else None
         )
-    served.cache_write = outcome.cache_write
+    served.cache_write, served.model_id = outcome.cache_write, outcome.model_id
     outcome.headers.update(headers)
     return outcome
 
@@ -264,13 +293,11 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
 
     def probe(checked: tuple, generation: int | None) -> Probe:
         key, asset = checked
-        return _cache_probe(
-            served, key, asset, "_data", asset.config, params, asset.config.get("cache_ttl_seconds", 60), generation
-        )
+        return _cache_probe(served, key, asset, "_data", asset.config, params, cache_ttl_of(asset.config), generation)
 
     (key, asset), decision, probed = _keyed(check, probe)
     headers = _enforce(key, decision)
-    ttl = asset.config.get("cache_ttl_seconds", 60)
+    ttl = cache_ttl_of(asset.config)
     scope = (asset.id, asset.published_version)
     policy = memo("policy", key.id, lambda: key_policy(key))
     found = _probed_entry(served, decision) if probed else None
@@ -293,17 +320,33 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
     return outcome
 
 
+def pane_call(endpoint: Endpoint, call: Call) -> Call:
+    """The Test pane sends one JSON body: for a sql or lookup endpoint it holds the query params (an object, merged
+    over those of the URL) and runs as the GET the serving route takes; for a model or function endpoint it is the
+    body (none: `{}`). A GET is run as it came."""
+    if call.method != "POST":
+        return call
+    body = {} if call.body is None else call.body
+    if not endpoint.answers_with_query:
+        return Call("POST", call.params, body)
+    if not isinstance(body, dict):
+        raise APIError(400, "bad_request", 'send the query parameters as a JSON object, e.g. {"id": 42}')
+    return Call("GET", {**call.params, **{k: v if isinstance(v, str) else str(v) for k, v in body.items()}}, None)
+
+
 def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> Outcome:
     """The Test pane: the draft config, never cached, no key, seen as the caller's role sees previews (admins
-    unmasked; designers masked with critical columns blocked), so it is no way around role masking."""
+    unmasked; designers masked with critical columns blocked), so it is no way around role masking. `call` is what
+    the pane sent (see `pane_call`)."""
     if asset.asset_type != "api_service":
         raise not_found("api service")
-    endpoint = next((ep for ep in (asset.config or {}).get("endpoints", []) if ep.get("id") == endpoint_id), None)
+    endpoint = endpoint_of(asset.config, endpoint_id)
     if endpoint is None:
         raise not_found(f"endpoint {endpoint_id!r}")
+    call = pane_call(endpoint, call)
     outcome = run_endpoint(endpoint, call, preview_policy(user.role), asset.org_id, asset.project_id, None)
     outcome.body = {**outcome.body, "dry": True}
-    context = request_context(call.body) if endpoint.get("kind") == "model" else None
+    context = request_context(call.body) if endpoint.kind == "model" else None
     if context is not None:
         outcome.body["context"] = context
     return outcome

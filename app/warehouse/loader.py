@@ -5,16 +5,13 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
-import math
 import os
-import re
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
 from typing import BinaryIO
 
 import sqlalchemy as sa
@@ -33,6 +30,7 @@ from app.warehouse.engine import (
     table_exists,
 )
 from app.warehouse.naming import normalise_column_name
+from app.warehouse.type_inference import FITS, converter, narrow
 
 log = logging.getLogger(__name__)
 
@@ -242,60 +240,6 @@ def _column_names(header: list[str]) -> list[str]:
 
 # ---------------------------------------------------------------- pass one: types
 
-_INT18 = re.compile(r"[+-]?(?:0|[1-9]\d{0,17})")  # always within int64
-_INT19 = re.compile(r"[+-]?[1-9]\d{18}")  # needs a range check
-_FLOAT = re.compile(r"[+-]?(?:(?:0|[1-9]\d*)(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?")
-_BOOLEANS = {"true": True, "t": True, "yes": True, "false": False, "f": False, "no": False}
-_INT64 = range(-(2**63), 2**63)
-
-
-def _is_integer(v: str) -> bool:
-    return _INT18.fullmatch(v) is not None or (_INT19.fullmatch(v) is not None and int(v) in _INT64)
-
-
-def _is_float(v: str) -> bool:
-    if _FLOAT.fullmatch(v) is None:
-        return False
-    if "." not in v and "e" not in v and "E" not in v:
-        return _is_integer(v)  # a whole number past int64 is an identifier: text, not a rounded float
-    return math.isfinite(float(v))
-
-
-def _is_boolean(v: str) -> bool:
-    return v.lower() in _BOOLEANS
-
-
-def _is_date(v: str) -> bool:
-    return _DATE.fullmatch(v) is not None and _parses(date.fromisoformat, v)
-
-
-def _is_timestamp(v: str) -> bool:
-    return _TIMESTAMP.fullmatch(v) is not None and _parses(datetime.fromisoformat, v)
-
-
-def _parses(parse: Callable[[str], object], v: str) -> bool:
-    try:
-        parse(v)
-    except ValueError:
-        return False
-    return True
-
-
-_FITS: dict[str, Callable[[str], bool]] = {
-    "integer": _is_integer,
-    "float": _is_float,
-    "boolean": _is_boolean,
-    "date": _is_date,
-    "timestamp": _is_timestamp,
-}
-_WIDER = {frozenset({"integer", "float"}): "float", frozenset({"date", "timestamp"}): "timestamp"}
-
-
-def _narrowest(v: str) -> str:
-    return next((kind for kind, fits in _FITS.items() if fits(v)), "text")
-
 
 def _infer_columns(path: str, forced: Mapping[str, str], max_columns: int | None = None) -> list[ColumnInfo]:
     """Read every row once: check its shape and encoding, and narrow each column to the type all its values fit."""
@@ -313,10 +257,9 @@ def _infer_columns(path: str, forced: Mapping[str, str], max_columns: int | None
                 if not v:
                     continue
                 kind = kinds[i]
-                if kind is not None and _FITS[kind](v):
+                if kind is not None and FITS[kind](v):  # the common case, tested inline (once per value)
                     continue
-                found = _narrowest(v)
-                kinds[i] = found if kind is None else _WIDER.get(frozenset({kind, found}), "text")
+                kinds[i] = narrow(kind, v)
                 changed = changed or kinds[i] == "text"
             if changed:  # text is final: stop testing those columns
                 open_columns = [i for i in open_columns if kinds[i] != "text"]
@@ -338,44 +281,6 @@ def _wrong_width(line: int, got: int, width: int) -> APIError:
 # ---------------------------------------------------------------- pass two: load
 
 
-def _to_integer(v: str) -> int:
-    number = int(v)
-    if number not in _INT64:
-        raise ValueError("out of the 64-bit integer range")
-    return number
-
-
-def _to_float(v: str) -> float:
-    return float(v)
-
-
-def _to_boolean(v: str) -> bool:
-    return _BOOLEANS[v.lower()]
-
-
-def _to_timestamp(v: str) -> datetime:
-    value = datetime.fromisoformat(v)
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
-
-
-_CONVERT: dict[str, Callable[[str], object]] = {
-    "integer": _to_integer,
-    "float": _to_float,
-    "boolean": _to_boolean,
-    "date": date.fromisoformat,
-    "timestamp": _to_timestamp,
-}
-
-
-def _converter(kind: str) -> Callable[[str], object]:
-    if kind == "text":
-        return lambda value: value if value.strip() else None
-    convert = _CONVERT[kind]
-    return lambda value: convert(v) if (v := value.strip()) else None
-
-
 def _insert_rows(
     engine: Engine, path: str, schema: str, table: str, columns: list[ColumnInfo], replace: bool, batch_size: int
 ) -> int:
@@ -387,7 +292,7 @@ def _insert_rows(
     # the same speed-up psycopg2's execute_values gives; SQLite's own executemany is already fast.
     insert = sa.insert(target)
     names = [c.name for c in columns]
-    converters = [_converter(c.type) for c in columns]
+    converters = [converter(c.type) for c in columns]
     row_count = 0
     with engine.begin() as conn, _open_records(path) as (_, records):
         target.create(conn)

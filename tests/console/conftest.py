@@ -117,8 +117,12 @@ def signed_up_api(base: str, prefix: str, password: str, timeout: float = 60):
 
     username = f"{prefix}_{uuid.uuid4().hex[:8]}"
     http = httpx.Client(base_url=base, timeout=timeout)
-    account = {"org_name": f"Org {username}", "username": username, "email": f"{username}@example.com",
-               "password": password}  # fmt: skip
+    account = {
+        "org_name": f"Org {username}",
+        "username": username,
+        "email": f"{username}@example.com",
+        "password": password,
+    }
     assert http.post("/api/auth/register", json=account).status_code == 201
     token = http.post("/api/auth/login", json={"username": username, "password": password}).json()["access_token"]
     return http, {"Authorization": f"Bearer {token}"}, username

@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from tests.conftest import sign_up
-
-
-@pytest.fixture()
-def runner(app):
-    from app.datasets.cli import register_datasets_cli
-
-    if "datasets" not in app.cli.commands:
-        register_datasets_cli(app)
-    return app.test_cli_runner()
 
 
 def test_upload_and_list_by_slug_and_org(runner, client, tmp_path):

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 
 from app.warehouse.indexes import MAX_NAME, index_name
 from tests.console.conftest import signed_in
-from tests.models.conftest import live_worker  # noqa: F401 - fixture
 
 ROWS = 3000
 NAME = "marts.customers"
@@ -99,7 +98,7 @@ def test_publishing_indexes_lookup_keys_and_eq_filters_and_serving_answers_meanw
     admin,
     project,
     customers,
-    live_worker,  # noqa: F811
+    live_worker,
 ):
     schema, table = customers
     headers = admin.project_headers(project["project_id"])
@@ -145,7 +144,7 @@ def test_publishing_indexes_lookup_keys_and_eq_filters_and_serving_answers_meanw
     lookup_answers()
 
 
-def test_the_lookup_uses_the_index(app, client, admin, project, customers, live_worker):  # noqa: F811
+def test_the_lookup_uses_the_index(app, client, admin, project, customers, live_worker):
     from app.extensions import warehouse
 
     schema, table = customers
@@ -169,7 +168,7 @@ def test_a_failed_build_is_recorded_and_neither_publish_nor_serving_breaks(
     admin,
     project,
     customers,
-    live_worker,  # noqa: F811
+    live_worker,
 ):
     from app.extensions import warehouse
 
@@ -206,7 +205,7 @@ def test_an_invalid_index_left_by_a_failed_concurrent_build_is_dropped_and_rebui
     admin,
     project,
     customers,
-    live_worker,  # noqa: F811
+    live_worker,
 ):
     from app.extensions import warehouse
 
@@ -238,7 +237,7 @@ def test_replacing_the_table_rebuilds_the_indexes_of_its_published_services(
     project,
     upload,
     customers,
-    live_worker,  # noqa: F811
+    live_worker,
 ):
     schema, table = customers
     publish(client, admin, create_service(client, admin, project, [LOOKUP]))
@@ -260,7 +259,7 @@ def test_index_names_are_bounded_deterministic_and_distinct():
         index_name('x"; DROP TABLE y; --', ("a",))
 
 
-def test_cli_and_console_show_the_indexes(app, client, admin, project, customers, live_worker):  # noqa: F811
+def test_cli_and_console_show_the_indexes(app, client, admin, project, customers, live_worker):
     schema, table = customers
     from app.extensions import warehouse
 

@@ -17,7 +17,7 @@ ROWS = [
 
 def grant(app, org_id: int, schema: str) -> None:
     """What an operator does first (`flask datasets grant-schema`): grants are required by default."""
-    from app.datasets.service import grant_schema
+    from app.datasets.grants import grant_schema
 
     with app.app_context():
         grant_schema(org_id, schema)

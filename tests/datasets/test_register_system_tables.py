@@ -53,7 +53,7 @@ def test_a_self_signed_up_organization_needs_a_grant_by_default(app, client, adm
 
 
 def test_catalogs_internal_tables_and_views_are_refused_even_in_a_granted_schema(app, client, admin, project):
-    from app.datasets.service import grant_schema
+    from app.datasets.grants import grant_schema
     from app.extensions import warehouse
 
     prefix = app.config["WAREHOUSE_SCHEMA_PREFIX"]

@@ -96,7 +96,7 @@ def test_uploads_naming_new_schemas_are_refused_and_other_tenants_keep_working(a
 
 def test_granted_schemas_take_uploads_and_queries_attach_only_what_they_read(app, client, admin, project):
     """More schemas than SQLite can attach at once, all granted by the operator: every one still serves."""
-    from app.datasets.service import grant_schema
+    from app.datasets.grants import grant_schema
 
     asset_key, key = _victim_service(app, client)
     run = uuid.uuid4().hex[:6]
@@ -124,7 +124,7 @@ def test_granted_schemas_take_uploads_and_queries_attach_only_what_they_read(app
 
 def test_a_broken_schema_file_is_a_503_naming_the_warehouse_and_other_schemas_keep_working(app, client, admin, project):
     """A platform fault (here a corrupted SQLite schema file) answers 503 warehouse_unavailable, never a bare 500."""
-    from app.datasets.service import grant_schema
+    from app.datasets.grants import grant_schema
 
     if not app.config["WAREHOUSE_URL"].startswith("sqlite"):
         return  # a file-level fault only exists for the SQLite warehouse; PostgreSQL has no schema files

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import decimal
 import json
-import os
-import uuid
 from datetime import date, datetime, timedelta
 
 import pandas as pd
@@ -16,27 +14,16 @@ from app.ml.input_schema import validate_rows
 from app.ml.scoring import score_rows
 from app.ml.training import train_model
 from app.ml.training_config import validate_training_config
-from app.warehouse.engine import create_warehouse_engine, ensure_schema, list_columns
+from app.warehouse.engine import ensure_schema, list_columns
 from tests.ml.conftest import customer_frame
 
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
-
-@pytest.fixture(params=BACKENDS)
-def warehouse(request, tmp_path):
-    """(engine, schema): a SQLite warehouse, or a schema unique to this test on PostgreSQL, dropped afterwards."""
-    if request.param == "sqlite":
-        engine = create_warehouse_engine(f"sqlite:///{tmp_path / 'main.db'}", str(tmp_path / "schemas"))
-        schema = "marts"
-    else:
-        engine = create_warehouse_engine(os.environ["TEST_DATABASE_URL"])
-        schema = f"t_ml_{uuid.uuid4().hex[:12]}"
+@pytest.fixture()
+def warehouse(scratch_warehouse):
+    """(engine, schema): the test's own warehouse (tests/conftest.py) with its schema created."""
+    engine, schema = scratch_warehouse
     ensure_schema(engine, schema)
-    yield engine, schema
-    if request.param != "sqlite":
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    engine.dispose()
+    return engine, schema
 
 
 def _load_customers(engine, schema: str) -> None:

@@ -7,8 +7,6 @@ import random
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import live_worker  # noqa: F401 - the shared fixture, kept importable from here
-
 CHURN_TYPES = {
     "customer_key": "integer",
     "tenure": "integer",

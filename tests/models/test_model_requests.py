@@ -54,7 +54,8 @@ def test_context_is_never_scored_is_audited_and_shown_in_the_test_pane(client, a
         time.sleep(0.3)
         items = client.get(url, headers=admin.headers).get_json()["items"]
     [ok] = [i for i in items if i["status"] == 200]
-    assert ok["context"] == context
+    assert ok["context"] == context and ok["model_id"] == resp.get_json()["model_id"]
+    assert all(i["model_id"] is None for i in items if i["status"] != 200)  # a refused call names no model
 
     pane = client.post(
         f"/api/api-services/{service['asset']}/endpoints/churn/test",

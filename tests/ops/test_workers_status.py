@@ -4,6 +4,7 @@ is listed with its own queues, every time, and each queue's consumers are counte
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -63,8 +64,8 @@ def test_status_is_right_when_two_workers_share_a_node_name(own_namespace_app, t
             result = runner.invoke(args=["workers", "status"])
             assert result.exit_code == 0, result.output
             assert "2 live worker(s)" in result.output
-            assert f"(pid {procs['predict'].pid}): predict\n" in result.output
-            assert f"(pid {procs['train'].pid}): train\n" in result.output
+            assert f"(pid {procs['predict'].pid}) on {socket.gethostname()}: predict; concurrency 1" in result.output
+            assert f"(pid {procs['train'].pid}) on {socket.gethostname()}: train; concurrency 1" in result.output
             assert "predict: 0 waiting, 1 consumer(s)" in result.output
             assert "train: 0 waiting, 1 consumer(s)" in result.output
             assert "functions: 0 waiting, 0 consumer(s)" in result.output

@@ -12,8 +12,7 @@ import sqlalchemy as sa
 
 from app.query import KeyPolicy, effective_masking, run_query
 from app.warehouse.engine import create_warehouse_engine, ensure_schema, list_columns
-
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
+from tests.conftest import WAREHOUSE_BACKENDS
 
 CUSTOMERS = [
     # customer_key, name, email, phone, ssn, region, age, balance, signup_date, last_seen, active, notes
@@ -147,7 +146,7 @@ class Warehouse:
             }
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+@pytest.fixture(scope="session", params=WAREHOUSE_BACKENDS)
 def warehouse(request, tmp_path_factory):
     if request.param == "sqlite":
         data_dir = tmp_path_factory.mktemp("warehouse")

@@ -11,7 +11,7 @@ from apiary import enrichment, model_endpoint, predict_body, shapley
 from tests.sdk.test_services import customers  # noqa: F401 - fixture
 
 
-def test_enrichment_explanations_and_context_through_the_sdk(customers, live_worker):  # noqa: F811
+def test_enrichment_explanations_and_context_through_the_sdk(customers, live_worker):  # noqa: F811 - customers
     trained = customers.train_model(
         "churn",
         input_table="marts.customers",

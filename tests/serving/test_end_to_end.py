@@ -5,7 +5,6 @@ import random
 
 import pytest
 
-from tests.models.conftest import live_worker  # noqa: F401 - fixture
 from tests.publishing.test_assets import _create
 from tests.serving.test_serving_data import call, mint
 
@@ -24,7 +23,7 @@ def _customers_csv(n: int = 120) -> bytes:
 
 
 @pytest.fixture()
-def seed_service(client, admin, project, live_worker):  # noqa: F811
+def seed_service(client, admin, project, live_worker):
     headers = admin.project_headers(project["project_id"])
     upload = client.post(
         "/api/datasets/file/upload",

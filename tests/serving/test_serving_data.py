@@ -205,6 +205,18 @@ def test_test_pane_dry_run(client, admin, service):
     assert client.post(url, json={"id": 1}).status_code == 401
 
 
+def test_the_test_pane_reads_one_json_object_as_query_params(client, admin, service):
+    """The REST Test pane, the console's and `flask services test` share the rule: for a sql or lookup endpoint the
+    body is an object of query params (over those of the URL, numbers as text), anything else a 400."""
+    url = f"/api/api-services/{service}/endpoints/customer/test"
+    over_url = client.post(url + "?id=2", headers=admin.headers, json={"id": 1})
+    assert over_url.status_code == 200 and over_url.get_json()["rows"][0]["email"] == "ada@example.com"
+    as_get = client.get(url + "?id=1", headers=admin.headers).get_json()
+    assert as_get == over_url.get_json()
+    listed = client.post(url, headers=admin.headers, json=[1])
+    assert listed.status_code == 400 and "JSON object" in listed.get_json()["error"]["message"]
+
+
 def test_data_api(app, client, admin, project):
     create_dataset(app, project["project_id"])
     created = client.post(

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-
-from app.warehouse.engine import create_warehouse_engine
-
-BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
 @dataclass
@@ -29,19 +23,9 @@ class Warehouse:
             return [dict(row) for row in conn.execute(stmt).mappings()]
 
 
-@pytest.fixture(params=BACKENDS)
-def warehouse(request, tmp_path):
-    if request.param == "sqlite":
-        engine = create_warehouse_engine(f"sqlite:///{tmp_path / 'main.db'}", str(tmp_path / "schemas"))
-        yield Warehouse(engine, "uploads")
-        engine.dispose()
-        return
-    engine = create_warehouse_engine(os.environ["TEST_DATABASE_URL"])
-    schema = f"t_load_{uuid.uuid4().hex[:12]}"
-    yield Warehouse(engine, schema)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    engine.dispose()
+@pytest.fixture()
+def warehouse(scratch_warehouse) -> Warehouse:
+    return Warehouse(*scratch_warehouse)
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from app.keys.secrets import (
+from app.secrets import (
     generate_api_key,
     generate_personal_token,
     hash_api_key,

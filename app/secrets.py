@@ -1,4 +1,5 @@
-"""Minting, hashing and checking the secrets behind API keys (`dk_…`) and personal access tokens (`ap_…`)."""
+"""Minting, hashing and checking the secrets behind API keys (`dk_…`) and personal access tokens (`ap_…`): shared
+by keys and auth, below both."""
 
 from __future__ import annotations
 
