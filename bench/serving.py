@@ -1,7 +1,7 @@
 """Serving benchmark (issue 15): Apiary's keyed calls beside a bare Flask "hello" and a plain scikit-learn route.
 
-One run, one private stack (temp var dir, private Redis, free loopback ports, one Celery worker consuming every
-queue, gunicorn with `make run`'s settings for every server): a generated 100,000-row table is uploaded through
+One run, one private stack (temp var dir, private Redis, free loopback ports, the Celery workers of the Procfile, as
+`make run` starts them, gunicorn with `make run`'s settings for every server): a generated 100,000-row table is uploaded through
 `POST /api/datasets/file/upload`, a random forest is trained on a worker through a train_model recipe, and one
 published API service holds a cached lookup, an uncached lookup, an uncached filtered sql query, the model and a
 function. hey then drives each call at 16 clients and at 1 client, bounded in requests and in time.
@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
 
 from bench.load import Target, run_hey  # noqa: E402
 from bench.report import add_ratios, format_table, format_targets, issue_targets, ms_text  # noqa: E402
-from bench.stack import GUNICORN_SETTINGS, Stack, gunicorn_command, worker_command  # noqa: E402
+from bench.stack import GUNICORN_SETTINGS, Stack, gunicorn_command, procfile_workers  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "serving.json"
 CLIENT_LEVELS = (16, 1)
@@ -291,6 +291,8 @@ def measure(stack: Stack, targets: dict[str, Target], args: argparse.Namespace) 
     """Per row: a short unrecorded warm-up at 16 clients (models loaded in every process), then 16, then 1 client."""
     results: dict[str, dict] = {}
     for row in ROWS:
+        if row.id not in targets:
+            continue
         target = targets[row.id]
         if args.warmup > 0:
             run_hey(target, max(CLIENT_LEVELS), args.warmup, args.max_requests)
@@ -330,7 +332,13 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated table (default 100,000)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     parser.add_argument("--keep", action="store_true", help="keep the stack's temp dir (logs, databases)")
+    parser.add_argument(
+        "--only", default="", help=f"measure only these calls, comma-separated, of: {', '.join(r.id for r in ROWS)}"
+    )
     args = parser.parse_args()
+    only = {name for name in args.only.split(",") if name} or {row.id for row in ROWS}
+    if only - {row.id for row in ROWS}:
+        parser.error(f"--only: unknown {sorted(only - {row.id for row in ROWS})}")
     if args.rows < 1000:
         parser.error("--rows: at least 1000 (the model trains on them)")
     if not 0 < args.seconds <= 600 or not 0 <= args.warmup <= 600:
@@ -354,9 +362,11 @@ def main() -> None:
         )
         stack.wait_until("hello", "/hello")
         stack.wait_until("sklearn", "/predict", timeout=120, statuses=(405,))  # POST only: any answer means booted
-        targets = {row.id: target_for(stack, row, setup["key"]) for row in ROWS}
+        targets = {row.id: target_for(stack, row, setup["key"]) for row in ROWS if row.id in only}
         check_answers(targets)
-        print(f"measuring {len(ROWS)} calls x {len(CLIENT_LEVELS)} client counts, {args.seconds:g} s each", flush=True)
+        print(
+            f"measuring {len(targets)} calls x {len(CLIENT_LEVELS)} client counts, {args.seconds:g} s each", flush=True
+        )
         results = measure(stack, targets, args)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
@@ -387,7 +397,7 @@ def main() -> None:
             "max_requests_per_measurement": args.max_requests,
             "gunicorn": " ".join(["gunicorn", *gunicorn_command(0, "<app>")[1:]]).replace(":0 ", ":<port> "),
             "gunicorn_settings": list(GUNICORN_SETTINGS),
-            "worker": " ".join(["celery", *worker_command()[1:]]),
+            "workers": {name: " ".join(["celery", *argv[1:]]) for name, argv in procfile_workers().items()},
             "databases": "SQLite metadata and warehouse (make run's defaults), private Redis",
             "table_rows": setup["row_count"],
             "upload_seconds": setup["upload_s"],

@@ -22,10 +22,8 @@ BIN = Path(sys.executable).parent
 # The web process exactly as `make run` starts it (app/supervisor.py), bound to the loopback: every server of the
 # benchmark, Apiary's and the reference apps, runs with these settings. tests/bench checks they match.
 GUNICORN_SETTINGS = ("--workers", "2", "--threads", "8", "--graceful-timeout", "1", "--access-logfile", "-")
-# The worker as `make run` starts it: one prefork worker consuming every queue. (make run's beat, which only reaps
-# stale runs and purges old audit records, is not started: it plays no part in a call.)
-WORKER_QUEUES = "predict,train,functions,default"
-WORKER_SETTINGS = ("-n", "worker@%h", "--concurrency", "2", "--loglevel", "INFO")
+# The workers are the Procfile's worker lines, as `make run` starts them (make run's beat, which only reaps stale runs
+# and purges old audit records, is not started: it plays no part in a call).
 # Settings Apiary reads from the environment that must not leak in from the caller's shell.
 _OWN_SETTINGS = (
     "APIARY_",
@@ -44,8 +42,16 @@ def gunicorn_command(port: int, app_spec: str) -> list[str]:
     return [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *GUNICORN_SETTINGS, app_spec]
 
 
-def worker_command() -> list[str]:
-    return [str(BIN / "celery"), "-A", "celery_worker", "worker", "-Q", WORKER_QUEUES, *WORKER_SETTINGS]
+def procfile_workers() -> dict[str, list[str]]:
+    """Name -> command of every worker process of the Procfile (the serving worker's threads pool included)."""
+    from app.procfile import load_processes
+
+    workers = {}
+    for process in load_processes(ROOT / "Procfile"):
+        if process.is_worker:
+            argv = process.argv({})
+            workers[process.name] = [str(BIN / argv[0]), *argv[1:]]
+    return workers
 
 
 class Stack:
@@ -62,7 +68,7 @@ class Stack:
     # --- starting ------------------------------------------------------------------------------------------------
 
     def start_apiary(self) -> None:
-        """Redis, migrations, one worker and Apiary's web process; returns once /readyz is green."""
+        """Redis, migrations, the workers and Apiary's web process; returns once /readyz is green."""
         from app.redis_server import start_private_redis
 
         redis_proc, redis_url = start_private_redis(str(self.tmp / "redis"))
@@ -89,7 +95,8 @@ class Stack:
         )
         if done.returncode != 0:
             raise RuntimeError(f"flask db upgrade failed:\n{done.stderr[-2000:]}")
-        self.spawn("worker", worker_command())
+        for name, command in procfile_workers().items():
+            self.spawn(name, command)
         self.serve("apiary", "wsgi:app")
         self.wait_until("apiary", "/readyz", timeout=180)
 

@@ -9,10 +9,7 @@ import math
 import time
 import uuid
 
-import kombu.exceptions
 import redis
-from billiard.exceptions import WorkerLostError
-from celery.exceptions import TimeoutError as CeleryTimeout
 from flask import current_app
 
 from app.errors import APIError, overloaded, unavailable
@@ -30,6 +27,7 @@ from tasks.leases import (
     queue_capacity,
     wait_for_start,
 )
+from tasks.replies import REPLY_HEADER, TaskFailed, reply_client, wait_reply
 
 log = logging.getLogger(__name__)
 
@@ -69,30 +67,38 @@ class _NodeLost(Exception):
     """The worker node that started the task stopped beating before answering."""
 
 
-def _wait(result, timeout_s: float, watch_node: bool):
-    """The task's answer within `timeout_s`. With `watch_node`, waits in slices and checks between them that the
-    worker which received the task still beats; a dead one (its whole process group SIGKILLed, its host gone) is
+class _Sent:
+    """What send_task hands back for a call answered on its reply list: its id, and nothing to clean up."""
+
+    __slots__ = ("id", "ignored")
+
+    def __init__(self, task_id: str):
+        self.id = task_id
+
+
+def _wait(task_id: str, timeout_s: float, watch_node: bool) -> dict | None:
+    """The task's reply within `timeout_s`, else None. With `watch_node`, waits in slices and checks between them that
+    the worker which received the task still beats; a dead one (its whole process group SIGKILLed, its host gone) is
     _NodeLost within NODE_TTL_SECONDS instead of a 504 at the deadline."""
+    client = _replies()
     if not watch_node:
-        return result.get(timeout=timeout_s, propagate=True, disable_sync_subtasks=False)
+        return wait_reply(client, task_id, timeout_s)
     deadline = time.monotonic() + timeout_s
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise CeleryTimeout()
-        try:
-            return result.get(timeout=min(WATCH_SLICE_S, left), propagate=True, disable_sync_subtasks=False)
-        except CeleryTimeout:
-            if deadline - time.monotonic() <= 0:
-                raise
-        node = _received_by(result)
+            return None
+        reply = wait_reply(client, task_id, min(WATCH_SLICE_S, left))
+        if reply is not None:
+            return reply
+        node = _received_by(task_id)
         if node and not redis_store.get().exists(NODE_KEY.format(node=node)):
             raise _NodeLost(node)
 
 
-def _received_by(result) -> str | None:
+def _received_by(task_id: str) -> str | None:
     """The node name of the worker that received the task (see tasks.heartbeat.WATCHED_TASKS), None before."""
-    node = redis_store.get().get(TASK_NODE_KEY.format(task_id=result.id))
+    node = redis_store.get().get(TASK_NODE_KEY.format(task_id=task_id))
     return node.decode() if isinstance(node, bytes) else node
 
 
@@ -141,8 +147,11 @@ def call_worker(
     The task expires unrun past the deadline, so a late worker never does work nobody waits for, and a retry by the
     client never finds the first attempt still queued.
 
-    With `watch_node` (model and function calls, whose worker notes that it received them), a worker that dies while running
-    the call is a 502 within seconds; training, which a surviving worker retries, waits on.
+    The answer comes back on a per-call Redis list (tasks/replies.py: one BLPOP, nothing to subscribe to or forget),
+    not through Celery's result backend, which the task skips (`ignore_result`).
+
+    With `watch_node` (model and function calls, whose worker notes that it received them), a worker that dies while
+    running the call is a 502 within seconds; training, which a surviving worker retries, waits on.
 
     `summary` stands for the arguments in the message headers (worker logs, events, monitoring tools): callers'
     payloads (feature rows, function input) stay out of them, and Celery skips building a repr of every row.
@@ -197,15 +206,21 @@ def _send_and_wait(
     kwargs = {"sent_at": time.time()} if timed else {}
     sent = time.perf_counter()
     try:
-        result = task.apply_async(
+        # send_task, not apply_async: the same message, but no AsyncResult, whose clean-up would UNSUBSCRIBE from
+        # a result channel this call never subscribed to (a write per call on a pub/sub connection per thread).
+        task.app.send_task(
+            task.name,
             args=args,
             kwargs=kwargs,
             queue=queue,
-            task_id=task_id,
             expires=queue_left + timeout_s,
-            headers={CLAIM_HEADER: claim} if claim else None,
             argsrepr=summary,
             kwargsrepr="{}",
+            task_id=task_id,
+            ignore_result=True,
+            headers={REPLY_HEADER: 1, **({CLAIM_HEADER: claim} if claim else {})},
+            result_cls=_Sent,
+            add_to_parent=False,
         )
     except Exception as exc:  # noqa: BLE001 - kombu raises many types when the broker is unreachable
         log.warning("could not enqueue %s: %s", task.name, exc)
@@ -214,13 +229,19 @@ def _send_and_wait(
     try:
         if claim is not None:
             _await_start(claim, queue, queue_deadline, queue_left + timeout_s + 60)
-        answer = _wait(result, timeout_s, watch_node)
-    except CeleryTimeout:
+        reply = _wait(task_id, timeout_s, watch_node)
+    except _NodeLost:
+        reply = {"lost": True}
+    except (redis.RedisError, OSError) as exc:
+        log.warning("%s: lost the reply channel while waiting: %s", task.name, exc)
+        observe_task(queue, None, "broker_unavailable")
+        raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
+    if reply is None:
         with contextlib.suppress(Exception):  # best effort: the task also expires unrun at the deadline
-            result.revoke()
+            task.app.control.revoke(task_id)
         observe_task(queue, time.perf_counter() - sent, "timeout")
-        raise APIError(504, "timeout", f"no answer within {timeout_s:g} s") from None
-    except (WorkerLostError, _NodeLost):
+        raise APIError(504, "timeout", f"no answer within {timeout_s:g} s")
+    if reply.get("lost"):
         observe_task(queue, time.perf_counter() - sent, "worker_lost")
         # The process running the call died (OOM killer, SIGKILL, a lost host); nothing was answered, a retry may
         # succeed on another worker.
@@ -230,14 +251,10 @@ def _send_and_wait(
             "worker_lost",
             f"the {queue} worker running this call was lost; retry the call",
             headers={"Retry-After": 1},
-        ) from None
-    except (redis.RedisError, OSError, kombu.exceptions.OperationalError, RuntimeError) as exc:
-        # RuntimeError: Celery's result consumer gave up reconnecting (its retry policy, set in celery_app).
-        log.warning("%s: lost the result backend while waiting: %s", task.name, exc)
-        raise APIError(503, "broker_unavailable", "the task queue is unavailable; try again shortly") from None
-    finally:
-        with contextlib.suppress(Exception):  # Redis may be the thing that failed; the result expires anyway
-            result.forget()
+        )
+    if "failed" in reply:
+        raise TaskFailed(reply["failed"].get("type", "Exception"), reply["failed"].get("message", ""))
+    answer = reply.get("ok")
     # A task answers a client's error as {"error": APIError.to_dict()}; it is raised here, on the web side. (A
     # training run's outcome has an "error" too, but that is its failure sentence, a string.)
     waited = time.perf_counter() - sent
@@ -272,3 +289,8 @@ def _trimmed(parts: dict, waited_ms: float) -> dict:
     if "queue" in clean:
         clean["queue"] = max(0.0, min(clean["queue"], waited_ms - work))
     return clean
+
+
+def _replies() -> redis.Redis:
+    config = current_app.config
+    return reply_client(config["CELERY_RESULT_BACKEND"], config["APIARY_NAMESPACE"], socket_timeout=None)

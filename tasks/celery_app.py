@@ -21,6 +21,7 @@ SENT_AT_HEADER = "apiary_sent_at"
 TASK_MODULES = [
     "tasks.system",
     "tasks.heartbeat",
+    "tasks.replies",
     "tasks.predict",
     "tasks.train",
     "tasks.functions",

@@ -3,7 +3,6 @@ servers started with `make run`'s gunicorn settings. (Benchmarks themselves are 
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from bench.load import Target, figures_from_hey, hey_command, run_hey
 from bench.report import add_ratios, format_table, issue_targets
-from bench.stack import GUNICORN_SETTINGS, WORKER_QUEUES, WORKER_SETTINGS, Stack
+from bench.stack import GUNICORN_SETTINGS, Stack, procfile_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,28 +80,19 @@ def test_ratios_are_against_hello_at_the_same_client_count_and_the_model_also_ag
     assert met[("function", 1, "p50 ms")] is None  # not run: not measured, never "met"
 
 
-def _spawn_list(call_name: str) -> list[str]:
-    """The string constants of the command list `make run` starts child `call_name` with."""
-    tree = ast.parse((ROOT / "app" / "supervisor.py").read_text())
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and getattr(node.func, "attr", None) in ("add_child", "spawn")
-            and isinstance(node.args[0], ast.Constant)
-            and node.args[0].value == call_name
-        ):
-            return [e.value for e in node.args[1].elts if isinstance(e, ast.Constant)]
-    raise AssertionError(f"make run no longer spawns {call_name!r}")
-
-
 def test_the_bench_serves_with_the_gunicorn_and_worker_settings_of_make_run():
-    web = _spawn_list("web")
-    assert web[0] == "--bind" and web[-1] == "wsgi:app"
-    assert tuple(web[1:-1]) == GUNICORN_SETTINGS, "make run's gunicorn changed: update bench/stack.py"
-    worker = _spawn_list("worker")
-    assert worker == ["-A", "celery_worker", "worker", "-Q", WORKER_QUEUES, *WORKER_SETTINGS], (
-        "make run's worker changed: update bench/stack.py"
-    )
+    from app.procfile import load_processes
+
+    processes = {p.name: p for p in load_processes(ROOT / "Procfile")}
+    web = processes["web"].argv({"HOST": "127.0.0.1", "PORT": "8000", "WEB_CONCURRENCY": "2"})
+    assert web[0] == "gunicorn" and web[1] == "--bind" and web[-1] == "wsgi:app"
+    assert tuple(web[3:-1]) == GUNICORN_SETTINGS, "the Procfile's gunicorn changed: update bench/stack.py"
+    workers = procfile_workers()
+    assert set(workers) == {name for name, p in processes.items() if p.is_worker}
+    queues = sorted(q for argv in workers.values() for q in argv[argv.index("-Q") + 1].split(","))
+    assert queues == ["default", "functions", "predict", "train"], "every queue is consumed by exactly one worker"
+    serving = next(argv for argv in workers.values() if "predict" in argv[argv.index("-Q") + 1].split(","))
+    assert serving[serving.index("--pool") + 1] == "threads", "model calls run on a threads pool (no prefork hop)"
 
 
 def _group_alive(pgid: int) -> bool:

@@ -140,3 +140,43 @@ def test_probe_rows_cover_every_feature_with_missing_values():
         values = [row[feature["name"]] for row in rows]
         assert None in values
         assert any(v is not None for v in values)
+
+
+@pytest.mark.parametrize("task_type", ["classification", "regression"])
+def test_a_random_forest_is_walked_as_arrays_with_scikit_learns_exact_answers(task_type):
+    from app.ml.fast_scoring import compile_forest
+
+    trained = _train(task_type, "random_forest")
+    schema = trained.input_schema
+    compiled = compile_pipeline(trained.pipeline, schema)
+    assert compiled is not None and compiled.estimator is not trained.pipeline.steps[-1][1]
+    assert compile_forest(trained.pipeline.steps[-1][1]) is not None
+    rows = _rows(300)
+    want = score_rows(trained.pipeline, rows, schema)
+    got = compiled.score(rows)
+    # Same leaves, same normalisation, same order of summation: equal, not just close.
+    assert got == want
+    one = compiled.score(rows[:1])
+    assert one == score_rows(trained.pipeline, rows[:1], schema)
+
+
+def test_a_value_scikit_learn_refuses_is_still_refused_by_the_compiled_forest():
+    trained = _train("classification", "random_forest", features=["tenure", "monthly"])
+    compiled = compile_pipeline(trained.pipeline, trained.input_schema)
+    assert compiled is not None
+    huge = [{"tenure": 1, "monthly": 1e39}]  # finite as float64, infinite as the float32 scikit-learn scores in
+    with pytest.raises(ValueError) as sklearn_error:
+        score_rows(trained.pipeline, huge, trained.input_schema)
+    with pytest.raises(ValueError) as compiled_error:
+        compiled.score(huge)
+    assert str(compiled_error.value) == str(sklearn_error.value)
+
+
+def test_other_estimators_are_not_walked_as_forests():
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    from app.ml.fast_scoring import compile_forest
+
+    x, y = np.random.default_rng(1).normal(size=(50, 3)), np.arange(50) % 2
+    assert compile_forest(LogisticRegression().fit(x, y)) is None
+    assert compile_forest(ExtraTreesClassifier(n_estimators=3).fit(x, y)) is None
