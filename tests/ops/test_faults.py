@@ -63,20 +63,25 @@ class Load:
         return list(self.answers)
 
 
-def unfinished_tasks(log: str) -> dict[str, float]:
-    """Task ids a worker's log shows received and not yet ended, with the Unix time each was received."""
+def unfinished_tasks(log: str, task: str = "tasks.predict.score") -> dict[str, float]:
+    """Ids of `task` calls a worker's log shows received and not yet ended, with the Unix time each was received.
+    Only that task counts: publishing also sends preload tasks (warm switches), which are not calls."""
     received: dict[str, float] = {}
     ended: set[str] = set()
+    pattern = re.compile(
+        r"^(?P<when>\S+ \S+),(?P<ms>\d+) .*Task (?P<name>[\w.]+)\[(?P<id>[0-9a-f-]+)\] "
+        r"(?P<event>received|succeeded|failed|raised)"
+    )
     for line in log.splitlines():
-        found = re.search(r"^(\S+ \S+),(\d+) .*Task [\w.]+\[([0-9a-f-]+)\] (received|succeeded|failed|raised)", line)
-        if not found:
+        found = pattern.search(line)
+        if not found or found["name"] != task:
             continue
-        if found[4] == "received":
-            stamp = datetime.strptime(found[1], "%Y-%m-%d %H:%M:%S").timestamp() + int(found[2]) / 1000
-            received[found[3]] = stamp
+        if found["event"] == "received":
+            stamp = datetime.strptime(found["when"], "%Y-%m-%d %H:%M:%S").timestamp() + int(found["ms"]) / 1000
+            received[found["id"]] = stamp
         else:
-            ended.add(found[3])
-    return {task: at for task, at in received.items() if task not in ended}
+            ended.add(found["id"])
+    return {task_id: at for task_id, at in received.items() if task_id not in ended}
 
 
 def _wait_for(condition, timeout_s: float, what: str) -> None:
