@@ -71,3 +71,31 @@ def test_a_huge_numeric_forced_version_is_a_400_not_a_500(client, admin, service
         headers={"X-API-Key": key, "X-Service-Version": "1" * 5000},
     )
     assert resp.status_code == 400, resp.status_code
+
+
+def test_payload_logs_do_not_show_a_viewer_what_its_role_may_not_see(app, client, admin, service):  # noqa: F811
+    """`log: "payload"` keeps the answer as the key holder saw it; a key minted unmasked up to `critical` gets the
+    SSN in clear. The log (and its export) is readable with project.view, so a viewer, whose role sees previews
+    masked with high and critical columns blocked (and the Test pane is "no way around role masking"), reads the
+    clear SSN in response_payload: role masking bypassed through the audit log."""
+    from tests.conftest import add_user
+
+    asset = client.get(f"/api/publish/assets/{service}", headers=admin.headers).get_json()
+    endpoints = [{**ep, "log": "payload"} if ep["id"] == "customer" else ep for ep in asset["config"]["endpoints"]]
+    saved = client.put(f"/api/publish/assets/{service}", headers=admin.headers, json={"config": {"endpoints": endpoints}})
+    assert saved.status_code == 200, saved.get_json()
+    assert client.post(f"/api/publish/assets/{service}/publish", headers=admin.headers).status_code == 200
+    key = mint(client, admin, service, masking_level="unmasked", sensitivity_max="critical")["key"]
+    seen = call(client, key, "customer", query_string={"id": "3"})
+    assert seen.status_code == 200 and seen.get_json()["rows"][0]["ssn"] == "333-44-5555"
+    _flush(app)
+
+    viewer = add_user(client, admin, "viewer")
+    preview = client.get("/api/datasets/marts.dim_customer/preview", headers=viewer.headers)
+    assert "333-44-5555" not in preview.get_data(as_text=True)  # the viewer's role may not see it
+    logs = client.get(f"/api/api-services/{service}/logs", headers=viewer.headers, query_string={"limit": 1000})
+    assert logs.status_code == 200
+    assert logs.get_json()["total"] >= 1
+    assert "333-44-5555" not in logs.get_data(as_text=True)
+    export = client.get(f"/api/api-services/{service}/logs/export", headers=viewer.headers)
+    assert "333-44-5555" not in export.get_data(as_text=True)
