@@ -99,3 +99,35 @@ def test_payload_logs_do_not_show_a_viewer_what_its_role_may_not_see(app, client
     assert "333-44-5555" not in logs.get_data(as_text=True)
     export = client.get(f"/api/api-services/{service}/logs/export", headers=viewer.headers)
     assert "333-44-5555" not in export.get_data(as_text=True)
+
+
+def test_another_organization_cannot_put_its_work_on_a_named_queue_it_does_not_own(app, client, admin, project):
+    """A named queue (`functions.billing`, `predict.fraud`) is global: any organization may name it in its own pool
+    and its calls then run on the workers the first organization dedicated to that queue, and named queues skip the
+    fair share (tasks/calls.py: only `predict`/`functions` are shared-and-fair), so organization B can flood A's
+    dedicated capacity (and run its code on A's workers). The name must be scoped to its organization (refused for
+    B, or B's work routed to a queue of B's own)."""
+    from app.extensions import db
+    from app.publishing.endpoint_config import endpoints_in
+    from app.publishing.pool_config import queue_of
+    from tests.conftest import sign_up
+
+    echo = "def handler(payload):\n    return payload\n"
+    endpoint = {"id": "f", "kind": "function", "handler": echo, "pool": {"queue": "functions.billing"}}
+    mine = _create(client, admin, project["project_id"], key="org-a-billing", endpoints=[endpoint])
+    assert mine.status_code == 201, mine.get_json()
+
+    other = sign_up(client)
+    theirs_project = client.post("/api/projects", headers=other.headers, json={"name": "B", "slug": "b"}).get_json()
+    theirs = _create(client, other, theirs_project["project_id"], key="org-b-billing", endpoints=[endpoint])
+    if theirs.status_code >= 400:
+        return  # refused: the name is A's
+    with app.app_context():
+        from app.db import PublishedAsset
+
+        a_config = db.session.get(PublishedAsset, mine.get_json()["id"]).config
+        b_config = db.session.get(PublishedAsset, theirs.get_json()["id"]).config
+        a_queue = queue_of(next(iter(endpoints_in(a_config))))
+        b_queue = queue_of(next(iter(endpoints_in(b_config))))
+        db.session.remove()
+    assert a_queue != b_queue, f"organization B's work goes to organization A's dedicated queue {a_queue!r}"
