@@ -82,7 +82,9 @@ def test_payload_logs_do_not_show_a_viewer_what_its_role_may_not_see(app, client
 
     asset = client.get(f"/api/publish/assets/{service}", headers=admin.headers).get_json()
     endpoints = [{**ep, "log": "payload"} if ep["id"] == "customer" else ep for ep in asset["config"]["endpoints"]]
-    saved = client.put(f"/api/publish/assets/{service}", headers=admin.headers, json={"config": {"endpoints": endpoints}})
+    saved = client.put(
+        f"/api/publish/assets/{service}", headers=admin.headers, json={"config": {"endpoints": endpoints}}
+    )
     assert saved.status_code == 200, saved.get_json()
     assert client.post(f"/api/publish/assets/{service}/publish", headers=admin.headers).status_code == 200
     key = mint(client, admin, service, masking_level="unmasked", sensitivity_max="critical")["key"]
