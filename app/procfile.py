@@ -7,10 +7,10 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-PROCESS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+PROCESS_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # The queues a worker line may name: the four shared ones and dedicated ones below predict and functions
 # (`predict.fraud`), which endpoints name in their pool config.
-QUEUE_NAME = re.compile(r"^(predict|train|functions|default)(\.[a-z0-9][a-z0-9_-]{0,62})?$")
+QUEUE_NAME = re.compile(r"(predict|train|functions|default)(\.[a-z0-9][a-z0-9_-]{0,62})?")
 STANDARD_QUEUES = ("predict", "train", "functions", "default")
 MAX_CONCURRENCY = 64
 _VARIABLE = re.compile(
@@ -93,7 +93,7 @@ def parse_procfile(text: str) -> list[Process]:
             continue
         name, sep, command = line.partition(":")
         name, command = name.strip(), command.strip()
-        if not sep or not PROCESS_NAME.match(name) or not command:
+        if not sep or not PROCESS_NAME.fullmatch(name) or not command:
             raise ProcfileError(f"Procfile line {number}: expected `name: command`, got {raw.strip()!r}")
         if any(p.name == name for p in processes):
             raise ProcfileError(f"Procfile line {number}: the process name {name!r} is used twice")
@@ -117,7 +117,7 @@ def parse_worker_spec(spec: str) -> list[WorkerLine]:
                 f"APIARY_WORKERS: {entry!r} is not QUEUE:CONCURRENCY (e.g. predict:2,train:1,functions:1,default:1)"
             )
         for queue in queues:
-            if not QUEUE_NAME.match(queue):
+            if not QUEUE_NAME.fullmatch(queue):
                 raise ProcfileError(
                     f"APIARY_WORKERS: unknown queue {queue!r} (predict, train, functions, default, or a dedicated "
                     "predict.NAME / functions.NAME)"

@@ -12,7 +12,7 @@ from typing import Any
 
 import joblib
 
-MODEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MODEL_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 ARTIFACT_SUFFIX = ".joblib"
 BUNDLE_FORMAT = 1
 
@@ -41,7 +41,7 @@ def running_sklearn_version() -> str:
 
 
 def artifact_path(store_dir: str, model_key: str) -> str:
-    if not isinstance(model_key, str) or not MODEL_KEY.match(model_key) or ".." in model_key:
+    if not isinstance(model_key, str) or not MODEL_KEY.fullmatch(model_key) or ".." in model_key:
         raise ValueError(f"{model_key!r} is not a valid model key (letters, digits, _ . -; no path separators)")
     return os.path.join(store_dir, model_key + ARTIFACT_SUFFIX)
 

@@ -18,7 +18,7 @@ CONTROL_TIMEOUT_S = 2.0
 
 
 def check_queue_name(queue: str) -> str:
-    if not QUEUE_NAME.match(queue):
+    if not QUEUE_NAME.fullmatch(queue):
         raise APIError(
             400,
             "bad_queue",

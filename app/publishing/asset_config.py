@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.auth.permissions import has_permission
 from app.datasets.catalog import Catalog
 from app.datasets.policy import preview_policy
-from app.db import MLModel, Project, User
+from app.db import AssetVersion, MLModel, Project, PublishedAsset, User
 from app.errors import APIError, forbidden, invalid
 from app.extensions import db, warehouse
 from app.ml.input_schema import EXPLAIN_METHODS, MAX_EXACT_FEATURES
@@ -21,7 +21,7 @@ from app.query.policy import SERVE
 from app.query.validation import resolve_query_config, validate_query_config
 from app.sandbox import check_handler_source
 
-ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+ENDPOINT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 MAX_ENDPOINTS = 100
 
 
@@ -60,7 +60,7 @@ def _validate_service(config: dict, user: User, project: Project, catalog: Catal
         if not isinstance(endpoint, dict):
             raise invalid(field, "expected an object with id and kind")
         endpoint_id = endpoint.get("id")
-        if not isinstance(endpoint_id, str) or not ENDPOINT_ID.match(endpoint_id):
+        if not isinstance(endpoint_id, str) or not ENDPOINT_ID.fullmatch(endpoint_id):
             raise invalid(f"{field}.id", "required: 1-64 letters, digits, _ or -, starting with a letter or digit")
         if endpoint_id in seen:
             raise invalid(f"{field}.id", f"duplicate endpoint id {endpoint_id!r}")
@@ -77,7 +77,37 @@ def _validate_service(config: dict, user: User, project: Project, catalog: Catal
             if endpoint_id not in err.message:
                 err.message = f"endpoint {endpoint_id!r}: {err.message}"
             raise
+    check_queue_owners(normalised, user.org_id)
     return {"endpoints": normalised}
+
+
+def check_queue_owners(endpoints: list[dict], org_id: int) -> None:
+    """A named queue (`predict.fraud`) belongs to the organization that named it first: its workers were started for
+    that organization, and named queues have no fair share, so another organization's work may not go there (403
+    naming the field). Any config of another organization counts, a draft or a published version."""
+    named = {
+        endpoint["pool"]["queue"]: i
+        for i, endpoint in enumerate(endpoints)
+        if isinstance(endpoint.get("pool"), dict) and "." in endpoint["pool"].get("queue", "")
+    }
+    if not named:
+        return
+    others = select(PublishedAsset.config).where(
+        PublishedAsset.org_id != org_id, PublishedAsset.asset_type == "api_service"
+    )
+    other_versions = (
+        select(AssetVersion.config)
+        .join(PublishedAsset, PublishedAsset.id == AssetVersion.asset_id)
+        .where(PublishedAsset.org_id != org_id, PublishedAsset.asset_type == "api_service")
+    )
+    for config in (*db.session.scalars(others), *db.session.scalars(other_versions)):
+        for endpoint in (config or {}).get("endpoints", []):
+            pool = endpoint.get("pool") if isinstance(endpoint, dict) else None
+            queue = pool.get("queue") if isinstance(pool, dict) else None
+            if queue in named:
+                field = f"config.endpoints[{named[queue]}].pool.queue"
+                message = f"the queue {queue} belongs to another organization; name a queue of your own"
+                raise APIError(403, "permission_denied", f"{field}: {message}", {"fields": {field: [message]}})
 
 
 def check_masked_uses(user: User, catalog: Catalog, kind: str, config: dict, field: str) -> None:
@@ -190,7 +220,7 @@ def _lookup(endpoint, field, user, project, catalog, _old) -> dict:
     if not isinstance(endpoint.get("key_column"), str):
         raise invalid(f"{field}.key_column", "required: the column to match")
     key_param = endpoint.get("key_param") or DEFAULT_KEY_PARAM
-    if not isinstance(key_param, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$", key_param):
+    if not isinstance(key_param, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", key_param):
         raise invalid(f"{field}.key_param", "a request parameter name (letters, digits, _)")
     max_results = endpoint.get("max_results") or 100
     if not isinstance(max_results, int) or isinstance(max_results, bool) or not 1 <= max_results <= 1000:

@@ -13,8 +13,8 @@ SHARED_QUEUES = {"model": "predict", "function": "functions"}
 # A named queue is the kind's shared queue plus a dot and a short lowercase name: `predict.fraud`,
 # `functions.billing`. The name becomes a Celery queue (a Redis key) and a `-Q` argument, so nothing else is taken.
 QUEUE_NAME = {
-    "model": re.compile(r"^predict(\.[a-z0-9][a-z0-9_-]{0,39})?$"),
-    "function": re.compile(r"^functions(\.[a-z0-9][a-z0-9_-]{0,39})?$"),
+    "model": re.compile(r"predict(\.[a-z0-9][a-z0-9_-]{0,39})?"),
+    "function": re.compile(r"functions(\.[a-z0-9][a-z0-9_-]{0,39})?"),
 }
 POOL_FIELDS = ("max_in_flight", "max_queued", "queue_timeout_ms", "queue")
 DEFAULTS = {"max_in_flight": 8, "max_queued": 32, "queue_timeout_ms": 2000}
@@ -51,7 +51,7 @@ def validate_pool(value, field: str, kind: str) -> dict:
             raise invalid(f"{field}.{name}", f"an integer from {low} to {high}")
         normal[name] = number
     queue = value.get("queue", SHARED_QUEUES[kind])
-    if not isinstance(queue, str) or not QUEUE_NAME[kind].match(queue):
+    if not isinstance(queue, str) or not QUEUE_NAME[kind].fullmatch(queue):
         shared = SHARED_QUEUES[kind]
         raise invalid(
             f"{field}.queue",

@@ -379,6 +379,12 @@ def asset_for_logs(user: User, asset_id: int) -> PublishedAsset | DeletedAsset:
     return deleted_asset(user, asset_id)
 
 
+def payloads_visible(user: User) -> bool:
+    """Whether the reader sees the request and answer payloads in an audit log. They are what a key saw (unmasked for
+    an unmasked key), so only org admins, who see every value anyway, read them; others get the records without."""
+    return has_permission(user, "org.admin")
+
+
 def list_deleted_assets(user: User) -> list[DeletedAsset]:
     require_permission(user, "org.admin")
     stmt = select(DeletedAsset).where(DeletedAsset.org_id == user.org_id).order_by(DeletedAsset.deleted_at.desc())

@@ -7,7 +7,7 @@ import math
 import re
 from typing import Any
 
-_INTEGER = re.compile(r"^[+-]?\d{1,19}$")
+_INTEGER = re.compile(r"[+-]?\d{1,19}")
 _TRUE = {"true", "1", "yes", "t", "y"}
 _FALSE = {"false", "0", "no", "f", "n"}
 # 64-bit integer range: both warehouses store integers as BIGINT at most.
@@ -40,7 +40,7 @@ def coerce_text(raw: str, logical: str) -> Any:
     text = raw.strip()
     try:
         if logical == "integer":
-            if not _INTEGER.match(text) or not _INT_MIN <= int(text) <= _INT_MAX:
+            if not _INTEGER.fullmatch(text) or not _INT_MIN <= int(text) <= _INT_MAX:
                 raise ValueError
             return int(text)
         if logical == "float":

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import redis
 from sqlalchemy import Select, func, select
+from sqlalchemy import null as sa_null
 
 from app.db import AuditLog, PublishedAsset
 from app.extensions import db, redis_store
@@ -227,13 +228,28 @@ def filtered_logs(asset: PublishedAsset, filters: dict) -> Select:
     return stmt
 
 
-def list_logs(asset: PublishedAsset, filters: dict) -> dict:
+PAYLOAD_FIELDS = ("request_payload", "response_payload")
+
+
+def list_logs(asset: PublishedAsset, filters: dict, payloads: bool = True) -> dict:
+    """A page of the log. `payloads=False` leaves out what `log: "payload"` endpoints kept: the answers as their key
+    saw them, which may hold values the reader's role sees masked (see `payloads_visible`)."""
     stmt = filtered_logs(asset, filters)
     total = db.session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = db.session.scalars(
-        stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(filters["limit"]).offset(filters["offset"])
+    rows = list(
+        db.session.scalars(
+            stmt.order_by(AuditLog.created_at.desc(), AuditLog.id.desc())
+            .limit(filters["limit"])
+            .offset(filters["offset"])
+        )
     )
-    return {"items": list(rows), "total": total, "limit": filters["limit"], "offset": filters["offset"]}
+    items = rows if payloads else [_without_payloads(row) for row in rows]
+    return {"items": items, "total": total, "limit": filters["limit"], "offset": filters["offset"]}
+
+
+def _without_payloads(row: AuditLog) -> dict:
+    record = {column.key: getattr(row, column.key) for column in AuditLog.__table__.columns}
+    return {**record, **dict.fromkeys(PAYLOAD_FIELDS)}
 
 
 EXPORT_FIELDS = (
@@ -260,11 +276,14 @@ EXPORT_FIELDS = (
 EXPORT_BATCH = 1000
 
 
-def export_logs(asset: PublishedAsset, filters: dict, fmt: str) -> Iterator[str]:
+def export_logs(asset: PublishedAsset, filters: dict, fmt: str, payloads: bool = True) -> Iterator[str]:
     """The service's audit log, oldest first, as JSON lines or CSV text chunks; read through the database cursor a
-    batch at a time (`yield_per`, a server-side cursor on PostgreSQL), so memory stays flat whatever the size."""
+    batch at a time (`yield_per`, a server-side cursor on PostgreSQL), so memory stays flat whatever the size.
+    `payloads=False`: the payload fields are empty (see `list_logs`)."""
     table = AuditLog.__table__
-    stmt = select(*(table.c[name] for name in EXPORT_FIELDS)).where(table.c.asset_id == asset.id)
+    stmt = select(
+        *(table.c[name] if payloads or name not in PAYLOAD_FIELDS else sa_null().label(name) for name in EXPORT_FIELDS)
+    ).where(table.c.asset_id == asset.id)
     if filters.get("endpoint_id") is not None:
         stmt = stmt.where(table.c.endpoint_id == filters["endpoint_id"])
     if filters.get("since") is not None:
@@ -295,10 +314,19 @@ def _exported(value):
     return value
 
 
+# A cell starting with one of these is a formula to a spreadsheet; callers control some cells (user agent, request
+# id, context), so such text is exported with a leading apostrophe (OWASP's CSV injection advice).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(value) -> object:
     if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return "" if value is None else value
+        value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _csv_line(values) -> str:

@@ -9,7 +9,7 @@ from app.auth.throttle import client_address
 from app.errors import APIError
 from app.keys.auth_failures import key_prefix_of
 from app.openapi import SERVING_BODY, SERVING_RESPONSE, TEST_BODY, TEST_RESPONSE, doc, ref
-from app.publishing.service import asset_for_logs, get_asset, get_version
+from app.publishing.service import asset_for_logs, get_asset, get_version, payloads_visible
 from app.serving import service
 from app.serving.audit import export_logs as audit_export
 from app.serving.audit import list_logs
@@ -223,9 +223,10 @@ def test_endpoint(asset_id: int, endpoint_id: str):
 )
 @login_required()
 def logs(asset_id: int):
-    asset = asset_for_logs(current_user(), asset_id)
+    user = current_user()
+    asset = asset_for_logs(user, asset_id)
     filters = LogQuerySchema().load(request.args.to_dict())
-    return LogPageSchema().dump(list_logs(asset, filters))
+    return LogPageSchema().dump(list_logs(asset, filters, payloads_visible(user)))
 
 
 @bp.get("/api/api-services/<int:asset_id>/versions/compare")
@@ -287,10 +288,13 @@ def logs_histogram(asset_id: int):
 )
 @login_required()
 def export_logs(asset_id: int):
-    asset = asset_for_logs(current_user(), asset_id)
+    user = current_user()
+    asset = asset_for_logs(user, asset_id)
     filters = LogExportQuerySchema().load(request.args.to_dict())
     fmt = filters["format"]
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
-    response = Response(stream_with_context(audit_export(asset, filters, fmt)), mimetype=mimetype)
+    response = Response(
+        stream_with_context(audit_export(asset, filters, fmt, payloads_visible(user))), mimetype=mimetype
+    )
     response.headers["Content-Disposition"] = f'attachment; filename="service-{asset.id}-logs.{fmt}"'
     return response

@@ -16,7 +16,7 @@ from app.errors import APIError
 
 log = logging.getLogger(__name__)
 
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 # The logical column types Apiary knows; every warehouse type maps onto one of them.
 LOGICAL_TYPES = ("integer", "float", "boolean", "date", "timestamp", "text")
@@ -54,7 +54,7 @@ class ColumnInfo:
 
 def check_identifier(name: str) -> str:
     """Return `name` if it is a safe lower-case SQL identifier, else raise ValueError."""
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise ValueError(f"{name!r} is not a valid identifier (lower-case letters, digits and _, at most 63)")
     return name
 
@@ -111,7 +111,7 @@ def _install_sqlite_hooks(engine: Engine, data_dir: str) -> None:
         return [
             "main",
             "temp",
-            *sorted(name for name in files if IDENTIFIER.match(name) and name not in ("main", "temp")),
+            *sorted(name for name in files if IDENTIFIER.fullmatch(name) and name not in ("main", "temp")),
         ]
 
     engine.dialect.get_schema_names = schema_names  # type: ignore[method-assign]

@@ -51,7 +51,7 @@ def _check_part(original: str, part: str, what: str) -> None:
     if bad:
         shown = " ".join(repr(c) for c in bad)
         raise invalid("name", f"the {what} name {part!r} may only hold letters a-z, digits and '_' (found {shown})")
-    if not IDENTIFIER.match(part):  # belt and braces: the engine's own rule is the one that counts
+    if not IDENTIFIER.fullmatch(part):  # belt and braces: the engine's own rule is the one that counts
         raise invalid("name", f"the {what} name {part!r} is not a valid identifier")
 
 
