@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from celery import Celery, Task
+from celery.app import trace as celery_trace
 from celery.signals import before_task_publish
 from flask import Flask
 from kombu import Queue
@@ -13,6 +14,10 @@ from app.errors import APIError
 from app.extensions import redis_store
 from app.namespace import key_prefix
 from tasks.leases import CLAIM_HEADER, start_claim
+
+# A task's answer (predictions, function output, rows) may be personal data: the worker's success line names the task
+# and its run time, never its return value (Celery reads this format when it logs, so setting it here is enough).
+celery_trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
 
 QUEUES = ("predict", "train", "functions", "default")
 # Every message says when it was sent, so `flask queues` can tell how long the oldest one has waited.

@@ -298,6 +298,7 @@ def worker(app, test_env, tmp_path_factory):
     """A real Celery worker process consuming every queue, against the same database, warehouse and Redis."""
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
     proc = start_worker(app, test_env, log_path, "predict,train,functions,default", f"test-{RUN_ID}@%h")
+    proc.log_path = log_path  # what the worker printed, for tests of what its log may hold
     yield proc
     stop_worker(proc)
 

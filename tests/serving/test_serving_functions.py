@@ -53,6 +53,24 @@ def test_function_result_and_errors(client, functions):
     assert call(client, functions, "echo").status_code == 405
 
 
+def test_the_workers_log_names_a_call_but_never_holds_its_answer(client, functions, worker):
+    """Answers (function output, predictions, rows) may be personal data: the worker logs the task, not its result."""
+
+    def successes() -> list[str]:
+        lines = worker.log_path.read_text().splitlines()
+        return [line for line in lines if "tasks.functions.run_function[" in line and "succeeded" in line]
+
+    before = len(successes())
+    marker = 424242424242
+    ok = run(client, functions, "echo", {"x": marker // 2})
+    assert ok.status_code == 200 and ok.get_json() == {"result": {"doubled": marker}}
+    deadline = time.monotonic() + 15
+    while len(successes()) == before:
+        assert time.monotonic() < deadline, "the worker did not log the call"
+        time.sleep(0.1)
+    assert str(marker) not in worker.log_path.read_text()
+
+
 def test_sandbox_hides_secrets_network_and_filesystem(client, functions, test_env):
     env = run(client, functions, "env").get_json()["result"]
     assert not {"SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "APIARY_VAR_DIR"} & set(env)
