@@ -85,3 +85,13 @@ def row_scope_from_text(value: str) -> dict[str, list[str]] | None:
 
 def row_scope_text(scope: dict | None) -> str:
     return "\n".join(f"{column}={','.join(str(v) for v in values)}" for column, values in (scope or {}).items())
+
+
+def page_links(page: dict, query: dict, size: int) -> dict:
+    """The query strings of the newer and older pages of a list shown `size` records at a time (None at an end)."""
+    base = {k: v for k, v in query.items() if k != "offset"}
+    offset, total = page["offset"], page["total"]
+    return {
+        "newer": {**base, "offset": max(offset - size, 0)} if offset > 0 else None,
+        "older": {**base, "offset": offset + size} if offset + size < total else None,
+    }

@@ -9,7 +9,7 @@ from flask import flash, jsonify, redirect, render_template, request, url_for
 
 from app.console.blueprint import bp, console_user, signed_in
 from app.console.chart_views import log_histogram
-from app.console.forms import FormErrors, comma_list, from_api_error, load, row_scope_from_text, text
+from app.console.forms import FormErrors, comma_list, from_api_error, load, page_links, row_scope_from_text, text
 from app.console.key_reveal import stash_reveal
 from app.console.service_pages import endpoints_of, load_service, render_service
 from app.errors import APIError
@@ -102,11 +102,7 @@ def service_logs(project_id: int, service_id: int):
     )
     histogram = log_histogram(asset, filters) if filters is not None and page["total"] else None
     key_names = {k.id: f"{k.name} ({k.prefix}…)" for k in keys.list_api_keys(asset)}
-    base = {k: v for k, v in query.items() if k != "offset"}
-    pages = {
-        "newer": {**base, "offset": max(page["offset"] - PAGE_SIZE, 0)} if page["offset"] > 0 else None,
-        "older": {**base, "offset": page["offset"] + PAGE_SIZE} if page["offset"] + PAGE_SIZE < page["total"] else None,
-    }
+    pages = page_links(page, query, PAGE_SIZE)
     status = 422 if errors else 200
     return render_template(
         "console/logs.html",

@@ -7,7 +7,7 @@ from flask import render_template, request
 from app.auth.permissions import require_permission
 from app.auth.schemas import AuthFailureQuerySchema
 from app.console.blueprint import bp, console_user, signed_in
-from app.console.forms import FormErrors, load, text
+from app.console.forms import FormErrors, load, page_links, text
 from app.keys.auth_failures import list_auth_failures
 
 PAGE_SIZE = 50
@@ -31,11 +31,7 @@ def refused_keys():
     filters = load(AuthFailureQuerySchema(), {**query, "limit": PAGE_SIZE}, errors)
     empty = {"items": [], "total": 0, "attempts": 0, "offset": 0, "limit": PAGE_SIZE}
     page = list_auth_failures(user.org_id, filters) if filters is not None else empty
-    base = {k: v for k, v in query.items() if k != "offset"}
-    pages = {
-        "newer": {**base, "offset": max(page["offset"] - PAGE_SIZE, 0)} if page["offset"] > 0 else None,
-        "older": {**base, "offset": page["offset"] + PAGE_SIZE} if page["offset"] + PAGE_SIZE < page["total"] else None,
-    }
+    pages = page_links(page, query, PAGE_SIZE)
     status = 422 if errors else 200
     return render_template(
         "console/refused_keys.html", page=page, values=values, errors=errors, reasons=REASON_LABELS, pages=pages

@@ -192,3 +192,17 @@ def test_a_viewer_sees_the_traffic_as_the_api_lets_them(app, client, admin, cons
     assert 'id="editor"' not in html
     stranger = signed_in(app, sign_up(client))
     assert stranger.get(service["url"]).status_code == 404
+
+
+def test_logs_pager_links_keep_the_filters_and_the_service(app, console, project, customers, service):
+    """Past one page of records the logs page links to the older page (same filters, same service), and back."""
+    _audit(app, service["id"], [("customer", 200, 1.0)] * 60)
+    first = console.get(service["url"] + "/logs?endpoint_id=customer").get_data(as_text=True)
+    path = service["url"].split("://", 1)[-1]
+    path = path[path.index("/") :] if "://" in service["url"] else service["url"]
+    older = re.findall(r'href="([^"]+)">Older →', first)
+    assert len(older) == 1 and older[0].startswith(path + "/logs?") and "offset=50" in older[0]
+    assert "endpoint_id=customer" in older[0] and "← Newer" not in first
+    second = console.get(older[0].replace("&amp;", "&")).get_data(as_text=True)
+    newer = re.findall(r'href="([^"]+)">← Newer', second)
+    assert len(newer) == 1 and "offset=0" in newer[0] and "Older →" not in second
