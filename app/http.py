@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, current_app, request
 from flask.json.provider import DefaultJSONProvider
+from flask.sessions import SecureCookieSessionInterface
 from marshmallow import Schema
 
 from app.errors import APIError, _flatten
@@ -95,9 +96,22 @@ def _brackets(s: str | bytes) -> int:
     return s.count("[") + s.count("{")
 
 
+class CookieOnlySessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, except that a request without a session cookie (every API and serving call)
+    starts with an empty session without Flask building a cookie signer for it (a keyed call's CPU matters, issue
+    15). A request with the cookie is read, verified and saved exactly as Flask does."""
+
+    def open_session(self, app: Flask, request):
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
 def init_input_limits(app: Flask) -> None:
-    """MAX_BODY_BYTES for every body (MAX_CONTENT_LENGTH), UPLOAD_MAX_BYTES on the upload views, JSON depth."""
+    """MAX_BODY_BYTES for every body (MAX_CONTENT_LENGTH), UPLOAD_MAX_BYTES on the upload views, JSON depth; and
+    the session interface above."""
     app.json = DepthLimitedJSONProvider(app)
+    app.session_interface = CookieOnlySessionInterface()
 
     @app.before_request
     def _body_limits():

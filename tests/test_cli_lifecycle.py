@@ -332,6 +332,8 @@ def test_keys_mint_scopes_call_and_logs(app, client, admin, project, runner):
     # services call goes through serving: the key's column and row scope hold, as for an HTTP client.
     answer = _json(runner.invoke(args=["services", "call", "sales-serving", "top", "--key", secret]))
     assert answer == call(client, secret, "top").get_json()
+    # ... and a result-cache hit (the answer as stored, sent as text on HTTP) prints the same answer.
+    assert _json(runner.invoke(args=["services", "call", "sales-serving", "top", "--key", secret])) == answer
     assert [r["customer_key"] for r in answer["rows"]] == [1, 4, 2]  # EU only, by tenure
     from_env = runner.invoke(
         args=["services", "call", "sales-serving", "top", "-p", "limit=1"], env={"APIARY_API_KEY": secret}
@@ -373,7 +375,7 @@ def test_keys_mint_scopes_call_and_logs(app, client, admin, project, runner):
     logs_url = f"/api/api-services/{asset_id}/logs"
     page = _json(runner.invoke(args=["services", "logs", "sales-serving", "--json"]))
     assert page == client.get(logs_url, headers=admin.headers).get_json()
-    assert page["total"] == 8  # the unknown key is attributed to no asset
+    assert page["total"] == 9  # the unknown key is attributed to no asset
     errors = _json(runner.invoke(args=["services", "logs", "sales-serving", "--errors-only", "--json"]))
     assert sorted(e["status"] for e in errors["items"]) == [400, 403, 405]
     only = _json(
@@ -400,7 +402,7 @@ def test_keys_mint_scopes_call_and_logs(app, client, admin, project, runner):
     )
     assert only["total"] == 1 and only["items"][0]["method"] == "POST"
     text = _ok(runner.invoke(args=["services", "logs", "sales-serving", "--limit", "2"]))
-    assert len(text.stdout.strip().splitlines()) == 3 and "2 of 8 record(s)" in text.stderr
+    assert len(text.stdout.strip().splitlines()) == 3 and "2 of 9 record(s)" in text.stderr
     _fails(runner.invoke(args=["services", "logs", "sales-serving", "--since", "yesterday"]), "since")
     _fails(runner.invoke(args=["services", "logs", "sales-serving", "--limit", "5000"]), "limit")
 

@@ -53,10 +53,7 @@ class ResultCache:
         """The cache key of one request; with `used_params`, params the query ignores do not split the cache.
 
         With `org_id`, the organization's rules generation is part of the key (see `invalidate_rules`)."""
-        keep = set(used_params) if used_params is not None else None
-        normalised = sorted((str(k), str(v)) for k, v in params.items() if keep is None or k in keep)
-        body = json.dumps([str(endpoint_id), normalised, policy.fingerprint()], separators=(",", ":"))
-        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
+        digest = _digest(endpoint_id, params, policy, used_params)
         generation, rules = self._generations(asset_id, org_id)
         if generation is None or rules is None:
             # Without the generations an old, invalidated entry could be hit: this request goes uncached.
@@ -75,10 +72,7 @@ class ResultCache:
     ) -> tuple[str, str, str]:
         """For a script that reads the generations and the entry in one round trip: (asset generation key, rules
         generation key, the entry's key with `{G}` and `{R}` in place of the two generations)."""
-        keep = set(used_params) if used_params is not None else None
-        normalised = sorted((str(k), str(v)) for k, v in params.items() if keep is None or k in keep)
-        body = json.dumps([str(endpoint_id), normalised, policy.fingerprint()], separators=(",", ":"))
-        digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
+        digest = _digest(endpoint_id, params, policy, used_params)
         template = f"{self.prefix}:{asset_id}:g{{G}}:r{{R}}:v{version}:{digest}"
         return self._generation_key(asset_id), self._rules_key(org_id), template
 
@@ -87,13 +81,21 @@ class ResultCache:
         """The entry's key once the probe read the (asset, rules) generations."""
         return template.replace("{G}", str(generations[0])).replace("{R}", str(generations[1]))
 
-    def decode(self, raw: Any) -> dict | None:
-        if raw is None:
+    @staticmethod
+    def served_text(raw: Any) -> bytes | None:
+        """A cached entry as the JSON text to send (entries hold the served body, see `encode`); None for anything
+        that is not one (a miss)."""
+        if isinstance(raw, str):
+            raw = raw.encode()
+        if not isinstance(raw, bytes) or not raw.startswith(b"{") or not raw.endswith(b"}"):
             return None
-        try:
-            return json.loads(raw)
-        except (TypeError, ValueError):
-            return None
+        return raw
+
+    @staticmethod
+    def encode(value: dict) -> str:
+        """The entry of an answer: its JSON as the serving route sends it (compact, keys sorted, ASCII, as Flask's
+        JSON provider writes it), so a hit is sent as stored, without decoding and encoding it again."""
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
     def generation(self, asset_id: int) -> int | None:
         """The asset's invalidation counter (0 before the first invalidation); None when Redis cannot say."""
@@ -128,14 +130,14 @@ class ResultCache:
         """Store `value` for `ttl_seconds`; a TTL of 0 (or less) means the endpoint is not cached."""
         if not ttl_seconds or ttl_seconds <= 0 or key.endswith(_UNCACHED):
             return
-        payload = json.dumps(value, separators=(",", ":"), default=str)
+        payload = self.encode(value)
         self._call(lambda: self.redis.set(key, payload, ex=int(ttl_seconds)))
 
     def queue_set(self, pipe: Any, key: str, value: dict, ttl_seconds: int) -> None:
         """`set`, sent on `pipe` (a pipeline the caller executes with other commands)."""
         if not ttl_seconds or ttl_seconds <= 0 or key.endswith(_UNCACHED):
             return
-        pipe.set(key, json.dumps(value, separators=(",", ":"), default=str), ex=int(ttl_seconds))
+        pipe.set(key, self.encode(value), ex=int(ttl_seconds))
 
     def invalidate_asset(self, asset_id: int) -> None:
         """Make every cached result of the asset unreachable (publish, unpublish, rollback)."""
@@ -196,6 +198,19 @@ class ResultCache:
             log.info("result cache available again")
             self._outage_logged = False
         return (True, result) if with_status else result
+
+
+# Part of every entry's digest: entries of an older layout (answers stored in another shape) are never read.
+ENTRY_FORMAT = 2
+
+
+def _digest(endpoint_id: str, params: Mapping[str, Any], policy: KeyPolicy, used_params: Iterable[str] | None) -> str:
+    """What identifies one answer within an asset version: the endpoint, the params the query reads and the key's
+    policy fingerprint."""
+    keep = set(used_params) if used_params is not None else None
+    normalised = sorted((str(k), str(v)) for k, v in params.items() if keep is None or k in keep)
+    body = json.dumps([ENTRY_FORMAT, str(endpoint_id), normalised, policy.fingerprint()], separators=(",", ":"))
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:32]
 
 
 def _glob_escape(text: str) -> str:

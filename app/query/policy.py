@@ -6,6 +6,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from app.errors import invalid
@@ -68,6 +69,10 @@ class KeyPolicy:
 
     def fingerprint(self) -> str:
         """A stable hash of everything that changes what this key sees; part of result-cache keys."""
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:  # computed once: the policy is immutable, and read on every cached call
         body = {
             "masking_level": self.masking_level,
             "allowed_columns": sorted(self.allowed_columns),

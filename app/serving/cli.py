@@ -125,7 +125,7 @@ def call_command(asset_key, endpoint_id, api_key, method, params, body_text, bod
             outcome = serve_endpoint(served, asset_key, endpoint_id, api_key, call)
     except APIError as err:
         raise CommandError(f"{err.status} {err.code}: {err.message}") from None
-    echo_json(outcome.body)
+    echo_json(outcome.answer())
 
 
 @services_cli.command("logs")

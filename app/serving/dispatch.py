@@ -39,10 +39,19 @@ from tasks.functions import run_function
 
 @dataclass
 class Outcome:
-    body: dict
+    body: dict | None  # None when `raw` is the answer
     headers: dict = field(default_factory=dict)
     model_id: int | None = None
     cache_write: tuple | None = None  # (entry key, body, ttl): a result-cache miss to store with the audit record
+    raw: bytes | None = None  # a result-cache hit: the answer's JSON text, sent as stored
+
+    @classmethod
+    def cache_hit(cls, text: bytes) -> Outcome:
+        return cls(None, {"X-Cache": "HIT"}, raw=text)
+
+    def answer(self) -> dict:
+        """The answer as a dict (a cache hit's text decoded), for callers other than the serving route."""
+        return json.loads(self.raw) if self.raw is not None else self.body
 
 
 @dataclass(frozen=True)
@@ -84,13 +93,18 @@ def run_endpoint(
     kind = endpoint.kind
     if endpoint.answers_with_query:
         ttl = endpoint.cache_ttl if cache_scope else 0
-        outcome = run_data_query(
-            endpoint.query, call.params, policy, org_id, project_id, cache_scope, endpoint.id, ttl, probed=probed
+        return run_data_query(
+            endpoint.query,
+            call.params,
+            policy,
+            org_id,
+            project_id,
+            cache_scope,
+            endpoint.id,
+            ttl,
+            probed=probed,
+            paged=kind != "lookup",  # a lookup answers {rows, count}: paging belongs to sql endpoints
         )
-        if kind == "lookup":
-            # A lookup answers {rows, count}: paging belongs to sql endpoints.
-            outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
-        return outcome
     if kind == "model":
         body = call.body if call.method == "POST" else {"features": dict(call.params)}
         return _run_model(endpoint, body, project_id, policy, org_id, cache_scope, from_query=call.method == "GET")
@@ -133,8 +147,10 @@ def run_data_query(
     endpoint_id: str,
     ttl: int,
     probed: str | None = None,
+    paged: bool = True,
 ) -> Outcome:
-    """A governed query with the key's policy, through the result cache when `ttl` > 0.
+    """A governed query with the key's policy, through the result cache when `ttl` > 0: `{rows, count, limit,
+    offset}`, without `limit` and `offset` unless `paged`. The cache holds the answer as served.
 
     `probed`: the entry's key, already read (and empty) in the call's serve script: no second read, and the answer
     is returned as `cache_write` for the audit record's round trip instead of a SET of its own."""
@@ -147,7 +163,7 @@ def run_data_query(
     cache = result_cache() if ttl > 0 and cache_scope else None
     cache_key = None
     if cache is not None and probed is not None:
-        body = _run_prepared(prepared, params, policy)
+        body = _run_prepared(prepared, params, policy, paged)
         return Outcome(body, {"X-Cache": "MISS"}, cache_write=(probed, body, ttl))
     if cache is not None:
         cache_key = cache.make_key(
@@ -157,7 +173,7 @@ def run_data_query(
             hit = cache.get(cache_key)
         if hit is not None:
             return Outcome(hit, {"X-Cache": "HIT"})
-    body = _run_prepared(prepared, params, policy)
+    body = _run_prepared(prepared, params, policy, paged)
     if cache is not None:
         with timed("cache"):
             cache.set(cache_key, body, ttl)
@@ -165,10 +181,10 @@ def run_data_query(
     return Outcome(body)
 
 
-def _run_prepared(prepared, params: dict, policy) -> dict:
+def _run_prepared(prepared, params: dict, policy, paged: bool = True) -> dict:
     """Run a prepared query for one call, timed as the call's `query` part."""
     with timed("query"):
-        return run_query(
+        body = run_query(
             warehouse.get(),
             prepared.physical,
             params,
@@ -178,6 +194,9 @@ def _run_prepared(prepared, params: dict, policy) -> dict:
             plan=prepared.plan,
             tables=prepared.tables,
         )
+    if not paged:
+        del body["limit"], body["offset"]
+    return body
 
 
 _MODELS = MLModel.__table__

@@ -83,7 +83,10 @@ def _call() -> Call:
 
 
 def _respond(outcome) -> Response:
-    response = jsonify(outcome.body)
+    if outcome.raw is not None:  # a result-cache hit: the JSON text as stored, as jsonify would have written it
+        response = current_app.response_class(outcome.raw + b"\n", mimetype="application/json")
+    else:
+        response = jsonify(outcome.body)
     for name, value in outcome.headers.items():
         response.headers[name] = str(value)
     return response

@@ -369,9 +369,7 @@ def serve_endpoint(
     with timed("cache"):
         found = _probed_entry(served, decision) if probed else None
     if found is not None and found[1] is not None:
-        outcome = Outcome(found[1], {"X-Cache": "HIT"})
-        if endpoint.kind == "lookup":
-            outcome.body = {k: v for k, v in outcome.body.items() if k not in ("limit", "offset")}
+        outcome = Outcome.cache_hit(found[1])
     else:
         outcome = run_endpoint(
             endpoint, call, policy, asset.org_id, asset.project_id, scope, probed=found[0] if found else None
@@ -440,15 +438,15 @@ def _cache_probe(
     return Probe(GENERATION_KEY, cache_keys, generation, audit)
 
 
-def _probed_entry(served: Served, decision: Decision) -> tuple[str, dict | None] | None:
-    """(the entry's key, the cached answer or None) when the serve script read the result cache."""
+def _probed_entry(served: Served, decision: Decision) -> tuple[str, bytes | None] | None:
+    """(the entry's key, the cached answer's JSON text or None) when the serve script read the result cache."""
     if decision.cache_generations is None or served.asset is None:
         return None
     cache = result_cache()
     template = served.probe_template
     if template is None:
         return None
-    body = cache.decode(decision.cached)
+    body = cache.served_text(decision.cached)
     if decision.audited:
         served.audited = True
         if decision.flush_due:
@@ -473,7 +471,7 @@ def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: 
     with timed("cache"):
         found = _probed_entry(served, decision) if probed else None
     if found is not None and found[1] is not None:
-        outcome = Outcome(found[1], {"X-Cache": "HIT"})
+        outcome = Outcome.cache_hit(found[1])
     else:
         outcome = run_data_query(
             asset.config,

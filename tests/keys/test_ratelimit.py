@@ -117,3 +117,39 @@ def test_redis_down_lets_requests_through_and_warns_once(caplog):
 def test_nonsense_limit_is_refused(redis_client, limit):
     with pytest.raises(ValueError, match="limit_per_minute"):
         RateLimiter(redis_client).hit("key:1", limit)
+
+
+def test_the_serve_script_runs_on_a_namespaced_client_under_its_prefix(redis_url, redis_client):
+    from app.keys.ratelimit import Probe
+    from app.namespace import namespaced_redis
+
+    limiter = RateLimiter(namespaced_redis(redis_url, "apiary-rs-test"))
+    decision = limiter.hit_serving("key:7", 5, Probe("serving:generation"))
+    assert decision.known and decision.allowed and decision.remaining == 4
+    # The bucket lives under the namespace, like every other key of the installation; nothing outside it.
+    assert redis_client.exists("apiary-rs-test:apiary:rl:key:7")
+    assert not redis_client.exists("apiary:rl:key:7")
+    redis_client.delete("apiary-rs-test:apiary:rl:key:7")
+
+
+def test_the_serve_script_is_sent_again_to_a_server_that_lost_it(redis_client):
+    from app.keys.ratelimit import Probe
+
+    limiter = RateLimiter(redis_client)
+    assert limiter.hit_serving("key:8", 5, Probe("gen")).remaining == 4
+    redis_client.script_flush()  # a restarted or flushed server
+    second = limiter.hit_serving("key:8", 5, Probe("gen"))
+    assert second.known and second.remaining == 3
+
+
+def test_the_serve_script_reconnects_once_after_a_dropped_connection(redis_url, redis_client):
+    from app.keys.ratelimit import Probe
+
+    limiter = RateLimiter(redis_client)
+    assert limiter.hit_serving("key:9", 5, Probe("gen")).remaining == 4
+    # Every other connection is killed server-side: the limiter's pooled one is dead when the next call takes it.
+    killer = redis.Redis.from_url(redis_url, single_connection_client=True)
+    assert killer.client_kill_filter(skipme=True) >= 1
+    killer.close()
+    third = limiter.hit_serving("key:9", 5, Probe("gen"))
+    assert third.known and third.remaining == 3

@@ -147,14 +147,19 @@ def test_a_cached_call_issues_no_sql(app, client, admin, service):  # noqa: F811
 
 
 class RoundTrips:
-    """Counts what the process's namespaced Redis client sends: each command outside a pipeline and each pipeline
-    execution is one round trip."""
+    """Counts what the process's namespaced Redis client sends: each command outside a pipeline, each pipeline
+    execution and each serve script run on a pooled connection (`run_script`) is one round trip."""
 
     def __init__(self, monkeypatch):
+        from app.keys import ratelimit
         from app.namespace import NamespacedPipeline, NamespacedRedis
 
         self.sent: list[str] = []
-        plain, piped = NamespacedRedis.execute_command, NamespacedPipeline.execute
+        plain, piped, script = NamespacedRedis.execute_command, NamespacedPipeline.execute, ratelimit.run_script
+
+        def run_script(*args, **kwargs):
+            self.sent.append("EVALSHA")
+            return script(*args, **kwargs)
 
         def execute_command(this, *args, **options):
             self.sent.append(str(args[0]))
@@ -166,6 +171,7 @@ class RoundTrips:
 
         monkeypatch.setattr(NamespacedRedis, "execute_command", execute_command)
         monkeypatch.setattr(NamespacedPipeline, "execute", execute)
+        monkeypatch.setattr(ratelimit, "run_script", run_script)
 
     def during(self, fn):
         self.sent.clear()
@@ -194,6 +200,19 @@ def test_one_redis_round_trip_per_cached_call(app, client, admin, service, monke
     logs = client.get(f"/api/api-services/{service}/logs", headers=admin.headers).get_json()
     mine = [e for e in logs["items"] if e["key_id"] == key["id"]]
     assert len(mine) == 5 and {(e["status"], e["endpoint_id"]) for e in mine} == {(200, "customer")}, logs
+
+
+def test_a_cache_hit_sends_the_bytes_the_miss_sent(client, admin, service):  # noqa: F811
+    """A hit is sent as stored, without decoding and encoding it again: the same bytes as the answer that filled the
+    entry, the same keys (a lookup never shows paging, a sql endpoint always does)."""
+    key = mint(client, admin, service)["key"]
+    for endpoint, params, paged in (("customer", {"id": "3"}, False), ("top", {"limit": "2"}, True)):
+        miss = call(client, key, endpoint, query_string=params)
+        hit = call(client, key, endpoint, query_string=params)
+        assert (miss.headers["X-Cache"], hit.headers["X-Cache"]) == ("MISS", "HIT"), endpoint
+        assert hit.data == miss.data and hit.mimetype == miss.mimetype == "application/json", endpoint
+        assert ("limit" in hit.get_json() and "offset" in hit.get_json()) is paged, hit.get_json()
+        assert hit.get_json()["rows"] and hit.get_json()["count"] == len(hit.get_json()["rows"])
 
 
 def test_without_redis_the_cache_is_trusted_for_one_second_at_most(app, client, admin, service):  # noqa: F811
