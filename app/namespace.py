@@ -116,3 +116,32 @@ def namespaced_redis(url: str, namespace: str, **kwargs) -> NamespacedRedis:
     client = NamespacedRedis.from_url(url, **kwargs)
     client.key_prefix = key_prefix(namespace)
     return client
+
+
+def run_script(client: redis.Redis, script, keys: list[str], args: list):
+    """`script(keys=keys, args=args)` (a `register_script` of `client`) on one pooled connection.
+
+    A keyed call's round trips, without redis-py's per-command layers (retry wrapper, observability hooks, response
+    callbacks, key rewriting by command name), which cost about a tenth of a cached call's CPU. The keys get the
+    client's namespace prefix as every other command's do; a server that lost the script is sent it again
+    (NOSCRIPT); a dropped connection is retried once on a fresh one, as redis-py would. Error replies raise as they
+    do through the client."""
+    prefix = getattr(client, "key_prefix", "")
+    names = [prefix + key for key in keys]
+    pool = client.connection_pool
+    for attempt in range(3):
+        conn = pool.get_connection()
+        try:
+            conn.send_command("EVALSHA", script.sha, len(names), *names, *args)
+            return conn.read_response()
+        except redis.exceptions.NoScriptError:
+            if attempt:
+                raise
+            script.sha = client.script_load(script.script)
+        except (redis.ConnectionError, redis.TimeoutError):
+            conn.disconnect()
+            if attempt:
+                raise
+        finally:
+            pool.release(conn)
+    raise redis.RedisError("the script could not be run")

@@ -11,6 +11,7 @@ import redis
 from flask import Flask
 
 from app.extensions import _PerProcess, redis_store
+from app.namespace import run_script
 
 log = logging.getLogger(__name__)
 
@@ -216,33 +217,6 @@ class RateLimiter:
         if now - self._last_warning >= _WARN_EVERY_S:
             self._last_warning = now
             log.warning("rate limiter cannot reach Redis, letting requests through: %s", exc)
-
-
-def run_script(client: redis.Redis, script, keys: list[str], args: list):
-    """`script(keys=keys, args=args)` on one pooled connection: a keyed call's one round trip without redis-py's
-    per-command layers (retry wrapper, observability hooks, response callbacks, key rewriting by command name),
-    which cost about a tenth of a cached call's CPU. The keys get the client's namespace prefix as every other command
-    does (app/namespace.py); a server that lost the script is sent it again (NOSCRIPT); a dropped connection is
-    retried once on a fresh one, as redis-py would. Error replies raise as they do through the client."""
-    prefix = getattr(client, "key_prefix", "")
-    names = [prefix + key for key in keys]
-    pool = client.connection_pool
-    for attempt in range(3):
-        conn = pool.get_connection()
-        try:
-            conn.send_command("EVALSHA", script.sha, len(names), *names, *args)
-            return conn.read_response()
-        except redis.exceptions.NoScriptError:
-            if attempt:
-                raise
-            script.sha = client.script_load(script.script)
-        except (redis.ConnectionError, redis.TimeoutError):
-            conn.disconnect()
-            if attempt:
-                raise
-        finally:
-            pool.release(conn)
-    raise redis.RedisError("the serve script could not be run")
 
 
 def _generation(raw) -> int | None:

@@ -133,6 +133,13 @@ class ResultCache:
         payload = self.encode(value)
         self._call(lambda: self.redis.set(key, payload, ex=int(ttl_seconds)))
 
+    def entry_write(self, key: str, value: dict, ttl_seconds: int) -> tuple[str, str, int] | None:
+        """`(key, text, ttl)` for a caller that writes the entry in a round trip of its own (`set` otherwise), or
+        None when the answer is not to be cached."""
+        if not ttl_seconds or ttl_seconds <= 0 or key.endswith(_UNCACHED):
+            return None
+        return key, self.encode(value), int(ttl_seconds)
+
     def queue_set(self, pipe: Any, key: str, value: dict, ttl_seconds: int) -> None:
         """`set`, sent on `pipe` (a pipeline the caller executes with other commands)."""
         if not ttl_seconds or ttl_seconds <= 0 or key.endswith(_UNCACHED):

@@ -8,10 +8,12 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import redis
+from flask import current_app
 from sqlalchemy import Select, func, select
 from sqlalchemy import null as sa_null
 
@@ -19,11 +21,24 @@ from app.db import AuditLog, PublishedAsset
 from app.extensions import db, redis_store
 from app.keys.auth_failures import flush_auth_failures
 from app.keys.service import store_last_used
-from app.keys.usage import UsageTracker
+from app.keys.usage import LAST_USED_KEY, UsageTracker
+from app.namespace import run_script
 
 log = logging.getLogger(__name__)
 
 AUDIT_KEY = "apiary:audit"
+FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"  # set for 2 s when a flush is scheduled: at most one every 2 s
+
+# A served call's bookkeeping in one round trip (`AuditBuffer.record_call`): its audit record (the list capped at
+# ARGV[2]), the key's last use, a result-cache miss's new entry (KEYS[4], ARGV[5..6]) and the flush flag.
+_RECORD_CALL = """
+local length = redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+if #KEYS > 3 then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
+local flush = redis.call('SET', KEYS[3], 1, 'NX', 'EX', 2)
+return {length, flush and 1 or 0}
+"""
 
 
 def audit_entry(
@@ -146,6 +161,27 @@ class AuditBuffer:
             self._count_drops(length - self.max_len)
         return replies
 
+    def record_call(self, entry: dict, key_id: int, cache_entry: tuple[str, str, int] | None = None) -> bool:
+        """A served call's bookkeeping in one script run: its record (see `record`), the key's last use, a
+        result-cache miss's `(name, text, ttl)` entry, and the flush flag; True when the flag was free (schedule a
+        flush). Never raises: a record Redis could not take is counted in `dropped`."""
+        if "ts" not in entry:
+            entry = {**entry, "ts": datetime.now(UTC).isoformat().replace("+00:00", "Z")}
+        keys = [self.key, LAST_USED_KEY, FLUSH_THROTTLE_KEY]
+        args = [json.dumps(entry, default=str, separators=(",", ":")), self.max_len, str(key_id), f"{time.time():.3f}"]
+        if cache_entry is not None:
+            keys.append(cache_entry[0])
+            args += [cache_entry[1], int(cache_entry[2])]
+        try:
+            length, flush = run_script(self.redis, self.redis.register_script(_RECORD_CALL), keys, args)
+        except (redis.RedisError, OSError, TypeError, ValueError) as exc:
+            self._count_drops(1)
+            log.debug("audit record dropped: %s", exc)
+            return False
+        if length > self.max_len:
+            self._count_drops(length - self.max_len)
+        return bool(flush)
+
     def drain(self, batch: int = 1000) -> list[dict]:
         """Remove and return up to `batch` of the oldest records, oldest first; raises if Redis is down."""
         if batch < 1:
@@ -162,6 +198,15 @@ class AuditBuffer:
     def _count_drops(self, n: int) -> None:
         with self._lock:
             self._dropped += n
+
+
+def schedule_flush() -> None:
+    """Move the buffered audit records to the database in a second (the task by name: the web process never imports
+    the task modules, which load scikit-learn)."""
+    try:
+        current_app.extensions["celery"].send_task("tasks.maintenance.flush_serving_records", countdown=1)
+    except Exception as exc:  # noqa: BLE001 - auditing must never fail a served call; the next call schedules it
+        log.warning("could not schedule the audit flush: %s", exc)
 
 
 def flush_serving_records(batch: int = 1000) -> int:

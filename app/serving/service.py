@@ -21,12 +21,12 @@ from app.extensions import db, redis_store
 from app.keys.auth_failures import failure_reason, record_auth_failure
 from app.keys.ratelimit import Decision, Probe, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy, serving_key_row
-from app.keys.usage import LAST_USED_KEY, UsageTracker
+from app.keys.usage import LAST_USED_KEY
 from app.ops.metrics import observe_auth_failure, observe_call
 from app.ops.timing import current_timing, server_timing_header, start_timing, timed
 from app.publishing.endpoint_config import Endpoint, cache_ttl_of, endpoint_of
 from app.publishing.routing import stored_routing
-from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry, clipped_json
+from app.serving.audit import AUDIT_KEY, FLUSH_THROTTLE_KEY, AuditBuffer, audit_entry, clipped_json, schedule_flush
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
 from app.serving.shadow import ShadowCall
@@ -34,7 +34,6 @@ from app.serving.shadow_runs import summarize
 from app.serving.state import GENERATION_KEY, memo, serving_state
 
 log = logging.getLogger(__name__)
-FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"
 
 
 @dataclass
@@ -450,7 +449,7 @@ def _probed_entry(served: Served, decision: Decision) -> tuple[str, bytes | None
     if decision.audited:
         served.audited = True
         if decision.flush_due:
-            _schedule_flush()
+            schedule_flush()
     return cache.filled(template, decision.cache_generations), body
 
 
@@ -531,20 +530,11 @@ def record_call(
         return  # nothing to attribute the call to (bad key, unknown asset), or a key of another asset: never logged
     if served.audited and status == 200:
         return  # a result-cache hit: the serve script wrote the record in the call's one round trip
-    client = redis_store.get()
     entry = _entry(served, method, status, latency_ms, model_id, error_code)
-    cache_write = served.cache_write if status == 200 else None
-
-    def bookkeeping(pipe) -> None:
-        if served.key is not None:
-            UsageTracker(client).queue_touch(pipe, served.key.id)
-        if cache_write is not None:  # a result-cache miss: the entry goes in the audit record's round trip
-            result_cache().queue_set(pipe, *cache_write)
-        pipe.set(FLUSH_THROTTLE_KEY, 1, nx=True, ex=2)
-
-    replies = AuditBuffer(client).record(entry, bookkeeping)
-    if replies and replies[-1]:
-        _schedule_flush()
+    cache_write = served.cache_write if status == 200 else None  # a result-cache miss: its entry goes along
+    entry_write = result_cache().entry_write(*cache_write) if cache_write is not None else None
+    if AuditBuffer(redis_store.get()).record_call(entry, served.key.id, entry_write):
+        schedule_flush()
 
 
 def record_refusal(served: Served, status: int, code: str | None) -> None:
@@ -567,7 +557,7 @@ def record_refusal(served: Served, status: int, code: str | None) -> None:
         flush_flag=FLUSH_THROTTLE_KEY,
     )
     if flush_due:
-        _schedule_flush()
+        schedule_flush()
 
 
 def _entry(served: Served, method: str, status: int, latency_ms: float, model_id, error_code) -> dict:
@@ -597,13 +587,3 @@ def _entry(served: Served, method: str, status: int, latency_ms: float, model_id
         timing=timing.summary(latency_ms) if timing is not None else None,
         payload=payload,
     )
-
-
-def _schedule_flush() -> None:
-    try:
-        # lazy: tasks.maintenance imports tasks.train, which loads scikit-learn
-        from tasks.maintenance import flush_serving_records
-
-        flush_serving_records.apply_async(countdown=1)
-    except Exception as exc:  # noqa: BLE001 - auditing must never fail a served call
-        log.warning("could not schedule the audit flush: %s", exc)

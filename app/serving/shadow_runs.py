@@ -11,16 +11,13 @@ import os
 import socket
 import time
 
-from flask import current_app
-
 from app.extensions import redis_store
-from app.serving.audit import AuditBuffer, audit_entry
+from app.serving.audit import FLUSH_THROTTLE_KEY, AuditBuffer, audit_entry
 
 log = logging.getLogger(__name__)
 
 IN_FLIGHT_KEY = "apiary:shadow_in_flight"  # sorted set: call id -> time queued
 DROPPED_KEY = "apiary:shadow_dropped"
-FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"  # the same throttle serving uses (app/serving/service.py)
 WARMED_KEY = "apiary:warmed:{model_id}"  # set of host:pid that preloaded the model (an hour)
 MAX_SUMMARY_PREDICTIONS = 50
 
@@ -84,14 +81,6 @@ def record_shadow_run(
 
     replies = AuditBuffer(client).record(entry, bookkeeping)
     return bool(replies and replies[-1])
-
-
-def schedule_flush() -> None:
-    """Move the buffered audit records to the database in a second (by name: no task module imported here)."""
-    try:
-        current_app.extensions["celery"].send_task("tasks.maintenance.flush_serving_records", countdown=1)
-    except Exception as exc:  # noqa: BLE001 - the next served call schedules it anyway
-        log.warning("could not schedule the audit flush: %s", exc)
 
 
 def note_warmed(model_ids: list[int]) -> None:

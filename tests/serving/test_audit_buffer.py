@@ -124,3 +124,28 @@ def test_redis_down_drops_the_record_without_raising():
     buffer.record(_entry(1))
     assert buffer.record(_entry(2), lambda pipe: pipe.set("x", 1)) == []
     assert buffer.dropped == 2
+
+
+def test_a_served_calls_bookkeeping_is_one_script_run(redis_client):
+    from app.keys.usage import LAST_USED_KEY
+    from app.serving.audit import FLUSH_THROTTLE_KEY
+
+    buffer = AuditBuffer(redis_client, max_len=2)
+    # The first record finds the flush flag free (schedule a flush); the next ones within 2 s do not.
+    assert buffer.record_call(_entry(1), 1, ("apiary:rc:test-entry", '{"rows":[]}', 30)) is True
+    assert buffer.record_call(_entry(2), 2) is False
+    assert buffer.record_call(_entry(3), 3) is False
+    assert 0 < redis_client.ttl(FLUSH_THROTTLE_KEY) <= 2
+    # The list keeps its cap and counts what it trimmed; every record got its timestamp.
+    assert [e["key_id"] for e in buffer.drain()] == [2, 3] and buffer.dropped == 1
+    # The key's last use, and the result-cache entry with its TTL.
+    assert set(redis_client.hgetall(LAST_USED_KEY)) == {b"1", b"2", b"3"}
+    assert redis_client.get("apiary:rc:test-entry") == b'{"rows":[]}'
+    assert 0 < redis_client.ttl("apiary:rc:test-entry") <= 30
+
+
+def test_a_served_calls_bookkeeping_without_redis_is_dropped_without_raising():
+    down = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    buffer = AuditBuffer(down)
+    assert buffer.record_call(_entry(1), 1) is False
+    assert buffer.dropped == 1
