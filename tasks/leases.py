@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import redis
 
+from app.namespace import run_script
+
 # KEYS: the running set, the waiting set. The waiting set is ordered by deadline (earliest first), each member ends
 # with `.<run lease ms>` so a promoted waiter gets its own lease. A promoted waiter is told on `<waiting>:<member>`.
 _PROMOTE = """
@@ -118,7 +120,7 @@ class LeasedSemaphore:
         Raises Full when there is no room to wait, WaitedTooLong past the deadline; redis.RedisError as it comes."""
         member = f"{uuid.uuid4().hex}.{max(1, round(lease_s * 1000))}"
         wait_ms = max(0, round((deadline - time.monotonic()) * 1000))
-        state = self._acquire(keys=self.keys, args=[member, limit, max_waiting, wait_ms])
+        state = run_script(self.client, self._acquire, self.keys, [member, limit, max_waiting, wait_ms])
         if state == 1:
             return Lease(self, member)
         if state == -1:
@@ -131,7 +133,7 @@ class LeasedSemaphore:
                 raise WaitedTooLong
             if self.client.blpop([go], timeout=min(left, WAIT_SLICE_S)):
                 return Lease(self, member)
-            state = self._check(keys=self.keys, args=[member])
+            state = run_script(self.client, self._check, self.keys, [member])
             if state == 1:
                 self.client.delete(go)
                 return Lease(self, member)
@@ -139,7 +141,7 @@ class LeasedSemaphore:
                 raise WaitedTooLong
 
     def release(self, member: str) -> None:
-        self._release(keys=self.keys, args=[member])
+        run_script(self.client, self._release, self.keys, [member])
 
     def held(self) -> int:
         """Slots held now (leases not yet run out)."""
