@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 QUEUES = ("predict", "train", "functions", "default")  # tasks.celery_app.QUEUES (config-free copy, checked by a test)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 TASK_OUTCOMES = ("success", "error", "timeout", "worker_lost", "broker_unavailable")
 
 
@@ -114,9 +115,24 @@ def init_metrics(app: Flask) -> None:
         started = g.pop("request_started", None)
         if started is not None:
             route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-            metrics["requests"].labels(request.method, route, str(response.status_code)).inc()
-            metrics["latency"].labels(request.method, route).observe(time.perf_counter() - started)
+            # Any token is a method to werkzeug: a made-up one must not mint new series (memory) on every request.
+            method = request.method if request.method in HTTP_METHODS else "other"
+            _child(metrics, "requests", method, route, str(response.status_code)).inc()
+            _child(metrics, "latency", method, route).observe(time.perf_counter() - started)
         return response
+
+
+_children: dict[tuple, object] = {}
+
+
+def _child(metrics: dict, name: str, *labels: str):
+    """`metrics[name].labels(*labels)`, kept: a served call observes about eight series, and prometheus_client's
+    `labels()` validates and locks on every lookup (the series themselves never change once created)."""
+    slot = (metrics[name], labels)
+    child = _children.get(slot)
+    if child is None:
+        child = _children[slot] = metrics[name].labels(*labels)
+    return child
 
 
 def _metrics() -> dict | None:
@@ -131,15 +147,15 @@ def observe_call(service: str, endpoint: str, status: int, seconds: float, cache
     metrics = _metrics()
     if metrics is None:
         return
-    metrics["calls"].labels(service, endpoint, str(status)).inc()
-    metrics["call_latency"].labels(service, endpoint).observe(seconds)
+    _child(metrics, "calls", service, endpoint, str(status)).inc()
+    _child(metrics, "call_latency", service, endpoint).observe(seconds)
     if cache in ("HIT", "MISS"):
-        metrics["cache"].labels(service, endpoint, cache.lower()).inc()
+        _child(metrics, "cache", service, endpoint, cache.lower()).inc()
     if status == 429:
-        metrics["rate_limited"].labels(service).inc()
+        _child(metrics, "rate_limited", service).inc()
     for part, ms in parts.items():
         if part != "total":
-            metrics["call_parts"].labels(part).observe(ms / 1000)
+            _child(metrics, "call_parts", part).observe(ms / 1000)
 
 
 def observe_auth_failure(reason: str) -> None:
