@@ -1,4 +1,5 @@
-"""Serving benchmark (issue 15): Apiary's keyed calls beside a bare Flask "hello" and a plain scikit-learn route.
+"""Serving benchmark (issue 15): Apiary's keyed calls beside a bare Flask "hello", a plain scikit-learn route and a plain
+Celery round trip.
 
 One run, one private stack (temp var dir, private Redis, free loopback ports, the Celery workers of the Procfile, as
 `make run` starts them, gunicorn with `make run`'s settings for every server): a generated 100,000-row table is uploaded through
@@ -6,8 +7,15 @@ One run, one private stack (temp var dir, private Redis, free loopback ports, th
 published API service holds a cached lookup, an uncached lookup, an uncached filtered sql query, the model and a
 function. hey then drives each call at 16 clients and at 1 client, bounded in requests and in time.
 
+A function call runs on a Celery worker by design (user code is sandboxed there, never in the web process), so its
+ceiling is a worker round trip, not a bare "hello". The third reference (bench/celery_app.py) is what a team would
+deploy for "run this on a worker and wait": a plain Flask route calling `apply_async(...).get()` on a task that
+computes what the function does, its worker with the pool of the Procfile's worker for functions, on another
+database of the same Redis. The function row is also shown against it.
+
     make bench                                  # = .venv/bin/python bench/serving.py
     .venv/bin/python bench/serving.py --seconds 5 --warmup 1 [--rows 100000] [--keep]
+    .venv/bin/python bench/serving.py --only celery,function,hello --out /tmp/serving.json
 
 Prints the table and writes bench/results/serving.json.
 """
@@ -34,7 +42,13 @@ if str(ROOT) not in sys.path:
 
 from bench.load import Target, run_hey  # noqa: E402
 from bench.report import add_ratios, format_table, format_targets, issue_targets, ms_text  # noqa: E402
-from bench.stack import GUNICORN_SETTINGS, Stack, gunicorn_command, procfile_workers  # noqa: E402
+from bench.stack import (  # noqa: E402
+    GUNICORN_SETTINGS,
+    Stack,
+    celery_reference_worker_command,
+    gunicorn_command,
+    procfile_workers,
+)
 
 RESULTS = ROOT / "bench" / "results" / "serving.json"
 CLIENT_LEVELS = (16, 1)
@@ -47,13 +61,15 @@ SEGMENT_HANDLER = """def handler(payload):
     tenure = payload.get("tenure", 0)
     return {"segment": "new" if tenure < 12 else "loyal", "tenure": tenure}
 """
+# What the function endpoint and the Celery reference both answer to FUNCTION_PAYLOAD.
+SEGMENT_ANSWER = {"result": {"segment": "new", "tenure": 5}}
 
 
 @dataclass(frozen=True)
 class Row:
     id: str
     label: str
-    server: str  # "hello", "sklearn" or "apiary"
+    server: str  # "hello", "sklearn", "celery" or "apiary"
     method: str
     path: str
     body: dict | None = None
@@ -69,6 +85,15 @@ ROWS = (
         "POST",
         "/predict",
         {"features": FEATURES},
+        keyed=False,
+    ),
+    Row(
+        "celery",
+        "plain Flask + a Celery task round trip (reference)",
+        "celery",
+        "POST",
+        "/run",
+        FUNCTION_PAYLOAD,
         keyed=False,
     ),
     Row(
@@ -262,7 +287,8 @@ def target_for(stack: Stack, row: Row, key: str) -> Target:
 
 
 def check_answers(targets: dict[str, Target]) -> None:
-    """Every call answers 200 before it is measured, lookups find their row, and only the cached one hits the cache."""
+    """Every call answers 200 before it is measured, lookups find their row, only the cached one hits the cache, and
+    the function and its Celery reference give the same answer."""
     import httpx
 
     for row_id, target in targets.items():
@@ -282,6 +308,8 @@ def check_answers(targets: dict[str, Target]) -> None:
             raise RuntimeError(f"{row_id}: answered through the cache, expected it off")
         if row_id.startswith("lookup") and answer.json()["count"] != 1:
             raise RuntimeError(f"{row_id}: expected the one row of key {LOOKUP_ID}, got {answer.text[:300]}")
+        if row_id in ("function", "celery") and answer.json() != SEGMENT_ANSWER:
+            raise RuntimeError(f"{row_id}: expected {SEGMENT_ANSWER}, got {answer.text[:300]}")
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -302,7 +330,7 @@ def measure(stack: Stack, targets: dict[str, Target], args: argparse.Namespace) 
             figures = run_hey(target, clients, args.seconds, args.max_requests)
             results[row.id][f"c{clients}"] = figures.as_dict()
             print(
-                f"  {row.label:<48} {clients:>2} clients: {figures.requests_per_s:>8,.1f} req/s  "
+                f"  {row.label:<50} {clients:>2} clients: {figures.requests_per_s:>8,.1f} req/s  "
                 f"p50 {ms_text(figures.p50_ms):>6} ms  p99 {ms_text(figures.p99_ms):>6} ms"
                 + (f"  {figures.errors} errors ({figures.first_error})" if figures.errors else ""),
                 flush=True,
@@ -360,8 +388,10 @@ def main() -> None:
             "bench.sklearn_app:create_app()",
             {"BENCH_MODEL_ARTIFACT": model_artifact(stack, setup["model_id"])},
         )
+        stack.start_celery_reference()
         stack.wait_until("hello", "/hello")
         stack.wait_until("sklearn", "/predict", timeout=120, statuses=(405,))  # POST only: any answer means booted
+        stack.wait_until("celery", "/ready", timeout=120)  # its web process and its worker are up
         targets = {row.id: target_for(stack, row, setup["key"]) for row in ROWS if row.id in only}
         check_answers(targets)
         print(
@@ -378,8 +408,8 @@ def main() -> None:
     labels = {row.id: row.label for row in ROWS}
     table = format_table(labels, results)
     report = {
-        "what": "issue 15 serving benchmark: Apiary's keyed calls beside a bare Flask hello and a plain scikit-learn "
-        "route, same gunicorn settings, one run",
+        "what": "issue 15 serving benchmark: Apiary's keyed calls beside a bare Flask hello, a plain scikit-learn "
+        "route and a plain Flask route waiting for a Celery task, same gunicorn settings, one run",
         "command": " ".join(["python", *sys.argv]) if sys.argv[0].endswith(".py") else " ".join(sys.argv),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
@@ -398,6 +428,7 @@ def main() -> None:
             "gunicorn": " ".join(["gunicorn", *gunicorn_command(0, "<app>")[1:]]).replace(":0 ", ":<port> "),
             "gunicorn_settings": list(GUNICORN_SETTINGS),
             "workers": {name: " ".join(["celery", *argv[1:]]) for name, argv in procfile_workers().items()},
+            "celery_reference_worker": " ".join(["celery", *celery_reference_worker_command()[1:]]),
             "databases": "SQLite metadata and warehouse (make run's defaults), private Redis",
             "table_rows": setup["row_count"],
             "upload_seconds": setup["upload_s"],

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -24,6 +25,9 @@ BIN = Path(sys.executable).parent
 GUNICORN_SETTINGS = ("--workers", "2", "--threads", "8", "--graceful-timeout", "1", "--access-logfile", "-")
 # The workers are the Procfile's worker lines, as `make run` starts them (make run's beat, which only reaps stale runs
 # and purges old audit records, is not started: it plays no part in a call).
+# The plain Celery reference (bench/celery_app.py): its own queue on its own database of the stack's Redis.
+CELERY_REFERENCE_QUEUE = "bench_ref"
+CELERY_REFERENCE_DB = 1
 # Settings Apiary reads from the environment that must not leak in from the caller's shell.
 _OWN_SETTINGS = (
     "APIARY_",
@@ -54,6 +58,36 @@ def procfile_workers() -> dict[str, list[str]]:
     return workers
 
 
+def function_worker_pool() -> tuple[str, ...]:
+    """The pool kind and size of the Procfile worker that runs function calls, as celery flags."""
+    for argv in procfile_workers().values():
+        if "functions" in argv[argv.index("-Q") + 1].split(","):
+            pool = argv[argv.index("--pool") + 1] if "--pool" in argv else "prefork"  # celery's default
+            return ("--pool", pool, "--concurrency", argv[argv.index("--concurrency") + 1])
+    raise RuntimeError("no Procfile worker consumes the functions queue")
+
+
+def celery_reference_worker_command() -> list[str]:
+    """The reference's worker, with the pool of the worker that runs Apiary's function calls."""
+    return [
+        str(BIN / "celery"),
+        "-A",
+        "bench.celery_app",
+        "worker",
+        "-Q",
+        CELERY_REFERENCE_QUEUE,
+        "-n",
+        f"{CELERY_REFERENCE_QUEUE}@%h",
+        *function_worker_pool(),
+        "--loglevel",
+        "INFO",
+    ]
+
+
+def redis_database(url: str, db: int) -> str:
+    return urlsplit(url)._replace(path=f"/{db}").geturl()
+
+
 class Stack:
     def __init__(self, keep: bool = False):
         self.tmp = Path(tempfile.mkdtemp(prefix="apiary-bench-"))
@@ -63,16 +97,22 @@ class Stack:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_SETTINGS)}
         self.env["PYTHONPATH"] = str(ROOT)
         self.ports: dict[str, int] = {}
+        self.redis_url: str | None = None
         self.stopped = False
 
     # --- starting ------------------------------------------------------------------------------------------------
 
-    def start_apiary(self) -> None:
-        """Redis, migrations, the workers and Apiary's web process; returns once /readyz is green."""
+    def start_redis(self) -> str:
+        """The stack's private Redis; returns its URL."""
         from app.redis_server import start_private_redis
 
-        redis_proc, redis_url = start_private_redis(str(self.tmp / "redis"))
+        redis_proc, self.redis_url = start_private_redis(str(self.tmp / "redis"))
         self.children.append(("redis", redis_proc))
+        return self.redis_url
+
+    def start_apiary(self) -> None:
+        """Redis, migrations, the workers and Apiary's web process; returns once /readyz is green."""
+        redis_url = self.start_redis()
         var = self.tmp / "var"
         metrics = self.tmp / "prometheus"  # as `make run`: gunicorn runs several workers
         metrics.mkdir(parents=True)
@@ -108,6 +148,14 @@ class Stack:
         self.ports[name] = port
         self.spawn(name, gunicorn_command(port, app_spec), extra_env)
         return port
+
+    def start_celery_reference(self) -> None:
+        """bench/celery_app.py's worker and web process, on another database of the stack's Redis than Apiary's.
+
+        Wait for `/ready` on server "celery": it answers 200 once the worker does."""
+        env = {"BENCH_CELERY_URL": redis_database(self.redis_url or self.start_redis(), CELERY_REFERENCE_DB)}
+        self.spawn("celery-worker", celery_reference_worker_command(), env)
+        self.serve("celery", "bench.celery_app:create_app()", env)
 
     def spawn(self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
         from app.supervisor import die_with_parent  # SIGKILL when the benchmark dies, even by SIGKILL

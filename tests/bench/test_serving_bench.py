@@ -7,11 +7,22 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+import redis
 
 from bench.load import Target, figures_from_hey, hey_command, run_hey
-from bench.report import add_ratios, format_table, issue_targets
-from bench.stack import GUNICORN_SETTINGS, Stack, procfile_workers
+from bench.report import add_ratios, format_table, format_targets, issue_targets
+from bench.serving import FUNCTION_PAYLOAD, ROWS, SEGMENT_ANSWER
+from bench.stack import (
+    CELERY_REFERENCE_DB,
+    CELERY_REFERENCE_QUEUE,
+    GUNICORN_SETTINGS,
+    Stack,
+    celery_reference_worker_command,
+    procfile_workers,
+    redis_database,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,6 +91,73 @@ def test_ratios_are_against_hello_at_the_same_client_count_and_the_model_also_ag
     assert met[("function", 1, "p50 ms")] is None  # not run: not measured, never "met"
 
 
+def _figures(rps: float, clients: int) -> dict:
+    return {"clients": clients, "requests_per_s": rps, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0}
+
+
+def test_the_function_is_also_shown_against_the_plain_celery_round_trip_as_a_figure_without_a_target():
+    results = {
+        "hello": {"c16": _figures(1000, 16), "c1": _figures(500, 1)},
+        "celery": {"c16": _figures(200, 16), "c1": _figures(100, 1)},
+        "model": {"c16": _figures(300, 16), "c1": _figures(90, 1)},
+        "function": {"c16": _figures(250, 16), "c1": _figures(80, 1)},
+    }
+    add_ratios(results)
+    assert results["function"]["vs_celery"] == {"c16": 1.25, "c1": 0.8}
+    assert results["function"]["vs_hello"] == {"c16": 0.25, "c1": 0.16}  # the issue's ratio stays
+    assert results["celery"]["vs_hello"] == {"c16": 0.2, "c1": 0.2}
+    assert "vs_celery" not in results["model"] and "vs_sklearn" not in results["model"]  # no sklearn row run
+
+    labels = {row.id: row.label for row in ROWS}
+    table = format_table(labels, results).splitlines()
+    assert table[0].split(" | ")[-2] == "vs plain Celery"
+    function_c16 = next(line for line in table if line.startswith("| function endpoint | 16 |"))
+    assert function_c16.split(" | ")[-2] == "1.25x"
+    celery_c16 = next(line for line in table if line.startswith(f"| {labels['celery']} | 16 |"))
+    assert celery_c16.split(" | ")[-2] == ""
+
+    checked = issue_targets(results)
+    info = [t for t in checked if t["what"] == "req/s vs plain Celery round trip"]
+    assert info == [
+        {"row": "function", "clients": 16, "what": info[0]["what"], "target": None, "measured": 1.25, "met": None}
+    ]
+    # The issue's targets are unchanged beside it.
+    function_vs_hello = next(t for t in checked if t["row"] == "function" and t["what"] == "req/s vs bare hello")
+    assert (function_vs_hello["target"], function_vs_hello["met"]) == (">= 0.2", True)
+    lines = format_targets(checked).splitlines()
+    assert (
+        "- function, 16 clients: req/s vs plain Celery round trip: measured 1.25 (shown for reference, no target)"
+        in (lines)
+    )
+
+    del results["celery"], results["function"]["vs_celery"]
+    add_ratios(results)
+    assert "vs_celery" not in results["function"]  # the reference was not run: no ratio
+    assert "req/s vs plain Celery round trip: measured None (not measured)" in format_targets(issue_targets(results))
+
+
+def test_the_celery_reference_is_called_like_the_function_endpoint():
+    rows = {row.id: row for row in ROWS}
+    reference, function = rows["celery"], rows["function"]
+    assert (reference.server, reference.method, reference.path, reference.keyed) == ("celery", "POST", "/run", False)
+    assert reference.body == function.body == FUNCTION_PAYLOAD
+    assert list(rows).index("celery") < list(rows).index("lookup_cached"), "the references come first"
+
+
+def test_the_celery_reference_worker_has_the_pool_of_the_worker_that_runs_function_calls():
+    functions_worker = next(
+        argv for argv in procfile_workers().values() if "functions" in argv[argv.index("-Q") + 1].split(",")
+    )
+    command = celery_reference_worker_command()
+    for flag in ("--pool", "--concurrency"):
+        assert command[command.index(flag) + 1] == functions_worker[functions_worker.index(flag) + 1]
+    assert command[command.index("-A") + 1] == "bench.celery_app"
+    assert command[command.index("-Q") + 1] == CELERY_REFERENCE_QUEUE
+    assert CELERY_REFERENCE_QUEUE not in {
+        q for argv in procfile_workers().values() for q in argv[argv.index("-Q") + 1].split(",")
+    }
+
+
 def test_the_bench_serves_with_the_gunicorn_and_worker_settings_of_make_run():
     from app.procfile import load_processes
 
@@ -120,4 +198,25 @@ def test_a_live_hello_server_is_loaded_within_the_request_cap_and_every_process_
     finally:
         stack.stop()
     assert not _group_alive(group), "gunicorn's master or a worker outlived the benchmark"
+    assert not tmp.exists()
+
+
+def test_the_celery_reference_answers_through_its_worker_on_its_own_database_and_every_process_stops():
+    stack = Stack()
+    try:
+        stack.start_celery_reference()
+        stack.wait_until("celery", "/ready", timeout=120)
+        answer = httpx.post(stack.url("celery", "/run"), json=FUNCTION_PAYLOAD, timeout=30)
+        assert (answer.status_code, answer.json()) == (200, SEGMENT_ANSWER)
+        apiary_db = redis.Redis.from_url(stack.redis_url)
+        reference_db = redis.Redis.from_url(redis_database(stack.redis_url, CELERY_REFERENCE_DB))
+        assert apiary_db.dbsize() == 0, "the reference wrote into the database Apiary uses"
+        assert reference_db.keys("celery-task-meta-*"), "the answer did not come through the result backend"
+        groups = {name: proc.pid for name, proc in stack.children if name != "redis"}
+        assert set(groups) == {"celery-worker", "celery"}
+        assert all(_group_alive(pgid) for pgid in groups.values())
+        tmp = stack.tmp
+    finally:
+        stack.stop()
+    assert not any(_group_alive(pgid) for pgid in groups.values()), "the reference's worker or server outlived it"
     assert not tmp.exists()
