@@ -279,8 +279,8 @@ def execute_readonly(engine: Engine, stmt: sa.sql.Executable, timeout_s: float) 
         if is_sqlite(engine):
             return _execute_sqlite_readonly(conn, stmt, timeout_s)
         with conn.begin():
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+            # One round trip for both (served queries take app/warehouse/readonly.py, with fewer still).
+            conn.exec_driver_sql(f"SET TRANSACTION READ ONLY; SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
             try:
                 result = conn.execute(stmt)
                 return [dict(row) for row in result.mappings()]
