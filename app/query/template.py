@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,10 +18,16 @@ MAX_TEMPLATES = 256  # shapes kept per prepared query; the least recently used g
 
 
 def policy_key(policy: KeyPolicy) -> tuple:
-    """Everything of `policy` a template depends on, compared strictly: a row scope of `1` and one of `True` or
-    `1.0` are different policies (== and hash would take them for one), so they never share a template."""
-    scope = tuple((column, tuple((type(v), v) for v in values)) for column, values in policy.row_scope)
-    return (policy.masking_level, policy.allowed_columns, policy.sensitivity_max, scope)
+    """Every field of `policy`, each value tagged with its type: a row scope of `1` and one of `True` or `1.0` are
+    equal to Python (and hash alike) but not to the scope, so they never share a template. Built from the fields
+    themselves, so a field KeyPolicy gains later is part of the key without anyone remembering to add it."""
+    return tuple(_typed(getattr(policy, f.name)) for f in dataclasses.fields(policy))
+
+
+def _typed(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return tuple(_typed(v) for v in value)
+    return (type(value), value)  # unhashable (a list, a dict): TypeError, never a key that ignores it
 
 
 class TemplateCache:

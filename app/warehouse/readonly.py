@@ -36,9 +36,9 @@ def _run_sqlite(fairy, engine: Engine, sql: str, args: Any, timeout_s: float):
     raw = fairy.dbapi_connection
     dbapi = engine.dialect.dbapi
     deadline = time.monotonic() + timeout_s
-    raw.execute("PRAGMA query_only = ON")
-    raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
     try:
+        raw.execute("PRAGMA query_only = ON")
+        raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
         raw.execute("BEGIN")
         _attach_schemas(raw, fairy.info, engine.info["data_dir"], sql)
         cursor = raw.execute(sql, args)
@@ -66,25 +66,27 @@ def _run_postgresql(fairy, engine: Engine, sql: str, args: Any, timeout_s: float
     dbapi = engine.dialect.dbapi
     from psycopg2.extensions import TRANSACTION_STATUS_IDLE  # lazy: SQLite installations never load it
 
-    if raw.info.transaction_status != TRANSACTION_STATUS_IDLE:  # close what the pool's ping may have opened
-        raw.rollback()
-    # One round trip opens the read-only transaction, sets its deadline and runs the query (each statement of the
-    # string runs under the timeout set before it), one more commits it.
-    raw.autocommit = True
-    cursor = raw.cursor()
+    cursor = None
     try:
+        if raw.info.transaction_status != TRANSACTION_STATUS_IDLE:  # close what the pool's ping may have opened
+            raw.rollback()
+        # One round trip opens the read-only transaction, sets its deadline and runs the query (each statement of
+        # the string runs under the timeout set before it), one more commits it.
+        raw.autocommit = True
+        cursor = raw.cursor()
         cursor.execute(f"BEGIN READ ONLY; SET LOCAL statement_timeout = {int(timeout_s * 1000)}; {sql}", args)
         rows = cursor.fetchall()
         description = cursor.description
         cursor.execute("COMMIT")
         return description, rows
     except dbapi.Error as exc:
-        _roll_back(fairy, cursor, dbapi)
+        _roll_back(fairy, raw, dbapi)
         if "statement timeout" in str(exc):
             raise QueryTimeout(timeout_s) from None
         raise _translated(engine, sql, args, exc) from exc
     finally:
-        cursor.close()
+        if cursor is not None:
+            cursor.close()
         if fairy.dbapi_connection is not None:
             try:
                 raw.autocommit = False  # as SQLAlchemy expects its pooled connections
@@ -92,9 +94,10 @@ def _run_postgresql(fairy, engine: Engine, sql: str, args: Any, timeout_s: float
                 fairy.invalidate()
 
 
-def _roll_back(fairy, cursor, dbapi) -> None:
+def _roll_back(fairy, raw, dbapi) -> None:
     try:
-        cursor.execute("ROLLBACK")
+        with raw.cursor() as cursor:
+            cursor.execute("ROLLBACK")  # ends the failed transaction (only a warning when none is open)
     except dbapi.Error:
         fairy.invalidate()  # lost or broken: a new connection replaces it
 
