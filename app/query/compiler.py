@@ -10,7 +10,7 @@ the shape is built, and a shape they refuse raises the same error on every call.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,20 +19,23 @@ from sqlalchemy.engine import Engine
 from app.errors import APIError
 from app.query.coercion import CoercionError, coerce_json
 from app.query.masking import BLOCKED, ColumnMasking, default_masking
-from app.query.params import like_to_glob, page, param_error, param_value
+from app.query.params import like_to_glob, param_error
 from app.query.plan import ColumnRef, FilterSpec, ResolvedQuery, TableRef
 from app.query.policy import MASK, KeyPolicy
-from app.query.validation import LIST_OPS, MAX_LIST_VALUES, NULL_OPS, column_not_permitted, resolve_query_config
+from app.query.template import (
+    LIMIT_BIND,
+    OFFSET_BIND,
+    TOO_MANY_VALUES,
+    ParamBinder,
+    QueryTemplate,
+    template_shape,
+)
+from app.query.validation import LIST_OPS, NULL_OPS, column_not_permitted, resolve_query_config
 from app.warehouse.engine import is_sqlite, sa_type_for
 
 __all__ = ["like_to_glob", "param_error"]  # re-exported: callers name them from here
 
 MaskingLookup = Callable[[str, str], Mapping[str, ColumnMasking]]
-
-# Names of the binds a request fills; no anonymous bind SQLAlchemy makes (`region_1`, `param_1`) starts like these.
-LIMIT_BIND = "_apiary_limit"
-OFFSET_BIND = "_apiary_offset"
-_TOO_MANY = 0  # shape of a list param past MAX_LIST_VALUES: its value is refused before any SQL is needed
 
 
 @dataclass(frozen=True)
@@ -66,90 +69,6 @@ def query_param_names(config: Mapping) -> frozenset[str]:
     """The request params a (valid) query config reads: its filters' params plus limit and offset."""
     names = {f["param"] for f in config.get("filters") or [] if isinstance(f, dict) and f.get("param")}
     return frozenset(names | {"limit", "offset"})
-
-
-@dataclass(frozen=True)
-class ParamBinder:
-    """One filter's request param: its raw string -> the values of the filter's binds, in `names` order."""
-
-    spec: FilterSpec
-    names: tuple[str, ...]
-    sqlite: bool
-
-    def bind(self, params: Mapping[str, Any], values: dict) -> None:
-        raw = params.get(self.spec.param)
-        if raw is None:
-            raise param_error(self.spec.param or "", "is required")
-        value = param_value(self.spec, str(raw))
-        op = self.spec.op
-        if op in LIST_OPS:
-            # Padded to the template's size by repeating the last value: `IN (a, b, b, b)` is `IN (a, b)`.
-            parts = value + value[-1:] * (len(self.names) - len(value))
-        elif op == "between":
-            parts = value
-        elif self.sqlite and op == "like":
-            parts = [like_to_glob(value)]
-        elif self.sqlite and op == "ilike":
-            parts = [like_to_glob(value.lower())]
-        else:
-            parts = [value]
-        # strict: the shape counted the list's values from the same string; a mismatch is a bug, never a query.
-        values.update(zip(self.names, parts, strict=True))
-
-
-@dataclass(frozen=True, eq=False)
-class QueryTemplate:
-    """One shape of a query for one key: its statement with named binds, output columns and param binders.
-
-    `refusal`: the error this shape raises (a hidden, blocked or masked column the key may not use, a required
-    param missing, a row scope that cannot apply), after the binders before it have parsed their values, so a
-    request gets the very error, in the very order, a statement built for it alone would give.
-    """
-
-    columns: tuple[OutputColumn, ...]
-    binders: tuple[ParamBinder, ...]
-    statement: sa.Select | None  # None when refused
-    refusal: APIError | None
-    default_limit: int
-    max_limit: int
-    sqlite: bool
-    dialect_sql: dict = field(default_factory=dict, repr=False)  # dialect -> its SQL text (see app/query/template)
-
-    def bind(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], int, int]:
-        """({bind name: value}, limit, offset) for one request; 400 naming the param for a bad value."""
-        values: dict[str, Any] = {}
-        for binder in self.binders:
-            binder.bind(params, values)
-        if self.refusal is not None:
-            refusal = self.refusal  # a fresh error per call: a raised exception carries that call's traceback
-            raise APIError(refusal.status, refusal.code, refusal.message, refusal.details, refusal.headers)
-        limit, offset = page(params, self.default_limit, self.max_limit)
-        values[LIMIT_BIND] = limit
-        values[OFFSET_BIND] = offset
-        return values, limit, offset
-
-
-def template_shape(plan: ResolvedQuery, params: Mapping[str, Any]) -> tuple:
-    """What of `params` the statement's structure depends on: per param filter, None when its param was not sent,
-    else how many values it binds (1, or for a list its count rounded up to a power of two)."""
-    shape = []
-    for spec in plan.filters:
-        if spec.param is None:
-            continue
-        raw = params.get(spec.param)
-        if raw is None:
-            shape.append(None)
-        elif spec.op in LIST_OPS:
-            count = str(raw).count(",") + 1
-            shape.append(_list_size(count) if count <= MAX_LIST_VALUES else _TOO_MANY)
-        else:
-            shape.append(1)
-    return tuple(shape)
-
-
-def _list_size(count: int) -> int:
-    # The next power of two: lists of any length up to MAX_LIST_VALUES make at most 11 shapes, not a thousand.
-    return 1 << (count - 1).bit_length()
 
 
 def compile_query(
@@ -334,7 +253,7 @@ def _filter_condition(
     elif count is None:
         # A required param not sent: no value to bind, and the binder says so ("is required").
         return sa.false(), ("",)
-    elif count == _TOO_MANY:
+    elif count == TOO_MANY_VALUES:
         return sa.false(), ()  # the binder refuses the list before any value is bound
     else:
         n = count if op in LIST_OPS else 2 if op == "between" else 1

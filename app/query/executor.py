@@ -12,18 +12,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from app.errors import APIError
-from app.query.compiler import (
-    CompiledQuery,
-    MaskingLookup,
-    OutputColumn,
-    QueryTemplate,
-    build_template,
-    template_shape,
-)
+from app.query.compiler import CompiledQuery, MaskingLookup, OutputColumn, build_template
 from app.query.masking import BLOCKED, mask_value
 from app.query.plan import ResolvedQuery
 from app.query.policy import MASK, KeyPolicy
-from app.query.template import TemplateCache, policy_key, template_sql
+from app.query.template import QueryTemplate, TemplateCache, policy_key, template_shape, template_sql
 from app.query.validation import resolve_query_config
 from app.warehouse.engine import QueryTimeout, is_sqlite
 from app.warehouse.readonly import run_readonly_sql

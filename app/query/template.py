@@ -1,18 +1,116 @@
-"""Query templates kept per prepared query: one per (key policy, shape), with its SQL compiled once per dialect."""
+"""Query templates: one shape of a query for one key policy, bound per call; kept per prepared query, with their SQL
+compiled once per dialect."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from app.query.compiler import LIMIT_BIND, OFFSET_BIND, QueryTemplate
+from app.errors import APIError
+from app.query.params import like_to_glob, page, param_error, param_value
+from app.query.plan import FilterSpec, ResolvedQuery
 from app.query.policy import KeyPolicy
+from app.query.validation import LIST_OPS, MAX_LIST_VALUES
+
+if TYPE_CHECKING:
+    from app.query.compiler import OutputColumn
+
+# Names of the binds a request fills; no anonymous bind SQLAlchemy makes (`region_1`, `param_1`) starts like these.
+LIMIT_BIND = "_apiary_limit"
+OFFSET_BIND = "_apiary_offset"
+TOO_MANY_VALUES = 0  # shape of a list param past MAX_LIST_VALUES: its value is refused before any SQL is needed
+
+
+@dataclass(frozen=True)
+class ParamBinder:
+    """One filter's request param: its raw string -> the values of the filter's binds, in `names` order."""
+
+    spec: FilterSpec
+    names: tuple[str, ...]
+    sqlite: bool
+
+    def bind(self, params: Mapping[str, Any], values: dict) -> None:
+        raw = params.get(self.spec.param)
+        if raw is None:
+            raise param_error(self.spec.param or "", "is required")
+        value = param_value(self.spec, str(raw))
+        op = self.spec.op
+        if op in LIST_OPS:
+            # Padded to the template's size by repeating the last value: `IN (a, b, b, b)` is `IN (a, b)`.
+            parts = value + value[-1:] * (len(self.names) - len(value))
+        elif op == "between":
+            parts = value
+        elif self.sqlite and op == "like":
+            parts = [like_to_glob(value)]
+        elif self.sqlite and op == "ilike":
+            parts = [like_to_glob(value.lower())]
+        else:
+            parts = [value]
+        # strict: the shape counted the list's values from the same string; a mismatch is a bug, never a query.
+        values.update(zip(self.names, parts, strict=True))
+
+
+@dataclass(frozen=True, eq=False)
+class QueryTemplate:
+    """One shape of a query for one key: its statement with named binds, output columns and param binders.
+
+    `refusal`: the error this shape raises (a hidden, blocked or masked column the key may not use, a required
+    param missing, a row scope that cannot apply), after the binders before it have parsed their values, so a
+    request gets the very error, in the very order, a statement built for it alone would give.
+    """
+
+    columns: tuple[OutputColumn, ...]
+    binders: tuple[ParamBinder, ...]
+    statement: sa.Select | None  # None when refused
+    refusal: APIError | None
+    default_limit: int
+    max_limit: int
+    sqlite: bool
+    dialect_sql: dict = field(default_factory=dict, repr=False)  # dialect -> its TemplateSQL (see template_sql)
+
+    def bind(self, params: Mapping[str, Any]) -> tuple[dict[str, Any], int, int]:
+        """({bind name: value}, limit, offset) for one request; 400 naming the param for a bad value."""
+        values: dict[str, Any] = {}
+        for binder in self.binders:
+            binder.bind(params, values)
+        if self.refusal is not None:
+            refusal = self.refusal  # a fresh error per call: a raised exception carries that call's traceback
+            raise APIError(refusal.status, refusal.code, refusal.message, refusal.details, refusal.headers)
+        limit, offset = page(params, self.default_limit, self.max_limit)
+        values[LIMIT_BIND] = limit
+        values[OFFSET_BIND] = offset
+        return values, limit, offset
+
+
+def template_shape(plan: ResolvedQuery, params: Mapping[str, Any]) -> tuple:
+    """What of `params` the statement's structure depends on: per param filter, None when its param was not sent,
+    else how many values it binds (1, or for a list its count rounded up to a power of two)."""
+    shape = []
+    for spec in plan.filters:
+        if spec.param is None:
+            continue
+        raw = params.get(spec.param)
+        if raw is None:
+            shape.append(None)
+        elif spec.op in LIST_OPS:
+            count = str(raw).count(",") + 1
+            shape.append(_list_size(count) if count <= MAX_LIST_VALUES else TOO_MANY_VALUES)
+        else:
+            shape.append(1)
+    return tuple(shape)
+
+
+def _list_size(count: int) -> int:
+    # The next power of two: lists of any length up to MAX_LIST_VALUES make at most 11 shapes, not a thousand.
+    return 1 << (count - 1).bit_length()
+
 
 MAX_TEMPLATES = 256  # shapes kept per prepared query; the least recently used goes first
 
