@@ -1,4 +1,11 @@
-"""A validated query config plus request params and a key policy -> one SQLAlchemy Core SELECT with bound values."""
+"""A validated query config plus a key policy -> a query template (one SELECT with named binds); params bind it.
+
+Everything the statement's structure depends on (the plan, the key policy, the masking, which optional params
+were sent and how many values each list param has) is its *shape*: `build_template` turns a shape into a
+`QueryTemplate` once, and `QueryTemplate.bind` turns one request's params into the values of its binds. Only
+bound values ever reach SQL; the key's checks (hidden, blocked and masked columns, row scope) are all made when
+the shape is built, and a shape they refuse raises the same error on every call.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +17,25 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from app.errors import APIError
-from app.query.coercion import CoercionError, check_like_pattern, coerce_json, coerce_text
+from app.query.coercion import CoercionError, coerce_json
 from app.query.masking import BLOCKED, ColumnMasking, default_masking
+from app.query.params import like_to_glob, param_error
 from app.query.plan import ColumnRef, FilterSpec, ResolvedQuery, TableRef
 from app.query.policy import MASK, KeyPolicy
-from app.query.validation import LIST_OPS, MAX_LIST_VALUES, TEXT_OPS, column_not_permitted, resolve_query_config
+from app.query.template import (
+    LIMIT_BIND,
+    OFFSET_BIND,
+    TOO_MANY_VALUES,
+    ParamBinder,
+    QueryTemplate,
+    template_shape,
+)
+from app.query.validation import LIST_OPS, NULL_OPS, column_not_permitted, resolve_query_config
 from app.warehouse.engine import is_sqlite, sa_type_for
 
-MaskingLookup = Callable[[str, str], Mapping[str, ColumnMasking]]
+__all__ = ["like_to_glob", "param_error"]  # re-exported: callers name them from here
 
-_MAX_OFFSET = 2**63 - 1
+MaskingLookup = Callable[[str, str], Mapping[str, ColumnMasking]]
 
 
 @dataclass(frozen=True)
@@ -49,11 +65,6 @@ def column_masked(param: str, spec: FilterSpec) -> APIError:
     return APIError(400, "column_masked", f"param '{param}': {message}", {"fields": {param: [message]}})
 
 
-def param_error(name: str, message: str) -> APIError:
-    """A 400 naming one request parameter, e.g. `param 'min_age': expected an integer`."""
-    return APIError(400, "validation_error", f"param '{name}': {message}", {"fields": {name: [message]}})
-
-
 def query_param_names(config: Mapping) -> frozenset[str]:
     """The request params a (valid) query config reads: its filters' params plus limit and offset."""
     names = {f["param"] for f in config.get("filters") or [] if isinstance(f, dict) and f.get("param")}
@@ -77,6 +88,20 @@ def compile_query(
     """
     if plan is None:
         plan = resolve_query_config(config, engine, field_prefix)
+    template = build_template(plan, policy, masking, template_shape(plan, params), is_sqlite(engine), tables)
+    values, limit, offset = template.bind(params)
+    return CompiledQuery(template.statement.params(values), template.columns, limit, offset)
+
+
+def build_template(
+    plan: ResolvedQuery,
+    policy: KeyPolicy,
+    masking: MaskingLookup,
+    shape: tuple,
+    sqlite: bool,
+    tables: Mapping[str, sa.Table] | None = None,
+) -> QueryTemplate:
+    """The template of one shape (see `template_shape`) for `policy`; its refusal, if the key may not run it."""
     # Reused Table objects (see `plan_tables`) let SQLAlchemy's compiled cache serve the statement's SQL.
     tables = tables if tables is not None else plan_tables(plan)
     maskings = {t.key: dict(masking(t.schema, t.table) or {}) for t in plan.tables}
@@ -112,48 +137,62 @@ def compile_query(
         # Every output column is blocked: rows still come back, as "[BLOCKED]" placeholders.
         selected.append(sa.literal(1).label("_apiary_row"))
 
-    from_clause: sa.FromClause = tables[plan.source.key]
-    for join in plan.joins:
-        for i, (left, right) in enumerate(join.on):
-            for side, ref in (("left", left), ("right", right)):
-                if not visible(ref):
-                    raise column_not_permitted(f"{join.field}.on[{i}].{side}", ref)
-                if masked(ref):
-                    # An equality oracle over a whole table at once: joined to a table of guesses, every match
-                    # would bring its guess back in clear (unlike one `eq` param, one guess per call).
-                    where = f"{join.field}.on[{i}].{side}"
-                    message = f"column {ref.name} is masked for this key and cannot be joined on"
-                    raise APIError(400, "column_masked", f"{where}: {message}", {"fields": {where: [message]}})
-        onclause = sa.and_(*(sa_col(left) == sa_col(right) for left, right in join.on))
-        from_clause = from_clause.join(tables[join.table.key], onclause, isouter=join.type == "left")
+    binders: list[ParamBinder] = []
 
-    conditions = _row_scope_conditions(plan, policy, sa_col)
-    for spec in plan.filters:
-        if spec.param is not None and params.get(spec.param) is None and not spec.required:
-            continue  # an optional filter whose param was not sent
-        if spec.param is not None and not visible(spec.column):
-            # Checked before the value is parsed, so even a parse error cannot hint at a hidden column's type.
-            raise column_not_permitted(f"param '{spec.param}'", spec.column)
-        if spec.param is not None and spec.op not in MASKED_COLUMN_OPS and masked(spec.column):
-            raise column_masked(spec.param, spec)
-        conditions.append(_filter_condition(spec, params, sa_col(spec.column), is_sqlite(engine)))
+    def template(statement: sa.Select | None, refusal: APIError | None) -> QueryTemplate:
+        return QueryTemplate(
+            tuple(columns), tuple(binders), statement, refusal, plan.default_limit, plan.max_limit, sqlite
+        )
 
-    order = []
-    for spec in plan.order_by:
-        if not visible(spec.column):
-            raise column_not_permitted(f"{spec.field}.column", spec.column)
-        if masked(spec.column):
-            # The order of rows would rank values the key only sees masked.
-            message = f"column {spec.column.name} is masked for this key and cannot be sorted on"
-            raise APIError(
-                400, "column_masked", f"{spec.field}.column: {message}", {"fields": {f"{spec.field}.column": [message]}}
-            )
-        order.append(sa_col(spec.column).desc() if spec.dir == "desc" else sa_col(spec.column).asc())
+    try:
+        from_clause: sa.FromClause = tables[plan.source.key]
+        for join in plan.joins:
+            for i, (left, right) in enumerate(join.on):
+                for side, ref in (("left", left), ("right", right)):
+                    if not visible(ref):
+                        raise column_not_permitted(f"{join.field}.on[{i}].{side}", ref)
+                    if masked(ref):
+                        # An equality oracle over a whole table at once: joined to a table of guesses, every match
+                        # would bring its guess back in clear (unlike one `eq` param, one guess per call).
+                        where = f"{join.field}.on[{i}].{side}"
+                        message = f"column {ref.name} is masked for this key and cannot be joined on"
+                        raise APIError(400, "column_masked", f"{where}: {message}", {"fields": {where: [message]}})
+            onclause = sa.and_(*(sa_col(left) == sa_col(right) for left, right in join.on))
+            from_clause = from_clause.join(tables[join.table.key], onclause, isouter=join.type == "left")
 
-    limit, offset = _page(params, plan)
+        conditions = _row_scope_conditions(plan, policy, sa_col)
+        param_shapes = iter(shape)
+        for i, spec in enumerate(plan.filters):
+            count = next(param_shapes) if spec.param is not None else 1
+            if spec.param is not None and count is None and not spec.required:
+                continue  # an optional filter whose param was not sent
+            if spec.param is not None and not visible(spec.column):
+                # Checked before the value is parsed, so even a parse error cannot hint at a hidden column's type.
+                raise column_not_permitted(f"param '{spec.param}'", spec.column)
+            if spec.param is not None and spec.op not in MASKED_COLUMN_OPS and masked(spec.column):
+                raise column_masked(spec.param, spec)
+            condition, names = _filter_condition(spec, i, count, sa_col(spec.column), sqlite)
+            if names is not None:
+                binders.append(ParamBinder(spec, names, sqlite))
+            conditions.append(condition)
+
+        order = []
+        for spec in plan.order_by:
+            if not visible(spec.column):
+                raise column_not_permitted(f"{spec.field}.column", spec.column)
+            if masked(spec.column):
+                # The order of rows would rank values the key only sees masked.
+                message = f"column {spec.column.name} is masked for this key and cannot be sorted on"
+                where = f"{spec.field}.column"
+                raise APIError(400, "column_masked", f"{where}: {message}", {"fields": {where: [message]}})
+            order.append(sa_col(spec.column).desc() if spec.dir == "desc" else sa_col(spec.column).asc())
+    except APIError as refusal:
+        return template(None, refusal)
+
     statement = sa.select(*selected).select_from(from_clause).where(*conditions).order_by(*order)
-    statement = statement.limit(limit).offset(offset)
-    return CompiledQuery(statement, tuple(columns), limit, offset)
+    statement = statement.limit(sa.bindparam(LIMIT_BIND, type_=sa.Integer()))
+    statement = statement.offset(sa.bindparam(OFFSET_BIND, type_=sa.Integer()))
+    return template(statement, None)
 
 
 def plan_tables(plan: ResolvedQuery) -> dict[str, sa.Table]:
@@ -165,6 +204,11 @@ def _sa_table(ref: TableRef) -> sa.Table:
     # Built from the reflected columns only: no identifier from the config ever reaches SQL text.
     cols = [sa.Column(name, sa_type_for(logical)) for name, logical in ref.columns.items()]
     return sa.Table(ref.table, sa.MetaData(), *cols, schema=ref.schema)
+
+
+def _fixed_binds(values: list, col: sa.ColumnElement) -> list[sa.BindParameter]:
+    # One bind per value (never an expanding IN): the template's SQL text is then the same for every call.
+    return [sa.bindparam(None, value, type_=col.type) for value in values]
 
 
 def _row_scope_conditions(plan: ResolvedQuery, policy: KeyPolicy, sa_col) -> list:
@@ -190,102 +234,57 @@ def _row_scope_conditions(plan: ResolvedQuery, policy: KeyPolicy, sa_col) -> lis
                     values.append(coerce_json(value, ref.type))
                 except CoercionError:
                     continue  # a scope value of the wrong type matches nothing; the scope only narrows
-            conditions.append(sa_col(ref).in_(values))
+            col = sa_col(ref)
+            conditions.append(col.in_(_fixed_binds(values, col)) if values else sa.false())
     return conditions
 
 
-def _filter_condition(spec: FilterSpec, params: Mapping[str, str], col: sa.ColumnElement, sqlite: bool) -> Any:
-    """The filter's WHERE term; the caller has already skipped optional filters whose param was not sent."""
+def _filter_condition(
+    spec: FilterSpec, i: int, count: int | None, col: sa.ColumnElement, sqlite: bool
+) -> tuple[Any, tuple[str, ...] | None]:
+    """The filter's WHERE term and, for a request param, the names of the binds it reads (None for none)."""
     op = spec.op
-    if op == "is_null":
-        return col.is_(None)
-    if op == "is_not_null":
-        return col.is_not(None)
+    if op in NULL_OPS:
+        return (col.is_(None) if op == "is_null" else col.is_not(None)), None
     if spec.param is None:
         value = spec.value
+        binds = _fixed_binds(value if isinstance(value, list) else [value], col)
+        names = None
+    elif count is None:
+        # A required param not sent: no value to bind, and the binder says so ("is required").
+        return sa.false(), ("",)
+    elif count == TOO_MANY_VALUES:
+        return sa.false(), ()  # the binder refuses the list before any value is bound
     else:
-        raw = params.get(spec.param)
-        if raw is None:
-            raise param_error(spec.param, "is required")
-        value = _param_value(spec, str(raw))
+        n = count if op in LIST_OPS else 2 if op == "between" else 1
+        bind_type = sa.Text() if op in ("like", "ilike") else col.type
+        names = tuple(f"_apiary_f{i}_{k}" for k in range(n))
+        binds = [sa.bindparam(name, type_=bind_type) for name in names]
     if op == "eq":
-        return col == value
+        return col == binds[0], names
     if op == "neq":
-        return col != value
+        return col != binds[0], names
     if op == "gt":
-        return col > value
+        return col > binds[0], names
     if op == "gte":
-        return col >= value
+        return col >= binds[0], names
     if op == "lt":
-        return col < value
+        return col < binds[0], names
     if op == "lte":
-        return col <= value
+        return col <= binds[0], names
     if op == "in":
-        return col.in_(value)
+        return col.in_(binds), names
     if op == "not_in":
-        return col.not_in(value)
+        return col.not_in(binds), names
     if op == "between":
-        return col.between(value[0], value[1])
+        return col.between(binds[0], binds[1]), names
+    if spec.param is None and sqlite:
+        # A fixed pattern: translated once, here (a param's is translated by its binder).
+        binds = _fixed_binds([like_to_glob(value if op == "like" else value.lower())], col)
     if sqlite:
         # SQLite's LIKE ignores ASCII case and has no escape character; GLOB on a translated pattern gives
         # PostgreSQL's semantics (case-sensitive like, backslash escapes) on both warehouses.
         if op == "like":
-            return col.op("GLOB")(like_to_glob(value))
-        return sa.func.lower(col).op("GLOB")(like_to_glob(value.lower()))
-    return col.like(value) if op == "like" else col.ilike(value)
-
-
-def like_to_glob(pattern: str) -> str:
-    """A LIKE pattern (`%`, `_`, backslash escapes) as the equivalent SQLite GLOB pattern."""
-    out, chars = [], iter(pattern)
-    for char in chars:
-        if char == "\\":
-            char = next(chars, "\\")
-            out.append(f"[{char}]" if char in "*?[" else char)
-        elif char == "%":
-            out.append("*")
-        elif char == "_":
-            out.append("?")
-        elif char in "*?[":
-            out.append(f"[{char}]")
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-def _param_value(spec: FilterSpec, raw: str) -> Any:
-    logical = spec.column.type
-    try:
-        if spec.op in LIST_OPS or spec.op == "between":
-            parts = raw.split(",")
-            if spec.op == "between" and len(parts) != 2:
-                raise CoercionError("expected two comma-separated values (low,high)")
-            if len(parts) > MAX_LIST_VALUES:
-                raise CoercionError(f"at most {MAX_LIST_VALUES} comma-separated values")
-            return [coerce_text(part.strip() if logical == "text" else part, logical) for part in parts]
-        value = coerce_text(raw, logical)
-        return check_like_pattern(value) if spec.op in TEXT_OPS else value
-    except CoercionError as exc:
-        raise param_error(spec.param or "", str(exc)) from None
-
-
-def _page(params: Mapping[str, str], plan: ResolvedQuery) -> tuple[int, int]:
-    limit, offset = plan.default_limit, 0
-    raw_limit = params.get("limit")
-    if raw_limit is not None:
-        raw_limit = str(raw_limit)
-        if not _is_count(raw_limit) or not 1 <= int(raw_limit) <= plan.max_limit:
-            raise param_error("limit", f"expected an integer from 1 to {plan.max_limit}")
-        limit = int(raw_limit)
-    raw_offset = params.get("offset")
-    if raw_offset is not None:
-        raw_offset = str(raw_offset)
-        if not _is_count(raw_offset) or int(raw_offset) > _MAX_OFFSET:
-            raise param_error("offset", "expected an integer of 0 or more")
-        offset = int(raw_offset)
-    return limit, offset
-
-
-def _is_count(text: str) -> bool:
-    # Plain ASCII digits, short enough that int() stays cheap on a hostile 100 kB value.
-    return 0 < len(text) <= 19 and text.isascii() and text.isdigit()
+            return col.op("GLOB")(binds[0]), names
+        return sa.func.lower(col).op("GLOB")(binds[0]), names
+    return (col.like(binds[0]) if op == "like" else col.ilike(binds[0])), names

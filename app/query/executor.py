@@ -12,11 +12,14 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from app.errors import APIError
-from app.query.compiler import CompiledQuery, MaskingLookup, OutputColumn, compile_query
+from app.query.compiler import CompiledQuery, MaskingLookup, OutputColumn, build_template
 from app.query.masking import BLOCKED, mask_value
 from app.query.plan import ResolvedQuery
 from app.query.policy import MASK, KeyPolicy
-from app.warehouse.engine import QueryTimeout, execute_readonly
+from app.query.template import QueryTemplate, TemplateCache, policy_key, template_shape, template_sql
+from app.query.validation import resolve_query_config
+from app.warehouse.engine import QueryTimeout, is_sqlite
+from app.warehouse.readonly import run_readonly_sql
 
 
 def run_query(
@@ -29,12 +32,26 @@ def run_query(
     field_prefix: str = "query",
     plan: ResolvedQuery | None = None,
     tables: Mapping | None = None,
+    templates: TemplateCache | None = None,
 ) -> dict:
     """Compile and run `config` for one request: `{rows, count, limit, offset}`, every row shaped by `policy`.
-    `plan`: `config` already resolved against the warehouse (serving caches it), else it is resolved here."""
-    compiled = compile_query(config, engine, params, policy, masking, field_prefix, plan=plan, tables=tables)
+
+    `plan`: `config` already resolved against the warehouse (serving caches it), else it is resolved here.
+    `templates`: where the templates of `plan` with this `masking` are kept (serving keeps them on its prepared
+    query), so a shape already seen binds the params to SQL compiled once; without, one is built for this call."""
+    if plan is None:
+        plan = resolve_query_config(config, engine, field_prefix)
+    shape = template_shape(plan, params)
+    sqlite = is_sqlite(engine)
+
+    def build() -> QueryTemplate:
+        return build_template(plan, policy, masking, shape, sqlite, tables)
+
+    template = build() if templates is None else templates.get((policy_key(policy), shape, sqlite), build)
+    values, limit, offset = template.bind(params)
+    sql = template_sql(template, engine.dialect)
     try:
-        raw_rows = execute_readonly(engine, compiled.statement, timeout_s)
+        description, raw_rows = run_readonly_sql(engine, sql.text, sql.args(values), timeout_s)
     except QueryTimeout as exc:
         raise APIError(
             504,
@@ -42,11 +59,11 @@ def run_query(
             f"the query took longer than {exc.seconds:g} s and was stopped",
             {"timeout_s": exc.seconds},
         ) from None
-    rows = shape_rows(compiled, raw_rows)
-    return {"rows": rows, "count": len(rows), "limit": compiled.limit, "offset": compiled.offset}
+    rows = shape_rows(template, sql.rows(description, raw_rows))
+    return {"rows": rows, "count": len(rows), "limit": limit, "offset": offset}
 
 
-def shape_rows(compiled: CompiledQuery, raw_rows: list[dict]) -> list[dict]:
+def shape_rows(compiled: CompiledQuery | QueryTemplate, raw_rows: list[dict]) -> list[dict]:
     """Each warehouse row as the key may see it, in the output plan's column order."""
     return [{col.name: _served_value(col, raw) for col in compiled.columns} for raw in raw_rows]
 

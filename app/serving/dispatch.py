@@ -27,6 +27,7 @@ from app.query.compiler import plan_tables, query_param_names
 from app.query.executor import run_query
 from app.query.plan import ResolvedQuery
 from app.query.policy import KeyPolicy
+from app.query.template import TemplateCache
 from app.query.validation import resolve_query_config
 from app.serving.admission import WorkRoute, admitted
 from app.serving.batching import group_scorer
@@ -120,6 +121,8 @@ class PreparedQuery:
     maskings: dict  # (schema, table) -> {column: ColumnMasking}
     param_names: frozenset
     tables: dict  # the plan's SQLAlchemy Tables, reused so the statement's compiled SQL is cached
+    # The query's templates per key policy and shape: built and compiled once, dropped with this prepared query.
+    templates: TemplateCache = field(default_factory=TemplateCache, compare=False, repr=False)
 
     def masking(self, schema: str, table: str) -> dict:
         return self.maskings.get((schema, table), {})
@@ -181,7 +184,7 @@ def run_data_query(
     return Outcome(body)
 
 
-def _run_prepared(prepared, params: dict, policy, paged: bool = True) -> dict:
+def _run_prepared(prepared: PreparedQuery, params: dict, policy: KeyPolicy, paged: bool = True) -> dict:
     """Run a prepared query for one call, timed as the call's `query` part."""
     with timed("query"):
         body = run_query(
@@ -193,6 +196,7 @@ def _run_prepared(prepared, params: dict, policy, paged: bool = True) -> dict:
             current_app.config["STATEMENT_TIMEOUT_SECONDS"],
             plan=prepared.plan,
             tables=prepared.tables,
+            templates=prepared.templates,
         )
     if not paged:
         del body["limit"], body["offset"]

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from app.errors import APIError
 from app.query import KeyPolicy, run_query
-from app.warehouse.engine import QueryTimeout, WarehouseUnavailable, execute_readonly
+from app.warehouse.engine import QueryTimeout, WarehouseUnavailable, create_warehouse_engine, execute_readonly
+from app.warehouse.readonly import run_readonly_sql
 
 FAN_OUT = 3000  # both tables' rows share one join key: the join has FAN_OUT² rows to sort
 
@@ -99,3 +100,70 @@ def test_a_write_through_the_served_path_is_refused(warehouse, statement):
         "Dan Brown",
         "Eve O'Neil",
     ]
+
+
+@pytest.fixture
+def one_connection(warehouse):
+    """An engine on the same warehouse whose pool holds one connection: each statement reuses the one before's."""
+    url = warehouse.engine.url.render_as_string(hide_password=False)
+    if warehouse.backend == "sqlite":
+        engine = create_warehouse_engine(url, warehouse.engine.info["data_dir"], pool_size=1)
+    else:
+        engine = create_warehouse_engine(url, pool_size=1)
+    scratch = sa.Table("scratch", sa.MetaData(), sa.Column("a", sa.BigInteger), schema=warehouse.schema)
+    scratch.create(engine)
+    yield engine, scratch
+    scratch.drop(engine)
+    engine.dispose()
+
+
+def _no_args(warehouse):
+    return () if warehouse.backend == "sqlite" else {}
+
+
+def _assert_left_read_write_and_transactional(engine, scratch) -> None:
+    """The pooled connection a fast-path query used is as SQLAlchemy left it: writable, and a rolled back write is
+    gone (a connection left read-only, or autocommitting, would fail either check)."""
+    with engine.connect() as conn:
+        conn.execute(scratch.insert(), [{"a": 1}])
+        conn.rollback()
+    with engine.begin() as conn:
+        conn.execute(scratch.insert(), [{"a": 2}])
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(scratch.c.a)).scalars().all() == [2]
+        conn.execute(scratch.delete())
+        conn.commit()
+
+
+def test_the_fast_path_stops_a_recursive_query_at_its_deadline(warehouse, one_connection):
+    engine, scratch = one_connection
+    endless = (
+        "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT count(*) FROM c"
+    )
+    started = time.monotonic()
+    with pytest.raises(QueryTimeout):
+        run_readonly_sql(engine, endless, _no_args(warehouse), 0.3)
+    assert time.monotonic() - started < 2
+    _assert_left_read_write_and_transactional(engine, scratch)
+    # No deadline left behind: the next query runs to its end.
+    description, rows = run_readonly_sql(engine, "SELECT 1 AS one", _no_args(warehouse), 5)
+    assert (description[0][0], rows) == ("one", [(1,)])
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO {t} (customer_key, name) VALUES (99, 'intruder')",
+        "UPDATE {t} SET name = 'changed'",
+        "DELETE FROM {t}",
+    ],
+)
+def test_a_write_through_the_fast_path_is_refused(warehouse, one_connection, statement):
+    engine, scratch = one_connection
+    before = warehouse.row_counts()
+    with pytest.raises(WarehouseUnavailable) as err:
+        run_readonly_sql(engine, statement.format(t=f"{warehouse.schema}.customers"), _no_args(warehouse), 5)
+    message = str(err.value.__cause__).lower()
+    assert "read-only" in message or "readonly" in message, message
+    assert warehouse.row_counts() == before
+    _assert_left_read_write_and_transactional(engine, scratch)

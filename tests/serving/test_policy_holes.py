@@ -87,6 +87,26 @@ def test_masked_column_refuses_like_range_and_sort_but_accepts_eq(client, admin,
     assert call(client, clear, "by_name").status_code == 200
 
 
+def test_keys_calling_one_endpoint_in_turn_each_keep_their_own_rules(client, admin, probe_service):
+    """One prepared query serves every key of the endpoint; its query templates are per key policy (issue 15): a
+    key that sees e-mails in clear going first never lets a masked or blocked key reuse what it was allowed."""
+    clear = mint(client, admin, probe_service, masking_level="unmasked", sensitivity_max="high")["key"]
+    masked = mint(client, admin, probe_service, sensitivity_max="high")["key"]
+    blocked = mint(client, admin, probe_service)["key"]  # medium ceiling: e-mails are [BLOCKED]
+    for _ in range(2):
+        rows = call(client, clear, "email_like", query_string={"email": "g%"}).get_json()["rows"]
+        assert rows == [{"customer_key": 3, "email": "grace@example.com"}]
+        probe = call(client, masked, "email_like", query_string={"email": "g%"})
+        assert (probe.status_code, probe.get_json()["error"]["code"]) == (400, "column_masked")
+        hidden = call(client, blocked, "email_like", query_string={"email": "g%"})
+        assert (hidden.status_code, hidden.get_json()["error"]["code"]) == (400, "column_not_permitted")
+        known = {"email": "grace@example.com"}
+        assert call(client, clear, "email_eq", query_string=known).get_json()["rows"][0]["email"] == known["email"]
+        masked_row = call(client, masked, "email_eq", query_string=known).get_json()["rows"][0]
+        assert masked_row == {"customer_key": 3, "email": "gr****@example.com"}
+        assert call(client, blocked, "email_eq", query_string=known).status_code == 400
+
+
 def test_test_pane_applies_the_same_probe_rules_by_role(client, admin, probe_service):
     designer = add_user(client, admin, "designer")
     url = f"/api/api-services/{probe_service}/endpoints/email_like/test"

@@ -107,6 +107,9 @@ def test_publish_unpublish_and_rollback_reach_the_other_server_at_once(client, a
 
 
 class StatementCounter:
+    """The SQL a call sends: through SQLAlchemy's cursor events on `engines`, and through the served queries' fast
+    path (`run_readonly_sql` runs their precompiled SQL on the DBAPI connection, beneath those events)."""
+
     def __init__(self, engines):
         self.statements: list[str] = []
         self.engines = engines
@@ -116,11 +119,23 @@ class StatementCounter:
             self.statements.append(statement)
 
     def __enter__(self):
+        from app.query import executor
+
         for engine in self.engines:
             event.listen(engine, "before_cursor_execute", self._count)
+        self._fast_path = executor.run_readonly_sql
+
+        def run_readonly_sql(engine, sql, args, timeout_s):
+            self.statements.append(sql)
+            return self._fast_path(engine, sql, args, timeout_s)
+
+        executor.run_readonly_sql = run_readonly_sql
         return self
 
     def __exit__(self, *exc):
+        from app.query import executor
+
+        executor.run_readonly_sql = self._fast_path
         for engine in self.engines:
             event.remove(engine, "before_cursor_execute", self._count)
 
