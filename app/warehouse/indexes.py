@@ -81,11 +81,17 @@ def _invalid_index_names(engine: Engine, schema: str, table: str) -> set[str]:
         return set(conn.execute(stmt, {"s": schema, "t": table}).scalars())
 
 
-def covering_index(indexes: list[IndexInfo], columns: tuple[str, ...]) -> IndexInfo | None:
-    """A valid index whose leading columns are exactly `columns` (in any order): equality on them uses it."""
-    wanted = set(columns)
+def covering_index(indexes: list[IndexInfo], columns: tuple[str, ...], sort: tuple[str, ...] = ()) -> IndexInfo | None:
+    """A valid index whose leading columns are exactly `columns` (in any order), followed by `sort` in this order:
+    equality on `columns` uses it, and reads the matches sorted by `sort` (either direction)."""
+    wanted, width = set(columns), len(columns)
     for ix in indexes:
-        if ix.valid and len(ix.columns) >= len(columns) and set(ix.columns[: len(columns)]) == wanted:
+        if (
+            ix.valid
+            and len(ix.columns) >= width + len(sort)
+            and set(ix.columns[:width]) == wanted
+            and tuple(ix.columns[width : width + len(sort)]) == sort
+        ):
             return ix
     return None
 

@@ -291,3 +291,61 @@ def test_cli_and_console_show_the_indexes(app, client, admin, project, customers
     html = page.get_data(as_text=True)
     section = html[html.index('id="indexes"') :]
     assert built in section and "mine_tenure" in section and "apiary" in section and "existing" in section
+
+
+TOP_BY_REGION = {
+    "id": "top_by_region",
+    "kind": "sql",
+    "query": {
+        "source": {"schema": "marts", "table": "customers"},
+        "columns": ["customer_key", "tenure"],
+        "filters": [{"column": "region", "op": "eq", "param": "region"}],
+        "order_by": [{"column": "tenure", "dir": "desc"}],
+    },
+}
+
+
+def test_a_sorted_eq_query_gets_one_index_for_its_filter_and_its_sort(
+    app, client, admin, project, customers, live_worker
+):
+    from app.extensions import warehouse
+
+    schema, table = customers
+    asset_id = create_service(client, admin, project, [TOP_BY_REGION])
+    key = client.post(f"/api/publish/assets/{asset_id}/api-keys", headers=admin.headers, json={"name": "k"})
+    publish(client, admin, asset_id)
+    name = index_name(table, ("region", "tenure"))
+    wait_for(lambda: index_records(app, NAME).get(name, ("",))[0] == "ready", "the sorted index")
+    indexes = warehouse_indexes(app, schema, table)
+    assert indexes[name] == ["region", "tenure"]
+    assert ["region"] not in indexes.values()  # it leads the sorted index: no index of its own
+    sql = f'SELECT customer_key, tenure FROM "{schema}"."{table}" WHERE region = \'EU\' ORDER BY tenure DESC LIMIT 10'  # noqa: S608
+    with app.app_context(), warehouse.get().connect() as conn:
+        if conn.dialect.name == "sqlite":
+            text = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert name in text and "TEMP B-TREE" not in text, text  # read in order: no sort step
+        else:
+            conn.exec_driver_sql(f'ANALYZE "{schema}"."{table}"')
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            text = " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+            assert name in text and "Sort" not in text, text
+    resp = client.get(
+        "/api/service/people/top_by_region",
+        headers={"X-API-Key": key.get_json()["key"]},
+        query_string={"region": "EU", "limit": "5"},
+    )
+    assert resp.status_code == 200, resp.get_json()
+    tenures = [row["tenure"] for row in resp.get_json()["rows"]]
+    assert tenures == sorted(tenures, reverse=True) and len(tenures) == 5
+
+
+def test_an_index_covers_a_sort_only_in_its_order():
+    from app.warehouse.indexes import IndexInfo, covering_index
+
+    def ix(*columns):
+        return IndexInfo(name="_".join(columns), columns=tuple(columns), unique=False)
+
+    assert covering_index([ix("plan", "region", "tenure")], ("region", "plan"), ("tenure",)) is not None
+    assert covering_index([ix("region", "tenure", "plan")], ("region", "plan"), ("tenure",)) is None
+    assert covering_index([ix("tenure", "region")], ("region",), ("tenure",)) is None
+    assert covering_index([ix("region", "tenure")], ("region",)) is not None
