@@ -57,12 +57,13 @@ def percentiles(latencies_s: list[float]) -> dict:
     }
 
 
-def server_total_ms(header: str | None) -> float | None:
-    """`total` of a `Server-Timing` header (`auth;dur=0.3, ..., total;dur=1.2`): the time the web process itself
-    spent on the call, from its first line of code to its answer (no client, socket or thread-pool wait)."""
-    for part in (header or "").split(","):
-        name, _, rest = part.strip().partition(";dur=")
-        if name == "total" and rest:
+def server_total_ms(header: str | None, part: str = "total") -> float | None:
+    """A part of a `Server-Timing` header (`auth;dur=0.3, ..., cpu;dur=0.9, total;dur=1.2`), by default `total`: the
+    time the web process itself spent on the call, from its first line of code to its answer (no client, socket or
+    thread-pool wait); `cpu`: the web thread's CPU time within it."""
+    for item in (header or "").split(","):
+        name, _, rest = item.strip().partition(";dur=")
+        if name == part and rest:
             try:
                 return float(rest)
             except ValueError:
@@ -78,6 +79,7 @@ class Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.retry_after: str | None = None
         self.server_ms: float | None = None  # the `total` of the last answer's Server-Timing
+        self.server_cpu_ms: float | None = None  # ... and its `cpu`
 
     def call(self, method: str, path: str, body=None, headers: dict | None = None) -> tuple[int, dict, float]:
         payload = json.dumps(body) if body is not None else None
@@ -93,6 +95,7 @@ class Client:
         took = time.perf_counter() - started
         self.retry_after = resp.getheader("Retry-After")
         self.server_ms = server_total_ms(resp.getheader("Server-Timing"))
+        self.server_cpu_ms = server_total_ms(resp.getheader("Server-Timing"), "cpu")
         return resp.status, json.loads(raw) if raw else {}, took
 
     def close(self) -> None:
@@ -140,7 +143,7 @@ def run_clients(
     """`clients` connections calling `path` back to back for `seconds` (or until `stop`); every answer recorded.
     With `honour_retry_after`, a client refused with a 503 waits its `Retry-After` before calling again, as a
     well-behaved client (the SDK) does."""
-    answers: list[tuple[int, str | None, float, float | None]] = []
+    answers: list[tuple[int, str | None, float, float | None, float | None]] = []
     lock = threading.Lock()
     gate = threading.Barrier(clients + 1)
     until = [0.0]
@@ -155,10 +158,10 @@ def run_clients(
             try:
                 status, body, took = c.call("POST", path, {"n": n}, {"X-API-Key": key})
             except (http.client.HTTPException, OSError) as exc:
-                mine.append((0, type(exc).__name__, 0.0, None))
+                mine.append((0, type(exc).__name__, 0.0, None, None))
                 continue
             reason = (body.get("error") or {}).get("details", {}).get("reason") if status != 200 else None
-            mine.append((status, reason, took, c.server_ms))
+            mine.append((status, reason, took, c.server_ms, c.server_cpu_ms))
             if honour_retry_after and status == 503:
                 # Never before Retry-After, spread over the second after it: independent clients do not all
                 # come back in the same millisecond (64 clients refused together would, without the spread).
@@ -211,13 +214,12 @@ def pool_part(port: int, key: str, seconds: float, honour_retry_after: bool) -> 
     finally:
         stop.set()
         prober.join()
-    accepted = [t for s, _, t, _ in answers if s == 200]
-    refused = [t for s, r, t, _ in answers if s == 503 and r == "full"]
-    refused_server = [ms / 1000 for s, r, _, ms in answers if s == 503 and r == "full" and ms is not None]
-    timed_out = [t for s, r, t, _ in answers if s == 503 and r == "queue_timeout"]
-    other = [
-        (s, r) for s, r, _, _ in answers if s not in (200, 503) or (s == 503 and r not in ("full", "queue_timeout"))
-    ]
+    accepted = [t for s, _, t, *_ in answers if s == 200]
+    refused = [t for s, r, t, *_ in answers if s == 503 and r == "full"]
+    refused_server = [ms / 1000 for s, r, _, ms, _ in answers if s == 503 and r == "full" and ms is not None]
+    refused_cpu = [cpu / 1000 for s, r, _, _, cpu in answers if s == 503 and r == "full" and cpu is not None]
+    timed_out = [t for s, r, t, *_ in answers if s == 503 and r == "queue_timeout"]
+    other = [(s, r) for s, r, *_ in answers if s not in (200, 503) or (s == 503 and r not in ("full", "queue_timeout"))]
     return {
         "clients": 64,
         "refused_clients_wait_retry_after": honour_retry_after,
@@ -229,6 +231,8 @@ def pool_part(port: int, key: str, seconds: float, honour_retry_after: bool) -> 
         # The same refusals as the web process timed them (Server-Timing total): what a refusal costs the server,
         # without the wait for a thread of this 2-core machine's loaded gunicorn or for the client's own threads.
         "refused_overloaded_server_side": percentiles(refused_server),
+        # ... and the CPU time the web thread spent on each (Server-Timing cpu): what a refusal costs the server.
+        "refused_overloaded_server_cpu": percentiles(refused_cpu),
         "given_up_at_queue_timeout": len(timed_out),
         "healthz_meanwhile": percentiles(floor),
         "other_answers": len(other),
@@ -253,14 +257,14 @@ def fair_part(port: int, flood_key: str, calm_key: str, calls: int) -> dict:
     flooder.join()
     flooded = flood["answers"]
     statuses: dict[str, int] = {}
-    for status, reason, _, _ in flooded:
+    for status, reason, *_ in flooded:
         label = f"{status} {reason}" if reason else str(status)
         statuses[label] = statuses.get(label, 0) + 1
     return {
         "flooding_org": {
             "clients": 32,
             "answers": statuses,
-            "accepted": percentiles([t for s, _, t, _ in flooded if s == 200]),
+            "accepted": percentiles([t for s, _, t, *_ in flooded if s == 200]),
         },
         "calm_org_unloaded": unloaded,
         "calm_org_during_flood": loaded,
@@ -331,6 +335,7 @@ def main() -> None:
         "targets": {
             "refusals_p99_under_10_ms": pool["refused_overloaded"].get("p99_ms", 0) < 10,
             "refusals_server_side_p99_under_10_ms": pool["refused_overloaded_server_side"].get("p99_ms", 0) < 10,
+            "refusals_server_cpu_p99_under_10_ms": pool["refused_overloaded_server_cpu"].get("p99_ms", 0) < 10,
             "accepted_within_queue_timeout": pool["given_up_at_queue_timeout"] == 0
             and pool["accepted"].get("max_ms", 0) < POOL["queue_timeout_ms"] + 1000,
             "calm_org_zero_errors": fair["calm_org_during_flood"]["errors"] == 0,

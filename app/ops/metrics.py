@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from app.db import RecipeRun
 from app.extensions import db
 from app.namespace import namespaced_redis
+from app.ops.timing import PARTS as TIMING_PARTS
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def observe_call(service: str, endpoint: str, status: int, seconds: float, cache
     if status == 429:
         _child(metrics, "rate_limited", service).inc()
     for part, ms in parts.items():
-        if part != "total":
+        if part in TIMING_PARTS:  # not `total` (call_latency has it) nor `cpu` (not a part of the wall time)
             _child(metrics, "call_parts", part).observe(ms / 1000)
 
 

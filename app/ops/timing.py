@@ -18,6 +18,7 @@ class Timing:
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
+        self.cpu_started = time.thread_time()  # the call runs on one thread of the web process from start to end
         self.parts: dict[str, float] = {}
 
     def add(self, name: str, ms: float) -> None:
@@ -26,10 +27,17 @@ class Timing:
     def total_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000
 
+    def cpu_ms(self) -> float:
+        """CPU time the web process's thread spent on the call so far: `total` without the waits (Redis, the
+        database, a worker, and other threads or processes holding the CPU or the GIL)."""
+        return (time.thread_time() - self.cpu_started) * 1000
+
     def summary(self, total_ms: float | None = None) -> dict[str, float]:
-        """{part: ms, ..., "total": ms}: each part clamped to the total (a worker's clock may be slightly off)."""
+        """{part: ms, ..., "cpu": ms, "total": ms}: each part clamped to the total (a worker's clock may be slightly
+        off); `cpu` is not a part of the total but the web thread's own CPU time within it."""
         total = self.total_ms() if total_ms is None else total_ms
         out = {name: round(min(self.parts[name], total), 3) for name in PARTS if name in self.parts}
+        out["cpu"] = round(min(self.cpu_ms(), total), 3)
         out["total"] = round(total, 3)
         return out
 

@@ -37,7 +37,7 @@ class LogEntrySchema(Schema):
     request_id = fields.String(allow_none=True)
     client_ip = fields.String(allow_none=True)
     user_agent = fields.String(allow_none=True)
-    timing = fields.Dict(allow_none=True)  # {auth, ratelimit, cache, query, queue, score, function, total} in ms
+    timing = fields.Dict(allow_none=True)  # {auth, ratelimit, cache, query, queue, score, function, cpu, total} in ms
     request_payload = fields.String(allow_none=True)  # log: "payload" endpoints: JSON text, clipped
     response_payload = fields.String(allow_none=True)
 
