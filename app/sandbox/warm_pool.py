@@ -53,12 +53,15 @@ class Slot:
 
 
 class WarmPool:
-    """At most `size` idle jails of one worker process, least recently used evicted (and killed) first."""
+    """At most `size` idle jails of one worker process, least recently used evicted (and killed) first.
+
+    A slot may hold several idle jails: calls of one endpoint version running at once (a threads pool) each take
+    one, and each is kept for the slot's next calls, instead of all but one being killed and started again cold."""
 
     def __init__(self, size: int, max_calls: int, max_age_s: float) -> None:
         self.size, self.max_calls, self.max_age_s = size, max_calls, max_age_s
         self.pid = os.getpid()
-        self._idle: OrderedDict[Slot, JailProcess] = OrderedDict()
+        self._idle: OrderedDict[Slot, list[JailProcess]] = OrderedDict()  # least recently used slot first
         self._lock = threading.Lock()
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
@@ -70,7 +73,10 @@ class WarmPool:
     def checkout(self, slot: Slot) -> JailProcess | None:
         """The idle jail of `slot`, taken out of the pool while it serves a call; None when there is none alive."""
         with self._lock:
-            jail = self._idle.pop(slot, None)
+            stack = self._idle.get(slot)
+            jail = stack.pop() if stack else None  # the most recently used jail of the slot
+            if stack is not None and not stack:
+                del self._idle[slot]
         if jail is None:
             return None
         if self._expired(jail) or not jail.alive():
@@ -83,11 +89,15 @@ class WarmPool:
         if jail.calls >= self.max_calls or self._expired(jail) or not jail.settled():
             jail.kill()
             return
+        ended = []
         with self._lock:
-            ended = [self._idle.pop(slot)] if slot in self._idle else []  # two calls of one slot at once (threads)
-            self._idle[slot] = jail
-            while len(self._idle) > self.size:
-                ended.append(self._idle.popitem(last=False)[1])
+            self._idle.setdefault(slot, []).append(jail)
+            self._idle.move_to_end(slot)
+            while sum(len(stack) for stack in self._idle.values()) > self.size:
+                oldest = next(iter(self._idle))
+                ended.append(self._idle[oldest].pop(0))
+                if not self._idle[oldest]:
+                    del self._idle[oldest]
             if self._reaper is None:
                 self._stop.clear()
                 self._reaper = threading.Thread(target=self._reap, name="apiary-jail-reaper", daemon=True)
@@ -95,22 +105,24 @@ class WarmPool:
         for old in ended:
             old.kill()
 
-    def jails(self) -> dict[Slot, JailProcess]:
+    def jails(self) -> list[tuple[Slot, JailProcess]]:
+        """The idle jails with their slots, least recently used first."""
         with self._lock:
-            return dict(self._idle)
+            return [(slot, jail) for slot, stack in self._idle.items() for jail in stack]
 
     def close(self) -> None:
         """Kill every idle jail (and stop the reaper)."""
         self._stop.set()
         with self._lock:
-            ended, self._idle = list(self._idle.values()), OrderedDict()
+            ended, self._idle = [jail for stack in self._idle.values() for jail in stack], OrderedDict()
         for jail in ended:
             jail.kill()
 
     def forget(self) -> None:
         """In a forked child: the jails belong to the parent; close our copies of their descriptors, kill nothing."""
-        for jail in self._idle.values():
-            jail.forget()
+        for stack in self._idle.values():
+            for jail in stack:
+                jail.forget()
         self._idle = OrderedDict()
         self._lock = threading.Lock()
         self._reaper = None
@@ -125,8 +137,12 @@ class WarmPool:
         while True:
             stopped = self._stop.wait(interval)
             with self._lock:
-                expired = [slot for slot, jail in self._idle.items() if self._expired(jail)]
-                jails = [self._idle.pop(slot) for slot in expired]
+                jails = []
+                for slot, stack in list(self._idle.items()):
+                    jails += [jail for jail in stack if self._expired(jail)]
+                    stack[:] = [jail for jail in stack if not self._expired(jail)]
+                    if not stack:
+                        del self._idle[slot]
                 done = stopped or not self._idle
                 if done and self._reaper is me:
                     self._reaper = None

@@ -232,12 +232,12 @@ def test_a_jail_lives_at_most_max_age_seconds_idle_or_busy():
     pool = WarmPool(size=4, max_calls=1000, max_age_s=1.0)
     try:
         first = run(pool, endpoint())
-        (jail,) = pool.jails().values()
+        ((_, jail),) = pool.jails()
         # Idle past its age: killed by the pool without any further call.
         deadline = time.monotonic() + 3
         while jail.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert jail.proc.poll() is not None and pool.jails() == {}
+        assert jail.proc.poll() is not None and pool.jails() == []
         assert jail_processes() == []
         second = run(pool, endpoint())
         assert second["token"] != first["token"] and second["calls"] == 1
@@ -255,30 +255,69 @@ def test_the_pool_keeps_a_few_jails_and_kills_the_least_recently_used():
     pool = WarmPool(size=2, max_calls=100, max_age_s=60)
     try:
         tokens = {name: run(pool, endpoint(name))["token"] for name in ("a", "b")}
-        (jail_a,) = [jail for slot, jail in pool.jails().items() if slot.key.endpoint_id == "a"]
+        (jail_a,) = [jail for slot, jail in pool.jails() if slot.key.endpoint_id == "a"]
         assert run(pool, endpoint("a"))["token"] == tokens["a"]  # a is now the most recently used
         run(pool, endpoint("c"))
-        assert sorted(slot.key.endpoint_id for slot in pool.jails()) == ["a", "c"]
+        assert sorted(slot.key.endpoint_id for slot, _ in pool.jails()) == ["a", "c"]
         assert len(jail_processes()) == 2
         again = run(pool, endpoint("b"))
         assert again["token"] != tokens["b"] and again["calls"] == 1
         # b is back, so a, now the least recently used, is evicted and its jail killed.
-        assert sorted(slot.key.endpoint_id for slot in pool.jails()) == ["b", "c"]
+        assert sorted(slot.key.endpoint_id for slot, _ in pool.jails()) == ["b", "c"]
         assert jail_a.proc.poll() is not None and len(jail_processes()) == 2
     finally:
         pool.close()
 
 
+PAUSE = """
+import os, time
+
+TOKEN = os.urandom(8).hex()
+CALLS = 0
+
+
+def handler(payload):
+    global CALLS
+    CALLS += 1
+    time.sleep(payload["pause_s"])
+    return {"token": TOKEN, "calls": CALLS}
+"""
+
+
+def test_calls_of_one_endpoint_at_once_each_keep_their_jail_warm(pool):
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Three calls at once (the threads of a threads-pool worker, which live as long as the worker: a jail dies with
+    # the thread that started it): three jails; each is kept, so the next three calls at once are all warm, instead
+    # of all but one jail being killed and started cold again.
+    with ThreadPoolExecutor(3) as threads:
+
+        def three_at_once() -> list[dict]:
+            return list(threads.map(lambda _: run(pool, endpoint(), {"pause_s": 0.5}, source=PAUSE), range(3)))
+
+        first = three_at_once()
+        assert [r["calls"] for r in first] == [1, 1, 1] and len({r["token"] for r in first}) == 3
+        assert len(pool.jails()) == 3
+        again = three_at_once()
+        assert sorted(r["calls"] for r in again) == [2, 2, 2]
+        assert {r["token"] for r in again} == {r["token"] for r in first}
+        # Still one endpoint version's jails only: another endpoint gets none of them.
+        other = run(pool, endpoint("other"), {"pause_s": 0}, source=PAUSE)
+        assert other["calls"] == 1 and other["token"] not in {r["token"] for r in first}
+        # The pool's bound counts jails, not slots: at most 4 idle in all.
+        assert len(pool.jails()) == 4 and len(jail_processes()) == 4
+
+
 def test_a_jail_killed_from_outside_is_replaced_without_the_caller_noticing(pool):
     first = run(pool, endpoint())
-    (jail,) = pool.jails().values()
+    ((_, jail),) = pool.jails()
     (bootstrap,) = [p for p in psutil.Process(jail.proc.pid).children(recursive=True) if p.uids().real >= UID_RANGE[0]]
     os.kill(bootstrap.pid, signal.SIGKILL)
     psutil.wait_procs([bootstrap], timeout=5)
     after = run(pool, endpoint())
     assert after["token"] != first["token"] and after["calls"] == 1
     # The same when the whole jail is killed.
-    (jail,) = pool.jails().values()
+    ((_, jail),) = pool.jails()
     os.killpg(jail.proc.pid, signal.SIGKILL)
     psutil.wait_procs([psutil.Process(jail.proc.pid)], timeout=5)
     assert run(pool, endpoint())["calls"] == 1
@@ -293,7 +332,7 @@ def test_settings_of_zero_or_one_give_every_call_a_fresh_jail(size, max_calls, m
         results = [run(pool, endpoint()) for _ in range(3)]
         assert [r["calls"] for r in results] == [1, 1, 1]
         assert len({r["token"] for r in results}) == 3
-        assert pool.jails() == {} and jail_processes() == []
+        assert pool.jails() == [] and jail_processes() == []
     finally:
         pool.close()
 
