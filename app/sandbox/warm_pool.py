@@ -139,8 +139,10 @@ class WarmPool:
             with self._lock:
                 jails = []
                 for slot, stack in list(self._idle.items()):
-                    jails += [jail for jail in stack if self._expired(jail)]
-                    stack[:] = [jail for jail in stack if not self._expired(jail)]
+                    # One look per jail: asked twice, a jail that crossed its age in between left the pool unkilled.
+                    ended = [jail for jail in stack if self._expired(jail)]
+                    jails += ended
+                    stack[:] = [jail for jail in stack if jail not in ended]
                     if not stack:
                         del self._idle[slot]
                 done = stopped or not self._idle
