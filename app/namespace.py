@@ -137,7 +137,11 @@ def run_script(client: redis.Redis, script, keys: list[str], args: list):
         except redis.exceptions.NoScriptError:
             if attempt:
                 raise
-            script.sha = client.script_load(script.script)
+            # Loaded on this same connection: asking the pool for a second one while holding this one fails in a
+            # bounded pool once every connection is held by a call that met NOSCRIPT (after a Redis restart).
+            conn.send_command("SCRIPT", "LOAD", script.script)
+            sha = conn.read_response()
+            script.sha = sha.decode() if isinstance(sha, bytes) else sha
         except (redis.ConnectionError, redis.TimeoutError):
             conn.disconnect()
             if attempt:
