@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 import redis
+import sqlalchemy as sa
 
 from app.namespace import NamespacedRedis, run_script
 from app.query import KeyPolicy
@@ -365,3 +366,51 @@ def test_a_made_up_method_or_path_mints_no_metric_series(app, client):
             labels.update(sample.labels.values())
     assert not {"BREW", "X" * 40, "get", "PROPFIND"} & labels
     assert not any("zz-made-up" in value for value in labels), labels
+
+
+# 3. Composite indexes.
+
+
+def test_index_targets_name_only_the_assets_own_tables_and_reflected_columns(app, client, admin, project):
+    """A sorted eq query of project B naming project A's (or another organization's) physical table, or columns
+    that are no column of its table, never becomes an index target: every name is resolved through B's catalog."""
+    from app.datasets.index_builds import IndexTarget, index_targets
+    from app.db import Dataset, PublishedAsset
+    from app.extensions import db
+    from tests.conftest import sign_up
+    from tests.warehouse_tables import create_dataset
+
+    theirs = create_dataset(app, project["project_id"])  # project A's table
+    other = sign_up(client, "probe3-other-org")
+    created = client.post("/api/projects", headers=other.headers, json={"name": "B", "slug": "b"})
+    assert created.status_code == 201, created.get_json()
+    other_project = created.get_json()
+    mine = create_dataset(app, other_project["project_id"], "marts.own")
+
+    def query(source: dict, order: str = "tenure", eq: str = "region") -> dict:
+        return {
+            "source": source,
+            "columns": ["customer_key"],
+            "filters": [{"column": eq, "op": "eq", "param": "r"}],
+            "order_by": [{"column": order, "dir": "asc"}],
+        }
+
+    endpoints = [
+        {"id": "own", "kind": "sql", "query": query({"schema": "marts", "table": "own"})},
+        {"id": "physical", "kind": "sql", "query": query({"schema": theirs["schema"], "table": theirs["table"]})},
+        {"id": "logical", "kind": "sql", "query": query({"schema": "marts", "table": "dim_customer"})},
+        {"id": "quoted", "kind": "sql", "query": query({"schema": "marts", "table": "own"}, order='tenure"); --')},
+    ]
+    with app.app_context():
+        asset = PublishedAsset(
+            org_id=other.org_id,
+            project_id=other_project["project_id"],
+            asset_type="api_service",
+            asset_key="probe3-index",
+            title="t",
+            config={"endpoints": endpoints},
+        )
+        targets = index_targets(asset, {"endpoints": endpoints})
+        own = db.session.scalar(sa.select(Dataset.id).where(Dataset.table_name == mine["table"]))
+        db.session.rollback()
+    assert targets == {own: {IndexTarget(("region",)), IndexTarget(("region",), ("tenure",))}}, targets
