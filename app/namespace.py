@@ -124,8 +124,8 @@ def run_script(client: redis.Redis, script, keys: list[str], args: list):
     A keyed call's round trips, without redis-py's per-command layers (retry wrapper, observability hooks, response
     callbacks, key rewriting by command name), which cost about a tenth of a cached call's CPU. The keys get the
     client's namespace prefix as every other command's do; a server that lost the script is sent it again
-    (NOSCRIPT); a dropped connection is retried once on a fresh one, as redis-py would. Error replies raise as they
-    do through the client."""
+    (NOSCRIPT); a dropped connection is retried once on a fresh one, but a timeout is not (the script may have run:
+    a budget would be spent twice, a record written twice). Error replies raise as they do through the client."""
     prefix = getattr(client, "key_prefix", "")
     names = [prefix + key for key in keys]
     pool = client.connection_pool
@@ -142,8 +142,11 @@ def run_script(client: redis.Redis, script, keys: list[str], args: list):
             conn.send_command("SCRIPT", "LOAD", script.script)
             sha = conn.read_response()
             script.sha = sha.decode() if isinstance(sha, bytes) else sha
-        except (redis.ConnectionError, redis.TimeoutError):
-            conn.disconnect()
+        except redis.TimeoutError:
+            conn.disconnect()  # the script may have run: never sent twice (a rate limit spent, a record written)
+            raise
+        except redis.ConnectionError:
+            conn.disconnect()  # a pooled connection the server closed: the next one is fresh
             if attempt:
                 raise
         finally:

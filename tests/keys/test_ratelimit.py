@@ -153,3 +153,20 @@ def test_the_serve_script_reconnects_once_after_a_dropped_connection(redis_url, 
     killer.close()
     third = limiter.hit_serving("key:9", 5, Probe("gen"))
     assert third.known and third.remaining == 3
+
+
+def test_a_script_that_timed_out_is_never_sent_again(redis_url, redis_client):
+    # Its reply was late, but it ran: sent again, a key's budget would be spent twice and a record written twice.
+    from app.namespace import run_script
+
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.2)
+    slow = client.register_script(
+        "redis.call('INCR', KEYS[1]) local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
+        "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - s > 400000 return 1"
+    )
+    slow.sha = client.script_load(slow.script)
+    with pytest.raises(redis.TimeoutError):
+        run_script(client, slow, ["apiary:test:runs"], [])
+    time.sleep(0.6)
+    assert redis_client.get("apiary:test:runs") == b"1"
+    client.close()

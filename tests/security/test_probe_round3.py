@@ -218,7 +218,7 @@ def test_an_error_or_a_timeout_leaves_no_reply_behind_for_the_next_call(redis_ur
     slow.sha = client.script_load(slow.script)
     with pytest.raises(redis.TimeoutError):
         run_script(client, slow, ["k"], [])
-    time.sleep(1.2)  # both tries of the slow script have ended on the server
+    time.sleep(1.2)  # the slow script has ended on the server
     for n in range(5):
         assert run_script(client, mine, ["k"], [f"mine-{n}"]) == f"mine-{n}".encode()
     client.close()
