@@ -276,13 +276,16 @@ def start_worker(app, test_env, log_path: Path, queues: str, hostname: str, conc
     celery = app.extensions["celery"]
     name = hostname.split("@", 1)[0] + "@"
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-4000:]}")
-        if any(node.startswith(name) for reply in celery.control.ping(timeout=0.5) for node in reply):
-            return proc
-    proc.kill()
-    raise RuntimeError(f"worker did not answer within 60 s:\n{log_path.read_text()[-4000:]}")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{log_path.read_text()[-4000:]}")
+            if any(node.startswith(name) for reply in celery.control.ping(timeout=0.5) for node in reply):
+                return proc
+        raise RuntimeError(f"worker did not answer within 60 s:\n{log_path.read_text()[-4000:]}")
+    except BaseException:
+        stop_worker(proc)  # a failed start (the ping itself may raise) leaves no worker behind for later tests
+        raise
 
 
 def stop_worker(proc) -> None:
