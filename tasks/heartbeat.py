@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -95,53 +94,16 @@ def _beat(sender) -> None:
         log.debug("could not remove the worker's heartbeat on shutdown")
 
 
-class _ReceiverNotes:
-    """Which node received a watched task, written to Redis by a thread of its own: the consumer hands a task to the
-    pool without waiting for that round trip (it was one per model and function call, before any work started).
-    A caller only reads the note after its first wait slice (tasks.calls.WATCH_SLICE_S, half a second), by when the
-    note has long been written; notes queued together go in one pipeline."""
-
-    def __init__(self) -> None:
-        self._pending: queue.SimpleQueue = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._writer: threading.Thread | None = None
-
-    def note(self, client: redis.Redis, task_id: str, node: str) -> None:
-        self._pending.put((client, task_id, node))
-        if self._writer is None or not self._writer.is_alive():
-            with self._lock:
-                if self._writer is None or not self._writer.is_alive():
-                    self._writer = threading.Thread(target=self._write, name="apiary-task-notes", daemon=True)
-                    self._writer.start()
-
-    def _write(self) -> None:
-        while True:
-            batch = [self._pending.get()]
-            while not self._pending.empty() and len(batch) < 256:
-                batch.append(self._pending.get())
-            by_client: dict[int, tuple[redis.Redis, list]] = {}
-            for client, task_id, node in batch:
-                by_client.setdefault(id(client), (client, []))[1].append((task_id, node))
-            for client, notes in by_client.values():
-                try:
-                    pipe = client.pipeline(transaction=False)
-                    for task_id, node in notes:
-                        pipe.set(TASK_NODE_KEY.format(task_id=task_id), node, ex=TASK_NODE_TTL_SECONDS)
-                    pipe.execute()
-                except redis.RedisError as exc:  # the caller then waits for the answer or its deadline, as before
-                    log.debug("could not note the receiver of %d task(s): %s", len(notes), exc)
-
-
-_receiver_notes = _ReceiverNotes()
-
-
 @task_received.connect
 def _note_receiver(sender=None, request=None, **_kwargs) -> None:
     if request is None or request.name not in WATCHED_TASKS:
         return
     app = sender.app
     client = _clients.get(id(app)) or _clients.setdefault(id(app), heartbeat_client(app))
-    _receiver_notes.note(client, request.id, sender.hostname)
+    try:
+        client.set(TASK_NODE_KEY.format(task_id=request.id), sender.hostname, ex=TASK_NODE_TTL_SECONDS)
+    except redis.RedisError as exc:  # the caller then waits for the answer or its deadline, as before
+        log.debug("could not note the receiver of %s: %s", request.id, exc)
 
 
 @worker_ready.connect
