@@ -140,12 +140,6 @@ class ResultCache:
             return None
         return key, self.encode(value), int(ttl_seconds)
 
-    def queue_set(self, pipe: Any, key: str, value: dict, ttl_seconds: int) -> None:
-        """`set`, sent on `pipe` (a pipeline the caller executes with other commands)."""
-        if not ttl_seconds or ttl_seconds <= 0 or key.endswith(_UNCACHED):
-            return
-        pipe.set(key, self.encode(value), ex=int(ttl_seconds))
-
     def invalidate_asset(self, asset_id: int) -> None:
         """Make every cached result of the asset unreachable (publish, unpublish, rollback)."""
         # Always tried, even inside the outage back-off: a skipped invalidation would make stale answers reachable

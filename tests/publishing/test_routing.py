@@ -260,7 +260,8 @@ def test_openapi_documents_the_routing_routes_and_headers(client):
     serving = spec["paths"]["/api/service/{asset_key}/{endpoint_id}"]["get"]
     headers = {p["name"] for p in serving["parameters"] if p["in"] == "header"}
     assert {"X-Dispatch-Key", "X-Service-Version"} <= headers
-    assert "X-Service-Version" in serving["responses"]["200"]["headers"]
+    assert {"X-Service-Version", "Server-Timing"} <= set(serving["responses"]["200"]["headers"])
+    assert "`cpu`" in serving["responses"]["200"]["headers"]["Server-Timing"]["description"]
     publish = spec["components"]["schemas"]["Publish"]["properties"]
     assert "activate" in publish
 
