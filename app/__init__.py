@@ -62,6 +62,9 @@ def register_process_singletons(app: Flask) -> None:
     from app.serving.state import serving_states  # keys, configs, queries cached per process (issue 15)
 
     serving_states.init_app(app)
+    from app.serving.audit_outbox import audit_outboxes  # a served call's audit record, sent by a writer thread
+
+    audit_outboxes.init_app(app)
 
 
 def register_input_limits(app: Flask) -> None:

@@ -11,7 +11,7 @@ from flask import current_app
 from app.errors import APIError
 from app.ops.timing import worker_parts
 from app.sandbox import WarmKey, process_pool, run_handler
-from app.serving.audit import schedule_flush
+from app.serving.audit_outbox import schedule_flush
 from app.serving.shadow_runs import record_shadow_run, summarize
 
 # Longer than any handler deadline plus the sandbox's kill grace; the web side waits less than this.

@@ -14,7 +14,7 @@ from app.ml.input_schema import parse_predict_body, validate_rows
 from app.ml.scoring import ModelCache, load_scorer
 from app.ml.store import ArtifactRejected
 from app.ops.timing import worker_parts
-from app.serving.audit import schedule_flush
+from app.serving.audit_outbox import schedule_flush
 from app.serving.shadow_runs import note_warmed, record_shadow_run, summarize
 
 log = logging.getLogger(__name__)

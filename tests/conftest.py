@@ -138,6 +138,9 @@ def _clean_state(request):
         with db.engine.begin() as conn:
             for table in reversed(db.metadata.sorted_tables):
                 conn.execute(table.delete())
+        from app.serving.audit_outbox import audit_outbox
+
+        audit_outbox(application).flush()  # this test's records in flight, before its Redis state goes
         _forget_apiary_keys(redis_store.get(application))
 
 

@@ -41,11 +41,24 @@ return {1, remaining, string.format('%.0f', new_tat - now), '0', gen}
 """
 
 
-# A keyed call's one round trip (issue 15): the GCRA above, the serving generation, and, for a result-cached
-# endpoint, the cache's asset and rules generations and the cached answer (KEYS[5] is the entry's name with `{G}`
-# and `{R}` standing for the two generations). On a hit that needs nothing else (allowed, serving generation as
-# expected), the audit record, the key's last use and the flush flag are written too (KEYS[6..8], ARGV[4..7]).
+# A keyed call's one round trip (issue 15). First the bookkeeping of earlier calls this process answered (their audit
+# records, their keys' last use: app/serving/audit_outbox.py), then the GCRA above, the serving generation, and, for a
+# result-cached endpoint, the cache's asset and rules generations and the cached answer (KEYS[8] is the entry's name
+# with `{G}` and `{R}` standing for the two generations). On a hit that needs nothing else (allowed, serving
+# generation as expected), this call's own audit record and its key's last use are written too. Whenever a record
+# is written, the flush flag (KEYS[5]) says whether this call should schedule the flush task.
+# KEYS: bucket, generation, audit list, last-use hash, flush flag, [asset generation, rules generation, entry].
+# ARGV: interval, burst, expected generation, the list's cap, n, n records, n (key id, time) pairs, [the hit's
+# record, key id, time].
 _SERVE = """
+local cap = tonumber(ARGV[4])
+local n = tonumber(ARGV[5])
+local flush = false
+if n > 0 then
+  if redis.call('RPUSH', KEYS[3], unpack(ARGV, 6, 5 + n)) > cap then redis.call('LTRIM', KEYS[3], -cap, -1) end
+  redis.call('HSET', KEYS[4], unpack(ARGV, 6 + n, 5 + 3 * n))
+  flush = redis.call('SET', KEYS[5], 1, 'NX', 'EX', 2)
+end
 local gen = redis.call('GET', KEYS[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -56,25 +69,25 @@ if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - burst * interval
 if now < allow_at then
-  return {0, 0, string.format('%.0f', tat - now), string.format('%.0f', allow_at - now), gen}
+  return {0, 0, string.format('%.0f', tat - now), string.format('%.0f', allow_at - now), gen, flush and 1 or 0}
 end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
 local remaining = math.floor((now - allow_at) / interval)
 local reset = string.format('%.0f', new_tat - now)
-if #KEYS < 5 then return {1, remaining, reset, '0', gen} end
-local ag = redis.call('GET', KEYS[3]) or '0'
-local rg = redis.call('GET', KEYS[4]) or '0'
-local name = string.gsub(string.gsub(KEYS[5], '{G}', ag), '{R}', rg)
+if #KEYS < 8 then return {1, remaining, reset, '0', gen, flush and 1 or 0} end
+local ag = redis.call('GET', KEYS[6]) or '0'
+local rg = redis.call('GET', KEYS[7]) or '0'
+local name = string.gsub(string.gsub(KEYS[8], '{G}', ag), '{R}', rg)
 local hit = redis.call('GET', name)
-local audited, flush = 0, false
-if hit and #KEYS >= 8 and (gen or '0') == ARGV[3] then
-  redis.call('RPUSH', KEYS[6], ARGV[4])
-  redis.call('LTRIM', KEYS[6], -tonumber(ARGV[5]), -1)
-  redis.call('HSET', KEYS[7], ARGV[6], ARGV[7])
-  flush = redis.call('SET', KEYS[8], 1, 'NX', 'EX', 2)
+local audited = 0
+local h = 6 + 3 * n
+if hit and #ARGV >= h + 2 and (gen or '0') == ARGV[3] then
+  if redis.call('RPUSH', KEYS[3], ARGV[h]) > cap then redis.call('LTRIM', KEYS[3], -cap, -1) end
+  redis.call('HSET', KEYS[4], ARGV[h + 1], ARGV[h + 2])
+  if not flush then flush = redis.call('SET', KEYS[5], 1, 'NX', 'EX', 2) end
   audited = 1
 end
-return {1, remaining, reset, '0', gen, ag, rg, hit, audited, flush and 1 or 0}
+return {1, remaining, reset, '0', gen, flush and 1 or 0, ag, rg, hit, audited}
 """
 
 
@@ -85,7 +98,9 @@ class Probe:
     generation_key: str
     cache_keys: tuple[str, str, str] | None = None  # asset generation, rules generation, entry template
     expected_generation: int | None = None  # the serving generation the call's cached data belongs to
-    audit: tuple[str, str, str, str, int, str, str] | None = None  # list, hash, flag, entry, max_len, key id, ts
+    bookkeeping: tuple[str, str, str, int] | None = None  # the audit list, last-use hash, flush flag, the list's cap
+    records: tuple[tuple[str, str, str], ...] = ()  # earlier calls' (record JSON, key id, time), written first
+    hit_record: tuple[str, str, str] | None = None  # this call's (record JSON, key id, time), written on a hit
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,7 @@ class Decision:
     cache_generations: tuple[int, int] | None = None  # the result cache's (asset, rules) generations, if probed
     cached: bytes | str | None = None  # the cached answer, if probed and present
     audited: bool = False  # the script wrote the call's audit record (a hit)
-    flush_due: bool = False  # ... and the flush flag was free: schedule a flush
+    flush_due: bool = False  # the script wrote records and the flush flag was free: schedule a flush
 
     def headers(self) -> dict[str, str]:
         """`RateLimit-*` headers for every response, plus `Retry-After` on a refusal; none when the budget is
@@ -179,29 +194,32 @@ class RateLimiter:
         unknown = Decision(True, limit_per_minute, limit_per_minute, 0, 0, known=False)
         if time.monotonic() < self._down_until:
             return unknown
-        keys = [f"{self.prefix}:{bucket}", probe.generation_key]
-        args: list = [interval_us, limit_per_minute, str(probe.expected_generation)]
+        audit_list, usage_hash, flag, cap = probe.bookkeeping or ("", "", "", 0)
+        records = probe.records if probe.bookkeeping is not None else ()
+        keys = [f"{self.prefix}:{bucket}", probe.generation_key, audit_list, usage_hash, flag]
+        args: list = [interval_us, limit_per_minute, str(probe.expected_generation), cap, len(records)]
+        args += [record for record, _, _ in records]
+        for _, key_id, at in records:
+            args += [key_id, at]
         if probe.cache_keys is not None:
-            keys += list(probe.cache_keys)
-            if probe.audit is not None and probe.expected_generation is not None:
-                audit_list, usage_hash, flag, entry, max_len, key_id, ts = probe.audit
-                keys += [audit_list, usage_hash, flag]
-                args += [entry, max_len, key_id, ts]
+            keys += probe.cache_keys
+            if probe.hit_record is not None and probe.bookkeeping is not None and probe.expected_generation is not None:
+                args += probe.hit_record
         try:
             reply = run_script(self.redis, self._serve, keys, args)
         except (redis.RedisError, OSError) as exc:
             self._down_until = time.monotonic() + self.retry_after_s
             self._warn(exc)
             return unknown
-        allowed, remaining, reset_us, retry_us, gen, *rest = reply
-        extra = {}
+        allowed, remaining, reset_us, retry_us, gen, flush, *rest = reply
+        extra = {"flush_due": bool(flush)}
         if rest:
-            ag, rg, hit, audited, flush = rest
+            ag, rg, hit, audited = rest
             generations = (_generation(ag), _generation(rg))
             if None not in generations:
                 extra["cache_generations"] = generations
                 extra["cached"] = hit
-            extra["audited"], extra["flush_due"] = bool(audited), bool(flush)
+            extra["audited"] = bool(audited)
         return Decision(
             allowed=bool(allowed),
             limit=limit_per_minute,

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import redis
-from flask import current_app
 from sqlalchemy import Select, func, select
 from sqlalchemy import null as sa_null
 
@@ -23,11 +22,10 @@ from app.keys.auth_failures import flush_auth_failures
 from app.keys.service import store_last_used
 from app.keys.usage import LAST_USED_KEY, UsageTracker
 from app.namespace import run_script
+from app.serving.audit_outbox import AUDIT_KEY, AUDIT_MAX_LEN, FLUSH_THROTTLE_KEY, audit_outbox
 
 log = logging.getLogger(__name__)
 
-AUDIT_KEY = "apiary:audit"
-FLUSH_THROTTLE_KEY = "apiary:flush_scheduled"  # set for 2 s when a flush is scheduled: at most one every 2 s
 
 # A served call's bookkeeping in one round trip (`AuditBuffer.record_call`): its audit record (the list capped at
 # ARGV[2]), the key's last use, a result-cache miss's new entry (KEYS[4], ARGV[5..6]) and the flush flag.
@@ -123,7 +121,7 @@ class AuditBuffer:
     stays bounded. Records lost that way or to an unreachable Redis are counted in `dropped`.
     """
 
-    def __init__(self, redis_client: redis.Redis, key: str = AUDIT_KEY, max_len: int = 100_000):
+    def __init__(self, redis_client: redis.Redis, key: str = AUDIT_KEY, max_len: int = AUDIT_MAX_LEN):
         if max_len < 1:
             raise ValueError("max_len must be at least 1")
         self.redis = redis_client
@@ -200,17 +198,10 @@ class AuditBuffer:
             self._dropped += n
 
 
-def schedule_flush() -> None:
-    """Move the buffered audit records to the database in a second (the task by name: the web process never imports
-    the task modules, which load scikit-learn)."""
-    try:
-        current_app.extensions["celery"].send_task("tasks.maintenance.flush_serving_records", countdown=1)
-    except Exception as exc:  # noqa: BLE001 - auditing must never fail a served call; the next call schedules it
-        log.warning("could not schedule the audit flush: %s", exc)
-
-
 def flush_serving_records(batch: int = 1000) -> int:
-    """Move buffered audit records and last-used times into the database; returns how many records."""
+    """Move buffered audit records and last-used times into the database; returns how many records. This process's
+    own records still on their way to Redis are sent first."""
+    audit_outbox().flush()
     client = redis_store.get()
     buffer = AuditBuffer(client)
     written = 0

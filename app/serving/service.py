@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flask import current_app, g
 from sqlalchemy import Row, bindparam, select
@@ -21,12 +21,12 @@ from app.extensions import db, redis_store
 from app.keys.auth_failures import failure_reason, record_auth_failure
 from app.keys.ratelimit import Decision, Probe, process_rate_limiter
 from app.keys.service import authenticate_api_key, key_policy, serving_key_row
-from app.keys.usage import LAST_USED_KEY
 from app.ops.metrics import observe_auth_failure, observe_call
 from app.ops.timing import current_timing, server_timing_header, start_timing, timed
 from app.publishing.endpoint_config import Endpoint, cache_ttl_of, endpoint_of
 from app.publishing.routing import stored_routing
-from app.serving.audit import AUDIT_KEY, FLUSH_THROTTLE_KEY, AuditBuffer, audit_entry, clipped_json, schedule_flush
+from app.serving.audit import AuditBuffer, audit_entry, clipped_json
+from app.serving.audit_outbox import BOOKKEEPING, FLUSH_THROTTLE_KEY, audit_outbox, schedule_flush
 from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
 from app.serving.shadow import ShadowCall
@@ -248,7 +248,8 @@ def _keyed(check: Callable[[], tuple], probe: Callable[[tuple, int | None], Prob
     before the rate limit (401/403/404) confirms the generation with one GET before refusing from cached data.
 
     `probe(checked, generation)` says what else the same round trip reads and writes (the result cache entry, the
-    audit record of a hit). Returns (checked, decision, whether the probe's answers belong to `checked`).
+    audit record of a hit). The round trip also carries the audit records of this process's earlier calls
+    (app/serving/audit_outbox.py). Returns (checked, decision, whether the probe's answers belong to `checked`).
     """
     state = serving_state()
     start = g.apiary_serving_gen = state.begin()
@@ -275,8 +276,16 @@ def _keyed(check: Callable[[], tuple], probe: Callable[[tuple, int | None], Prob
     key = checked[0]
     with timed("cache"):
         probed = probe(checked, start)
+    outbox = audit_outbox()
+    records = outbox.take()
     with timed("ratelimit"):
-        decision = process_rate_limiter().hit_serving(f"key:{key.id}", key.rate_limit, probed)
+        decision = process_rate_limiter().hit_serving(
+            f"key:{key.id}", key.rate_limit, replace(probed, bookkeeping=BOOKKEEPING, records=records)
+        )
+    if records and not decision.known:
+        outbox.count_dropped(len(records))  # Redis could not take them
+    if decision.flush_due:
+        schedule_flush()
     if stale(decision.generation):
         with timed("auth"):
             fresh = again()
@@ -425,16 +434,8 @@ def _cache_probe(
     )
     served.probe_template = cache_keys[2]
     entry = _entry(served, "GET", 200, (time.perf_counter() - served.started) * 1000, None, None)
-    audit = (
-        AUDIT_KEY,
-        LAST_USED_KEY,
-        FLUSH_THROTTLE_KEY,
-        json.dumps(entry, default=str, separators=(",", ":")),
-        AuditBuffer(redis_store.get()).max_len,
-        str(key.id),
-        f"{time.time():.3f}",
-    )
-    return Probe(GENERATION_KEY, cache_keys, generation, audit)
+    record = (json.dumps(entry, default=str, separators=(",", ":")), str(key.id), f"{time.time():.3f}")
+    return Probe(GENERATION_KEY, cache_keys, generation, hit_record=record)
 
 
 def _probed_entry(served: Served, decision: Decision) -> tuple[str, bytes | None] | None:
@@ -445,12 +446,8 @@ def _probed_entry(served: Served, decision: Decision) -> tuple[str, bytes | None
     template = served.probe_template
     if template is None:
         return None
-    body = cache.served_text(decision.cached)
-    if decision.audited:
-        served.audited = True
-        if decision.flush_due:
-            schedule_flush()
-    return cache.filled(template, decision.cache_generations), body
+    served.audited = decision.audited
+    return cache.filled(template, decision.cache_generations), cache.served_text(decision.cached)
 
 
 def serve_data_api(served: Served, asset_key: str, api_key: str | None, params: dict, pin: Pin = Pin()) -> Outcome:
@@ -524,16 +521,22 @@ def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> 
 def record_call(
     served: Served, method: str, status: int, latency_ms: float, model_id: int | None, error_code: str | None
 ) -> None:
-    """Buffer the audit record and the key's last use in Redis, in one round trip; a worker writes them to the
-    database, and at most one flush task is scheduled every 2 s whatever the request rate."""
+    """Buffer the audit record and the key's last use in Redis; a worker writes them to the database, and at most
+    one flush task is scheduled every 2 s whatever the request rate. The call does not wait for them: they go out
+    with the next keyed call's round trip (app/serving/audit_outbox.py), except a result-cache miss's, which go in
+    the round trip that stores its new entry."""
     if served.asset is None or served.key is None or served.key.asset_id != served.asset.id:
         return  # nothing to attribute the call to (bad key, unknown asset), or a key of another asset: never logged
     if served.audited and status == 200:
         return  # a result-cache hit: the serve script wrote the record in the call's one round trip
     entry = _entry(served, method, status, latency_ms, model_id, error_code)
-    cache_write = served.cache_write if status == 200 else None  # a result-cache miss: its entry goes along
-    entry_write = result_cache().entry_write(*cache_write) if cache_write is not None else None
-    if AuditBuffer(redis_store.get()).record_call(entry, served.key.id, entry_write):
+    cache_write = served.cache_write if status == 200 else None
+    if cache_write is None:
+        # Sent with the next keyed call's round trip (or the outbox's own, when none comes): none of its own here.
+        audit_outbox().put(json.dumps(entry, default=str, separators=(",", ":")), served.key.id)
+        return
+    # A result-cache miss writes its new entry now, so the next call can hit it; its record goes along.
+    if AuditBuffer(redis_store.get()).record_call(entry, served.key.id, result_cache().entry_write(*cache_write)):
         schedule_flush()
 
 

@@ -12,7 +12,8 @@ import socket
 import time
 
 from app.extensions import redis_store
-from app.serving.audit import FLUSH_THROTTLE_KEY, AuditBuffer, audit_entry
+from app.serving.audit import AuditBuffer, audit_entry
+from app.serving.audit_outbox import FLUSH_THROTTLE_KEY
 
 log = logging.getLogger(__name__)
 

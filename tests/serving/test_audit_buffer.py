@@ -10,7 +10,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.redis_server import free_port
-from app.serving.audit import AUDIT_KEY, AuditBuffer, audit_entry
+from app.serving.audit import AuditBuffer, audit_entry
+from app.serving.audit_outbox import AUDIT_KEY
 
 FIELDS = {
     "ts",
@@ -128,7 +129,7 @@ def test_redis_down_drops_the_record_without_raising():
 
 def test_a_served_calls_bookkeeping_is_one_script_run(redis_client):
     from app.keys.usage import LAST_USED_KEY
-    from app.serving.audit import FLUSH_THROTTLE_KEY
+    from app.serving.audit_outbox import FLUSH_THROTTLE_KEY
 
     buffer = AuditBuffer(redis_client, max_len=2)
     # The first record finds the flush flag free (schedule a flush); the next ones within 2 s do not.
