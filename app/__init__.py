@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import uuid
+from secrets import token_hex  # `import secrets` would be shadowed by the app.secrets submodule
 
 from flask import Flask, g, request
 
@@ -11,7 +11,9 @@ from config import ROOT, load_config
 
 
 def create_app(config_name: str | None = None, overrides: dict | None = None) -> Flask:
-    app = Flask(__name__)
+    from app.http import ApiaryFlask
+
+    app = ApiaryFlask(__name__)
     config = load_config(config_name)
     app.config.from_object(config)
     if overrides:
@@ -62,7 +64,7 @@ def register_process_singletons(app: Flask) -> None:
     from app.serving.state import serving_states  # keys, configs, queries cached per process (issue 15)
 
     serving_states.init_app(app)
-    from app.serving.audit_outbox import audit_outboxes  # a served call's audit record, sent by a writer thread
+    from app.serving.audit_outbox import audit_outboxes  # served calls' audit records, carried by the next call
 
     audit_outboxes.init_app(app)
 
@@ -135,7 +137,7 @@ def register_request_ids(app: Flask) -> None:
     @app.before_request
     def _request_id():
         incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else token_hex(16)
 
     @app.after_request
     def _echo_request_id(response):

@@ -110,7 +110,8 @@ def audited_call(method: str, **caller) -> Iterator[Served]:
         raise
     finally:
         latency_ms = timing.total_ms()
-        record_call(served, method, status, latency_ms, served.model_id if status == 200 else None, code)
+        parts = timing.summary(latency_ms)
+        record_call(served, method, status, latency_ms, served.model_id if status == 200 else None, code, parts)
         record_refusal(served, status, code)
         reached = served.asset is not None
         observe_call(
@@ -119,7 +120,7 @@ def audited_call(method: str, **caller) -> Iterator[Served]:
             status,
             latency_ms / 1000,
             served.cache,
-            timing.summary(latency_ms),
+            parts,
         )
 
 
@@ -519,7 +520,13 @@ def dry_run(user: User, asset: PublishedAsset, endpoint_id: str, call: Call) -> 
 
 
 def record_call(
-    served: Served, method: str, status: int, latency_ms: float, model_id: int | None, error_code: str | None
+    served: Served,
+    method: str,
+    status: int,
+    latency_ms: float,
+    model_id: int | None,
+    error_code: str | None,
+    parts: dict | None = None,
 ) -> None:
     """Buffer the audit record and the key's last use in Redis; a worker writes them to the database, and at most
     one flush task is scheduled every 2 s whatever the request rate. The call does not wait for them: they go out
@@ -529,7 +536,7 @@ def record_call(
         return  # nothing to attribute the call to (bad key, unknown asset), or a key of another asset: never logged
     if served.audited and status == 200:
         return  # a result-cache hit: the serve script wrote the record in the call's one round trip
-    entry = _entry(served, method, status, latency_ms, model_id, error_code)
+    entry = _entry(served, method, status, latency_ms, model_id, error_code, parts)
     cache_write = served.cache_write if status == 200 else None
     if cache_write is None:
         # Sent with the next keyed call's round trip (or the outbox's own, when none comes): none of its own here.
@@ -563,8 +570,13 @@ def record_refusal(served: Served, status: int, code: str | None) -> None:
         schedule_flush()
 
 
-def _entry(served: Served, method: str, status: int, latency_ms: float, model_id, error_code) -> dict:
-    timing = current_timing()
+def _entry(
+    served: Served, method: str, status: int, latency_ms: float, model_id, error_code, parts: dict | None = None
+) -> dict:
+    """The call's audit record; `parts`: its timing summary when the caller has it (else taken now)."""
+    if parts is None:
+        timing = current_timing()
+        parts = timing.summary(latency_ms) if timing is not None else None
     payload = None
     if served.log_mode == "payload":
         limit = int(current_app.config["AUDIT_PAYLOAD_MAX_BYTES"])
@@ -587,6 +599,6 @@ def _entry(served: Served, method: str, status: int, latency_ms: float, model_id
         request_id=served.request_id,
         client_ip=served.client_ip,
         user_agent=served.user_agent,
-        timing=timing.summary(latency_ms) if timing is not None else None,
+        timing=parts,
         payload=payload,
     )
