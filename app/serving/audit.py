@@ -209,12 +209,35 @@ def flush_serving_records(batch: int = 1000) -> int:
         entries = buffer.drain(batch)
         if not entries:
             break
-        db.session.execute(AuditLog.__table__.insert(), [_audit_row(e) for e in entries])
-        db.session.commit()
-        written += len(entries)
+        rows = _not_before_their_asset([_audit_row(e) for e in entries])
+        if rows:
+            db.session.execute(AuditLog.__table__.insert(), rows)
+            db.session.commit()
+        written += len(rows)
     store_last_used(UsageTracker(client).drain())
     flush_auth_failures()
     return written
+
+
+def _not_before_their_asset(rows: list[dict]) -> list[dict]:
+    """The records made no earlier than the asset now holding their asset id was created. A record of a deleted asset
+    that reaches the database after a new asset took the same id (SQLite hands out the highest id again) is left out:
+    it must never show in another asset's log. A deleted asset's own records are kept (its log stays readable)."""
+    created = {
+        asset_id: when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
+        for asset_id, when in db.session.execute(
+            select(PublishedAsset.id, PublishedAsset.created_at).where(
+                PublishedAsset.id.in_({row["asset_id"] for row in rows})
+            )
+        )
+    }
+    kept = [row for row in rows if row["asset_id"] not in created or row["created_at"] >= created[row["asset_id"]]]
+    if len(kept) < len(rows):
+        log.info(
+            "%d audit records of a deleted asset left out: their asset id now names a newer asset",
+            len(rows) - len(kept),
+        )
+    return kept
 
 
 def _audit_row(entry: dict) -> dict:
