@@ -90,7 +90,6 @@ def test_audit_log_stays_readable_by_org_admins(app, client, admin, service):  #
     assert client.get(logs_url, headers=admin.headers).get_json()["total"] == 3
 
 
-
 def test_a_record_older_than_the_asset_holding_its_id_never_shows_in_its_log(app, client, admin, service):  # noqa: F811
     """Asset ids are not handed out again while a deleted asset's tombstone lives, but the tombstones go with their
     organization: a record still on its way (buffered in Redis, or in a web process's outbox) from an asset whose id
