@@ -13,6 +13,7 @@ from kombu import Queue
 from app.errors import APIError
 from app.extensions import redis_store
 from app.namespace import key_prefix
+from tasks.broker import transport_for
 from tasks.leases import CLAIM_HEADER, start_claim
 
 # A task's answer (predictions, function output, rows) may be personal data: the worker's success line names the task
@@ -65,6 +66,7 @@ def celery_init_app(app: Flask) -> Celery:
     prefix = key_prefix(app.config["APIARY_NAMESPACE"])
     celery.conf.update(
         broker_url=app.config["CELERY_BROKER_URL"],
+        broker_transport=transport_for(app.config["CELERY_BROKER_URL"]),  # one publishing client per channel
         result_backend=app.config["CELERY_RESULT_BACKEND"],
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="default",
