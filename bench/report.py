@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 HELLO, SKLEARN, CELERY, MODEL, FUNCTION = "hello", "sklearn", "celery", "model", "function"
 # Each row also shown against a reference closer to its own work than bare hello: (row, reference, ratio key).
 _OWN_REFERENCE = ((MODEL, SKLEARN, "vs_sklearn"), (FUNCTION, CELERY, "vs_celery"))
@@ -11,24 +13,65 @@ def ratio(value: float, reference: float) -> float | None:
     return round(value / reference, 3) if reference else None
 
 
+def combine_rounds(rounds: list[dict[str, dict]]) -> dict[str, dict]:
+    """One figure per row and client count out of several rounds of the whole table (each round a
+    `{row: {"c16": figures, ...}}`): the median round's req/s, p50 and p99, every round's requests and errors added
+    up. Each row keeps its rounds (`rounds`), so a ratio can be taken within each round (`add_ratios`)."""
+    combined: dict[str, dict] = {}
+    for row_id in dict.fromkeys(row_id for one in rounds for row_id in one):
+        measured = [one[row_id] for one in rounds if row_id in one]
+        row: dict = {"rounds": measured}
+        for level in dict.fromkeys(level for one in measured for level in one):
+            figures = [one[level] for one in measured if level in one]
+            row[level] = {
+                "clients": figures[0]["clients"],
+                "requests": sum(f["requests"] for f in figures),
+                "errors": sum(f["errors"] for f in figures),
+                "seconds": round(sum(f["seconds"] for f in figures), 2),
+                "requests_per_s": _median(f["requests_per_s"] for f in figures),
+                "p50_ms": _median(f["p50_ms"] for f in figures),
+                "p99_ms": _median(f["p99_ms"] for f in figures),
+                "first_error": next((f["first_error"] for f in figures if f.get("first_error")), None),
+            }
+        combined[row_id] = row
+    return combined
+
+
+def _median(values) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(statistics.median(known), 1) if known else None
+
+
+def _ratio_of(row: dict, reference: dict, level: str) -> float | None:
+    """req/s of `row` against `reference` at `level`: within each round both ran in, the median of those ratios
+    (the machine's speed drifts over a run; a round's rows run minutes apart at most, its references beside them),
+    else of the figures."""
+    pairs = list(zip(row.get("rounds", []), reference.get("rounds", []), strict=False))
+    per_round = [
+        ratio(mine[level]["requests_per_s"], theirs[level]["requests_per_s"])
+        for mine, theirs in pairs
+        if level in mine and level in theirs
+    ]
+    per_round = [r for r in per_round if r is not None]
+    if per_round:
+        return round(statistics.median(per_round), 3)
+    return ratio(row[level]["requests_per_s"], reference[level]["requests_per_s"])
+
+
 def add_ratios(results: dict[str, dict]) -> None:
     """Each row's req/s against bare hello at the same client count; the model also against plain scikit-learn, the
-    function also against the plain Celery round trip.
+    function also against the plain Celery round trip. With rounds (`combine_rounds`), each ratio is the median of
+    the ratios within each round.
 
     `results` maps a row id to `{"c16": figures, "c1": figures, ...}` (figures as dicts); ratios are added in place.
     """
     for row_id, row in results.items():
         levels = [level for level in row if level.startswith("c")]
         if row_id != HELLO and HELLO in results:
-            row["vs_hello"] = {
-                level: ratio(row[level]["requests_per_s"], results[HELLO][level]["requests_per_s"]) for level in levels
-            }
+            row["vs_hello"] = {level: _ratio_of(row, results[HELLO], level) for level in levels}
         for own_row, reference, key in _OWN_REFERENCE:
             if row_id == own_row and reference in results:
-                row[key] = {
-                    level: ratio(row[level]["requests_per_s"], results[reference][level]["requests_per_s"])
-                    for level in levels
-                }
+                row[key] = {level: _ratio_of(row, results[reference], level) for level in levels}
 
 
 # Issue 15's "Done when", as (row, clients, what, measured value getter, comparison, threshold); comparison and

@@ -14,7 +14,7 @@ computes what the function does, its worker with the pool of the Procfile's work
 database of the same Redis. The function row is also shown against it.
 
     make bench                                  # = .venv/bin/python bench/serving.py
-    .venv/bin/python bench/serving.py --seconds 5 --warmup 1 [--rows 100000] [--keep]
+    .venv/bin/python bench/serving.py --seconds 5 --rounds 3 --warmup 1 [--rows 100000] [--keep]
     .venv/bin/python bench/serving.py --only celery,function,hello --out /tmp/serving.json
 
 Prints the table and writes bench/results/serving.json.
@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.load import Target, run_hey  # noqa: E402
-from bench.report import add_ratios, format_table, format_targets, issue_targets, ms_text  # noqa: E402
+from bench.report import add_ratios, combine_rounds, format_table, format_targets, issue_targets, ms_text  # noqa: E402
 from bench.stack import (  # noqa: E402
     GUNICORN_SETTINGS,
     Stack,
@@ -316,26 +316,33 @@ def check_answers(targets: dict[str, Target]) -> None:
 
 
 def measure(stack: Stack, targets: dict[str, Target], args: argparse.Namespace) -> dict[str, dict]:
-    """Per row: a short unrecorded warm-up at 16 clients (models loaded in every process), then 16, then 1 client."""
-    results: dict[str, dict] = {}
-    for row in ROWS:
-        if row.id not in targets:
-            continue
-        target = targets[row.id]
-        if args.warmup > 0:
-            run_hey(target, max(CLIENT_LEVELS), args.warmup, args.max_requests)
-        results[row.id] = {}
-        for clients in CLIENT_LEVELS:
-            stack.check_alive()
-            figures = run_hey(target, clients, args.seconds, args.max_requests)
-            results[row.id][f"c{clients}"] = figures.as_dict()
-            print(
-                f"  {row.label:<50} {clients:>2} clients: {figures.requests_per_s:>8,.1f} req/s  "
-                f"p50 {ms_text(figures.p50_ms):>6} ms  p99 {ms_text(figures.p99_ms):>6} ms"
-                + (f"  {figures.errors} errors ({figures.first_error})" if figures.errors else ""),
-                flush=True,
-            )
-    return results
+    """`--rounds` rounds of the whole table; in each, every call at 16 then 1 client, a short unrecorded warm-up at
+    16 clients before a call's first round (models loaded in every process). The speed of a shared 2-core VM drifts
+    by a third within minutes, so each row's ratios are taken within each round, against references measured minutes
+    apart at most, and the median round is reported (bench/report.py: combine_rounds, add_ratios)."""
+    rounds: list[dict[str, dict]] = []
+    for number in range(args.rounds):
+        print(f" round {number + 1} of {args.rounds}", flush=True)
+        one: dict[str, dict] = {}
+        for row in ROWS:
+            if row.id not in targets:
+                continue
+            target = targets[row.id]
+            if number == 0 and args.warmup > 0:
+                run_hey(target, max(CLIENT_LEVELS), args.warmup, args.max_requests)
+            one[row.id] = {}
+            for clients in CLIENT_LEVELS:
+                stack.check_alive()
+                figures = run_hey(target, clients, args.seconds, args.max_requests)
+                one[row.id][f"c{clients}"] = figures.as_dict()
+                print(
+                    f"  {row.label:<50} {clients:>2} clients: {figures.requests_per_s:>8,.1f} req/s  "
+                    f"p50 {ms_text(figures.p50_ms):>6} ms  p99 {ms_text(figures.p99_ms):>6} ms"
+                    + (f"  {figures.errors} errors ({figures.first_error})" if figures.errors else ""),
+                    flush=True,
+                )
+        rounds.append(one)
+    return combine_rounds(rounds)
 
 
 def _hey_version() -> str:
@@ -354,7 +361,8 @@ def _terminate(signum, _frame):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10, help="time budget of each measurement (default 10)")
+    parser.add_argument("--seconds", type=float, default=5, help="time budget of each measurement (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the whole table (default 3; medians reported)")
     parser.add_argument("--warmup", type=float, default=2, help="unrecorded warm-up per call, seconds (default 2)")
     parser.add_argument("--max-requests", type=int, default=200_000, help="request cap of each measurement")
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the generated table (default 100,000)")
@@ -371,6 +379,8 @@ def main() -> None:
         parser.error("--rows: at least 1000 (the model trains on them)")
     if not 0 < args.seconds <= 600 or not 0 <= args.warmup <= 600:
         parser.error("--seconds: more than 0 and at most 600; --warmup: 0 to 600")
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds: 1 to 20")
     if args.max_requests < max(CLIENT_LEVELS):
         parser.error(f"--max-requests: at least {max(CLIENT_LEVELS)}")
 
@@ -395,7 +405,9 @@ def main() -> None:
         targets = {row.id: target_for(stack, row, setup["key"]) for row in ROWS if row.id in only}
         check_answers(targets)
         print(
-            f"measuring {len(targets)} calls x {len(CLIENT_LEVELS)} client counts, {args.seconds:g} s each", flush=True
+            f"measuring {len(targets)} calls x {len(CLIENT_LEVELS)} client counts x {args.rounds} rounds, "
+            f"{args.seconds:g} s each",
+            flush=True,
         )
         results = measure(stack, targets, args)
     finally:
@@ -423,6 +435,7 @@ def main() -> None:
             "load_tool": _hey_version(),
             "clients": list(CLIENT_LEVELS),
             "seconds_per_measurement": args.seconds,
+            "rounds": args.rounds,
             "warmup_seconds": args.warmup,
             "max_requests_per_measurement": args.max_requests,
             "gunicorn": " ".join(["gunicorn", *gunicorn_command(0, "<app>")[1:]]).replace(":0 ", ":<port> "),

@@ -220,3 +220,24 @@ def test_the_celery_reference_answers_through_its_worker_on_its_own_database_and
         stack.stop()
     assert not any(_group_alive(pgid) for pgid in groups.values()), "the reference's worker or server outlived it"
     assert not tmp.exists()
+
+
+def test_rounds_are_combined_by_their_median_and_ratios_taken_within_each_round():
+    """A 2-core VM's speed drifts within minutes: a row is held to the references measured in its own round."""
+    from bench.report import combine_rounds
+
+    def figures(rps: float) -> dict:
+        return {**_figures(rps, 16), "requests": int(rps * 5), "seconds": 5.0, "first_error": None}
+
+    def one(hello: float, cached: float) -> dict:
+        return {"hello": {"c16": figures(hello)}, "lookup_cached": {"c16": figures(cached)}}
+
+    # Round 2 ran on a machine half as fast: its hello and its lookup both halved.
+    results = combine_rounds([one(3000, 1500), one(1500, 750), one(2800, 1300)])
+    assert results["hello"]["c16"]["requests_per_s"] == 2800  # the median round
+    assert results["lookup_cached"]["c16"]["requests"] == (1500 + 750 + 1300) * 5  # every round's answers count
+    assert len(results["lookup_cached"]["rounds"]) == 3
+    add_ratios(results)
+    # Per round 0.5, 0.5 and 0.464: the median is 0.5; the ratio of the medians (1300 / 2800) would say 0.464.
+    assert results["lookup_cached"]["vs_hello"] == {"c16": 0.5}
+    assert next(t for t in issue_targets(results) if t["row"] == "lookup_cached")["met"] is True
