@@ -7,10 +7,6 @@ Apiary's own keys through `NamespacedRedis`, a client that prefixes the key argu
 
 from __future__ import annotations
 
-import os
-import threading
-import weakref
-
 import redis
 from redis.client import Pipeline
 
@@ -123,25 +119,26 @@ def namespaced_redis(url: str, namespace: str, **kwargs) -> NamespacedRedis:
 
 
 def run_script(client: redis.Redis, script, keys: list[str], args: list):
-    """`script(keys=keys, args=args)` (a `register_script` of `client`) on this thread's connection of the client.
+    """`script(keys=keys, args=args)` (a `register_script` of `client`) on one pooled connection.
 
     A keyed call's round trips, without redis-py's per-command layers (retry wrapper, observability hooks, response
-    callbacks, key rewriting by command name) nor its pool's lock and readiness poll, which together cost about a
-    tenth of a cached call's CPU. The keys get the client's namespace prefix as every other command's do; a server
-    that lost the script is sent it again (NOSCRIPT); a dropped connection is retried once on a fresh one, but a
-    timeout is not (the script may have run: a budget would be spent twice, a record written twice). Error replies
-    raise as they do through the client."""
+    callbacks, key rewriting by command name), which cost about a tenth of a cached call's CPU. The keys get the
+    client's namespace prefix as every other command's do; a server that lost the script is sent it again
+    (NOSCRIPT); a dropped connection is retried once on a fresh one, but a timeout is not (the script may have run:
+    a budget would be spent twice, a record written twice). Error replies raise as they do through the client."""
     prefix = getattr(client, "key_prefix", "")
     names = [prefix + key for key in keys]
-    conn = _thread_connection(client.connection_pool)
+    pool = client.connection_pool
     for attempt in range(3):
+        conn = pool.get_connection()
         try:
             conn.send_command("EVALSHA", script.sha, len(names), *names, *args)
             return conn.read_response()
         except redis.exceptions.NoScriptError:
             if attempt:
                 raise
-            # Loaded on this same connection (a restarted or flushed server), then run again.
+            # Loaded on this same connection: asking the pool for a second one while holding this one fails in a
+            # bounded pool once every connection is held by a call that met NOSCRIPT (after a Redis restart).
             conn.send_command("SCRIPT", "LOAD", script.script)
             sha = conn.read_response()
             script.sha = sha.decode() if isinstance(sha, bytes) else sha
@@ -149,28 +146,9 @@ def run_script(client: redis.Redis, script, keys: list[str], args: list):
             conn.disconnect()  # the script may have run: never sent twice (a rate limit spent, a record written)
             raise
         except redis.ConnectionError:
-            conn.disconnect()  # a connection the server closed: the next attempt connects afresh
+            conn.disconnect()  # a pooled connection the server closed: the next one is fresh
             if attempt:
                 raise
-        except BaseException:
-            conn.disconnect()  # whatever else broke mid-reply must not leave half a reply for the next call
-            raise
+        finally:
+            pool.release(conn)
     raise redis.RedisError("the script could not be run")
-
-
-_held = threading.local()
-
-
-def _thread_connection(pool) -> redis.Connection:
-    """This thread's own connection of `pool`: taken from the pool once and kept by the thread, so a script run takes
-    no lock and polls no socket. A thread holds one connection per pool (gunicorn's and Celery's threads are few and
-    long-lived); a connection dies with its thread or its pool, and a fork starts afresh (never two processes on one
-    socket)."""
-    held = getattr(_held, "connections", None)
-    if held is None:
-        held = _held.connections = weakref.WeakKeyDictionary()
-    mine = held.get(pool)
-    pid = os.getpid()
-    if mine is None or mine[0] != pid:
-        mine = held[pool] = (pid, pool.make_connection())
-    return mine[1]

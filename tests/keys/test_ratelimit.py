@@ -173,31 +173,3 @@ def test_a_script_that_timed_out_is_never_sent_again(redis_url, redis_client):
     time.sleep(0.6)
     assert redis_client.get("apiary:test:runs") == b"1"
     client.close()
-
-
-def test_scripts_run_on_a_connection_of_the_thread_and_never_one_of_another_process(redis_url, redis_client):
-    import os
-    import threading
-
-    from app.namespace import _thread_connection, run_script
-
-    client = redis.Redis.from_url(redis_url)
-    echo = client.register_script("return redis.call('INCR', KEYS[1])")
-    pool = client.connection_pool
-    mine = _thread_connection(pool)
-    assert _thread_connection(pool) is mine  # kept: no pool lock, no readiness poll per call
-    others = []
-    thread = threading.Thread(target=lambda: others.append(_thread_connection(pool)))
-    thread.start()
-    thread.join()
-    assert others and others[0] is not mine  # two threads never share a socket
-    assert run_script(client, echo, ["apiary:test:n"], []) == 1
-
-    child = os.fork()
-    if child == 0:  # a forked process (gunicorn's workers) must never write on its parent's socket
-        ok = _thread_connection(pool) is not mine and run_script(client, echo, ["apiary:test:n"], []) == 2
-        os._exit(0 if ok else 1)
-    _, status = os.waitpid(child, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert run_script(client, echo, ["apiary:test:n"], []) == 3  # the parent's connection still works
-    client.close()

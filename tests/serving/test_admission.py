@@ -159,12 +159,20 @@ def test_pool_limits_are_exact_across_two_web_servers(client, admin, project, li
 def _kill_web_server(port: int) -> None:
     """SIGKILL the gunicorn server bound to `port`, its master and its worker at once: a web host that dies."""
     bind = f"127.0.0.1:{port}"
-    victims = [p for p in psutil.Process().children(recursive=True) if bind in " ".join(p.cmdline())]
+    victims = [p for p in psutil.Process().children(recursive=True) if bind in " ".join(_cmdline(p))]
     assert len(victims) >= 2, f"expected a gunicorn master and worker on {bind}, found {victims}"
     for proc in victims:
         proc.kill()
     gone, alive = psutil.wait_procs(victims, timeout=10)
     assert not alive, alive
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    """A process's command line; none for one that exited meanwhile (another test's child not yet reaped)."""
+    try:
+        return proc.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        return []
 
 
 def pool_held(app, asset_key: str, endpoint_id: str) -> int:
