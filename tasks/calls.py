@@ -27,7 +27,7 @@ from tasks.leases import (
     queue_capacity,
     wait_for_start,
 )
-from tasks.replies import REPLY_HEADER, TaskFailed, reply_client, wait_reply
+from tasks.replies import RELEASE_HEADER, REPLY_HEADER, TaskFailed, reply_client, wait_reply
 
 log = logging.getLogger(__name__)
 
@@ -180,14 +180,25 @@ def call_worker(
             raise unavailable(
                 "broker_unavailable", "the task queue is unavailable; try again shortly", headers={"Retry-After": 1}
             ) from None
+    # The worker gives the slot back in its reply's round trip when the reply goes to the Redis the slot is in.
+    handover = lease.handover() if lease is not None and _replies_share_redis() else None
+    replied: list[bool] = []
     try:
-        return _send_and_wait(task, args, queue, timeout_s, summary, queue_deadline, watch_node, timed)
+        return _send_and_wait(
+            task, args, queue, timeout_s, summary, queue_deadline, watch_node, timed, handover, replied
+        )
     finally:
-        if lease is not None:
+        if lease is not None and not (handover and replied):
             try:
                 lease.release()
             except redis.RedisError:
                 log.warning("could not release a fair-share slot of %s; its lease runs out by itself", queue)
+
+
+def _replies_share_redis() -> bool:
+    """Whether replies (Celery's result backend URL) go to the Redis that holds the fair-share slots."""
+    config = current_app.config
+    return config["CELERY_RESULT_BACKEND"] == config["REDIS_URL"]
 
 
 def _send_and_wait(
@@ -199,7 +210,12 @@ def _send_and_wait(
     queue_deadline: float | None,
     watch_node: bool,
     timed: bool,
+    handover: list | None = None,
+    replied: list | None = None,
 ):
+    """Send the task and wait for its reply. `handover`: the caller's fair-share lease, for the worker to release with
+    its reply (RELEASE_HEADER); `replied` gets True once a reply that the task's own process pushed (which released
+    it) came back."""
     task_id = uuid.uuid4().hex
     claim = claim_key(task_id) if queue_deadline is not None else None
     queue_left = max(0.0, queue_deadline - time.monotonic()) if queue_deadline is not None else 0.0
@@ -218,7 +234,11 @@ def _send_and_wait(
             kwargsrepr="{}",
             task_id=task_id,
             ignore_result=True,
-            headers={REPLY_HEADER: 1, **({CLAIM_HEADER: claim} if claim else {})},
+            headers={
+                REPLY_HEADER: 1,
+                **({CLAIM_HEADER: claim} if claim else {}),
+                **({RELEASE_HEADER: handover} if handover else {}),
+            },
             result_cls=_Sent,
             add_to_parent=False,
         )
@@ -252,6 +272,8 @@ def _send_and_wait(
             f"the {queue} worker running this call was lost; retry the call",
             headers={"Retry-After": 1},
         )
+    if replied is not None and ("ok" in reply or "failed" in reply):
+        replied.append(True)  # pushed by the process that ran the task, with the release (tasks/replies.py)
     if "failed" in reply:
         raise TaskFailed(reply["failed"].get("type", "Exception"), reply["failed"].get("message", ""))
     answer = reply.get("ok")

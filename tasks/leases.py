@@ -93,6 +93,20 @@ class Lease:
     def release(self) -> None:
         self.semaphore.release(self.member)
 
+    def handover(self) -> list[str]:
+        """What another process needs to release this lease on the same Redis (`release_on`)."""
+        return [*self.semaphore.keys, self.member]
+
+
+def release_on(pipe, handover: object) -> bool:
+    """Queue on `pipe` the release of the lease `Lease.handover()` described (a worker releases its caller's slot in
+    the round trip of its reply); False, queuing nothing, for anything else."""
+    if not (isinstance(handover, list) and len(handover) == 3 and all(isinstance(x, str) for x in handover)):
+        return False
+    running, waiting, member = handover
+    pipe.eval(_RELEASE, 2, running, waiting, member)
+    return True
+
 
 _scripts: dict[int, tuple] = {}
 

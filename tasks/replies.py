@@ -21,10 +21,13 @@ from billiard.exceptions import WorkerLostError
 from celery.signals import task_failure, task_success
 
 from app.namespace import namespaced_redis
+from tasks.leases import release_on
 
 log = logging.getLogger(__name__)
 
 REPLY_HEADER = "apiary_reply"
+# The caller's fair-share lease (`Lease.handover()`), released by the worker in its reply's round trip.
+RELEASE_HEADER = "apiary_release"
 REPLY_KEY = "apiary:reply:{task_id}"
 # A reply nobody waits for any more (the web side gave up with a 504) goes away by itself.
 REPLY_TTL_SECONDS = 300
@@ -68,11 +71,15 @@ def wait_reply(client: redis.Redis, task_id: str, timeout_s: float) -> dict | No
 # --- worker side ----------------------------------------------------------------------------------------------------
 
 
-def _push(app, task_id: str, reply: dict) -> None:
+def _push(app, task_id: str, reply: dict, release: object = None) -> None:
+    """The reply, and with `release` (the RELEASE_HEADER's lease) the caller's fair-share slot given back, in one
+    round trip: the slot frees as the task ends, and the caller does not release it again."""
     client = reply_client(app.conf.result_backend, app.conf.apiary_namespace, socket_timeout=2)
     pipe = client.pipeline(transaction=False)
     pipe.rpush(reply_key(task_id), json.dumps(reply))
     pipe.expire(reply_key(task_id), REPLY_TTL_SECONDS)
+    if release is not None:
+        release_on(pipe, release)
     try:
         pipe.execute()
     except redis.RedisError as exc:  # the web side times out (504) as it would had the worker never answered
@@ -87,7 +94,7 @@ def _wants_reply(task) -> bool:
 def _reply_success(sender=None, result=None, **_kwargs) -> None:
     # In the pool process that ran the task, with its request still current.
     if sender is not None and _wants_reply(sender):
-        _push(sender.app, sender.request.id, {"ok": result})
+        _push(sender.app, sender.request.id, {"ok": result}, getattr(sender.request, RELEASE_HEADER, None))
 
 
 @task_failure.connect
@@ -99,4 +106,5 @@ def _reply_failure(sender=None, task_id=None, exception=None, **_kwargs) -> None
         # sent the task, and expires unread when nobody waits on it.
         _push(sender.app, task_id, {"lost": True})
     elif _wants_reply(sender):
-        _push(sender.app, task_id, {"failed": {"type": type(exception).__name__, "message": str(exception)[:500]}})
+        failed = {"failed": {"type": type(exception).__name__, "message": str(exception)[:500]}}
+        _push(sender.app, task_id, failed, getattr(sender.request, RELEASE_HEADER, None))

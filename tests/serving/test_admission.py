@@ -345,3 +345,37 @@ def test_one_organization_flooding_a_shared_queue_leaves_room_for_another(app, c
     watcher.join()
     assert [r.status_code for r in flooded] == [200] * 4, [r.get_json() for r in flooded]
     assert max(held) == share, held
+
+
+def test_the_worker_gives_the_fair_share_slot_back_with_its_reply(
+    app, client, admin, project, live_worker, monkeypatch
+):
+    """A call answered gives its organization's slot back in the worker's reply round trip, not in one of the web
+    process's own; when replies go to another Redis than the slots (CELERY_RESULT_BACKEND elsewhere), the web process
+    gives it back, as before."""
+    import tasks.calls
+    from app.extensions import redis_store
+    from tasks.leases import LeasedSemaphore
+
+    key = publish(client, admin, project["project_id"], [{"id": "echo", "kind": "function", "handler": ECHO}])
+    assert post(client, key, "echo", {"n": 0}).status_code == 200  # its jail warmed up
+    web_releases: list[str] = []
+    original = LeasedSemaphore.release
+
+    def counted(self, member: str) -> None:
+        web_releases.append(member)
+        original(self, member)
+
+    monkeypatch.setattr(LeasedSemaphore, "release", counted)
+    with app.app_context():
+        fair = LeasedSemaphore(redis_store.get(), f"apiary:fair:functions:{admin.org_id}")
+        for n in range(3):
+            answer = post(client, key, "echo", {"n": n})
+            assert answer.status_code == 200 and answer.get_json() == {"result": {"n": n}}, answer.get_json()
+            assert fair.held() == 0  # free as soon as the answer is
+        assert web_releases == []
+
+        monkeypatch.setattr(tasks.calls, "_replies_share_redis", lambda: False)
+        answer = post(client, key, "echo", {"n": 9})
+        assert answer.status_code == 200 and fair.held() == 0
+        assert len(web_releases) == 1  # the worker was not asked to: the web process released it
