@@ -93,9 +93,18 @@ class AuditOutbox:
         return len(self._pending)
 
     def flush(self) -> None:
-        """Send every pending record now, from this thread (after a batch the writer is sending, if any)."""
-        while self._send(self.take(BATCH)):
-            pass
+        """Send every pending record now, from this thread (after a batch the writer is sending, if any). When Redis
+        cannot take a batch, the rest is dropped too (counted) rather than tried batch by batch: a process exiting
+        while Redis is away must not wait a connect timeout per batch."""
+        while True:
+            sent = self._send(self.take(BATCH))
+            if sent is None:
+                return
+            if not sent:
+                with self._lock:
+                    self.dropped += len(self._pending)
+                    self._pending.clear()
+                return
 
     def set_tick(self, seconds: float) -> None:
         """How long a record waits at most when no call carries it; from now on (a waiting writer is woken)."""
@@ -117,10 +126,11 @@ class AuditOutbox:
                     self._writer = None  # a later `put` starts a new thread
                     return
 
-    def _send(self, batch: tuple[Record, ...]) -> bool:
-        """One script run writing `batch`; False when it is empty."""
+    def _send(self, batch: tuple[Record, ...]) -> bool | None:
+        """One script run writing `batch`: True when Redis took it, False when it could not (the batch is dropped and
+        counted), None when there was nothing to send."""
         if not batch:
-            return False
+            return None
         args: list = [AUDIT_MAX_LEN, len(batch), *(record for record, _, _ in batch)]
         for _, key_id, at in batch:
             args += [key_id, at]
@@ -132,7 +142,7 @@ class AuditOutbox:
             except (redis.RedisError, OSError) as exc:
                 self.count_dropped(len(batch))
                 log.debug("%d audit records dropped: %s", len(batch), exc)
-                return True
+                return False
         if length > AUDIT_MAX_LEN:
             self.count_dropped(min(len(batch), length - AUDIT_MAX_LEN))
         if flush:

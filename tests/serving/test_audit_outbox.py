@@ -87,6 +87,26 @@ def test_records_redis_cannot_take_are_dropped_and_counted(app):
     assert outbox.pending() == 0 and outbox.dropped == 2
 
 
+def test_a_flush_without_redis_tries_once_and_drops_the_rest(app, monkeypatch):
+    """A process exiting while Redis is away waits one connect timeout, not one per batch."""
+    monkeypatch.setattr(outbox_module, "BATCH", 1)
+    tries = []
+    original = outbox_module.run_script
+
+    def counted(*args, **kwargs):
+        tries.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(outbox_module, "run_script", counted)
+    down = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    outbox = AuditOutbox(app, down)
+    outbox.set_tick(60.0)
+    for n in range(3):
+        outbox.put(json.dumps({"key_id": n}), n)
+    outbox.flush()
+    assert len(tries) == 1 and outbox.pending() == 0 and outbox.dropped == 3
+
+
 def test_the_pending_records_are_capped_oldest_first(app, redis_client, monkeypatch):
     monkeypatch.setattr(outbox_module, "MAX_PENDING", 3)
     outbox = AuditOutbox(app, redis_client)
