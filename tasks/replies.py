@@ -2,7 +2,7 @@
 
 The web side sends the task with Celery's `ignore_result` and the REPLY_HEADER, then waits with one BLPOP on
 `apiary:reply:<task id>`; the pool process that ran the task pushes its answer there (RPUSH + EXPIRE, one round
-trip). Against Celery's Redis result backend this saves, per call, the SUBSCRIBE and UNSUBSCRIBE of the task's result
+trip, which also gives the caller's fair-share slot back when the task came with RELEASE_HEADER). Against Celery's Redis result backend this saves, per call, the SUBSCRIBE and UNSUBSCRIBE of the task's result
 channel on the web side, the SET + PUBLISH of the result on the worker side, and the DEL of `forget()`
 (bench/predict_roundtrip.py measures both paths).
 
