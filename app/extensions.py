@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import redis
 from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
@@ -14,6 +12,7 @@ from redis.retry import Retry
 from sqlalchemy.orm import DeclarativeBase
 
 from app.namespace import namespaced_redis
+from app.process import current_pid
 from app.warehouse.engine import create_warehouse_engine
 
 
@@ -37,11 +36,11 @@ class _PerProcess:
         app.extensions[self.name] = {"pid": None, "value": None}
 
     def get(self, app: Flask | None = None):
-        app = app or current_app._get_current_object()
-        slot = app.extensions[self.name]
-        if slot["pid"] != os.getpid() or slot["value"] is None:
-            slot["value"] = self.factory(app)
-            slot["pid"] = os.getpid()
+        slot = (app or current_app).extensions[self.name]
+        pid = current_pid()
+        if slot["pid"] != pid or slot["value"] is None:
+            slot["value"] = self.factory(app or current_app._get_current_object())
+            slot["pid"] = pid
         return slot["value"]
 
 

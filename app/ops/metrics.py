@@ -16,7 +16,15 @@ import time
 
 import redis
 from flask import Flask, Response, current_app, g, has_app_context, request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
@@ -24,6 +32,7 @@ from app.db import RecipeRun
 from app.extensions import db
 from app.namespace import namespaced_redis
 from app.ops.timing import PARTS as TIMING_PARTS
+from app.process import current_pid
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +40,12 @@ LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 QUEUES = ("predict", "train", "functions", "default")  # tasks.celery_app.QUEUES (config-free copy, checked by a test)
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 TASK_OUTCOMES = ("success", "error", "timeout", "worker_lost", "broker_unavailable")
+
+if getattr(values.ValueClass, "_multiprocess", False):
+    # Multiprocess mode: every write checks the process id for a fork (os.getpid, a system call; a served call makes
+    # about thirteen). The library's documented hook takes our kept one instead, renewed in a forked child. Set here,
+    # before any series exists: every value of the process must share one class (one file per process and type).
+    values.ValueClass = values.MultiProcessValue(process_identifier=current_pid)
 
 
 def _define(kwargs: dict) -> dict:
