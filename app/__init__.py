@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from secrets import token_hex  # `import secrets` would be shadowed by the app.secrets submodule
+from random import getrandbits  # `import secrets` would be shadowed by the app.secrets submodule
 
 from flask import Flask, g, request
 
@@ -137,7 +137,7 @@ def register_request_ids(app: Flask) -> None:
     @app.before_request
     def _request_id():
         incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else token_hex(16)
+        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else f"{getrandbits(128):032x}"
 
     @app.after_request
     def _echo_request_id(response):
