@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from flask import current_app, g
+from flask import current_app
 from sqlalchemy import Row, bindparam, select
 from werkzeug.exceptions import HTTPException
 
@@ -31,7 +31,7 @@ from app.serving.cache import result_cache
 from app.serving.dispatch import Call, Outcome, prepare_query, request_context, run_data_query, run_endpoint
 from app.serving.shadow import ShadowCall
 from app.serving.shadow_runs import summarize
-from app.serving.state import GENERATION_KEY, memo, serving_state
+from app.serving.state import GENERATION_KEY, begin_keyed_call, end_keyed_call, memo, read_under, serving_state
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ def audited_call(method: str, **caller) -> Iterator[Served]:
     timing = start_timing()
     served = Served(**caller)
     status, code = 500, "internal_error"
+    reading = begin_keyed_call()
     try:
         yield served
         status, code = 200, None
@@ -109,6 +110,7 @@ def audited_call(method: str, **caller) -> Iterator[Served]:
         status, code = err.code or 500, "http_error"
         raise
     finally:
+        end_keyed_call(reading)
         latency_ms = timing.total_ms()
         parts = timing.summary(latency_ms)
         record_call(served, method, status, latency_ms, served.model_id if status == 200 else None, code, parts)
@@ -253,7 +255,8 @@ def _keyed(check: Callable[[], tuple], probe: Callable[[tuple, int | None], Prob
     (app/serving/audit_outbox.py). Returns (checked, decision, whether the probe's answers belong to `checked`).
     """
     state = serving_state()
-    start = g.apiary_serving_gen = state.begin()
+    start = state.begin()
+    read_under(state, start)
 
     def stale(generation: int | None) -> bool:
         """Whether data read under `start` may be stale, given the generation just read (None: unknown)."""
@@ -263,7 +266,7 @@ def _keyed(check: Callable[[], tuple], probe: Callable[[tuple, int | None], Prob
         return generation != start
 
     def again() -> tuple:
-        g.apiary_serving_gen = state.generation
+        read_under(state, state.generation)
         return check()
 
     try:

@@ -18,9 +18,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from typing import Any
 
-from flask import Flask, g, has_app_context
+from flask import Flask, has_app_context
 
 from app.extensions import _PerProcess, redis_store
 
@@ -117,15 +118,33 @@ def serving_state() -> ServingState:
     return serving_states.get()
 
 
+# During a keyed call: the process's serving state and the generation the call reads under (see `read_under`).
+_reading: ContextVar[tuple[ServingState, int] | None] = ContextVar("apiary_serving_reading", default=None)
+
+
+def begin_keyed_call() -> Token:
+    """Open a keyed call's scope (`audited_call`): nothing is read through the cache until `read_under` says so, and
+    `end_keyed_call` closes it, so no other work on the thread (dry runs, the console, the CLI) ever does."""
+    return _reading.set(None)
+
+
+def end_keyed_call(token: Token) -> None:
+    _reading.reset(token)
+
+
+def read_under(state: ServingState, generation: int | None) -> None:
+    """From here to the end of the keyed call, `memo` reads through `state`'s cache under `generation` (None: load
+    everything from the database)."""
+    _reading.set(None if generation is None else (state, generation))
+
+
 def memo(kind: str, key: Any, load: Callable[[], Any]) -> Any:
-    """`load()` through this process's cache during a keyed call (serving set `g.apiary_serving_gen`); anything
-    else (dry runs, the console, the CLI) always loads."""
-    if not has_app_context():
+    """`load()` through this process's cache during a keyed call (after `read_under`); anything else (dry runs, the
+    console, the CLI) always loads."""
+    reading = _reading.get()
+    if reading is None:
         return load()
-    generation = g.get("apiary_serving_gen")
-    if generation is None:
-        return load()
-    return serving_state().get(kind, key, load, generation)
+    return reading[0].get(kind, key, load, reading[1])
 
 
 def bump_serving_generation() -> None:

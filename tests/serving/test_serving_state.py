@@ -274,3 +274,31 @@ def test_consecutive_model_calls_ask_redis_for_the_heartbeat_once(
     resp, sent = trips.during(lambda: predict(client, key, "slow", {"features": {"x": 1.0}}))
     assert resp.status_code == 200, resp.get_json()
     assert "EXISTS" not in sent and sent[0] == "EVALSHA", sent
+
+
+def test_cached_reads_end_with_the_keyed_call(app, client, admin, service):  # noqa: F811
+    """A keyed call reads through the process's cache; once it has ended, the same thread (a gunicorn thread serves
+    one request after another: a dry run, the console) reads from the database again, even after a call that
+    failed."""
+    from app.serving.dispatch import Call
+    from app.serving.service import audited_call, serve_endpoint
+    from app.serving.state import memo
+
+    key = mint(client, admin, service)["key"]
+    loads: list[str] = []
+
+    def load():
+        loads.append("db")
+        return "fresh"
+
+    with app.test_request_context():
+        with audited_call("GET", asset_key="sales-serving") as served:
+            serve_endpoint(served, "sales-serving", "top", key, Call("GET", {}, None))
+            assert memo("probe", 1, load) == "fresh" and memo("probe", 1, load) == "fresh"
+            assert loads == ["db"]  # inside the call: cached
+        assert memo("probe", 1, load) == "fresh" and loads == ["db", "db"]  # after it: loaded
+        with pytest.raises(Exception):  # noqa: B017,PT011 - any failure of the call
+            with audited_call("GET", asset_key="sales-serving") as served:
+                serve_endpoint(served, "sales-serving", "top", key, Call("GET", {}, None))
+                raise RuntimeError("the call fails after reading")
+        assert memo("probe", 1, load) == "fresh" and loads == ["db", "db", "db"]
