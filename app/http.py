@@ -120,8 +120,10 @@ class CookieOnlySessionInterface(SecureCookieSessionInterface):
     15). A request with the cookie is read, verified and saved exactly as Flask does."""
 
     def open_session(self, app: Flask, request):
-        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
-            return self.session_class()
+        if app.secret_key and (
+            "HTTP_COOKIE" not in request.environ or not request.cookies.get(self.get_cookie_name(app))
+        ):
+            return self.session_class()  # no Cookie header at all (checked first: no cookie parsing), or no session
         return super().open_session(app, request)
 
 

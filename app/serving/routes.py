@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
+from flask import Blueprint, Request, Response, current_app, g, jsonify, request, stream_with_context
 
 from app.auth.permissions import current_user, login_required
 from app.auth.throttle import client_address
@@ -56,32 +56,32 @@ VERSION_HEADERS = {
 DISPATCH_FIELD = "dispatch_key"  # the dispatch key as a query parameter or JSON body field (not passed on)
 
 
-def _pin() -> service.Pin:
+def _pin(req: Request) -> service.Pin:
     """The routing asks of the call: `X-Dispatch-Key` (or `dispatch_key` in the query string or JSON body) and
     `X-Service-Version`."""
-    key = request.headers.get("X-Dispatch-Key") or request.args.get(DISPATCH_FIELD)
-    if not key and request.method != "GET" and request.is_json:
-        body = request.get_json(silent=True)
+    key = req.headers.get("X-Dispatch-Key") or req.args.get(DISPATCH_FIELD)
+    if not key and req.method != "GET" and req.is_json:
+        body = req.get_json(silent=True)
         if isinstance(body, dict) and isinstance(body.get(DISPATCH_FIELD), str | int):
             key = str(body[DISPATCH_FIELD])
-    return service.Pin(key or None, request.headers.get("X-Service-Version"))
+    return service.Pin(key or None, req.headers.get("X-Service-Version"))
 
 
-def _call() -> Call:
+def _call(req: Request) -> Call:
     body = None
-    if request.method != "GET":
-        if not request.get_data():
+    if req.method != "GET":
+        if not req.get_data():
             body = {}
-        elif not request.is_json:
+        elif not req.is_json:
             raise APIError(415, "unsupported_media_type", "send a JSON body with Content-Type: application/json")
         else:
-            body = request.get_json(silent=True)
-            if body is None and request.get_data().strip() != b"null":
+            body = req.get_json(silent=True)
+            if body is None and req.get_data().strip() != b"null":
                 raise APIError(400, "bad_request", "request body is not valid JSON")
-    params = {k: v for k, v in request.args.to_dict().items() if k != DISPATCH_FIELD}
+    params = {k: v for k, v in req.args.to_dict().items() if k != DISPATCH_FIELD}
     if isinstance(body, dict) and DISPATCH_FIELD in body:
         body = {k: v for k, v in body.items() if k != DISPATCH_FIELD}
-    return Call(request.method, params, body)
+    return Call(req.method, params, body)
 
 
 def _respond(outcome) -> Response:
@@ -94,28 +94,28 @@ def _respond(outcome) -> Response:
     return response
 
 
-def _caller(asset_key: str) -> dict:
+def _caller(req: Request, asset_key: str) -> dict:
     """What the audit record and the refused-key record keep of the caller (see `service.audited_call`)."""
-    presented = request.headers.get("X-API-Key")
+    presented = req.headers.get("X-API-Key")
     return {
         "request_id": g.get("request_id"),
         "client_ip": client_address(),
-        "user_agent": (request.headers.get("User-Agent") or "")[:256] or None,
+        "user_agent": (req.headers.get("User-Agent") or "")[:256] or None,
         "asset_key": asset_key,
-        "route": request.url_rule.rule if request.url_rule is not None else "<unmatched>",
+        "route": req.url_rule.rule if req.url_rule is not None else "<unmatched>",
         "key_presented": bool(presented),
         "key_prefix": key_prefix_of(presented),
-        "request_payload": _request_payload(),
+        "request_payload": _request_payload(req),
     }
 
 
-def _request_payload() -> object:
+def _request_payload(req: Request) -> object:
     """What the caller sent: the JSON body of a POST, else the query params (kept by `log: "payload"` endpoints)."""
-    if request.method != "GET":
-        body = request.get_json(silent=True)
+    if req.method != "GET":
+        body = req.get_json(silent=True)
         if body is not None:
             return body
-    return request.args.to_dict()
+    return req.args.to_dict()
 
 
 def _answer(served: service.Served, outcome) -> Response:
@@ -161,9 +161,10 @@ def _answer(served: service.Served, outcome) -> Response:
 )
 def call_endpoint(asset_key: str, endpoint_id: str):
     # The X-API-Key is the only credential here; an Authorization header is ignored.
-    key = request.headers.get("X-API-Key")
-    with service.audited_call(request.method, **_caller(asset_key)) as served:
-        return _answer(served, service.serve_endpoint(served, asset_key, endpoint_id, key, _call(), _pin()))
+    req = request._get_current_object()  # one proxy lookup for the whole call
+    key = req.headers.get("X-API-Key")
+    with service.audited_call(req.method, **_caller(req, asset_key)) as served:
+        return _answer(served, service.serve_endpoint(served, asset_key, endpoint_id, key, _call(req), _pin(req)))
 
 
 @bp.get("/api/data/<asset_key>")
@@ -175,10 +176,11 @@ def call_endpoint(asset_key: str, endpoint_id: str):
     response_headers=VERSION_HEADERS,
 )
 def data_api(asset_key: str):
-    key = request.headers.get("X-API-Key")
-    params = {k: v for k, v in request.args.to_dict().items() if k != DISPATCH_FIELD}
-    with service.audited_call(request.method, **_caller(asset_key)) as served:
-        return _answer(served, service.serve_data_api(served, asset_key, key, params, _pin()))
+    req = request._get_current_object()
+    key = req.headers.get("X-API-Key")
+    params = {k: v for k, v in req.args.to_dict().items() if k != DISPATCH_FIELD}
+    with service.audited_call(req.method, **_caller(req, asset_key)) as served:
+        return _answer(served, service.serve_data_api(served, asset_key, key, params, _pin(req)))
 
 
 @bp.route("/api/api-services/<int:asset_id>/endpoints/<endpoint_id>/test", methods=["GET", "POST"])
@@ -205,7 +207,7 @@ def data_api(asset_key: str):
 def test_endpoint(asset_id: int, endpoint_id: str):
     user = current_user()
     asset = get_asset(user, asset_id, "project.edit")
-    return _respond(service.dry_run(user, asset, endpoint_id, _call()))
+    return _respond(service.dry_run(user, asset, endpoint_id, _call(request)))
 
 
 @bp.get("/api/api-services/<int:asset_id>/logs")
