@@ -7,10 +7,10 @@ Apiary's own keys through `NamespacedRedis`, a client that prefixes the key argu
 
 from __future__ import annotations
 
+import os
+
 import redis
 from redis.client import Pipeline
-
-from app.process import current_pid
 
 
 def key_prefix(namespace: str) -> str:
@@ -112,7 +112,8 @@ class ScriptPool(redis.ConnectionPool):
     fails at its first read, which `run_script` retries once on a fresh one (the script did not run)."""
 
     def borrow(self) -> redis.Connection:
-        if self.pid == current_pid():
+        # os.getpid, not the kept id: sharing a socket with a forked parent must be impossible whatever forked us.
+        if self.pid == os.getpid():
             with self._lock:
                 if self._available_connections:
                     conn = self._available_connections.pop()
