@@ -23,6 +23,14 @@ BIN = Path(sys.executable).parent
 # The web process exactly as `make run` starts it (app/supervisor.py), bound to the loopback: every server of the
 # benchmark, Apiary's and the reference apps, runs with these settings. tests/bench checks they match.
 GUNICORN_SETTINGS = ("--workers", "2", "--threads", "8", "--graceful-timeout", "1", "--access-logfile", "-")
+# One setting the benchmark adds to every server it starts (Apiary's and the references alike): at most 12 client
+# connections per gunicorn worker. hey opens its 16 keep-alive connections at once and gunicorn hands each to whichever
+# worker wakes first; a worker that got 15 of them serves the whole load on one core (one GIL) while the other idles,
+# for the whole measurement. The same call measured 875 and 1,961 req/s in consecutive runs that way, and bare hello
+# 2,030 and 4,769. With the cap the second worker takes the rest, so every measurement is of two workers. Not a
+# production default: a worker holding only 12 connections is easy to starve with idle ones (behind a proxy or with
+# many clients, connections spread across workers anyway).
+BALANCE_SETTINGS = ("--worker-connections", "12")
 # The workers are the Procfile's worker lines, as `make run` starts them (make run's beat, which only reaps stale runs
 # and purges old audit records, is not started: it plays no part in a call).
 # The plain Celery reference (bench/celery_app.py): its own queue on its own database of the stack's Redis.
@@ -43,7 +51,7 @@ _OWN_SETTINGS = (
 
 
 def gunicorn_command(port: int, app_spec: str) -> list[str]:
-    return [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *GUNICORN_SETTINGS, app_spec]
+    return [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *GUNICORN_SETTINGS, *BALANCE_SETTINGS, app_spec]
 
 
 def procfile_workers() -> dict[str, list[str]]:
