@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from random import getrandbits
+import os
+import random
 
 from flask import Flask, g, request
 
@@ -133,13 +134,24 @@ def register_commands(app: Flask) -> None:
     register_cli(app)
 
 
+# Request ids are correlation ids, not secrets: a generator costs no system call, where secrets.token_hex made a
+# getrandom call (which also let the GIL go) on every request. Their own generator, seeded from os.urandom and
+# reseeded in every forked worker: callers see every id, and ids drawn from the module-level `random` would let a
+# caller rebuild the state that picks routed versions (app/publishing/routing.py) and choose one without
+# can_force_version.
+_request_ids = random.Random()
+os.register_at_fork(after_in_child=_request_ids.seed)
+
+
+def new_request_id() -> str:
+    return f"{_request_ids.getrandbits(128):032x}"
+
+
 def register_request_ids(app: Flask) -> None:
     @app.before_request
     def _request_id():
         incoming = request.headers.get("X-Request-Id", "")
-        # A correlation id, not a secret: `random` (reseeded in every forked worker) costs no system call, where
-        # secrets.token_hex made a getrandom call that also let the GIL go, on every request.
-        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else f"{getrandbits(128):032x}"
+        g.request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() else new_request_id()
 
     @app.after_request
     def _echo_request_id(response):
