@@ -119,7 +119,7 @@ def call_command(asset_key, endpoint_id, api_key, method, params, body_text, bod
             "key_presented": bool(api_key),
             "key_prefix": key_prefix_of(api_key),
             "user_agent": "flask services call",
-            "request_payload": call.body if method != "GET" else call.params,
+            "read_request_payload": lambda: call.body if method != "GET" else call.params,
         }
         with audited_call(method, **caller) as served:
             outcome = serve_endpoint(served, asset_key, endpoint_id, api_key, call)

@@ -105,7 +105,7 @@ def _caller(req: Request, asset_key: str) -> dict:
         "route": req.url_rule.rule if req.url_rule is not None else "<unmatched>",
         "key_presented": bool(presented),
         "key_prefix": key_prefix_of(presented),
-        "request_payload": _request_payload(req),
+        "read_request_payload": lambda: _request_payload(req),
     }
 
 

@@ -62,7 +62,8 @@ class Served:
     key_presented: bool = False  # whether an X-API-Key was sent at all
     key_prefix: str | None = None  # its public prefix when it has a key's shape (never the secret)
     log_mode: str = "metadata"  # the endpoint's `log`: "payload" keeps the request and the answer
-    request_payload: object = None  # what the caller sent (kept in payload mode)
+    # What the caller sent, read only for payload-mode records (most calls never need it).
+    read_request_payload: Callable[[], object] | None = None
     response_payload: object = None  # what the caller got back, masked as they saw it (payload mode)
 
     @property
@@ -85,7 +86,7 @@ def audited_call(method: str, **caller) -> Iterator[Served]:
 
     The block resolves the call into the `Served` it is given (`serve_endpoint`, `serve_data_api` fill it); `caller`
     are the `Served` fields the web layer knows (request_id, client_ip, user_agent, asset_key, route, key_presented,
-    key_prefix, request_payload). On the way out the record is buffered with the call's status (200, the
+    key_prefix, read_request_payload). On the way out the record is buffered with the call's status (200, the
     APIError's or HTTPException's own, else 500), latency and timing; a refused API key is recorded (bounded), the
     call counted in the metrics, and an APIError carries the `Server-Timing` header (`server_timing()` gives it
     for an answer). Exceptions go on to the caller."""
@@ -583,7 +584,8 @@ def _entry(
     payload = None
     if served.log_mode == "payload":
         limit = int(current_app.config["AUDIT_PAYLOAD_MAX_BYTES"])
-        payload = (clipped_json(served.request_payload, limit), clipped_json(served.response_payload, limit))
+        sent = served.read_request_payload() if served.read_request_payload is not None else None
+        payload = (clipped_json(sent, limit), clipped_json(served.response_payload, limit))
     return audit_entry(
         asset_id=served.asset.id,
         endpoint_id=served.endpoint_id,
