@@ -1,5 +1,5 @@
-"""Serving benchmark (issue 15): Apiary's keyed calls beside a bare Flask "hello", a plain scikit-learn route and a plain
-Celery round trip.
+"""Serving benchmark (issue 15): Apiary's keyed calls beside a bare Flask "hello", a plain scikit-learn route, a plain
+Celery round trip and a plain Redis read.
 
 One run, one private stack (temp var dir, private Redis, free loopback ports, the Celery workers of the Procfile, as
 `make run` starts them, gunicorn with `make run`'s settings for every server): a generated 100,000-row table is uploaded through
@@ -13,9 +13,15 @@ deploy for "run this on a worker and wait": a plain Flask route calling `apply_a
 computes what the function does, its worker with the pool of the Procfile's worker for functions, on another
 database of the same Redis. The function row is also shown against it.
 
+Likewise a cached lookup answers after a round trip to Redis, which a bare "hello" never makes. The fourth reference
+(bench/redis_app.py) is what a team would deploy for a cached lookup: a plain Flask route answering from one Redis
+GET (the very answer Apiary's cached lookup gives, stored on another database of the same Redis), with no key, rate
+limit, audit record or metrics. The cached lookup is also shown against it.
+
     make bench                                  # = .venv/bin/python bench/serving.py
     .venv/bin/python bench/serving.py --seconds 5 --rounds 3 --warmup 1 [--rows 100000] [--keep]
     .venv/bin/python bench/serving.py --only celery,function,hello --out /tmp/serving.json
+    .venv/bin/python bench/serving.py --only hello,redis,lookup_cached --out /tmp/lookup.json
 
 Prints the table and writes bench/results/serving.json.
 """
@@ -41,6 +47,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.load import Target, run_hey  # noqa: E402
+from bench.redis_app import ANSWER_KEY  # noqa: E402
 from bench.report import add_ratios, combine_rounds, format_table, format_targets, issue_targets, ms_text  # noqa: E402
 from bench.stack import (  # noqa: E402
     GUNICORN_SETTINGS,
@@ -69,7 +76,7 @@ SEGMENT_ANSWER = {"result": {"segment": "new", "tenure": 5}}
 class Row:
     id: str
     label: str
-    server: str  # "hello", "sklearn", "celery" or "apiary"
+    server: str  # "hello", "sklearn", "celery", "redis_ref" or "apiary"
     method: str
     path: str
     body: dict | None = None
@@ -94,6 +101,14 @@ ROWS = (
         "POST",
         "/run",
         FUNCTION_PAYLOAD,
+        keyed=False,
+    ),
+    Row(
+        "redis",
+        "plain Flask + one Redis GET (reference)",
+        "redis_ref",
+        "GET",
+        f"/lookup?id={LOOKUP_ID}",
         keyed=False,
     ),
     Row(
@@ -287,10 +302,11 @@ def target_for(stack: Stack, row: Row, key: str) -> Target:
 
 
 def check_answers(targets: dict[str, Target]) -> None:
-    """Every call answers 200 before it is measured, lookups find their row, only the cached one hits the cache, and
-    the function and its Celery reference give the same answer."""
+    """Every call answers 200 before it is measured, lookups find their row, only the cached one hits the cache, the
+    function and its Celery reference give the same answer, and so do the cached lookup and its Redis reference."""
     import httpx
 
+    bodies: dict[str, bytes] = {}
     for row_id, target in targets.items():
         for _ in range(2):
             answer = httpx.request(
@@ -310,6 +326,22 @@ def check_answers(targets: dict[str, Target]) -> None:
             raise RuntimeError(f"{row_id}: expected the one row of key {LOOKUP_ID}, got {answer.text[:300]}")
         if row_id in ("function", "celery") and answer.json() != SEGMENT_ANSWER:
             raise RuntimeError(f"{row_id}: expected {SEGMENT_ANSWER}, got {answer.text[:300]}")
+        bodies[row_id] = answer.content
+    if "redis" in bodies and "lookup_cached" in bodies and bodies["redis"] != bodies["lookup_cached"]:
+        raise RuntimeError(
+            f"redis: answers {bodies['redis'][:300]!r}, the cached lookup {bodies['lookup_cached'][:300]!r}"
+        )
+
+
+def cached_answer(stack: Stack, key: str) -> bytes:
+    """The cached lookup's answer as Apiary sends it, for the Redis reference to store."""
+    import httpx
+
+    row = next(row for row in ROWS if row.id == "lookup_cached")
+    answer = httpx.get(stack.url("apiary", row.path), headers={"X-API-Key": key}, timeout=60)
+    if answer.status_code != 200:
+        raise RuntimeError(f"lookup_cached: HTTP {answer.status_code} {answer.text[:500]}")
+    return answer.content
 
 
 # --- the run -------------------------------------------------------------------------------------------------------
@@ -399,7 +431,9 @@ def main() -> None:
             {"BENCH_MODEL_ARTIFACT": model_artifact(stack, setup["model_id"])},
         )
         stack.start_celery_reference()
+        stack.start_redis_reference({ANSWER_KEY.format(LOOKUP_ID): cached_answer(stack, setup["key"])})
         stack.wait_until("hello", "/hello")
+        stack.wait_until("redis_ref", f"/lookup?id={LOOKUP_ID}")
         stack.wait_until("sklearn", "/predict", timeout=120, statuses=(405,))  # POST only: any answer means booted
         stack.wait_until("celery", "/ready", timeout=120)  # its web process and its worker are up
         targets = {row.id: target_for(stack, row, setup["key"]) for row in ROWS if row.id in only}
@@ -442,6 +476,7 @@ def main() -> None:
             "gunicorn_settings": list(GUNICORN_SETTINGS),
             "workers": {name: " ".join(["celery", *argv[1:]]) for name, argv in procfile_workers().items()},
             "celery_reference_worker": " ".join(["celery", *celery_reference_worker_command()[1:]]),
+            "redis_reference": "bench/redis_app.py on its own database of the stack's Redis",
             "databases": "SQLite metadata and warehouse (make run's defaults), private Redis",
             "table_rows": setup["row_count"],
             "upload_seconds": setup["upload_s"],

@@ -36,6 +36,8 @@ BALANCE_SETTINGS = ("--worker-connections", "12")
 # The plain Celery reference (bench/celery_app.py): its own queue on its own database of the stack's Redis.
 CELERY_REFERENCE_QUEUE = "bench_ref"
 CELERY_REFERENCE_DB = 1
+# The plain Redis reference (bench/redis_app.py): its answer on another database of the stack's Redis than Apiary's.
+REDIS_REFERENCE_DB = 2
 # Settings Apiary reads from the environment that must not leak in from the caller's shell.
 _OWN_SETTINGS = (
     "APIARY_",
@@ -164,6 +166,19 @@ class Stack:
         env = {"BENCH_CELERY_URL": redis_database(self.redis_url or self.start_redis(), CELERY_REFERENCE_DB)}
         self.spawn("celery-worker", celery_reference_worker_command(), env)
         self.serve("celery", "bench.celery_app:create_app()", env)
+
+    def start_redis_reference(self, answers: dict[str, bytes]) -> None:
+        """bench/redis_app.py's web process, its `answers` (Redis key -> JSON text) stored first on its own database
+        of the stack's Redis. Wait for it on server "redis_ref" (the stack's Redis itself is its child "redis")."""
+        import redis
+
+        url = redis_database(self.redis_url or self.start_redis(), REDIS_REFERENCE_DB)
+        client = redis.Redis.from_url(url)
+        try:
+            client.mset(answers)
+        finally:
+            client.close()
+        self.serve("redis_ref", "bench.redis_app:create_app()", {"BENCH_REDIS_URL": url})
 
     def spawn(self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
         from app.supervisor import die_with_parent  # SIGKILL when the benchmark dies, even by SIGKILL

@@ -12,12 +12,14 @@ import pytest
 import redis
 
 from bench.load import Target, figures_from_hey, hey_command, run_hey
+from bench.redis_app import ANSWER_KEY
 from bench.report import add_ratios, format_table, format_targets, issue_targets
-from bench.serving import FUNCTION_PAYLOAD, ROWS, SEGMENT_ANSWER
+from bench.serving import FUNCTION_PAYLOAD, LOOKUP_ID, ROWS, SEGMENT_ANSWER
 from bench.stack import (
     CELERY_REFERENCE_DB,
     CELERY_REFERENCE_QUEUE,
     GUNICORN_SETTINGS,
+    REDIS_REFERENCE_DB,
     Stack,
     celery_reference_worker_command,
     procfile_workers,
@@ -110,11 +112,11 @@ def test_the_function_is_also_shown_against_the_plain_celery_round_trip_as_a_fig
 
     labels = {row.id: row.label for row in ROWS}
     table = format_table(labels, results).splitlines()
-    assert table[0].split(" | ")[-2] == "vs plain Celery"
+    assert table[0].split(" | ")[-3] == "vs plain Celery"
     function_c16 = next(line for line in table if line.startswith("| function endpoint | 16 |"))
-    assert function_c16.split(" | ")[-2] == "1.25x"
+    assert function_c16.split(" | ")[-3] == "1.25x"
     celery_c16 = next(line for line in table if line.startswith(f"| {labels['celery']} | 16 |"))
-    assert celery_c16.split(" | ")[-2] == ""
+    assert celery_c16.split(" | ")[-3] == ""
 
     checked = issue_targets(results)
     info = [t for t in checked if t["what"] == "req/s vs plain Celery round trip"]
@@ -142,6 +144,39 @@ def test_the_celery_reference_is_called_like_the_function_endpoint():
     assert (reference.server, reference.method, reference.path, reference.keyed) == ("celery", "POST", "/run", False)
     assert reference.body == function.body == FUNCTION_PAYLOAD
     assert list(rows).index("celery") < list(rows).index("lookup_cached"), "the references come first"
+
+
+def test_the_cached_lookup_is_also_shown_against_the_plain_redis_read_as_a_figure_without_a_target():
+    rows = {row.id: row for row in ROWS}
+    reference, cached = rows["redis"], rows["lookup_cached"]
+    assert (reference.server, reference.method, reference.keyed) == ("redis_ref", "GET", False)
+    assert reference.path == f"/lookup?id={LOOKUP_ID}" and cached.path.endswith(f"?id={LOOKUP_ID}")
+    assert list(rows).index("redis") < list(rows).index("lookup_cached"), "the references come first"
+
+    results = {
+        "hello": {"c16": _figures(1000, 16), "c1": _figures(500, 1)},
+        "redis": {"c16": _figures(800, 16), "c1": _figures(400, 1)},
+        "lookup_cached": {"c16": _figures(520, 16), "c1": _figures(200, 1)},
+        "lookup_uncached": {"c16": _figures(400, 16), "c1": _figures(150, 1)},
+    }
+    add_ratios(results)
+    assert results["lookup_cached"]["vs_redis"] == {"c16": 0.65, "c1": 0.5}
+    assert results["lookup_cached"]["vs_hello"] == {"c16": 0.52, "c1": 0.4}  # the issue's ratio stays
+    assert "vs_redis" not in results["lookup_uncached"]  # the cached lookup's reference only
+
+    labels = {row.id: row.label for row in ROWS}
+    table = format_table(labels, results).splitlines()
+    assert table[0].split(" | ")[-2] == "vs plain Redis"
+    cached_c16 = next(line for line in table if line.startswith(f"| {labels['lookup_cached']} | 16 |"))
+    assert cached_c16.split(" | ")[-2] == "0.65x"
+
+    checked = issue_targets(results)
+    info = [t for t in checked if t["what"] == "req/s vs plain Redis read"]
+    assert info == [
+        {"row": "lookup_cached", "clients": 16, "what": info[0]["what"], "target": None, "measured": 0.65, "met": None}
+    ]
+    cached_vs_hello = next(t for t in checked if t["row"] == "lookup_cached" and t["what"] == "req/s vs bare hello")
+    assert (cached_vs_hello["target"], cached_vs_hello["met"]) == (">= 0.5", True)
 
 
 def test_the_celery_reference_worker_has_the_pool_of_the_worker_that_runs_function_calls():
@@ -219,6 +254,27 @@ def test_the_celery_reference_answers_through_its_worker_on_its_own_database_and
     finally:
         stack.stop()
     assert not any(_group_alive(pgid) for pgid in groups.values()), "the reference's worker or server outlived it"
+    assert not tmp.exists()
+
+
+def test_the_redis_reference_answers_what_was_stored_from_its_own_database_and_every_process_stops():
+    stack = Stack()
+    try:
+        answer = b'{"count":1,"rows":[{"customer_key":42}]}\n'
+        stack.start_redis_reference({ANSWER_KEY.format(LOOKUP_ID): answer})
+        stack.wait_until("redis_ref", f"/lookup?id={LOOKUP_ID}")
+        got = httpx.get(stack.url("redis_ref", f"/lookup?id={LOOKUP_ID}"), timeout=30)
+        assert (got.status_code, got.content, got.headers["Content-Type"]) == (200, answer, "application/json")
+        assert httpx.get(stack.url("redis_ref", "/lookup?id=43"), timeout=30).status_code == 404
+        apiary_db = redis.Redis.from_url(stack.redis_url)
+        reference_db = redis.Redis.from_url(redis_database(stack.redis_url, REDIS_REFERENCE_DB))
+        assert apiary_db.dbsize() == 0, "the reference wrote into the database Apiary uses"
+        assert reference_db.get(ANSWER_KEY.format(LOOKUP_ID)) == answer
+        group = next(proc.pid for name, proc in stack.children if name == "redis_ref")
+        tmp = stack.tmp
+    finally:
+        stack.stop()
+    assert not _group_alive(group), "the reference's server outlived it"
     assert not tmp.exists()
 
 
