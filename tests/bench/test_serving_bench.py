@@ -97,32 +97,41 @@ def _figures(rps: float, clients: int) -> dict:
     return {"clients": clients, "requests_per_s": rps, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0}
 
 
+def _results(**rows: tuple[float, float]) -> dict:
+    """Results of rows measured at (16 clients, 1 client) req/s."""
+    return {row_id: {"c16": _figures(c16, 16), "c1": _figures(c1, 1)} for row_id, (c16, c1) in rows.items()}
+
+
+def _cell(results: dict, row_id: str, column: str, clients: int = 16) -> str:
+    """The printed table's cell in `column` on the line of `row_id` at `clients`."""
+    labels = {row.id: row.label for row in ROWS}
+    lines = format_table(labels, results).splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    line = next(line for line in lines if line.startswith(f"| {labels[row_id]} | {clients} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")][header.index(column)]
+
+
+def _shown_without_target(results: dict, row_id: str, what: str, measured: float) -> list[dict]:
+    """`what` is printed for `row_id` at 16 clients as a figure without a target; returns every target checked."""
+    checked = issue_targets(results)
+    assert [t for t in checked if t["what"] == what] == [
+        {"row": row_id, "clients": 16, "what": what, "target": None, "measured": measured, "met": None}
+    ]
+    return checked
+
+
 def test_the_function_is_also_shown_against_the_plain_celery_round_trip_as_a_figure_without_a_target():
-    results = {
-        "hello": {"c16": _figures(1000, 16), "c1": _figures(500, 1)},
-        "celery": {"c16": _figures(200, 16), "c1": _figures(100, 1)},
-        "model": {"c16": _figures(300, 16), "c1": _figures(90, 1)},
-        "function": {"c16": _figures(250, 16), "c1": _figures(80, 1)},
-    }
+    results = _results(hello=(1000, 500), celery=(200, 100), model=(300, 90), function=(250, 80))
     add_ratios(results)
     assert results["function"]["vs_celery"] == {"c16": 1.25, "c1": 0.8}
     assert results["function"]["vs_hello"] == {"c16": 0.25, "c1": 0.16}  # the issue's ratio stays
     assert results["celery"]["vs_hello"] == {"c16": 0.2, "c1": 0.2}
     assert "vs_celery" not in results["model"] and "vs_sklearn" not in results["model"]  # no sklearn row run
 
-    labels = {row.id: row.label for row in ROWS}
-    table = format_table(labels, results).splitlines()
-    assert table[0].split(" | ")[-3] == "vs plain Celery"
-    function_c16 = next(line for line in table if line.startswith("| function endpoint | 16 |"))
-    assert function_c16.split(" | ")[-3] == "1.25x"
-    celery_c16 = next(line for line in table if line.startswith(f"| {labels['celery']} | 16 |"))
-    assert celery_c16.split(" | ")[-3] == ""
+    assert _cell(results, "function", "vs plain Celery") == "1.25x"
+    assert _cell(results, "celery", "vs plain Celery") == ""
 
-    checked = issue_targets(results)
-    info = [t for t in checked if t["what"] == "req/s vs plain Celery round trip"]
-    assert info == [
-        {"row": "function", "clients": 16, "what": info[0]["what"], "target": None, "measured": 1.25, "met": None}
-    ]
+    checked = _shown_without_target(results, "function", "req/s vs plain Celery round trip", 1.25)
     # The issue's targets are unchanged beside it.
     function_vs_hello = next(t for t in checked if t["row"] == "function" and t["what"] == "req/s vs bare hello")
     assert (function_vs_hello["target"], function_vs_hello["met"]) == (">= 0.2", True)
@@ -153,28 +162,16 @@ def test_the_cached_lookup_is_also_shown_against_the_plain_redis_read_as_a_figur
     assert reference.path == f"/lookup?id={LOOKUP_ID}" and cached.path.endswith(f"?id={LOOKUP_ID}")
     assert list(rows).index("redis") < list(rows).index("lookup_cached"), "the references come first"
 
-    results = {
-        "hello": {"c16": _figures(1000, 16), "c1": _figures(500, 1)},
-        "redis": {"c16": _figures(800, 16), "c1": _figures(400, 1)},
-        "lookup_cached": {"c16": _figures(520, 16), "c1": _figures(200, 1)},
-        "lookup_uncached": {"c16": _figures(400, 16), "c1": _figures(150, 1)},
-    }
+    results = _results(hello=(1000, 500), redis=(800, 400), lookup_cached=(520, 200), lookup_uncached=(400, 150))
     add_ratios(results)
     assert results["lookup_cached"]["vs_redis"] == {"c16": 0.65, "c1": 0.5}
     assert results["lookup_cached"]["vs_hello"] == {"c16": 0.52, "c1": 0.4}  # the issue's ratio stays
     assert "vs_redis" not in results["lookup_uncached"]  # the cached lookup's reference only
 
-    labels = {row.id: row.label for row in ROWS}
-    table = format_table(labels, results).splitlines()
-    assert table[0].split(" | ")[-2] == "vs plain Redis"
-    cached_c16 = next(line for line in table if line.startswith(f"| {labels['lookup_cached']} | 16 |"))
-    assert cached_c16.split(" | ")[-2] == "0.65x"
+    assert _cell(results, "lookup_cached", "vs plain Redis") == "0.65x"
+    assert _cell(results, "lookup_uncached", "vs plain Redis") == ""
 
-    checked = issue_targets(results)
-    info = [t for t in checked if t["what"] == "req/s vs plain Redis read"]
-    assert info == [
-        {"row": "lookup_cached", "clients": 16, "what": info[0]["what"], "target": None, "measured": 0.65, "met": None}
-    ]
+    checked = _shown_without_target(results, "lookup_cached", "req/s vs plain Redis read", 0.65)
     cached_vs_hello = next(t for t in checked if t["row"] == "lookup_cached" and t["what"] == "req/s vs bare hello")
     assert (cached_vs_hello["target"], cached_vs_hello["met"]) == (">= 0.5", True)
 
