@@ -43,6 +43,11 @@ def die_with_parent(sig: int):
     def preexec() -> None:
         if not sys.platform.startswith("linux"):
             return
+        # The fork inherited the supervisor's own handler for `sig` (request_stop): a death signal arriving before
+        # the exec would be caught by it and lost with it at the exec, and the child would run on with no parent.
+        # With the default action the child dies instead. (SIGKILL has no handler to reset.)
+        if sig != signal.SIGKILL:
+            signal.signal(sig, signal.SIG_DFL)
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
         if os.getppid() != parent:  # the supervisor died before the prctl: nobody would send the signal

@@ -197,6 +197,43 @@ def test_children_die_with_a_killed_supervisor(supervisor):
     assert not redis_answers(redis_url)
 
 
+# A parent like the supervisor: its own SIGTERM handler, and a child whose death signal arrives after the prctl but
+# before the exec (the window a SIGKILLed supervisor hits when it dies while starting a child, as under load). The
+# child sends it to itself there, deterministically. Prints the child's exit code once it ended or was killed.
+_DEATH_SIGNAL_BEFORE_EXEC = """
+import os, signal, subprocess, sys
+sys.path.insert(0, {root!r})
+from app.supervisor import die_with_parent
+
+signal.signal(signal.SIGTERM, lambda *_: None)  # as the supervisor's request_stop, inherited by the fork
+prepare = die_with_parent(signal.SIGTERM)
+
+def preexec():
+    prepare()
+    os.kill(os.getpid(), signal.SIGTERM)  # the supervisor dies here: the kernel sends the death signal
+
+child = subprocess.Popen(["sleep", "30"], preexec_fn=preexec)
+try:
+    print(child.wait(timeout=5))
+except subprocess.TimeoutExpired:
+    child.kill()
+    print("exec'd and outlived its parent")
+"""
+
+
+def test_a_death_signal_arriving_before_the_exec_kills_the_child_not_the_parents_handler():
+    """Caught by the handler the child inherited from the supervisor, the signal was lost at exec: after a killed
+    supervisor, two workers were found minutes later, retrying a Redis that was gone (and never stopping)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _DEATH_SIGNAL_BEFORE_EXEC.format(root=str(Path(__file__).resolve().parents[1]))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == str(-signal.SIGTERM), done.stdout + done.stderr
+
+
 def test_a_second_run_on_a_busy_port_says_so_in_one_line(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
