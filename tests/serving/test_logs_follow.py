@@ -97,6 +97,13 @@ def _next_line(lines: queue.Queue, timeout: float = 20) -> dict:
     return json.loads(lines.get(timeout=timeout))
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C's default action in the command, as in a terminal: a suite started in the background (`make test &`,
+    nohup) runs with SIGINT ignored, every process it starts inherits that, and Python then never raises
+    KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_follow_in_a_terminal_sees_new_records_and_exits_cleanly_on_ctrl_c(app, test_env, service):  # noqa: F811
     old = _write(app, service, ("top", 200, 1.0))
     proc = subprocess.Popen(
@@ -107,6 +114,7 @@ def test_follow_in_a_terminal_sees_new_records_and_exits_cleanly_on_ctrl_c(app, 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_in_a_terminal,
     )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
