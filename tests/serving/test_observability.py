@@ -136,8 +136,12 @@ def test_payload_records_are_masked_as_the_caller_saw_them_and_clipped(app, clie
     missing = call(client, key, "customer")  # a 400: the error the caller got is what is kept
     assert missing.status_code == 400
     call(client, key, "score", method="POST", json={"tenure": 5})  # metadata mode
+    by_cli = app.test_cli_runner().invoke(
+        args=["services", "call", "sales-serving", "customer", "--key", key, "-p", "id=42"]
+    )  # the CLI's call keeps what it sent too
+    assert by_cli.exit_code == 0, by_cli.output
 
-    records = logged(app, client, admin, asset_id, 7)
+    records = logged(app, client, admin, asset_id, 8)
     customer = [r for r in records if r["endpoint_id"] == "customer"]
     ok = next(r for r in customer if r["status"] == 200)
     assert json.loads(ok["request_payload"]) == {"id": "42"}
@@ -152,6 +156,9 @@ def test_payload_records_are_masked_as_the_caller_saw_them_and_clipped(app, clie
     tops = sorted((r for r in records if r["endpoint_id"] == "top"), key=lambda r: r["id"])
     assert [json.loads(r["response_payload"]) for r in tops[:2]] == [t.get_json() for t in twice]  # hits too
     assert len(tops[2]["response_payload"].encode()) <= 120 and tops[2]["response_payload"].endswith("[truncated]")
+    from_cli = next(r for r in customer if r["user_agent"] == "flask services call")
+    assert json.loads(from_cli["request_payload"]) == {"id": "42"}
+    assert json.loads(from_cli["response_payload"]) == seen.get_json()
     function = next(r for r in records if r["endpoint_id"] == "score")
     assert function["request_payload"] is None and function["response_payload"] is None
 
