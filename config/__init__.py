@@ -60,6 +60,9 @@ class BaseConfig:
     """Defaults shared by every environment; built from os.environ at instantiation."""
 
     ENV_NAME = "base"
+    # Argon2id parameters of new password hashes (app/auth/passwords.py: PROFILES). Not read from the environment,
+    # so no deployment can weaken them by a variable.
+    PASSWORD_HASH_PROFILE = "rfc_9106_low_memory"
 
     def __init__(self, environ: dict | None = None):
         env = os.environ if environ is None else environ
@@ -159,6 +162,8 @@ class DevelopmentConfig(BaseConfig):
 class TestingConfig(BaseConfig):
     ENV_NAME = "testing"
     TESTING = True
+    # The suite signs up and logs in over a thousand times: 64 MiB and 3 passes each would cost minutes of CPU.
+    PASSWORD_HASH_PROFILE = "cheapest"
 
     def _default_secret(self, var: Path, name: str) -> str:
         return f"testing-{name}-not-secret-0123456789abcdef"

@@ -5,22 +5,36 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
 
-_hasher = PasswordHasher()
+# PASSWORD_HASH_PROFILE names one of these. Every environment hashes with RFC 9106's low-memory profile (64 MiB,
+# 3 passes, 4 lanes); only the test suite's config picks the cheapest, so a thousand sign-ups do not cost minutes.
+# A hash carries its own parameters, so a password hashed under one profile verifies under any other.
+PROFILES = {"rfc_9106_low_memory": profiles.RFC_9106_LOW_MEMORY, "cheapest": profiles.CHEAPEST}
 
-# Verifying against this keeps a login for an unknown user as slow as one for a known user.
-_DUMMY_HASH = _hasher.hash("apiary-dummy-password")
+
+@cache
+def _hasher_and_dummy(profile: str) -> tuple[PasswordHasher, str]:
+    hasher = PasswordHasher.from_parameters(PROFILES[profile])
+    # Verifying against this keeps a login for an unknown user as slow as one for a known user.
+    return hasher, hasher.hash("apiary-dummy-password")
+
+
+def _hasher() -> tuple[PasswordHasher, str]:
+    return _hasher_and_dummy(current_app.config["PASSWORD_HASH_PROFILE"])
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    hasher, _ = _hasher()
+    return hasher.hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    hasher, dummy = _hasher()
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return hasher.verify(password_hash or dummy, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
