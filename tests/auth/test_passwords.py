@@ -5,7 +5,7 @@ import pytest
 from flask import Flask
 
 from app.auth.passwords import hash_password, verify_password
-from config import load_config
+from config import ProductionConfig, load_config
 
 PASSWORD = "correct horse battery staple"
 
@@ -50,3 +50,24 @@ def test_a_hash_verifies_whichever_profile_made_it(tmp_path):
 def test_no_environment_variable_weakens_the_hash(tmp_path):
     config = load_config("production", _environ(tmp_path, PASSWORD_HASH_PROFILE="cheapest"))
     assert config.PASSWORD_HASH_PROFILE == "rfc_9106_low_memory"
+
+
+def test_sign_up_over_http_stores_a_hash_of_the_app_s_profile_and_either_logs_in_on_the_other(app, client):
+    """The profile reaches the real path: a sign-up through an app configured as every deployment is stores an
+    RFC 9106 hash; the suite's app stores a cheap one; each account logs in through the other app too."""
+    from app import create_app
+    from app.db import User
+    from app.extensions import db
+    from tests.conftest import log_in, sign_up
+
+    deployed = create_app("testing", {"PASSWORD_HASH_PROFILE": ProductionConfig.PASSWORD_HASH_PROFILE})
+    strong = sign_up(deployed.test_client())
+    cheap = sign_up(client)
+    with app.app_context():
+        stored = {
+            u.id: u.password_hash for u in db.session.query(User).filter(User.id.in_([strong.user_id, cheap.user_id]))
+        }
+    assert stored[strong.user_id].startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert stored[cheap.user_id].startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    assert log_in(client, strong.username, strong.password)
+    assert log_in(deployed.test_client(), cheap.username, cheap.password)
