@@ -16,7 +16,7 @@ import redis
 from sqlalchemy import Select, func, select
 from sqlalchemy import null as sa_null
 
-from app.db import AuditLog, PublishedAsset
+from app.db import AuditLog, DeletedAsset, PublishedAsset
 from app.extensions import db, redis_store
 from app.keys.auth_failures import flush_auth_failures
 from app.keys.service import store_last_used
@@ -220,22 +220,28 @@ def flush_serving_records(batch: int = 1000) -> int:
 
 
 def _not_before_their_asset(rows: list[dict]) -> list[dict]:
-    """The records made no earlier than the asset now holding their asset id was created. A record of a deleted asset
-    that reaches the database after a new asset took the same id (SQLite hands out the highest id again) is left out:
-    it must never show in another asset's log. A deleted asset's own records are kept (its log stays readable)."""
+    """The records that belong to the asset now holding their asset id: a live asset created no later than the
+    record, or a deleted asset's tombstone (its log stays readable). Left out: a record of a deleted asset that reaches
+    the database after a newer asset took the same id (SQLite hands out the highest id again), and a record whose id
+    names no asset at all (its tombstone went with its organization), which the next asset given that id would
+    otherwise inherit. Either must never show in another asset's log."""
+    ids = {row["asset_id"] for row in rows}
     created = {
         asset_id: when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
         for asset_id, when in db.session.execute(
-            select(PublishedAsset.id, PublishedAsset.created_at).where(
-                PublishedAsset.id.in_({row["asset_id"] for row in rows})
-            )
+            select(PublishedAsset.id, PublishedAsset.created_at).where(PublishedAsset.id.in_(ids))
         )
     }
-    kept = [row for row in rows if row["asset_id"] not in created or row["created_at"] >= created[row["asset_id"]]]
+    unknown = ids - created.keys()
+    deleted = set(db.session.scalars(select(DeletedAsset.id).where(DeletedAsset.id.in_(unknown)))) if unknown else set()
+    kept = [
+        row
+        for row in rows
+        if row["asset_id"] in deleted or (row["asset_id"] in created and row["created_at"] >= created[row["asset_id"]])
+    ]
     if len(kept) < len(rows):
         log.info(
-            "%d audit records of a deleted asset left out: their asset id now names a newer asset",
-            len(rows) - len(kept),
+            "%d audit records left out: their asset id names a newer asset, or no asset at all", len(rows) - len(kept)
         )
     return kept
 

@@ -124,3 +124,35 @@ def test_a_record_older_than_the_asset_holding_its_id_never_shows_in_its_log(app
     time.sleep(0.5)  # a worker's flush still running has its batch written by now
     logs = client.get(url, headers=admin.headers).get_json()
     assert [item["status"] for item in logs["items"]] == [200], logs  # the call's own record only
+
+
+def test_a_record_reaching_the_database_after_its_asset_is_deleted(app, client, admin, service):  # noqa: F811
+    """A deleted asset's late record joins its readable log; a record whose asset id names no asset at all (its
+    tombstone went with its organization, or the asset never existed) is left out: the next asset given that id on
+    SQLite would otherwise inherit it."""
+    from sqlalchemy import func, select
+
+    from app.db import AuditLog
+    from app.extensions import db, redis_store
+    from app.serving.audit import AuditBuffer, audit_entry, flush_serving_records
+
+    key = mint(client, admin, service)
+    assert client.delete(f"/api/publish/assets/{service}?force=true", headers=admin.headers).status_code == 204
+    nobody = service + 1000
+    with app.app_context():
+        for asset_id in (service, nobody):
+            record = audit_entry(
+                asset_id=asset_id, endpoint_id="top", key_id=key["id"], status=200, latency_ms=1, method="GET"
+            )
+            AuditBuffer(redis_store.get(app)).record(record)
+        flush_serving_records()
+        written = dict(
+            db.session.execute(
+                select(AuditLog.asset_id, func.count())
+                .where(AuditLog.asset_id.in_([service, nobody]))
+                .group_by(AuditLog.asset_id)
+            ).all()
+        )
+    assert written == {service: 1}, written
+    logs = client.get(f"/api/api-services/{service}/logs", headers=admin.headers).get_json()
+    assert logs["total"] == 1
