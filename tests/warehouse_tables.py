@@ -78,7 +78,10 @@ def create_dataset(app, project_id: int, name: str = "marts.dim_customer", rows:
         columns = [sa.Column(col, sa_type_for(COLUMN_TYPES.get(col, "text"))) for col in rows[0]]
         tbl = sa.Table(physical, sa.MetaData(), *columns, schema=schema)
         with engine.begin() as conn:
-            tbl.drop(conn, checkfirst=True)
+            # A write first, not `drop(checkfirst=True)`'s read then write: on SQLite (WAL) a transaction that read
+            # before another connection committed (a worker indexing a table) cannot write, and fails at once with
+            # "database is locked" instead of waiting its turn.
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{schema}"."{physical}"')
             tbl.create(conn)
             conn.execute(tbl.insert(), rows)
         dataset = Dataset(

@@ -207,6 +207,9 @@ def test_a_training_run_whose_worker_dies_is_retried_once_on_another_worker(app,
             return next((w for w in worker_processes(ops_app) if w["in_flight"]), None)
 
     _wait_for(lambda: training_on() is not None, 30, "a worker to take the run")
+    # The worker counts the task in flight before the task claims the run (queued -> running): killed in between,
+    # the run is still queued and the survivor claims it as a first delivery, not a retry.
+    _wait_for(lambda: _runs(web, admin, pid, recipe_id)[0]["status"] == "running", 30, "the run to start")
     victim = training_on()
     survivor = ({"train@host-c", "train@host-f"} - {victim["node"]}).pop()
     # The victim takes no more work (so the retry goes elsewhere), then the process training dies, as under the
@@ -216,7 +219,8 @@ def test_a_training_run_whose_worker_dies_is_retried_once_on_another_worker(app,
     [pool_process] = psutil.Process(victim["pid"]).children()
     pool_process.kill()
 
-    _wait_for(lambda: _runs(web, admin, pid, recipe_id)[0]["status"] != "running", 90, "the retried run to end")
+    finished = ("success", "failed")
+    _wait_for(lambda: _runs(web, admin, pid, recipe_id)[0]["status"] in finished, 90, "the retried run to end")
     [run] = _runs(web, admin, pid, recipe_id)
     assert run["id" if "id" in run else "run_id"] == run_id
     assert run["status"] == "success", run
