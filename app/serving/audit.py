@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import redis
 from sqlalchemy import Select, func, select
 from sqlalchemy import null as sa_null
+from sqlalchemy.exc import OperationalError
 
 from app.db import AuditLog, DeletedAsset, PublishedAsset
 from app.extensions import db, redis_store
@@ -193,6 +194,12 @@ class AuditBuffer:
                 log.warning("skipping malformed audit record %r", item[:200])
         return out
 
+    def put_back(self, entries: list[dict]) -> None:
+        """Return drained records to the head of the buffer, oldest first, for the next flush (one that could not
+        write them to the database must not lose them); raises if Redis is down."""
+        if entries:
+            self.redis.lpush(self.key, *(json.dumps(e, default=str, separators=(",", ":")) for e in reversed(entries)))
+
     def _count_drops(self, n: int) -> None:
         with self._lock:
             self._dropped += n
@@ -209,10 +216,18 @@ def flush_serving_records(batch: int = 1000) -> int:
         entries = buffer.drain(batch)
         if not entries:
             break
-        rows = _not_before_their_asset([_audit_row(e) for e in entries])
-        if rows:
-            db.session.execute(AuditLog.__table__.insert(), rows)
-            db.session.commit()
+        rows = [_audit_row(e) for e in entries]
+        try:
+            rows = _not_before_their_asset(rows)
+            if rows:
+                db.session.execute(AuditLog.__table__.insert(), rows)
+                db.session.commit()
+        except OperationalError:
+            # The database could not take the batch now (locked, restarting, connection lost): the records wait in
+            # Redis for the next flush. Any other error is the records' own and would fail every later flush too.
+            db.session.rollback()
+            buffer.put_back(entries)
+            raise
         written += len(rows)
     store_last_used(UsageTracker(client).drain())
     flush_auth_failures()

@@ -3,7 +3,9 @@ go in one transaction; the audit log stays readable by org admins."""
 
 import time
 
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from tests.conftest import add_user, sign_up
 from tests.serving.test_serving_data import call, mint, service  # noqa: F401 - fixture
@@ -130,8 +132,6 @@ def test_a_record_reaching_the_database_after_its_asset_is_deleted(app, client, 
     """A deleted asset's late record joins its readable log; a record whose asset id names no asset at all (its
     tombstone went with its organization, or the asset never existed) is left out: the next asset given that id on
     SQLite would otherwise inherit it."""
-    from sqlalchemy import func, select
-
     from app.db import AuditLog
     from app.extensions import db, redis_store
     from app.serving.audit import AuditBuffer, audit_entry, flush_serving_records
@@ -156,3 +156,32 @@ def test_a_record_reaching_the_database_after_its_asset_is_deleted(app, client, 
     assert written == {service: 1}, written
     logs = client.get(f"/api/api-services/{service}/logs", headers=admin.headers).get_json()
     assert logs["total"] == 1
+
+
+def test_records_the_database_could_not_take_wait_for_the_next_flush(app, admin, service, monkeypatch):  # noqa: F811
+    """A flush drains a batch from Redis, then writes it: when the database refuses the write (locked, restarting,
+    connection lost), the batch goes back to the head of the buffer in its order, and the next flush writes it."""
+    from app.db import AuditLog
+    from app.extensions import db, redis_store
+    from app.serving.audit import AuditBuffer, audit_entry, flush_serving_records
+
+    with app.app_context():
+        buffer = AuditBuffer(redis_store.get(app))
+        for status in (200, 201, 202):
+            buffer.record(
+                audit_entry(asset_id=service, endpoint_id="top", key_id=None, status=status, latency_ms=1, method="GET")
+            )
+        execute = db.session.execute
+
+        def refused(statement, *args, **kwargs):
+            if getattr(statement, "table", None) is AuditLog.__table__:
+                raise OperationalError(str(statement), {}, Exception("database is locked"))
+            return execute(statement, *args, **kwargs)
+
+        monkeypatch.setattr(db.session, "execute", refused)
+        with pytest.raises(OperationalError):
+            flush_serving_records(batch=2)
+        monkeypatch.undo()
+        assert flush_serving_records(batch=2) == 3
+        stored = db.session.scalars(select(AuditLog.status).where(AuditLog.asset_id == service).order_by(AuditLog.id))
+        assert list(stored) == [200, 201, 202]
