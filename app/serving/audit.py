@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import redis
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, text
 from sqlalchemy import null as sa_null
 from sqlalchemy.exc import OperationalError
 
@@ -218,6 +218,7 @@ def flush_serving_records(batch: int = 1000) -> int:
             break
         rows = [_audit_row(e) for e in entries]
         try:
+            _hold_write_lock()
             rows = _not_before_their_asset(rows)
             if rows:
                 db.session.execute(AuditLog.__table__.insert(), rows)
@@ -232,6 +233,14 @@ def flush_serving_records(batch: int = 1000) -> int:
     store_last_used(UsageTracker(client).drain())
     flush_auth_failures()
     return written
+
+
+def _hold_write_lock() -> None:
+    """On SQLite, take the database's write lock before reading which assets the records belong to. Its driver starts
+    a transaction only at the first write, so the check would run outside the insert's transaction: an asset deleted
+    in between (its rows cleared, its id handed out again) would receive the records the check let through."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(text("BEGIN IMMEDIATE"))
 
 
 def _not_before_their_asset(rows: list[dict]) -> list[dict]:

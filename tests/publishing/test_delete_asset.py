@@ -185,3 +185,40 @@ def test_records_the_database_could_not_take_wait_for_the_next_flush(app, admin,
         assert flush_serving_records(batch=2) == 3
         stored = db.session.scalars(select(AuditLog.status).where(AuditLog.asset_id == service).order_by(AuditLog.id))
         assert list(stored) == [200, 201, 202]
+
+
+def test_a_flush_holds_the_sqlite_write_lock_from_its_asset_check_to_its_insert(app, service, monkeypatch):  # noqa: F811
+    """The check of which asset a record belongs to and the insert are one transaction. SQLite's driver begins one
+    only at the first write: an asset deleted between the two (another connection clearing the tables) received
+    records its check had let through, and the next asset given its id showed them (a suite run's flake)."""
+    import sqlite3
+
+    from app.extensions import db, redis_store
+    from app.serving import audit
+
+    check = audit._not_before_their_asset
+    interleaved: list[str] = []
+
+    def check_then_delete(rows):
+        kept = check(rows)
+        if db.session.get_bind().dialect.name == "sqlite":
+            other = sqlite3.connect(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"), timeout=0.2)
+            try:
+                other.execute("DELETE FROM published_assets WHERE id = ?", (service,))
+                other.commit()
+                interleaved.append("deleted")
+            except sqlite3.OperationalError as exc:
+                interleaved.append(str(exc))
+            finally:
+                other.close()
+        return kept
+
+    monkeypatch.setattr(audit, "_not_before_their_asset", check_then_delete)
+    with app.app_context():
+        record = audit.audit_entry(
+            asset_id=service, endpoint_id="top", key_id=None, status=200, latency_ms=1, method="GET"
+        )
+        audit.AuditBuffer(redis_store.get(app)).record(record)
+        assert audit.flush_serving_records() == 1
+    if interleaved:  # SQLite: the other connection could not write between the check and the insert
+        assert interleaved == ["database is locked"], interleaved
