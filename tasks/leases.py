@@ -77,6 +77,16 @@ redis.call('DEL', KEYS[2] .. ':' .. ARGV[1])
 WAIT_SLICE_S = 0.25
 
 
+# The shortest timeout a blocking read sends. Redis turns the seconds into whole milliseconds, truncating, and reads 0
+# as "block forever": 0.0004 s, or 0.001 s (0.999... ms once parsed), hung the read until the socket timeout.
+MIN_BLOCK_S = 0.01
+
+
+def block_timeout(left: float, slice_s: float = float("inf")) -> float:
+    """The timeout of one blocking read with `left` seconds to go: at most `slice_s`, at least MIN_BLOCK_S."""
+    return max(min(left, slice_s), MIN_BLOCK_S)
+
+
 class Full(Exception):
     """No slot and no room to wait."""
 
@@ -145,7 +155,7 @@ class LeasedSemaphore:
             if left <= 0:
                 self.release(member)
                 raise WaitedTooLong
-            if self.client.blpop([go], timeout=min(left, WAIT_SLICE_S)):
+            if self.client.blpop([go], timeout=block_timeout(left, WAIT_SLICE_S)):
                 return Lease(self, member)
             state = run_script(self.client, self._check, self.keys, [member])
             if state == 1:
@@ -204,7 +214,7 @@ def wait_for_start(client: redis.Redis, key: str, until: float) -> bool:
         left = until - time.monotonic()
         if left <= 0:
             return False
-        if client.blpop([f"{key}:started"], timeout=min(left, BLOCK_SLICE_S)):
+        if client.blpop([f"{key}:started"], timeout=block_timeout(left, BLOCK_SLICE_S)):
             return True
 
 

@@ -21,7 +21,7 @@ from billiard.exceptions import WorkerLostError
 from celery.signals import task_failure, task_success
 
 from app.namespace import namespaced_redis
-from tasks.leases import release_on
+from tasks.leases import block_timeout, release_on
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def reply_client(url: str, namespace: str, socket_timeout: float | None) -> redi
 
 def wait_reply(client: redis.Redis, task_id: str, timeout_s: float) -> dict | None:
     """The reply of `task_id`, or None past `timeout_s`. Raises redis.RedisError when Redis is unreachable."""
-    popped = client.blpop([reply_key(task_id)], timeout=max(timeout_s, 0.001))
+    popped = client.blpop([reply_key(task_id)], timeout=block_timeout(timeout_s))
     return None if popped is None else json.loads(popped[1])
 
 
