@@ -6,6 +6,8 @@ import statistics
 
 HELLO, SKLEARN, CELERY, REDIS, MODEL, FUNCTION = "hello", "sklearn", "celery", "redis", "model", "function"
 CACHED_LOOKUP = "lookup_cached"
+LOAD_TOOL = "hey"  # its name among the processes whose CPU a measurement reports (bench/cpu.py)
+REDIS_PROCESS = "redis"  # the stack's Redis (every server's and worker's)
 # Each row also shown against a reference closer to its own work than bare hello: (row, reference, ratio key).
 _OWN_REFERENCE = (
     (MODEL, SKLEARN, "vs_sklearn"),
@@ -37,9 +39,18 @@ def combine_rounds(rounds: list[dict[str, dict]]) -> dict[str, dict]:
                 "p50_ms": _median(f["p50_ms"] for f in figures),
                 "p99_ms": _median(f["p99_ms"] for f in figures),
                 "first_error": next((f["first_error"] for f in figures if f.get("first_error")), None),
+                "cpu_us_per_request": _median_parts([f.get("cpu_us_per_request") for f in figures]),
             }
         combined[row_id] = row
     return combined
+
+
+def _median_parts(measured: list[dict | None]) -> dict[str, float] | None:
+    """Each part's median over the rounds that measured it (CPU per request by process)."""
+    known = [m for m in measured if m]
+    if not known:
+        return None
+    return {name: _median(m.get(name) for m in known) for name in dict.fromkeys(n for m in known for n in m)}
 
 
 def _median(values) -> float | None:
@@ -162,4 +173,32 @@ def format_targets(targets: list[dict]) -> str:
             lines.append(
                 f"- {t['row']}, {clients}: {t['what']} {t['target']}: measured {t['measured']} ({words[t['met']]})"
             )
+    return "\n".join(lines)
+
+
+def format_cpu_table(
+    labels: dict[str, str], servers: dict[str, str], workers: tuple[str, ...], results: dict[str, dict], level="c16"
+) -> str:
+    """A Markdown table of where one request's CPU went at `level`, in microseconds: the row's own server, the
+    workers, Redis, the load tool, the rest (the other servers, idle) and the total, also against bare hello's total
+    (on two saturated shared cores, about the inverse of the req/s ratio)."""
+    lines = [
+        f"| call ({level[1:]} clients), CPU µs per request | server | workers | Redis | hey | rest | total | vs hello |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    hello = ((results.get(HELLO) or {}).get(level) or {}).get("cpu_us_per_request") or {}
+    for row_id, label in labels.items():
+        cpu = ((results.get(row_id) or {}).get(level) or {}).get("cpu_us_per_request")
+        if not cpu:
+            continue
+        parts = {
+            "server": cpu.get(servers[row_id]) or 0.0,
+            "workers": sum(cpu.get(name) or 0.0 for name in workers),
+            "redis": cpu.get(REDIS_PROCESS) or 0.0,
+            "hey": cpu.get(LOAD_TOOL) or 0.0,
+        }
+        total = cpu.get("total") or 0.0
+        rest = max(0.0, total - sum(parts.values()))
+        cells = " | ".join(f"{v:,.0f}" for v in (*parts.values(), rest, total))
+        lines.append(f"| {label} | {cells} | {_cell(ratio(total, hello.get('total') or 0))} |")
     return "\n".join(lines)

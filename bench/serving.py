@@ -46,10 +46,21 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.load import Target, run_hey  # noqa: E402
+from bench.cpu import per_request, waited_children_cpu_seconds  # noqa: E402
+from bench.load import Figures, Target, run_hey  # noqa: E402
 from bench.redis_app import ANSWER_KEY  # noqa: E402
-from bench.report import add_ratios, combine_rounds, format_table, format_targets, issue_targets, ms_text  # noqa: E402
+from bench.report import (  # noqa: E402
+    LOAD_TOOL,
+    add_ratios,
+    combine_rounds,
+    format_cpu_table,
+    format_table,
+    format_targets,
+    issue_targets,
+    ms_text,
+)
 from bench.stack import (  # noqa: E402
+    CELERY_REFERENCE_WORKER,
     GUNICORN_SETTINGS,
     Stack,
     celery_reference_worker_command,
@@ -347,6 +358,15 @@ def cached_answer(stack: Stack, key: str) -> bytes:
 # --- the run -------------------------------------------------------------------------------------------------------
 
 
+def measure_once(stack: Stack, target: Target, clients: int, args: argparse.Namespace) -> dict:
+    """One hey run's figures, with the CPU each process of the stack and hey itself spent per request during it
+    (`cpu_us_per_request`, bench/cpu.py): on two shared cores, what a call costs the machine."""
+    before = {**stack.cpu_seconds(), LOAD_TOOL: waited_children_cpu_seconds()}
+    figures = run_hey(target, clients, args.seconds, args.max_requests)
+    after = {**stack.cpu_seconds(), LOAD_TOOL: waited_children_cpu_seconds()}
+    return {**figures.as_dict(), "cpu_us_per_request": per_request(before, after, figures.requests)}
+
+
 def measure(stack: Stack, targets: dict[str, Target], args: argparse.Namespace) -> dict[str, dict]:
     """`--rounds` rounds of the whole table; in each, every call at 16 then 1 client, a short unrecorded warm-up at
     16 clients before a call's first round (models loaded in every process). The speed of a shared 2-core VM drifts
@@ -365,8 +385,8 @@ def measure(stack: Stack, targets: dict[str, Target], args: argparse.Namespace) 
             one[row.id] = {}
             for clients in CLIENT_LEVELS:
                 stack.check_alive()
-                figures = run_hey(target, clients, args.seconds, args.max_requests)
-                one[row.id][f"c{clients}"] = figures.as_dict()
+                one[row.id][f"c{clients}"] = measured = measure_once(stack, target, clients, args)
+                figures = Figures(**{k: v for k, v in measured.items() if k != "cpu_us_per_request"})
                 print(
                     f"  {row.label:<50} {clients:>2} clients: {figures.requests_per_s:>8,.1f} req/s  "
                     f"p50 {ms_text(figures.p50_ms):>6} ms  p99 {ms_text(figures.p99_ms):>6} ms"
@@ -453,6 +473,8 @@ def main() -> None:
     targets_checked = issue_targets(results)
     labels = {row.id: row.label for row in ROWS}
     table = format_table(labels, results)
+    workers = (*procfile_workers(), CELERY_REFERENCE_WORKER)
+    cpu_table = format_cpu_table(labels, {row.id: row.server for row in ROWS}, workers, results)
     report = {
         "what": "issue 15 serving benchmark: Apiary's keyed calls beside a bare Flask hello, a plain scikit-learn "
         "route and a plain Flask route waiting for a Celery task, same gunicorn settings, one run",
@@ -494,11 +516,14 @@ def main() -> None:
         "results": results,
         "issue_15_targets": targets_checked,
         "table": table.splitlines(),
+        "cpu_table": cpu_table.splitlines(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print()
     print(table)
+    print()
+    print(cpu_table)
     print()
     print("issue 15 targets:")
     print(format_targets(targets_checked))

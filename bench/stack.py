@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.cpu import tree_cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -35,6 +37,7 @@ BALANCE_SETTINGS = ("--worker-connections", "12")
 # and purges old audit records, is not started: it plays no part in a call).
 # The plain Celery reference (bench/celery_app.py): its own queue on its own database of the stack's Redis.
 CELERY_REFERENCE_QUEUE = "bench_ref"
+CELERY_REFERENCE_WORKER = "celery-worker"  # the reference worker's name among the stack's children
 CELERY_REFERENCE_DB = 1
 # The plain Redis reference (bench/redis_app.py): its answer on another database of the stack's Redis than Apiary's.
 REDIS_REFERENCE_DB = 2
@@ -164,7 +167,7 @@ class Stack:
 
         Wait for `/ready` on server "celery": it answers 200 once the worker does."""
         env = {"BENCH_CELERY_URL": redis_database(self.redis_url or self.start_redis(), CELERY_REFERENCE_DB)}
-        self.spawn("celery-worker", celery_reference_worker_command(), env)
+        self.spawn(CELERY_REFERENCE_WORKER, celery_reference_worker_command(), env)
         self.serve("celery", "bench.celery_app:create_app()", env)
 
     def start_redis_reference(self, answers: dict[str, bytes]) -> None:
@@ -229,6 +232,10 @@ class Stack:
 
     def url(self, name: str, path: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of each child the stack started, its own children included (bench/cpu.py)."""
+        return tree_cpu_seconds({name: proc.pid for name, proc in self.children})
 
     # --- stopping ------------------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from argparse import Namespace
 from pathlib import Path
 
 import httpx
@@ -14,7 +15,7 @@ import redis
 from bench.load import Target, figures_from_hey, hey_command, run_hey
 from bench.redis_app import ANSWER_KEY
 from bench.report import add_ratios, format_table, format_targets, issue_targets
-from bench.serving import FUNCTION_PAYLOAD, LOOKUP_ID, ROWS, SEGMENT_ANSWER
+from bench.serving import FUNCTION_PAYLOAD, LOOKUP_ID, ROWS, SEGMENT_ANSWER, measure_once
 from bench.stack import (
     CELERY_REFERENCE_DB,
     CELERY_REFERENCE_QUEUE,
@@ -225,6 +226,11 @@ def test_a_live_hello_server_is_loaded_within_the_request_cap_and_every_process_
         timed = run_hey(target, clients=2, seconds=1, max_requests=10_000_000)
         assert time.monotonic() - started < 30  # stopped at its time budget, not at its (unreachable) cap
         assert timed.errors == 0 and 0 < timed.requests < 10_000_000
+        measured = measure_once(stack, target, 2, Namespace(seconds=1, max_requests=400))
+        cpu = measured["cpu_us_per_request"]
+        assert measured["requests"] == 400 and set(cpu) == {"hello", "hey", "total"}
+        assert cpu["hello"] > 0 and cpu["hey"] > 0  # the server's workers and the load tool both spent CPU
+        assert abs(cpu["total"] - (cpu["hello"] + cpu["hey"])) <= 0.2  # each part rounded to 0.1 µs
         group = stack.children[0][1].pid
         tmp = stack.tmp
     finally:
