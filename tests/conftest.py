@@ -121,13 +121,23 @@ def app(test_env):
     application = create_app("testing")
     with application.app_context():
         upgrade()
+    _SUITE_APP.append(application)
     return application
+
+
+_SUITE_APP: list = []  # the session's app, once made
 
 
 @pytest.fixture(autouse=True)
 def _clean_state(request):
-    """After each test that used the app: empty every metadata table and the Redis database."""
+    """After each test: give the suite's app its Celery app back as the current and default one; after each test
+    that used the app, empty every metadata table and the Redis database."""
     yield
+    if _SUITE_APP:
+        # Making another app (create_app) makes its Celery app the current and default one, and a test that made
+        # one to point at a dead Redis would leave every later send on that broker: give the suite's app its place.
+        _SUITE_APP[0].extensions["celery"].set_current()
+        _SUITE_APP[0].extensions["celery"].set_default()
     if "app" not in request.fixturenames:
         return
     application = request.getfixturevalue("app")

@@ -62,17 +62,12 @@ def test_sign_up_over_http_stores_a_hash_of_the_app_s_profile_and_either_logs_in
     from tests.conftest import log_in, sign_up
 
     deployed = create_app("testing", {"PASSWORD_HASH_PROFILE": ProductionConfig.PASSWORD_HASH_PROFILE})
-    try:
-        strong = sign_up(deployed.test_client())
-        cheap = sign_up(client)
-        with app.app_context():
-            ids = [strong.user_id, cheap.user_id]
-            stored = dict(db.session.execute(select(User.id, User.password_hash).where(User.id.in_(ids))).all())
-        assert stored[strong.user_id].startswith("$argon2id$v=19$m=65536,t=3,p=4$")
-        assert stored[cheap.user_id].startswith("$argon2id$v=19$m=8,t=1,p=1$")
-        assert log_in(client, strong.username, strong.password)
-        assert log_in(deployed.test_client(), cheap.username, cheap.password)
-    finally:
-        # A second app makes its Celery app the current one: the rest of the suite sends through the suite's.
-        app.extensions["celery"].set_current()
-        app.extensions["celery"].set_default()
+    strong = sign_up(deployed.test_client())
+    cheap = sign_up(client)
+    with app.app_context():
+        ids = [strong.user_id, cheap.user_id]
+        stored = dict(db.session.execute(select(User.id, User.password_hash).where(User.id.in_(ids))).all())
+    assert stored[strong.user_id].startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert stored[cheap.user_id].startswith("$argon2id$v=19$m=8,t=1,p=1$")
+    assert log_in(client, strong.username, strong.password)
+    assert log_in(deployed.test_client(), cheap.username, cheap.password)

@@ -25,6 +25,4 @@ def ops_app(app, cluster):
     from app import create_app
 
     url = cluster.redis_url
-    yield create_app("testing", {"REDIS_URL": url, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url})
-    app.extensions["celery"].set_current()
-    app.extensions["celery"].set_default()
+    return create_app("testing", {"REDIS_URL": url, "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url})

@@ -88,10 +88,7 @@ def two_installations(app, tmp_path, redis_url, monkeypatch):
             for key, value in env.items():
                 patch.setenv(key, value)
             made.append((create_app("testing"), env))
-    yield made
-    # create_app made each installation's Celery app the current one; give the session's app its place back.
-    app.extensions["celery"].set_current()
-    app.extensions["celery"].set_default()
+    return made
 
 
 def test_two_installations_on_one_redis_never_share_work(app, two_installations, redis_url, tmp_path):

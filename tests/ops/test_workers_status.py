@@ -22,9 +22,7 @@ def own_namespace_app(app):
     from app import create_app
 
     namespace = f"status-{uuid.uuid4().hex[:8]}"
-    yield create_app("testing", {"APIARY_NAMESPACE": namespace}), namespace
-    app.extensions["celery"].set_current()
-    app.extensions["celery"].set_default()
+    return create_app("testing", {"APIARY_NAMESPACE": namespace}), namespace
 
 
 def test_status_is_right_when_two_workers_share_a_node_name(own_namespace_app, test_env, tmp_path):
