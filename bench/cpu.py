@@ -17,20 +17,28 @@ import resource
 _TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def _processes() -> dict[int, tuple[int, float]]:
-    """pid -> (parent pid, CPU seconds of the process plus those of its children it has waited for)."""
-    out: dict[int, tuple[int, float]] = {}
+def process_stats() -> dict[int, list[str]]:
+    """pid -> the fields of `/proc/<pid>/stat` after the command name (state, parent pid, group, ...; proc(5) numbers
+    them from 3), for every process now running or not yet reaped."""
+    out: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
                 # The command name may hold spaces and parentheses: the fields start after its last ")".
-                fields = fh.read().rsplit(")", 1)[1].split()
+                out[int(entry)] = fh.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):  # gone meanwhile
             continue
+    return out
+
+
+def _processes() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds of the process plus those of its children it has waited for)."""
+    out: dict[int, tuple[int, float]] = {}
+    for pid, fields in process_stats().items():
         utime, stime, cutime, cstime = (int(v) for v in fields[11:15])
-        out[int(entry)] = (int(fields[1]), (utime + stime + cutime + cstime) * _TICK_S)
+        out[pid] = (int(fields[1]), (utime + stime + cutime + cstime) * _TICK_S)
     return out
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.cpu import tree_cpu_seconds
+from bench.cpu import process_stats, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -269,19 +269,7 @@ class Stack:
 
 def live_group_members(pgid: int) -> list[int]:
     """Pids of the processes of group `pgid` that still run (zombies, already dead, are not counted)."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state not in ("Z", "X"):
-            members.append(int(entry))
-    return members
+    return [pid for pid, fields in process_stats().items() if int(fields[2]) == pgid and fields[0] not in ("Z", "X")]
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> bool:
