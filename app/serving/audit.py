@@ -222,7 +222,7 @@ def flush_serving_records(batch: int = 1000) -> int:
             rows = _not_before_their_asset(rows)
             if rows:
                 db.session.execute(AuditLog.__table__.insert(), rows)
-                db.session.commit()
+            db.session.commit()  # also when the whole batch was left out: it ends the transaction and its lock
         except OperationalError:
             # The database could not take the batch now (locked, restarting, connection lost): the records wait in
             # Redis for the next flush. Any other error is the records' own and would fail every later flush too.

@@ -222,3 +222,30 @@ def test_a_flush_holds_the_sqlite_write_lock_from_its_asset_check_to_its_insert(
         assert audit.flush_serving_records() == 1
     if interleaved:  # SQLite: the other connection could not write between the check and the insert
         assert interleaved == ["database is locked"], interleaved
+
+
+def test_a_batch_left_out_whole_ends_its_transaction_and_the_next_batch_is_written(app, service):  # noqa: F811
+    """A flush takes the write lock before its check; a batch whose records all name no asset inserts nothing. It
+    must still end its transaction: the next batch's BEGIN IMMEDIATE inside it failed ("cannot start a transaction
+    within a transaction"), and the lock stayed held against every other writer until then."""
+    import sqlite3
+
+    from app.db import AuditLog
+    from app.extensions import db, redis_store
+    from app.serving.audit import AuditBuffer, audit_entry, flush_serving_records
+
+    with app.app_context():
+        buffer = AuditBuffer(redis_store.get(app))
+        for asset_id in (service + 1000, service + 1001, service, service):  # batch 1: nobody's; batch 2: the service's
+            buffer.record(
+                audit_entry(asset_id=asset_id, endpoint_id="top", key_id=None, status=200, latency_ms=1, method="GET")
+            )
+        assert flush_serving_records(batch=2) == 2
+        assert db.session.scalar(select(func.count()).where(AuditLog.asset_id == service)) == 2
+        if db.session.get_bind().dialect.name == "sqlite":  # nobody holds the write lock once the flush returned
+            other = sqlite3.connect(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"), timeout=0.2)
+            try:
+                other.execute("UPDATE published_assets SET status = status WHERE id = ?", (service,))
+                other.commit()
+            finally:
+                other.close()
