@@ -9,9 +9,8 @@ def test_a_test_makes_an_app_on_a_dead_redis_and_leaves_it_current(app):
     from app import create_app
 
     dead = create_app("testing", {"REDIS_URL": "redis://127.0.0.1:1/0", "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"})
-    assert (
-        celery.current_app._get_current_object() is dead.extensions["celery"]
-    )  # what create_app does; this test does not undo it
+    # What create_app does; this test does not undo it.
+    assert celery.current_app._get_current_object() is dead.extensions["celery"]
 
 
 def test_the_next_test_sends_through_the_suite_s_celery_app(app):
