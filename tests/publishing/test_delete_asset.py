@@ -240,8 +240,16 @@ def test_a_batch_left_out_whole_ends_its_transaction_and_the_next_batch_is_writt
             buffer.record(
                 audit_entry(asset_id=asset_id, endpoint_id="top", key_id=None, status=200, latency_ms=1, method="GET")
             )
-        assert flush_serving_records(batch=2) == 2
-        assert db.session.scalar(select(func.count()).where(AuditLog.asset_id == service)) == 2
+        flush_serving_records(batch=2)  # raised here, on SQLite, before the fix
+
+        def written() -> int:
+            db.session.rollback()  # a fresh read: the session's worker may have flushed some of them meanwhile
+            return db.session.scalar(select(func.count()).where(AuditLog.asset_id == service))
+
+        deadline = time.monotonic() + 10
+        while written() < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert written() == 2
         if db.session.get_bind().dialect.name == "sqlite":  # nobody holds the write lock once the flush returned
             other = sqlite3.connect(app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///"), timeout=0.2)
             try:
