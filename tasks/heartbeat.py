@@ -94,12 +94,38 @@ def _beat(sender) -> None:
         log.debug("could not remove the worker's heartbeat on shutdown")
 
 
+def receiver_client(app, node: str) -> redis.Redis:
+    """The client that notes which node received a watched call (`app`: the Celery app), one per app, named in
+    Redis's CLIENT LIST after the node."""
+    client = _clients.get(id(app))
+    if client is None:
+        client = namespaced_redis(
+            app.conf.broker_url,
+            app.conf.apiary_namespace,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+            client_name=f"apiary-receiver:{node}",
+        )
+        _clients[id(app)] = client
+    return client
+
+
+def connect_receiver_client(app, node: str) -> None:
+    """Open the noting connection before the first call arrives. Celery logs "received" before task_received fires,
+    and a node killed between the two leaves its call unnoted: the caller then waits out its deadline (504) instead of
+    learning within NODE_TTL_SECONDS that the node died. Connecting lazily put a connect and a handshake into that
+    window at every worker's first call; connected ahead, the window is one SET on an open connection."""
+    try:
+        receiver_client(app, node).ping()
+    except redis.RedisError as exc:  # Redis not there yet: the first call connects, as before
+        log.debug("could not connect the receiver-noting client: %s", exc)
+
+
 @task_received.connect
 def _note_receiver(sender=None, request=None, **_kwargs) -> None:
     if request is None or request.name not in WATCHED_TASKS:
         return
-    app = sender.app
-    client = _clients.get(id(app)) or _clients.setdefault(id(app), heartbeat_client(app))
+    client = receiver_client(sender.app, sender.hostname)
     try:
         client.set(TASK_NODE_KEY.format(task_id=request.id), sender.hostname, ex=TASK_NODE_TTL_SECONDS)
     except redis.RedisError as exc:  # the caller then waits for the answer or its deadline, as before
@@ -114,6 +140,7 @@ def _start_heartbeat(sender=None, **_kwargs) -> None:
             "-n predict@%%h), or broadcast commands cannot tell workers apart",
             sender.hostname,
         )
+    connect_receiver_client(sender.app, sender.hostname)
     threading.Thread(target=_beat, args=(sender,), name="apiary-heartbeat", daemon=True).start()
 
 

@@ -12,7 +12,10 @@ from datetime import datetime
 import httpx
 import psutil
 import pytest
+import redis
 
+from app.extensions import redis_store
+from tasks.heartbeat import TASK_NODE_KEY
 from tests.conftest import sign_up
 from tests.models.conftest import churn_rows, create_recipe, put_dataset, regression_config
 from tests.models.slow_estimator import RecordingRegressor
@@ -110,9 +113,17 @@ def test_a_predict_worker_killed_under_load_costs_only_its_calls(app, cluster, o
     key = _model_service(app, web, tmp_path / "scored", seconds=1.5)
     url = f"{web.base}/api/service/{SERVICE}/risk"
 
-    def busy(node: str) -> bool:  # from its own log: a 1.5 s task received under a second ago, so still running
+    def busy(node: str) -> bool:
+        """From its own log, a 1.5 s task received under a second ago, so still running; and noted in Redis as
+        received by `node`. Celery logs "received" a moment before the worker notes it: a node killed in between
+        leaves its call to its deadline (tasks/heartbeat.py), which is not what this test is about."""
         running = unfinished_tasks(cluster.log(node, tail=10**6))
-        return any(time.time() - at < 1.0 for at in running.values())
+        with ops_app.app_context():
+            noted = redis_store.get()
+            return any(
+                time.time() - at < 1.0 and noted.get(TASK_NODE_KEY.format(task_id=task_id)) == node.encode()
+                for task_id, at in running.items()
+            )
 
     # A load the surviving worker can carry within the calls' 10 s deadline: once host-d is gone, 3 callers queue on
     # host-e's one slot, the last behind 2 others (about 4.5 s). With 6 callers the last waited 2 + 5 x 2 s, at the
@@ -136,6 +147,16 @@ def test_a_predict_worker_killed_under_load_costs_only_its_calls(app, cluster, o
     later = [a for a in answers if a.started > killed + 5]
     assert later and all(a.status == 200 for a in later), timeline
     assert "Task tasks.predict.score[" in cluster.log("predict@host-e", tail=10**6)
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_is_connected_to_note_its_calls_before_the_first_arrives(cluster, ops_app):
+    """The window in which a killed node leaves a call unnoted (its caller then waits out the deadline) is one SET on
+    an open connection, not a connect and a handshake at the worker's first call."""
+    cluster.start_worker("host-g", "predict", "predict")
+    cluster.wait_workers(ops_app, {"predict@host-g"})
+    names = {entry.get("name") for entry in redis.Redis.from_url(cluster.redis_url).client_list()}
+    assert "apiary-receiver:predict@host-g" in names, names
 
 
 @pytest.mark.timeout(120)
