@@ -34,32 +34,32 @@ class Mutant:
 MUTANTS = (
     Mutant(
         "served queries may write (read-only mode removed)",
-        "app/warehouse/engine.py",
+        "app/warehouse/readonly.py",
         (
             ('raw.execute("PRAGMA query_only = ON")', 'raw.execute("PRAGMA query_only = OFF")'),
-            ('conn.exec_driver_sql("SET TRANSACTION READ ONLY")', 'conn.exec_driver_sql("SET TRANSACTION READ WRITE")'),
+            ('cursor.execute(f"BEGIN READ ONLY; ', 'cursor.execute(f"BEGIN READ WRITE; '),
         ),
         ("tests/query/test_readonly_deadline.py::test_a_write_through_the_served_path_is_refused",),
     ),
     Mutant(
         "served queries have no deadline (statement timeout removed)",
-        "app/warehouse/engine.py",
+        "app/warehouse/readonly.py",
         (
             (
                 "raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)",
                 "raw.set_progress_handler(None, 0)",
             ),
-            (
-                'conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")',
-                'conn.exec_driver_sql("SET LOCAL statement_timeout = 0")',
-            ),
+            ("SET LOCAL statement_timeout = {int(timeout_s * 1000)};", "SET LOCAL statement_timeout = 0;"),
         ),
         ("tests/query/test_readonly_deadline.py::test_a_slow_served_query_is_stopped_at_its_deadline",),
     ),
     Mutant(
         "a model task past its deadline still runs (expires= and revoke() removed)",
         "tasks/calls.py",
-        (("expires=timeout_s, ", ""), ("            result.revoke()\n", "            pass\n")),
+        (
+            ("            expires=queue_left + timeout_s,\n", ""),
+            ("            task.app.control.revoke(task_id)\n", "            pass\n"),
+        ),
         ("tests/serving/test_worker_promises.py::test_a_model_task_past_its_deadline_never_runs_on_the_worker",),
     ),
     Mutant(
@@ -96,7 +96,12 @@ MUTANTS = (
     Mutant(
         "concurrent calls for one model are scored one task each (group scoring bypassed)",
         "app/serving/dispatch.py",
-        (("return scorer.score((model.id, model.artifact_sha256), rows, send, 2 * timeout)", "return send(rows)"),),
+        (
+            (
+                "scored = scorer.score((model.id, model.artifact_sha256, route.queue), rows, send, timeout)",
+                "scored = send(rows, timeout)",
+            ),
+        ),
         (
             "tests/serving/test_worker_promises.py::"
             "test_concurrent_http_calls_for_one_model_reach_the_worker_as_fewer_tasks",

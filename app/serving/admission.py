@@ -36,11 +36,12 @@ def pool_key(asset_id: int, endpoint_id: str) -> str:
 
 
 def run_seconds(kind: str) -> float:
-    """The longest a call of `kind` may run once admitted: a model call may queue behind one batch of its model,
-    then score, then explain (three deadlines); a function call its handler's deadline plus the jail's kill grace."""
+    """The longest a call of `kind` may run once admitted: a model call scores (its wait behind a batch of its model
+    included) and then explains, a deadline each; a function call its handler's deadline plus the jail's kill
+    grace."""
     config = current_app.config
     if kind == "model":
-        return 3 * float(config["PREDICT_TIMEOUT_SECONDS"])
+        return 2 * float(config["PREDICT_TIMEOUT_SECONDS"])
     return float(config["FUNCTION_TIMEOUT_SECONDS"]) + 5
 
 

@@ -237,16 +237,16 @@ def score_with_worker(model: Row, rows: list[dict], route: WorkRoute) -> dict:
     }
     timeout = float(current_app.config["PREDICT_TIMEOUT_SECONDS"])
 
-    def send(batch: list[dict]) -> dict:
+    def send(batch: list[dict], seconds: float) -> dict:
         summary = f"(model {model.id}, {len(batch)} rows)"
         return call_worker(
-            score, [payload, batch], route.queue, timeout, summary, route.org_id, route.deadline, timed=True
+            score, [payload, batch], route.queue, seconds, summary, route.org_id, route.deadline, timed=True
         )
 
     scorer = group_scorer()
     scorer.max_rows = int(current_app.config["PREDICT_MAX_ROWS"])
-    # Queued behind at most one call in flight for the same model, then its own: twice the deadline at worst.
-    scored = scorer.score((model.id, model.artifact_sha256, route.queue), rows, send, 2 * timeout)
+    # PREDICT_TIMEOUT_SECONDS from now, waiting behind a call in flight for the same model included.
+    scored = scorer.score((model.id, model.artifact_sha256, route.queue), rows, send, timeout)
     record_worker_parts(scored.get("timing"))
     return scored
 

@@ -13,7 +13,7 @@ def test_concurrent_requests_are_grouped_and_sliced_correctly():
     scorer = GroupScorer()
     calls = []
 
-    def send(rows):
+    def send(rows, seconds):
         calls.append(len(rows))
         time.sleep(0.05)
         return {"predictions": [r["x"] * 10 for r in rows], "probabilities": [{"a": r["x"]} for r in rows]}
@@ -39,7 +39,7 @@ def test_an_error_reaches_every_request_of_its_batch_and_the_next_call_works():
     fail = threading.Event()
     fail.set()
 
-    def send(rows):
+    def send(rows, seconds):
         time.sleep(0.02)
         if fail.is_set():
             raise APIError(504, "timeout", "no answer")
@@ -68,7 +68,7 @@ def test_max_rows_splits_batches():
     sizes = []
     gate = threading.Event()
 
-    def send(rows):
+    def send(rows, seconds):
         gate.wait(1)
         sizes.append(len(rows))
         return {"predictions": [0] * len(rows), "probabilities": None}
@@ -88,7 +88,7 @@ def test_a_waiter_gives_up_after_its_deadline(wait):
     scorer = GroupScorer()
     release = threading.Event()
 
-    def slow(rows):
+    def slow(rows, seconds):
         release.wait(2)
         return {"predictions": [0] * len(rows), "probabilities": None}
 
@@ -100,6 +100,67 @@ def test_a_waiter_gives_up_after_its_deadline(wait):
     assert err.value.status == 504
     release.set()
     leader.join()
-    assert scorer.score(("m",), [{"x": 3}], lambda rows: {"predictions": [1], "probabilities": None}, 1)[
+    assert scorer.score(("m",), [{"x": 3}], lambda rows, seconds: {"predictions": [1], "probabilities": None}, 1)[
         "predictions"
     ] == [1]
+
+
+def test_a_request_queued_behind_a_batch_is_answered_within_its_own_deadline():
+    """Waiting behind the call in flight counts: the queued request is sent with what is left of its time, and
+    answered 504 at its deadline, not after a fresh one."""
+    scorer = GroupScorer()
+    in_flight = threading.Event()
+    given: list[float] = []
+
+    def send(rows, seconds):  # a worker that takes 1 s, honouring the time it is given as call_worker does
+        given.append(seconds)
+        in_flight.set()
+        if seconds < 1.0:
+            time.sleep(seconds)
+            raise APIError(504, "timeout", f"no answer within {seconds:g} s")
+        time.sleep(1.0)
+        return {"predictions": [0] * len(rows), "probabilities": None}
+
+    first = threading.Thread(target=scorer.score, args=(("m",), [{"x": 1}], send, 5))
+    first.start()
+    in_flight.wait(5)
+    started = time.monotonic()
+    with pytest.raises(APIError) as err:
+        scorer.score(("m",), [{"x": 2}], send, 1.5)  # 1 s behind the first call, then 0.5 s left for its own
+    waited = time.monotonic() - started
+    first.join()
+    assert err.value.status == 504 and err.value.code == "timeout"
+    assert err.value.message == "no answer within 1.5 s"  # the caller's deadline, not the part the batch had
+    assert 1.3 < waited < 1.8, waited
+    assert 4.9 < given[0] <= 5 and 0.3 < given[1] < 0.6, given
+
+
+def test_a_request_promoted_as_its_time_runs_out_hands_the_lead_on():
+    """A queued request whose deadline passed as it was promoted is a 504 and never sent; the one behind it
+    leads the next batch."""
+    scorer = GroupScorer()
+    release, in_flight = threading.Event(), threading.Event()
+    sent: list[int] = []
+
+    def send(rows, seconds):
+        sent.append(len(rows))
+        in_flight.set()
+        release.wait(5)
+        return {"predictions": [r["x"] for r in rows], "probabilities": None}
+
+    first = threading.Thread(target=scorer.score, args=(("m",), [{"x": 1}], send, 5))
+    first.start()
+    in_flight.wait(5)
+    # Queued behind the first, with no time at all: it lapses in line (or at its promotion), never sent.
+    with pytest.raises(APIError) as err:
+        scorer.score(("m",), [{"x": 2}], send, 0)
+    assert err.value.status == 504
+    later: dict = {}
+    third = threading.Thread(target=lambda: later.update(scorer.score(("m",), [{"x": 3}], send, 5)))
+    third.start()
+    time.sleep(0.05)
+    release.set()
+    first.join()
+    third.join(5)
+    assert later == {"predictions": [3], "probabilities": None}
+    assert sent == [1, 1]

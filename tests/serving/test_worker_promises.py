@@ -105,6 +105,33 @@ def test_concurrent_http_calls_for_one_model_reach_the_worker_as_fewer_tasks(
     assert len(tasks) < calls / 2, f"{calls} calls were scored as {len(tasks)} tasks: {tasks}"
 
 
+def test_a_call_queued_behind_another_for_its_model_is_answered_by_its_own_deadline(
+    app, client, admin, project, live_worker, tmp_path, monkeypatch
+):
+    """PREDICT_TIMEOUT_SECONDS bounds the whole call: a call grouped behind one in flight for the same model is sent
+    with what is left of its time, and is a 504 at its deadline (it used to get a fresh deadline once sent: up to
+    twice the configured one)."""
+    pid = project["project_id"]
+    marker = tmp_path / "queued"
+    key = publish_models(client, admin, pid, {"queued": _recording_model(app, pid, marker, "queued", seconds=1.5)})
+    monkeypatch.setitem(app.config, "PREDICT_TIMEOUT_SECONDS", 2)
+    first: list[int] = []
+    leader = threading.Thread(
+        target=lambda: first.append(predict(app.test_client(), key, "queued", ONE_ROW).status_code)
+    )
+    leader.start()
+    _wait_for(lambda: recorded_calls(marker), 15, "the first call to be scoring")
+
+    started = time.monotonic()
+    resp = predict(client, key, "queued", ONE_ROW)  # about 1.4 s in line, then 1.5 s of scoring: past its 2 s
+    waited = time.monotonic() - started
+    leader.join(timeout=20)
+    assert first == [200]
+    assert resp.status_code == 504 and resp.get_json()["error"]["code"] == "timeout", resp.get_json()
+    assert resp.get_json()["error"]["message"] == "no answer within 2 s"
+    assert 1.8 < waited < 2.6, waited
+
+
 def test_a_revocation_on_one_server_is_effective_on_the_next_call_on_another(client, admin, service, two_web_processes):  # noqa: F811
     key = mint(client, admin, service)
     first, second = (f"http://127.0.0.1:{port}" for port in two_web_processes)
