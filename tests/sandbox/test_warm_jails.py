@@ -39,7 +39,7 @@ def handler(payload):
     elif do == "thread":
         threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
     elif do == "raise":
-        raise ValueError(TOKEN)
+        raise ValueError(f"{TOKEN} {CALLS}")  # the jail, and how many calls it had taken with this one
     elif do == "set":
         return {TOKEN}
     elif do == "huge":

@@ -118,11 +118,12 @@ def test_a_failed_call_ends_its_warm_jail(client, service):
     failed = post(client, service, "a", {"do": "raise"})
     assert failed.status_code == 422, failed.get_json()
     message = failed.get_json()["error"]["message"]
-    token = message.split("ValueError: ")[1].split(" ")[0]
+    token, calls = message.split("ValueError: ")[1].split(" ")[:2]
     after = calls_by_jail(served_n(client, service, "a", 8))
     assert token not in after, (token, after)
-    # The jail that failed was warm (it had served calls), and the other pool process's jail, if any, still is.
-    assert token in before, (token, before)
+    # The jail that failed was warm: it had served calls before this one (which pool process Celery handed each
+    # call to is its own choice: warm-up's 20 calls may all have gone to one of them).
+    assert int(calls) > 1, (message, before)
 
 
 def jailed_bootstraps(worker) -> list[psutil.Process]:
@@ -188,7 +189,7 @@ def handler(payload):
         except OSError as exc:
             if payload.get("catch"):
                 return {"token": TOKEN, "calls": CALLS, "held_mb": len(KEEP) * payload["mb"], "refused": repr(exc)}
-            raise RuntimeError(f"{TOKEN} {exc!r}") from None
+            raise RuntimeError(f"{TOKEN} {CALLS} {exc!r}") from None
         for _ in range(payload["mb"]):
             os.write(fd, b"y" * (1 << 20))
         KEEP.append(fd)
@@ -223,8 +224,9 @@ def test_memfd_cannot_hold_memory_past_the_limit_and_a_refused_call_ends_its_war
     error = failed.get_json()["error"]
     assert error["code"] == "function_error" and "PermissionError" in error["message"], error
     assert host_shmem_mb() - shmem_before < 256
-    # The jail that refused was warm (it had served calls); the next calls never land on it again.
-    token = error["message"].split("RuntimeError: ")[1].split(" ")[0]
-    assert token in before, (token, before)
+    # The jail that refused was warm (it had served calls before this one: warm-up's 20 calls may all have gone to
+    # one pool process, the two refused ones above to the other); the next calls never land on it again.
+    token, calls = error["message"].split("RuntimeError: ")[1].split(" ")[:2]
+    assert int(calls) > 1, (error["message"], before)
     after = calls_by_jail(served_n(client, service, "m", 8))
     assert token not in after, (token, after)
