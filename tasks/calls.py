@@ -180,12 +180,17 @@ def call_worker(
             raise unavailable(
                 "broker_unavailable", "the task queue is unavailable; try again shortly", headers={"Retry-After": 1}
             ) from None
+    # Without a pool the call's own timeout bounds the whole call, its wait for a fair-share slot included; with one,
+    # the task must start by the pool's deadline and then has its whole timeout.
+    run_s = timeout_s if queue_deadline is not None else wait_until - time.monotonic()
     # The worker gives the slot back in its reply's round trip when the reply goes to the Redis the slot is in.
     handover = lease.handover() if lease is not None and _replies_share_redis() else None
     replied: list[bool] = []
     try:
+        if run_s <= 0:
+            raise APIError(504, "timeout", f"no answer within {timeout_s:g} s")
         return _send_and_wait(
-            task, args, queue, timeout_s, summary, queue_deadline, watch_node, timed, handover, replied
+            task, args, queue, run_s, summary, queue_deadline, watch_node, timed, handover, replied, timeout_s
         )
     finally:
         if lease is not None and not (handover and replied):
@@ -212,10 +217,11 @@ def _send_and_wait(
     timed: bool,
     handover: list | None = None,
     replied: list | None = None,
+    deadline_s: float | None = None,
 ):
-    """Send the task and wait for its reply. `handover`: the caller's fair-share lease, for the worker to release with
-    its reply (RELEASE_HEADER); `replied` gets True once a reply that the task's own process pushed (which released
-    it) came back."""
+    """Send the task and wait `timeout_s` for its reply. `handover`: the caller's fair-share lease, for the worker to
+    release with its reply (RELEASE_HEADER); `replied` gets True once a reply that the task's own process pushed (which
+    released it) came back; `deadline_s`: the call's whole deadline, which a 504 names (default `timeout_s`)."""
     task_id = uuid.uuid4().hex
     claim = claim_key(task_id) if queue_deadline is not None else None
     queue_left = max(0.0, queue_deadline - time.monotonic()) if queue_deadline is not None else 0.0
@@ -260,7 +266,7 @@ def _send_and_wait(
         with contextlib.suppress(Exception):  # best effort: the task also expires unrun at the deadline
             task.app.control.revoke(task_id)
         observe_task(queue, time.perf_counter() - sent, "timeout")
-        raise APIError(504, "timeout", f"no answer within {timeout_s:g} s")
+        raise APIError(504, "timeout", f"no answer within {deadline_s or timeout_s:g} s")
     if reply.get("lost"):
         observe_task(queue, time.perf_counter() - sent, "worker_lost")
         # The process running the call died (OOM killer, SIGKILL, a lost host); nothing was answered, a retry may

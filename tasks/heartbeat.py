@@ -94,6 +94,12 @@ def _beat(sender) -> None:
         log.debug("could not remove the worker's heartbeat on shutdown")
 
 
+def receiver_client_name(node: str) -> str:
+    """`apiary-receiver:<node>`, with any character Redis refuses in a client name (a space, a newline, anything
+    outside printable ASCII, which a worker's `-n` may hold) as `_`: a refused name would fail every connect."""
+    return "apiary-receiver:" + "".join(c if "!" <= c <= "~" else "_" for c in node)
+
+
 def receiver_client(app, node: str) -> redis.Redis:
     """The client that notes which node received a watched call (`app`: the Celery app), one per app, named in
     Redis's CLIENT LIST after the node."""
@@ -104,7 +110,7 @@ def receiver_client(app, node: str) -> redis.Redis:
             app.conf.apiary_namespace,
             socket_connect_timeout=1,
             socket_timeout=2,
-            client_name=f"apiary-receiver:{node}",
+            client_name=receiver_client_name(node),
         )
         _clients[id(app)] = client
     return client

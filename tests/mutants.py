@@ -98,7 +98,7 @@ MUTANTS = (
         "app/serving/dispatch.py",
         (
             (
-                "scored = scorer.score((model.id, model.artifact_sha256, route.queue), rows, send, timeout)",
+                "scored = scorer.score(group, rows, send, timeout)",
                 "scored = send(rows, timeout)",
             ),
         ),

@@ -29,6 +29,7 @@ class WorkRoute:
     queue: str
     org_id: int
     deadline: float | None = None
+    pool: str | None = None  # the endpoint pool whose slot the call holds (calls of two pools are never grouped)
 
 
 def pool_key(asset_id: int, endpoint_id: str) -> str:
@@ -58,7 +59,7 @@ def admitted(endpoint: Endpoint, org_id: int, scope: tuple[int, int] | None) -> 
     deadline = time.monotonic() + pool.queue_timeout_s
     lease = _take_slot(pool, scope[0], endpoint.id, run_seconds(endpoint.kind), deadline)
     try:
-        yield WorkRoute(route.queue, org_id, deadline)
+        yield WorkRoute(route.queue, org_id, deadline, pool_key(scope[0], endpoint.id))
     finally:
         try:
             lease.release()

@@ -10,13 +10,14 @@ from app.errors import APIError
 
 
 class _Waiter:
-    __slots__ = ("rows", "deadline", "event", "lead", "result", "error")
+    __slots__ = ("rows", "deadline", "event", "lead", "gone", "result", "error")
 
     def __init__(self, rows: list[dict], deadline: float):
         self.rows = rows
         self.deadline = deadline  # time.monotonic() past which the caller is answered 504
         self.event = threading.Event()
         self.lead = False
+        self.gone = False  # answered 504 at its deadline: never queued or promoted again
         self.result: dict | None = None
         self.error: BaseException | None = None
 
@@ -27,7 +28,8 @@ class GroupScorer:
 
     Every request keeps its own deadline, waiting in line included: a batch is sent with what is left of its oldest
     request's time (the one leading it; the others came later and have more), so no answer comes after the caller's
-    deadline and a call queued behind another is a 504 at its deadline, not after a fresh one."""
+    deadline and a call queued behind another is a 504 at its deadline, not after a fresh one. When a batch runs out
+    of its leader's time, the leader is the 504; the others, with time left, go back to the head of the line."""
 
     def __init__(self, max_rows: int = 10_000):
         self.max_rows = max_rows
@@ -49,8 +51,10 @@ class GroupScorer:
             with self._lock:
                 gave_up = me.result is None and me.error is None and not me.lead
                 queue = self._queues.get(key)
-                if gave_up and queue and me in queue:
-                    queue.remove(me)  # never promoted later: a leader must always be someone still waiting
+                if gave_up:
+                    me.gone = True  # never put back in line or promoted later: a leader must be someone waiting
+                    if queue and me in queue:
+                        queue.remove(me)
             if gave_up:
                 raise _timeout(timeout_s)
         if me.result is None and me.error is None:
@@ -60,12 +64,14 @@ class GroupScorer:
                     self._queues[key].remove(me)
                     self._pass_on(key)
                 raise _timeout(timeout_s)
-            self._lead(key, send, left, timeout_s)
+            self._lead(key, me, send, left, timeout_s)
         if me.error is not None:
             raise me.error
         return me.result
 
-    def _lead(self, key: tuple, send: Callable[[list[dict], float], dict], left: float, timeout_s: float) -> None:
+    def _lead(
+        self, key: tuple, me: _Waiter, send: Callable[[list[dict], float], dict], left: float, timeout_s: float
+    ) -> None:
         with self._lock:
             queue = self._queues.get(key, [])
             batch, total = [], 0
@@ -86,9 +92,14 @@ class GroupScorer:
                 if "timing" in answer:  # the worker's queue wait and scoring time, the same for the whole batch
                     waiter.result["timing"] = answer["timing"]
                 start = end
-        except BaseException as exc:  # every caller of the batch gets the same error
+        except BaseException as exc:  # every caller of the batch gets the same error, but for a timeout
             if isinstance(exc, APIError) and exc.status == 504 and exc.code == "timeout":
                 exc = _timeout(timeout_s)  # the callers' deadline, not the part of it the batch was sent with
+                with self._lock:  # the leader's time ran out, not theirs: the others go back to the head of the line
+                    now = time.monotonic()
+                    again = [w for w in batch if w is not me and not w.gone and w.deadline > now]
+                    self._queues.setdefault(key, [])[0:0] = again
+                batch = [w for w in batch if w not in again]
             for waiter in batch:
                 waiter.error = exc
         with self._lock:

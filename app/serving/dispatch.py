@@ -245,8 +245,10 @@ def score_with_worker(model: Row, rows: list[dict], route: WorkRoute) -> dict:
 
     scorer = group_scorer()
     scorer.max_rows = int(current_app.config["PREDICT_MAX_ROWS"])
-    # PREDICT_TIMEOUT_SECONDS from now, waiting behind a call in flight for the same model included.
-    scored = scorer.score((model.id, model.artifact_sha256, route.queue), rows, send, timeout)
+    # PREDICT_TIMEOUT_SECONDS from now, waiting behind a call in flight for the same model included. A batch is sent
+    # with its leader's route: only calls of one organization (its fair share) and one pool (or none) are grouped.
+    group = (model.id, model.artifact_sha256, route.queue, route.org_id, route.pool)
+    scored = scorer.score(group, rows, send, timeout)
     record_worker_parts(scored.get("timing"))
     return scored
 

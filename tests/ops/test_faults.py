@@ -288,3 +288,16 @@ def test_a_run_delivered_twice_trains_once(app, cluster, ops_app):
     with app.app_context():
         models = db.session.query(MLModel).filter(MLModel.project_id == pid).count()
     assert models == 1
+
+
+def test_a_node_name_redis_refuses_as_a_client_name_still_notes_its_calls(redis_url):
+    """A worker's `-n` may hold a space or non-ASCII; Redis refuses such a client name, which would fail the noting
+    connection's every connect (and leave a dead node's calls to their deadline)."""
+    from tasks.heartbeat import receiver_client_name
+
+    with pytest.raises(redis.ResponseError):  # what the name would do as given
+        redis.Redis.from_url(redis_url, client_name="apiary-receiver:predict@höst d").ping()
+    name = receiver_client_name("predict@höst d\n")
+    assert name == "apiary-receiver:predict@h_st_d_"
+    client = redis.Redis.from_url(redis_url, client_name=name)
+    assert client.ping() and client.client_getname() == name

@@ -164,3 +164,48 @@ def test_a_request_promoted_as_its_time_runs_out_hands_the_lead_on():
     third.join(5)
     assert later == {"predictions": [3], "probabilities": None}
     assert sent == [1, 1]
+
+
+def test_when_a_batch_runs_out_of_its_leaders_time_the_others_are_sent_again_with_theirs():
+    """A batch is sent with its leader's time (the oldest request's): when that runs out, the leader is the 504, and
+    a later request of the batch, with time left, is sent again instead of sharing the leader's 504."""
+    scorer = GroupScorer()
+    in_flight = threading.Event()
+    given: list[tuple[int, float]] = []
+
+    def send(rows, seconds):  # scoring takes 0.3 s; given less, it is a 504 once that time is spent, as call_worker
+        given.append((len(rows), round(seconds, 2)))
+        in_flight.set()
+        if seconds < 0.3:
+            time.sleep(seconds)
+            raise APIError(504, "timeout", f"no answer within {seconds:g} s")
+        time.sleep(0.3)
+        return {"predictions": [r["x"] for r in rows], "probabilities": None}
+
+    answers: dict[str, object] = {}
+
+    def call(name: str, x: int, timeout_s: float) -> None:
+        started = time.monotonic()
+        try:
+            answers[name] = (scorer.score(("m",), [{"x": x}], send, timeout_s)["predictions"], 0)
+        except APIError as err:
+            answers[name] = (err.status, err.message)
+        answers[name] = (*answers[name], round(time.monotonic() - started, 1))
+
+    first = threading.Thread(target=call, args=("first", 1, 5))
+    first.start()
+    in_flight.wait(5)
+    time.sleep(0.05)
+    # Two requests queue behind the first (0.3 s): "short" has 0.4 s in all, 0.1 s left when the first returns, too
+    # little to be scored; "later" has 2 s.
+    short = threading.Thread(target=call, args=("short", 2, 0.4))
+    short.start()
+    time.sleep(0.05)
+    later = threading.Thread(target=call, args=("later", 3, 2))
+    later.start()
+    for thread in (first, short, later):
+        thread.join(5)
+    assert answers["first"][0] == [1]
+    assert answers["short"][:2] == (504, "no answer within 0.4 s"), answers
+    assert answers["later"][0] == [3], answers  # sent again, alone, with its own time
+    assert [n for n, _ in given] == [1, 2, 1], given

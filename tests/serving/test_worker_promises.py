@@ -132,6 +132,40 @@ def test_a_call_queued_behind_another_for_its_model_is_answered_by_its_own_deadl
     assert 1.8 < waited < 2.6, waited
 
 
+def test_a_call_waiting_for_its_organizations_share_is_answered_by_its_own_deadline(
+    app, client, admin, project, live_worker, tmp_path, monkeypatch
+):
+    """Without a pool, PREDICT_TIMEOUT_SECONDS bounds the call's wait for a slot of its organization's fair share too
+    (FAIR_SHARE 0.5 of the session worker's 2 processes: one call at a time): it used to wait up to its deadline for
+    the slot, then a whole deadline more for the answer."""
+    pid = project["project_id"]
+    first_marker, second_marker = tmp_path / "first", tmp_path / "second"
+    key = publish_models(
+        client,
+        admin,
+        pid,
+        {
+            "first": _recording_model(app, pid, first_marker, "first", seconds=1.5),
+            "second": _recording_model(app, pid, second_marker, "second", seconds=1.5),
+        },
+    )
+    monkeypatch.setitem(app.config, "PREDICT_TIMEOUT_SECONDS", 2)
+    first: list[int] = []
+    holder = threading.Thread(
+        target=lambda: first.append(predict(app.test_client(), key, "first", ONE_ROW).status_code)
+    )
+    holder.start()
+    _wait_for(lambda: recorded_calls(first_marker), 15, "the first call to be scoring")
+
+    started = time.monotonic()
+    resp = predict(client, key, "second", ONE_ROW)  # about 1.4 s for the slot, then 1.5 s of scoring: past its 2 s
+    waited = time.monotonic() - started
+    holder.join(timeout=20)
+    assert first == [200]
+    assert resp.status_code == 504 and resp.get_json()["error"]["message"] == "no answer within 2 s", resp.get_json()
+    assert 1.8 < waited < 2.6, waited
+
+
 def test_a_revocation_on_one_server_is_effective_on_the_next_call_on_another(client, admin, service, two_web_processes):  # noqa: F811
     key = mint(client, admin, service)
     first, second = (f"http://127.0.0.1:{port}" for port in two_web_processes)
