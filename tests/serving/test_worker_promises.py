@@ -115,18 +115,24 @@ def test_a_call_queued_behind_another_for_its_model_is_answered_by_its_own_deadl
     marker = tmp_path / "queued"
     key = publish_models(client, admin, pid, {"queued": _recording_model(app, pid, marker, "queued", seconds=1.5)})
     monkeypatch.setitem(app.config, "PREDICT_TIMEOUT_SECONDS", 2)
-    first: list[int] = []
-    leader = threading.Thread(
-        target=lambda: first.append(predict(app.test_client(), key, "queued", ONE_ROW).status_code)
-    )
-    leader.start()
-    _wait_for(lambda: recorded_calls(marker), 15, "the first call to be scoring")
+    # About 1.4 s in line behind the first call, then 1.5 s of scoring: past its 2 s.
+    _second_call_is_a_504_at_its_deadline(app, client, key, ("queued", marker), "queued")
 
+
+def _second_call_is_a_504_at_its_deadline(app, client, key: str, first: tuple[str, Path], second: str) -> None:
+    """Call endpoint `first[0]` (its model writes marker `first[1]`) from a thread; once it is scoring, call `second`,
+    which must be a 504 at its 2 s deadline while the first is answered."""
+    answered: list[int] = []
+    holder = threading.Thread(
+        target=lambda: answered.append(predict(app.test_client(), key, first[0], ONE_ROW).status_code)
+    )
+    holder.start()
+    _wait_for(lambda: recorded_calls(first[1]), 15, "the first call to be scoring")
     started = time.monotonic()
-    resp = predict(client, key, "queued", ONE_ROW)  # about 1.4 s in line, then 1.5 s of scoring: past its 2 s
+    resp = predict(client, key, second, ONE_ROW)
     waited = time.monotonic() - started
-    leader.join(timeout=20)
-    assert first == [200]
+    holder.join(timeout=20)
+    assert answered == [200]
     assert resp.status_code == 504 and resp.get_json()["error"]["code"] == "timeout", resp.get_json()
     assert resp.get_json()["error"]["message"] == "no answer within 2 s"
     assert 1.8 < waited < 2.6, waited
@@ -150,20 +156,8 @@ def test_a_call_waiting_for_its_organizations_share_is_answered_by_its_own_deadl
         },
     )
     monkeypatch.setitem(app.config, "PREDICT_TIMEOUT_SECONDS", 2)
-    first: list[int] = []
-    holder = threading.Thread(
-        target=lambda: first.append(predict(app.test_client(), key, "first", ONE_ROW).status_code)
-    )
-    holder.start()
-    _wait_for(lambda: recorded_calls(first_marker), 15, "the first call to be scoring")
-
-    started = time.monotonic()
-    resp = predict(client, key, "second", ONE_ROW)  # about 1.4 s for the slot, then 1.5 s of scoring: past its 2 s
-    waited = time.monotonic() - started
-    holder.join(timeout=20)
-    assert first == [200]
-    assert resp.status_code == 504 and resp.get_json()["error"]["message"] == "no answer within 2 s", resp.get_json()
-    assert 1.8 < waited < 2.6, waited
+    # About 1.4 s for the organization's one slot, then 1.5 s of scoring: past its 2 s.
+    _second_call_is_a_504_at_its_deadline(app, client, key, ("first", first_marker), "second")
 
 
 def test_a_revocation_on_one_server_is_effective_on_the_next_call_on_another(client, admin, service, two_web_processes):  # noqa: F811
