@@ -33,11 +33,20 @@ class Mutant:
 
 MUTANTS = (
     Mutant(
-        "served queries may write (read-only mode removed)",
+        "served queries may write (the fast path's read-only mode removed)",
         "app/warehouse/readonly.py",
         (
             ('raw.execute("PRAGMA query_only = ON")', 'raw.execute("PRAGMA query_only = OFF")'),
             ('cursor.execute(f"BEGIN READ ONLY; ', 'cursor.execute(f"BEGIN READ WRITE; '),
+        ),
+        ("tests/query/test_readonly_deadline.py::test_a_write_through_the_fast_path_is_refused",),
+    ),
+    Mutant(
+        "queries through execute_readonly may write (its read-only mode removed)",
+        "app/warehouse/engine.py",
+        (
+            ('raw.execute("PRAGMA query_only = ON")', 'raw.execute("PRAGMA query_only = OFF")'),
+            ('"SET TRANSACTION READ ONLY; SET LOCAL', '"SET TRANSACTION READ WRITE; SET LOCAL'),
         ),
         ("tests/query/test_readonly_deadline.py::test_a_write_through_the_served_path_is_refused",),
     ),
@@ -51,7 +60,10 @@ MUTANTS = (
             ),
             ("SET LOCAL statement_timeout = {int(timeout_s * 1000)};", "SET LOCAL statement_timeout = 0;"),
         ),
-        ("tests/query/test_readonly_deadline.py::test_a_slow_served_query_is_stopped_at_its_deadline",),
+        (
+            "tests/query/test_readonly_deadline.py::test_a_slow_served_query_is_stopped_at_its_deadline",
+            "tests/query/test_readonly_deadline.py::test_the_fast_path_stops_a_recursive_query_at_its_deadline",
+        ),
     ),
     Mutant(
         "a model task past its deadline still runs (expires= and revoke() removed)",

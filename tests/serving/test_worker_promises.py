@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from app.redis_server import free_port, start_private_redis
+from app.serving.dispatch import model_for_endpoint
 from tests.models.slow_estimator import RecordingRegressor, recorded_calls
 from tests.models.test_scoring import insert_model, predict, publish_models
 from tests.serving.test_serving_data import mint, service  # noqa: F401 - fixture
@@ -53,16 +54,17 @@ def test_a_model_task_past_its_deadline_never_runs_on_the_worker(
         "late": _recording_model(app, pid, late, "late"),
     }
     key = publish_models(client, admin, pid, models)
-    # Both pool processes of the worker (concurrency 2) are kept busy by two other models (two tasks: calls for
-    # different models are never grouped).
-    busy_answers: list[int] = []
-
-    def call_busy(name: str) -> None:
-        busy_answers.append(predict(app.test_client(), key, name, ONE_ROW).status_code)
-
-    threads = [threading.Thread(target=call_busy, args=(name,)) for name in ("busy_a", "busy_b")]
-    for thread in threads:
-        thread.start()
+    # Both pool processes of the worker (concurrency 2) are kept busy by two tasks sent straight to the queue, as
+    # another web server's calls would be: through this one, the organization's fair share (one of the two slots)
+    # would hold the late call back before its task was ever sent, and the expiry would go untested.
+    with app.app_context():
+        for name in ("busy_a", "busy_b"):
+            model = model_for_endpoint(models[name], pid)
+            payload = {f: getattr(model, f) for f in ("id", "artifact_path", "artifact_sha256", "sklearn_version")}
+            payload["input_schema"] = model.input_schema
+            app.extensions["celery"].send_task(
+                "tasks.predict.score", args=[payload, [ONE_ROW["features"]]], queue="predict"
+            )
     _wait_for(lambda: recorded_calls(busy_a) and recorded_calls(busy_b), 15, "both pool processes to be busy")
 
     monkeypatch.setitem(app.config, "PREDICT_TIMEOUT_SECONDS", 1)
@@ -70,12 +72,8 @@ def test_a_model_task_past_its_deadline_never_runs_on_the_worker(
     resp = predict(client, key, "late", ONE_ROW)
     assert resp.status_code == 504, resp.get_json()
     assert time.monotonic() - started < 3
-
-    for thread in threads:
-        thread.join(timeout=20)
-    assert busy_answers == [200, 200]
     # The worker is free again and has had time to take the queued task: it must have dropped it, unrun.
-    time.sleep(2)
+    time.sleep(3)
     assert recorded_calls(late) == [], "the worker scored a task whose caller had already been answered 504"
 
     # The marker does record a call that runs: the same model answers once the worker is free.
