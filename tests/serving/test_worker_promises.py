@@ -158,6 +158,45 @@ def test_a_call_waiting_for_its_organizations_share_is_answered_by_its_own_deadl
     _second_call_is_a_504_at_its_deadline(app, client, key, ("first", first_marker), "second")
 
 
+def test_a_pooled_call_is_never_grouped_behind_a_call_of_another_pool(
+    app, client, admin, project, live_worker, tmp_path
+):
+    """Two endpoints on one model, one with a pool: a call of the pooled endpoint that arrives while the other's call
+    is scoring is not queued behind it (grouped calls go out with their leader's route), so its pool's
+    queue_timeout_ms holds: a 503 in about 0.3 s, not after the other call's 5 s of scoring."""
+    from tests.publishing.test_assets import _create
+
+    pid = project["project_id"]
+    marker = tmp_path / "shared"
+    model_id = _recording_model(app, pid, marker, "shared", seconds=5)
+    pool = {"max_in_flight": 2, "max_queued": 8, "queue_timeout_ms": 300}
+    endpoints = [
+        {"id": "free", "kind": "model", "model_id": model_id},
+        {"id": "pooled", "kind": "model", "model_id": model_id, "pool": pool},
+    ]
+    created = _create(client, admin, pid, key="models-serving", endpoints=endpoints)
+    assert created.status_code == 201, created.get_json()
+    asset_id = created.get_json()["id"]
+    assert client.post(f"/api/publish/assets/{asset_id}/publish", headers=admin.headers).status_code == 200
+    key = mint(client, admin, asset_id, rate_limit=1000)["key"]
+
+    answered: list[int] = []
+    holder = threading.Thread(
+        target=lambda: answered.append(predict(app.test_client(), key, "free", ONE_ROW).status_code)
+    )
+    holder.start()
+    _wait_for(lambda: recorded_calls(marker), 15, "the free endpoint's call to be scoring")
+    started = time.monotonic()
+    # The organization's one slot of the shared queue is the free call's: the pooled call waits for it until its
+    # queue timeout.
+    resp = predict(client, key, "pooled", ONE_ROW)
+    waited = time.monotonic() - started
+    holder.join(timeout=20)
+    assert answered == [200]
+    assert resp.status_code == 503 and resp.get_json()["error"]["code"] == "overloaded", resp.get_json()
+    assert waited < 3, waited
+
+
 def test_a_revocation_on_one_server_is_effective_on_the_next_call_on_another(client, admin, service, two_web_processes):  # noqa: F811
     key = mint(client, admin, service)
     first, second = (f"http://127.0.0.1:{port}" for port in two_web_processes)
