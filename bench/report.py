@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import statistics
 
-HELLO, SKLEARN, CELERY, REDIS, MODEL, FUNCTION = "hello", "sklearn", "celery", "redis", "model", "function"
+HELLO, SKLEARN, CELERY, REDIS, SCRIPT = "hello", "sklearn", "celery", "redis", "script"
+MODEL, FUNCTION = "model", "function"
 CACHED_LOOKUP = "lookup_cached"
 LOAD_TOOL = "hey"  # its name among the processes whose CPU a measurement reports (bench/cpu.py)
 REDIS_PROCESS = "redis"  # the stack's Redis (every server's and worker's)
@@ -13,6 +14,7 @@ _OWN_REFERENCE = (
     (MODEL, SKLEARN, "vs_sklearn"),
     (FUNCTION, CELERY, "vs_celery"),
     (CACHED_LOOKUP, REDIS, "vs_redis"),
+    (CACHED_LOOKUP, SCRIPT, "vs_script"),
 )
 
 
@@ -76,7 +78,7 @@ def _ratio_of(row: dict, reference: dict, level: str) -> float | None:
 
 def add_ratios(results: dict[str, dict]) -> None:
     """Each row's req/s against bare hello at the same client count; the model also against plain scikit-learn, the
-    function also against the plain Celery round trip, the cached lookup also against the plain Redis read. With rounds (`combine_rounds`), each ratio is the median of
+    function also against the plain Celery round trip, the cached lookup also against the plain Redis read and against the serve script route. With rounds (`combine_rounds`), each ratio is the median of
     the ratios within each round.
 
     `results` maps a row id to `{"c16": figures, "c1": figures, ...}` (figures as dicts); ratios are added in place.
@@ -102,6 +104,7 @@ _TARGETS = (
     (FUNCTION, "c16", "req/s vs bare hello", lambda r: r.get("vs_hello", {}).get("c16"), ">=", 0.2),
     (FUNCTION, "c16", "req/s vs plain Celery round trip", lambda r: r.get("vs_celery", {}).get("c16"), None, None),
     (CACHED_LOOKUP, "c16", "req/s vs plain Redis read", lambda r: r.get("vs_redis", {}).get("c16"), None, None),
+    (CACHED_LOOKUP, "c16", "req/s vs serve script route", lambda r: r.get("vs_script", {}).get("c16"), None, None),
 )
 
 
@@ -143,8 +146,8 @@ def format_table(labels: dict[str, str], results: dict[str, dict]) -> str:
     """A Markdown table: one line per row and client count."""
     lines = [
         "| call | clients | req/s | p50 ms | p99 ms | vs hello | vs plain sklearn | vs plain Celery | vs plain Redis "
-        "| errors |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| vs serve script | errors |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row_id, label in labels.items():
         row = results.get(row_id)
@@ -156,7 +159,7 @@ def format_table(labels: dict[str, str], results: dict[str, dict]) -> str:
                 f"| {label} | {f['clients']} | {f['requests_per_s']:,.1f} | {ms_text(f['p50_ms'])} | {ms_text(f['p99_ms'])} | "
                 f"{_cell(row.get('vs_hello', {}).get(level))} | {_cell(row.get('vs_sklearn', {}).get(level))} | "
                 f"{_cell(row.get('vs_celery', {}).get(level))} | {_cell(row.get('vs_redis', {}).get(level))} | "
-                f"{f['errors']} |"
+                f"{_cell(row.get('vs_script', {}).get(level))} | {f['errors']} |"
             )
     return "\n".join(lines)
 

@@ -123,6 +123,13 @@ ROWS = (
         keyed=False,
     ),
     Row(
+        "script",
+        "plain Flask + Apiary's serve script, one round trip (reference)",
+        "script_ref",
+        "GET",
+        f"/api/service/{SERVICE_KEY}/customer?id={LOOKUP_ID}",
+    ),
+    Row(
         "lookup_cached",
         "lookup by key, cache on",
         "apiary",
@@ -338,10 +345,11 @@ def check_answers(targets: dict[str, Target]) -> None:
         if row_id in ("function", "celery") and answer.json() != SEGMENT_ANSWER:
             raise RuntimeError(f"{row_id}: expected {SEGMENT_ANSWER}, got {answer.text[:300]}")
         bodies[row_id] = answer.content
-    if "redis" in bodies and "lookup_cached" in bodies and bodies["redis"] != bodies["lookup_cached"]:
-        raise RuntimeError(
-            f"redis: answers {bodies['redis'][:300]!r}, the cached lookup {bodies['lookup_cached'][:300]!r}"
-        )
+    for reference in ("redis", "script"):
+        if reference in bodies and "lookup_cached" in bodies and bodies[reference] != bodies["lookup_cached"]:
+            raise RuntimeError(
+                f"{reference}: answers {bodies[reference][:300]!r}, the cached lookup {bodies['lookup_cached'][:300]!r}"
+            )
 
 
 def cached_answer(stack: Stack, key: str) -> bytes:
@@ -454,6 +462,8 @@ def main() -> None:
         stack.start_redis_reference({ANSWER_KEY.format(LOOKUP_ID): cached_answer(stack, setup["key"])})
         stack.wait_until("hello", "/hello")
         stack.wait_until("redis_ref", f"/lookup?id={LOOKUP_ID}")
+        stack.start_script_reference(cached_answer(stack, setup["key"]), setup["key"])
+        stack.wait_until("script_ref", f"/api/service/{SERVICE_KEY}/customer?id={LOOKUP_ID}", statuses=(401,))
         stack.wait_until("sklearn", "/predict", timeout=120, statuses=(405,))  # POST only: any answer means booted
         stack.wait_until("celery", "/ready", timeout=120)  # its web process and its worker are up
         targets = {row.id: target_for(stack, row, setup["key"]) for row in ROWS if row.id in only}
@@ -499,6 +509,7 @@ def main() -> None:
             "workers": {name: " ".join(["celery", *argv[1:]]) for name, argv in procfile_workers().items()},
             "celery_reference_worker": " ".join(["celery", *celery_reference_worker_command()[1:]]),
             "redis_reference": "bench/redis_app.py on its own database of the stack's Redis",
+            "script_reference": "bench/script_app.py on its own database of the stack's Redis",
             "databases": "SQLite metadata and warehouse (make run's defaults), private Redis",
             "table_rows": setup["row_count"],
             "upload_seconds": setup["upload_s"],

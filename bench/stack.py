@@ -41,6 +41,8 @@ CELERY_REFERENCE_WORKER = "celery-worker"  # the reference worker's name among t
 CELERY_REFERENCE_DB = 1
 # The plain Redis reference (bench/redis_app.py): its answer on another database of the stack's Redis than Apiary's.
 REDIS_REFERENCE_DB = 2
+# The serve script reference (bench/script_app.py): Apiary's one round trip, on a database of its own.
+SCRIPT_REFERENCE_DB = 4
 # Settings Apiary reads from the environment that must not leak in from the caller's shell.
 _OWN_SETTINGS = (
     "APIARY_",
@@ -182,6 +184,15 @@ class Stack:
         finally:
             client.close()
         self.serve("redis_ref", "bench.redis_app:create_app()", {"BENCH_REDIS_URL": url})
+
+    def start_script_reference(self, answer: bytes, api_key: str) -> None:
+        """bench/script_app.py's web process on its own database of the stack's Redis, answering `answer` to
+        `api_key`. Wait for it on server "script_ref"."""
+        url = redis_database(self.redis_url or self.start_redis(), SCRIPT_REFERENCE_DB)
+        answer_file = self.tmp / "script_ref_answer.json"
+        answer_file.write_bytes(answer)
+        env = {"BENCH_REDIS_URL": url, "BENCH_API_KEY": api_key, "BENCH_ANSWER": str(answer_file)}
+        self.serve("script_ref", "bench.script_app:create_app()", env)
 
     def spawn(self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None) -> None:
         from app.supervisor import die_with_parent  # SIGKILL when the benchmark dies, even by SIGKILL

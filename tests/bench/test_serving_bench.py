@@ -3,6 +3,7 @@ servers started with `make run`'s gunicorn settings. (Benchmarks themselves are 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from argparse import Namespace
@@ -21,6 +22,7 @@ from bench.stack import (
     CELERY_REFERENCE_QUEUE,
     GUNICORN_SETTINGS,
     REDIS_REFERENCE_DB,
+    SCRIPT_REFERENCE_DB,
     Stack,
     celery_reference_worker_command,
     procfile_workers,
@@ -177,6 +179,23 @@ def test_the_cached_lookup_is_also_shown_against_the_plain_redis_read_as_a_figur
     assert (cached_vs_hello["target"], cached_vs_hello["met"]) == (">= 0.5", True)
 
 
+def test_the_cached_lookup_is_also_shown_against_the_serve_script_route_as_a_figure_without_a_target():
+    rows = {row.id: row for row in ROWS}
+    reference, cached = rows["script"], rows["lookup_cached"]
+    assert (reference.server, reference.method, reference.keyed) == ("script_ref", "GET", True)
+    assert reference.path == cached.path, "called exactly as the cached lookup is"
+    assert list(rows).index("script") < list(rows).index("lookup_cached"), "the references come first"
+
+    results = _results(hello=(1000, 500), script=(600, 300), lookup_cached=(450, 200), lookup_uncached=(400, 150))
+    add_ratios(results)
+    assert results["lookup_cached"]["vs_script"] == {"c16": 0.75, "c1": 0.667}
+    assert results["script"]["vs_hello"] == {"c16": 0.6, "c1": 0.6}
+    assert "vs_script" not in results["lookup_uncached"]
+    assert _cell(results, "lookup_cached", "vs serve script") == "0.75x"
+    assert _cell(results, "script", "vs serve script") == ""
+    _shown_without_target(results, "lookup_cached", "req/s vs serve script route", 0.75)
+
+
 def test_the_celery_reference_worker_has_the_pool_of_the_worker_that_runs_function_calls():
     functions_worker = next(
         argv for argv in procfile_workers().values() if "functions" in argv[argv.index("-Q") + 1].split(",")
@@ -274,6 +293,32 @@ def test_the_redis_reference_answers_what_was_stored_from_its_own_database_and_e
         assert apiary_db.dbsize() == 0, "the reference wrote into the database Apiary uses"
         assert reference_db.get(ANSWER_KEY.format(LOOKUP_ID)) == answer
         group = next(proc.pid for name, proc in stack.children if name == "redis_ref")
+        tmp = stack.tmp
+    finally:
+        stack.stop()
+    assert not _group_alive(group), "the reference's server outlived it"
+    assert not tmp.exists()
+
+
+def test_the_serve_script_reference_answers_its_key_with_one_round_trip_on_its_own_database_and_every_process_stops():
+    stack = Stack()
+    try:
+        answer = b'{"count":1,"rows":[{"customer_key":42}]}\n'
+        stack.start_script_reference(answer, "dk_bench_reference_key")
+        path = f"/api/service/bench/customer?id={LOOKUP_ID}"
+        stack.wait_until("script_ref", path, statuses=(401,))
+        url = stack.url("script_ref", path)
+        assert httpx.get(url, timeout=30).status_code == 401
+        assert httpx.get(url, headers={"X-API-Key": "dk_another"}, timeout=30).status_code == 401
+        got = httpx.get(url, headers={"X-API-Key": "dk_bench_reference_key"}, timeout=30)
+        assert (got.status_code, got.content, got.headers["X-Cache"]) == (200, answer, "HIT")
+        assert int(got.headers["RateLimit-Remaining"]) < int(got.headers["RateLimit-Limit"])
+        apiary_db = redis.Redis.from_url(stack.redis_url)
+        reference_db = redis.Redis.from_url(redis_database(stack.redis_url, SCRIPT_REFERENCE_DB))
+        assert apiary_db.dbsize() == 0, "the reference wrote into the database Apiary uses"
+        (record,) = reference_db.lrange("bench_script:audit", 0, -1)  # the answered call's, written by the script
+        assert json.loads(record)["user_agent"].startswith("python-httpx")
+        group = next(proc.pid for name, proc in stack.children if name == "script_ref")
         tmp = stack.tmp
     finally:
         stack.stop()
