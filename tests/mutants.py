@@ -33,10 +33,10 @@ class Mutant:
 
 MUTANTS = (
     Mutant(
-        "served queries may write (the fast path's read-only mode removed)",
+        "served queries may write (the fast path's read-only connections made writable)",
         "app/warehouse/readonly.py",
         (
-            ('raw.execute("PRAGMA query_only = ON")', 'raw.execute("PRAGMA query_only = OFF")'),
+            ('dbapi_conn.execute("PRAGMA query_only = ON")', 'dbapi_conn.execute("PRAGMA query_only = OFF")'),
             ('cursor.execute(f"BEGIN READ ONLY; ', 'cursor.execute(f"BEGIN READ WRITE; '),
         ),
         ("tests/query/test_readonly_deadline.py::test_a_write_through_the_fast_path_is_refused",),

@@ -1,10 +1,16 @@
 """Running a query's precompiled SQL read-only on a pooled DBAPI connection, with the same guarantees as
 `execute_readonly` (read-only, the statement deadline -> QueryTimeout, platform faults -> WarehouseUnavailable)
-but without SQLAlchemy's per-statement work: the serving fast path."""
+but without SQLAlchemy's per-statement work: the serving fast path.
+
+On SQLite the fast path has a pool of its own beside the warehouse engine's: connections to the same files opened
+read-only once (`PRAGMA query_only`), so a served query is one statement, with no read-only mode switched on and off
+around it and no transaction opened and closed for it (one SELECT reads one snapshot on its own). The engine's own
+pool, which uploads write through, never holds a read-only connection."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -15,11 +21,14 @@ from app.warehouse.engine import QueryTimeout, WarehouseUnavailable, _attach_sch
 
 log = logging.getLogger(__name__)
 
+_READ_ONLY_POOL = "read_only_pool"  # the SQLite engine's `info` key of its fast-path engine
+_pools_lock = threading.Lock()
+
 
 def run_readonly_sql(engine: Engine, sql: str, args: Any, timeout_s: float) -> tuple[Any, list[tuple]]:
     """(cursor description, rows) of one SELECT in the DBAPI's paramstyle; QueryTimeout past the deadline."""
     try:
-        fairy = engine.raw_connection()
+        fairy = (read_only_pool(engine) if is_sqlite(engine) else engine).raw_connection()
     except sa.exc.DBAPIError as exc:
         if _is_platform_fault(engine.dialect.dbapi, exc.orig):
             raise _unavailable(exc.orig) from exc
@@ -32,19 +41,49 @@ def run_readonly_sql(engine: Engine, sql: str, args: Any, timeout_s: float) -> t
         fairy.close()  # back to the pool (or gone, when invalidated)
 
 
+def read_only_pool(engine: Engine) -> Engine:
+    """The fast path's engine for a SQLite warehouse `engine`: the same database and schema files, its own pool of
+    connections that are read-only from the moment they open. Made once per engine and disposed with it."""
+    pool = engine.info.get(_READ_ONLY_POOL)
+    if pool is not None:
+        return pool
+    with _pools_lock:
+        pool = engine.info.get(_READ_ONLY_POOL)
+        if pool is None:
+            pool = engine.info[_READ_ONLY_POOL] = _read_only_engine(engine)
+            sa.event.listen(engine, "engine_disposed", lambda _engine: pool.dispose())
+    return pool
+
+
+def _read_only_engine(engine: Engine) -> Engine:
+    size = engine.pool.size()
+    read_only = sa.create_engine(
+        engine.url,
+        pool_size=size,
+        max_overflow=size * 2,
+        poolclass=sa.pool.QueuePool,
+        connect_args={"check_same_thread": False, "timeout": 30},
+    )
+
+    @sa.event.listens_for(read_only, "connect")
+    def _open_read_only(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # no implicit transactions: each SELECT reads its own snapshot
+        dbapi_conn.execute("PRAGMA busy_timeout = 30000")
+        dbapi_conn.execute("PRAGMA query_only = ON")  # for the connection's life, attached schema files included
+
+    return read_only
+
+
 def _run_sqlite(fairy, engine: Engine, sql: str, args: Any, timeout_s: float):
     raw = fairy.dbapi_connection
     dbapi = engine.dialect.dbapi
     deadline = time.monotonic() + timeout_s
     try:
-        raw.execute("PRAGMA query_only = ON")
         raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
-        raw.execute("BEGIN")
         _attach_schemas(raw, fairy.info, engine.info["data_dir"], sql)
         cursor = raw.execute(sql, args)
         rows = cursor.fetchall()
         description = cursor.description
-        raw.execute("COMMIT")
         return description, rows
     except dbapi.Error as exc:
         if "interrupted" in str(exc):
@@ -52,13 +91,9 @@ def _run_sqlite(fairy, engine: Engine, sql: str, args: Any, timeout_s: float):
         raise _translated(engine, sql, args, exc) from exc
     finally:
         try:
-            if raw.in_transaction:
-                raw.execute("ROLLBACK")
             raw.set_progress_handler(None, 0)
-            raw.execute("PRAGMA query_only = OFF")
         except dbapi.Error:
-            # A connection that cannot be put back as it was (read-write, no deadline) is never reused.
-            fairy.invalidate()
+            fairy.invalidate()  # a connection that cannot drop its deadline is never reused
 
 
 def _run_postgresql(fairy, engine: Engine, sql: str, args: Any, timeout_s: float):

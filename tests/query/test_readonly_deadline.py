@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from app.errors import APIError
 from app.query import KeyPolicy, run_query
 from app.warehouse.engine import QueryTimeout, WarehouseUnavailable, create_warehouse_engine, execute_readonly
-from app.warehouse.readonly import run_readonly_sql
+from app.warehouse.readonly import read_only_pool, run_readonly_sql
 
 FAN_OUT = 3000  # both tables' rows share one join key: the join has FAN_OUT² rows to sort
 
@@ -167,3 +167,50 @@ def test_a_write_through_the_fast_path_is_refused(warehouse, one_connection, sta
     assert "read-only" in message or "readonly" in message, message
     assert warehouse.row_counts() == before
     _assert_left_read_write_and_transactional(engine, scratch)
+
+
+def test_on_sqlite_the_fast_path_reads_through_read_only_connections_of_its_own(warehouse, one_connection):
+    """Served queries never switch a connection of the engine's pool (the one uploads write through) to read-only and
+    back: they have a pool of their own, read-only from the moment each connection opens."""
+    if warehouse.backend != "sqlite":
+        pytest.skip("PostgreSQL opens a READ ONLY transaction in the query's own round trip")
+    engine, scratch = one_connection
+    target = f"{warehouse.schema}.customers"
+    run_readonly_sql(engine, f"SELECT count(*) FROM {target}", (), 5)
+    pool = read_only_pool(engine)
+    assert pool is not engine and pool is read_only_pool(engine), "one read-only pool per engine"
+    assert pool.pool.checkedin() == 1 and engine.pool.checkedout() == 0
+    fairy = pool.raw_connection()
+    try:
+        assert fairy.dbapi_connection.execute("PRAGMA query_only").fetchone() == (1,)
+    finally:
+        fairy.close()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA query_only").scalar() == 0
+    _assert_left_read_write_and_transactional(engine, scratch)
+
+
+def test_on_sqlite_a_served_query_reads_what_was_committed_after_its_connection_opened(warehouse, one_connection):
+    """No read snapshot outlives a served query: rows written since (an upload, another process) are read at once."""
+    if warehouse.backend != "sqlite":
+        pytest.skip("SQLite only: its fast path runs each SELECT without a transaction of its own")
+    engine, scratch = one_connection
+    count = f"SELECT count(*) FROM {warehouse.schema}.scratch"
+    assert run_readonly_sql(engine, count, (), 5)[1] == [(0,)]
+    with engine.begin() as conn:
+        conn.execute(scratch.insert(), [{"a": 7}, {"a": 8}])
+    assert run_readonly_sql(engine, count, (), 5)[1] == [(2,)]
+    with engine.begin() as conn:
+        conn.execute(scratch.delete())
+    assert run_readonly_sql(engine, count, (), 5)[1] == [(0,)]
+
+
+def test_on_sqlite_disposing_the_engine_closes_its_read_only_pool(warehouse, one_connection):
+    if warehouse.backend != "sqlite":
+        pytest.skip("SQLite only")
+    engine, _scratch = one_connection
+    run_readonly_sql(engine, "SELECT 1", (), 5)
+    pool = read_only_pool(engine)
+    assert pool.pool.checkedin() == 1
+    engine.dispose()
+    assert pool.pool.checkedin() == 0
