@@ -169,14 +169,17 @@ def test_a_write_through_the_fast_path_is_refused(warehouse, one_connection, sta
     _assert_left_read_write_and_transactional(engine, scratch)
 
 
+def _count_of(table: sa.Table, engine) -> str:
+    return str(sa.select(sa.func.count()).select_from(table).compile(engine))
+
+
 def test_on_sqlite_the_fast_path_reads_through_read_only_connections_of_its_own(warehouse, one_connection):
     """Served queries never switch a connection of the engine's pool (the one uploads write through) to read-only and
     back: they have a pool of their own, read-only from the moment each connection opens."""
     if warehouse.backend != "sqlite":
         pytest.skip("PostgreSQL opens a READ ONLY transaction in the query's own round trip")
     engine, scratch = one_connection
-    target = f"{warehouse.schema}.customers"
-    run_readonly_sql(engine, f"SELECT count(*) FROM {target}", (), 5)
+    run_readonly_sql(engine, _count_of(scratch, engine), (), 5)
     pool = read_only_pool(engine)
     assert pool is not engine and pool is read_only_pool(engine), "one read-only pool per engine"
     assert pool.pool.checkedin() == 1 and engine.pool.checkedout() == 0
@@ -195,7 +198,7 @@ def test_on_sqlite_a_served_query_reads_what_was_committed_after_its_connection_
     if warehouse.backend != "sqlite":
         pytest.skip("SQLite only: its fast path runs each SELECT without a transaction of its own")
     engine, scratch = one_connection
-    count = f"SELECT count(*) FROM {warehouse.schema}.scratch"
+    count = _count_of(scratch, engine)
     assert run_readonly_sql(engine, count, (), 5)[1] == [(0,)]
     with engine.begin() as conn:
         conn.execute(scratch.insert(), [{"a": 7}, {"a": 8}])
