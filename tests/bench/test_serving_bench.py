@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 from argparse import Namespace
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -279,20 +280,13 @@ def test_the_celery_reference_answers_through_its_worker_on_its_own_database_and
     assert not tmp.exists()
 
 
-def test_the_redis_reference_answers_what_was_stored_from_its_own_database_and_every_process_stops():
+@contextmanager
+def _reference_stack(server: str):
+    """A stack for one reference app, named `server`; its processes and temp dir must be gone once stopped."""
     stack = Stack()
     try:
-        answer = b'{"count":1,"rows":[{"customer_key":42}]}\n'
-        stack.start_redis_reference({ANSWER_KEY.format(LOOKUP_ID): answer})
-        stack.wait_until("redis_ref", f"/lookup?id={LOOKUP_ID}")
-        got = httpx.get(stack.url("redis_ref", f"/lookup?id={LOOKUP_ID}"), timeout=30)
-        assert (got.status_code, got.content, got.headers["Content-Type"]) == (200, answer, "application/json")
-        assert httpx.get(stack.url("redis_ref", "/lookup?id=43"), timeout=30).status_code == 404
-        apiary_db = redis.Redis.from_url(stack.redis_url)
-        reference_db = redis.Redis.from_url(redis_database(stack.redis_url, REDIS_REFERENCE_DB))
-        assert apiary_db.dbsize() == 0, "the reference wrote into the database Apiary uses"
-        assert reference_db.get(ANSWER_KEY.format(LOOKUP_ID)) == answer
-        group = next(proc.pid for name, proc in stack.children if name == "redis_ref")
+        yield stack
+        group = next(proc.pid for name, proc in stack.children if name == server)
         tmp = stack.tmp
     finally:
         stack.stop()
@@ -300,9 +294,25 @@ def test_the_redis_reference_answers_what_was_stored_from_its_own_database_and_e
     assert not tmp.exists()
 
 
+def _reference_database(stack: Stack, db: int) -> redis.Redis:
+    """The reference's own Redis database, once the one Apiary uses is seen untouched."""
+    assert redis.Redis.from_url(stack.redis_url).dbsize() == 0, "the reference wrote into the database Apiary uses"
+    return redis.Redis.from_url(redis_database(stack.redis_url, db))
+
+
+def test_the_redis_reference_answers_what_was_stored_from_its_own_database_and_every_process_stops():
+    with _reference_stack("redis_ref") as stack:
+        answer = b'{"count":1,"rows":[{"customer_key":42}]}\n'
+        stack.start_redis_reference({ANSWER_KEY.format(LOOKUP_ID): answer})
+        stack.wait_until("redis_ref", f"/lookup?id={LOOKUP_ID}")
+        got = httpx.get(stack.url("redis_ref", f"/lookup?id={LOOKUP_ID}"), timeout=30)
+        assert (got.status_code, got.content, got.headers["Content-Type"]) == (200, answer, "application/json")
+        assert httpx.get(stack.url("redis_ref", "/lookup?id=43"), timeout=30).status_code == 404
+        assert _reference_database(stack, REDIS_REFERENCE_DB).get(ANSWER_KEY.format(LOOKUP_ID)) == answer
+
+
 def test_the_serve_script_reference_answers_its_key_with_one_round_trip_on_its_own_database_and_every_process_stops():
-    stack = Stack()
-    try:
+    with _reference_stack("script_ref") as stack:
         answer = b'{"count":1,"rows":[{"customer_key":42}]}\n'
         stack.start_script_reference(answer, "dk_bench_reference_key")
         path = f"/api/service/bench/customer?id={LOOKUP_ID}"
@@ -313,17 +323,9 @@ def test_the_serve_script_reference_answers_its_key_with_one_round_trip_on_its_o
         got = httpx.get(url, headers={"X-API-Key": "dk_bench_reference_key"}, timeout=30)
         assert (got.status_code, got.content, got.headers["X-Cache"]) == (200, answer, "HIT")
         assert int(got.headers["RateLimit-Remaining"]) < int(got.headers["RateLimit-Limit"])
-        apiary_db = redis.Redis.from_url(stack.redis_url)
-        reference_db = redis.Redis.from_url(redis_database(stack.redis_url, SCRIPT_REFERENCE_DB))
-        assert apiary_db.dbsize() == 0, "the reference wrote into the database Apiary uses"
-        (record,) = reference_db.lrange("bench_script:audit", 0, -1)  # the answered call's, written by the script
+        # The answered call's audit record, written by the serve script in the same round trip.
+        (record,) = _reference_database(stack, SCRIPT_REFERENCE_DB).lrange("bench_script:audit", 0, -1)
         assert json.loads(record)["user_agent"].startswith("python-httpx")
-        group = next(proc.pid for name, proc in stack.children if name == "script_ref")
-        tmp = stack.tmp
-    finally:
-        stack.stop()
-    assert not _group_alive(group), "the reference's server outlived it"
-    assert not tmp.exists()
 
 
 def test_rounds_are_combined_by_their_median_and_ratios_taken_within_each_round():
