@@ -27,11 +27,13 @@ _pools_lock = threading.Lock()
 
 def run_readonly_sql(engine: Engine, sql: str, args: Any, timeout_s: float) -> tuple[Any, list[tuple]]:
     """(cursor description, rows) of one SELECT in the DBAPI's paramstyle; QueryTimeout past the deadline."""
+    dbapi = engine.dialect.dbapi
     try:
         fairy = (read_only_pool(engine) if is_sqlite(engine) else engine).raw_connection()
-    except sa.exc.DBAPIError as exc:
-        if _is_platform_fault(engine.dialect.dbapi, exc.orig):
-            raise _unavailable(exc.orig) from exc
+    except (sa.exc.DBAPIError, dbapi.Error) as exc:  # the pool raises the driver's own error when a connect fails
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        if _is_platform_fault(dbapi, orig):
+            raise _unavailable(orig) from exc
         raise
     try:
         if is_sqlite(engine):
@@ -82,9 +84,12 @@ def _run_sqlite(fairy, engine: Engine, sql: str, args: Any, timeout_s: float):
         raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
         _attach_schemas(raw, fairy.info, engine.info["data_dir"], sql)
         cursor = raw.execute(sql, args)
-        rows = cursor.fetchall()
-        description = cursor.description
-        return description, rows
+        try:
+            return cursor.description, cursor.fetchall()
+        finally:
+            # Ends the statement even when the fetch fails half way (a value the driver cannot decode): left active,
+            # it would hold its read snapshot for as long as its error is kept, on a connection back in the pool.
+            cursor.close()
     except dbapi.Error as exc:
         if "interrupted" in str(exc):
             raise QueryTimeout(timeout_s) from None

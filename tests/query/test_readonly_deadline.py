@@ -217,3 +217,38 @@ def test_on_sqlite_disposing_the_engine_closes_its_read_only_pool(warehouse, one
     assert pool.pool.checkedin() == 1
     engine.dispose()
     assert pool.pool.checkedin() == 0
+
+
+def test_on_sqlite_a_query_failing_mid_read_leaves_no_snapshot_behind(warehouse, one_connection):
+    """A value the driver cannot decode fails the fetch after the statement began reading. The statement is ended
+    with the query, even while its error is still held (a log handler, an error tracker): the connection goes back to
+    the pool reading current data, and writers are not kept waiting."""
+    if warehouse.backend != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL rolls the failed transaction back")
+    engine, scratch = one_connection
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE TABLE "{warehouse.schema}".undecodable (t TEXT)')
+        conn.exec_driver_sql(f"INSERT INTO \"{warehouse.schema}\".undecodable VALUES ('ok'), (CAST(x'ff' AS TEXT))")  # noqa: S608
+    try:
+        with pytest.raises(WarehouseUnavailable) as failed:
+            run_readonly_sql(engine, f'SELECT t FROM "{warehouse.schema}".undecodable', (), 5)  # noqa: S608
+        assert "utf-8" in str(failed.value.__cause__).lower()
+        count = _count_of(scratch, engine)
+        with engine.begin() as conn:
+            conn.execute(scratch.insert(), [{"a": 1}])
+        assert run_readonly_sql(engine, count, (), 5)[1] == [(1,)], "a snapshot from before the write was read"
+        with engine.begin() as conn:
+            conn.execute(scratch.delete())
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP TABLE "{warehouse.schema}".undecodable')
+
+
+def test_on_sqlite_a_warehouse_that_cannot_be_opened_is_the_platforms_fault(tmp_path):
+    """The fast path's own pool opening a connection fails with the driver's error: a 503, never a 500."""
+    engine = create_warehouse_engine(f"sqlite:///{tmp_path / 'gone' / 'main.db'}", str(tmp_path / "schemas"))
+    try:
+        with pytest.raises(WarehouseUnavailable):
+            run_readonly_sql(engine, "SELECT 1", (), 5)
+    finally:
+        engine.dispose()
