@@ -16,12 +16,14 @@ database of the same Redis. The function row is also shown against it.
 Likewise a cached lookup answers after a round trip to Redis, which a bare "hello" never makes. The fourth reference
 (bench/redis_app.py) is what a team would deploy for a cached lookup: a plain Flask route answering from one Redis
 GET (the very answer Apiary's cached lookup gives, stored on another database of the same Redis), with no key, rate
-limit, audit record or metrics. The cached lookup is also shown against it.
+limit, audit record or metrics. The cached lookup is also shown against it, and against the fifth reference
+(bench/script_app.py): a plain Flask route making the one Redis round trip issue 15 asks of a keyed call, through
+Apiary's own serve script, and nothing else, the ceiling of any design that makes that round trip.
 
     make bench                                  # = .venv/bin/python bench/serving.py
     .venv/bin/python bench/serving.py --seconds 5 --rounds 3 --warmup 1 [--rows 100000] [--keep]
     .venv/bin/python bench/serving.py --only celery,function,hello --out /tmp/serving.json
-    .venv/bin/python bench/serving.py --only hello,redis,lookup_cached --out /tmp/lookup.json
+    .venv/bin/python bench/serving.py --only hello,redis,script,lookup_cached --out /tmp/lookup.json
 
 Prints the table and writes bench/results/serving.json.
 """
