@@ -13,7 +13,13 @@ import sqlalchemy as sa
 
 from app.errors import APIError
 from app.query import KeyPolicy, run_query
-from app.warehouse.engine import QueryTimeout, WarehouseUnavailable, create_warehouse_engine, execute_readonly
+from app.warehouse.engine import (
+    QueryTimeout,
+    WarehouseUnavailable,
+    create_warehouse_engine,
+    ensure_schema,
+    execute_readonly,
+)
 from app.warehouse.readonly import read_only_pool, run_readonly_sql
 
 FAN_OUT = 3000  # both tables' rows share one join key: the join has FAN_OUT² rows to sort
@@ -173,12 +179,23 @@ def _count_of(table: sa.Table, engine) -> str:
     return str(sa.select(sa.func.count()).select_from(table).compile(engine))
 
 
-def test_on_sqlite_the_fast_path_reads_through_read_only_connections_of_its_own(warehouse, one_connection):
+@pytest.fixture
+def sqlite_scratch(tmp_path):
+    """(engine, table) of a SQLite warehouse of this test alone, one connection in its pool, and an empty table
+    `marts.scratch`: how SQLite's fast path holds its connections, whatever backend the suite runs against."""
+    engine = create_warehouse_engine(f"sqlite:///{tmp_path / 'main.db'}", str(tmp_path / "schemas"), pool_size=1)
+    ensure_schema(engine, "marts")
+    scratch = sa.Table("scratch", sa.MetaData(), sa.Column("a", sa.BigInteger), schema="marts")
+    scratch.create(engine)
+    yield engine, scratch
+    engine.dispose()
+
+
+def test_on_sqlite_the_fast_path_reads_through_read_only_connections_of_its_own(sqlite_scratch):
     """Served queries never switch a connection of the engine's pool (the one uploads write through) to read-only and
-    back: they have a pool of their own, read-only from the moment each connection opens."""
-    if warehouse.backend != "sqlite":
-        pytest.skip("PostgreSQL opens a READ ONLY transaction in the query's own round trip")
-    engine, scratch = one_connection
+    back: they have a pool of their own, read-only from the moment each connection opens. (PostgreSQL opens a READ
+    ONLY transaction in the query's own round trip instead: see the write tests above.)"""
+    engine, scratch = sqlite_scratch
     run_readonly_sql(engine, _count_of(scratch, engine), (), 5)
     pool = read_only_pool(engine)
     assert pool is not engine and pool is read_only_pool(engine), "one read-only pool per engine"
@@ -193,11 +210,9 @@ def test_on_sqlite_the_fast_path_reads_through_read_only_connections_of_its_own(
     _assert_left_read_write_and_transactional(engine, scratch)
 
 
-def test_on_sqlite_a_served_query_reads_what_was_committed_after_its_connection_opened(warehouse, one_connection):
+def test_on_sqlite_a_served_query_reads_what_was_committed_after_its_connection_opened(sqlite_scratch):
     """No read snapshot outlives a served query: rows written since (an upload, another process) are read at once."""
-    if warehouse.backend != "sqlite":
-        pytest.skip("SQLite only: its fast path runs each SELECT without a transaction of its own")
-    engine, scratch = one_connection
+    engine, scratch = sqlite_scratch
     count = _count_of(scratch, engine)
     assert run_readonly_sql(engine, count, (), 5)[1] == [(0,)]
     with engine.begin() as conn:
@@ -208,10 +223,8 @@ def test_on_sqlite_a_served_query_reads_what_was_committed_after_its_connection_
     assert run_readonly_sql(engine, count, (), 5)[1] == [(0,)]
 
 
-def test_on_sqlite_disposing_the_engine_closes_its_read_only_pool(warehouse, one_connection):
-    if warehouse.backend != "sqlite":
-        pytest.skip("SQLite only")
-    engine, _scratch = one_connection
+def test_on_sqlite_disposing_the_engine_closes_its_read_only_pool(sqlite_scratch):
+    engine, _scratch = sqlite_scratch
     run_readonly_sql(engine, "SELECT 1", (), 5)
     pool = read_only_pool(engine)
     assert pool.pool.checkedin() == 1
@@ -219,29 +232,20 @@ def test_on_sqlite_disposing_the_engine_closes_its_read_only_pool(warehouse, one
     assert pool.pool.checkedin() == 0
 
 
-def test_on_sqlite_a_query_failing_mid_read_leaves_no_snapshot_behind(warehouse, one_connection):
+def test_on_sqlite_a_query_failing_mid_read_leaves_no_snapshot_behind(sqlite_scratch):
     """A value the driver cannot decode fails the fetch after the statement began reading. The statement is ended
     with the query, even while its error is still held (a log handler, an error tracker): the connection goes back to
     the pool reading current data, and writers are not kept waiting."""
-    if warehouse.backend != "sqlite":
-        pytest.skip("SQLite only: PostgreSQL rolls the failed transaction back")
-    engine, scratch = one_connection
+    engine, scratch = sqlite_scratch
     with engine.begin() as conn:
-        conn.exec_driver_sql(f'CREATE TABLE "{warehouse.schema}".undecodable (t TEXT)')
-        conn.exec_driver_sql(f"INSERT INTO \"{warehouse.schema}\".undecodable VALUES ('ok'), (CAST(x'ff' AS TEXT))")  # noqa: S608
-    try:
-        with pytest.raises(WarehouseUnavailable) as failed:
-            run_readonly_sql(engine, f'SELECT t FROM "{warehouse.schema}".undecodable', (), 5)  # noqa: S608
-        assert "utf-8" in str(failed.value.__cause__).lower()
-        count = _count_of(scratch, engine)
-        with engine.begin() as conn:
-            conn.execute(scratch.insert(), [{"a": 1}])
-        assert run_readonly_sql(engine, count, (), 5)[1] == [(1,)], "a snapshot from before the write was read"
-        with engine.begin() as conn:
-            conn.execute(scratch.delete())
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP TABLE "{warehouse.schema}".undecodable')
+        conn.exec_driver_sql("CREATE TABLE marts.undecodable (t TEXT)")
+        conn.exec_driver_sql("INSERT INTO marts.undecodable VALUES ('ok'), (CAST(x'ff' AS TEXT))")
+    with pytest.raises(WarehouseUnavailable) as failed:
+        run_readonly_sql(engine, "SELECT t FROM marts.undecodable", (), 5)
+    assert "utf-8" in str(failed.value.__cause__).lower()
+    with engine.begin() as conn:
+        conn.execute(scratch.insert(), [{"a": 1}])
+    assert run_readonly_sql(engine, _count_of(scratch, engine), (), 5)[1] == [(1,)], "a snapshot from before the write"
 
 
 def test_on_sqlite_a_warehouse_that_cannot_be_opened_is_the_platforms_fault(tmp_path):
