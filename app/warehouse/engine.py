@@ -64,6 +64,12 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+# Every SQLite warehouse connection (the engine's and the fast path's, app/warehouse/readonly.py): shared across the
+# threads of a process (never two at once), waiting up to 30 s for another connection's write lock.
+SQLITE_CONNECT_ARGS = {"check_same_thread": False, "timeout": 30}
+SQLITE_BUSY_TIMEOUT = "PRAGMA busy_timeout = 30000"
+
+
 def create_warehouse_engine(url: str, data_dir: str | None = None, pool_size: int = 5) -> Engine:
     """Build the warehouse engine.
 
@@ -80,7 +86,7 @@ def create_warehouse_engine(url: str, data_dir: str | None = None, pool_size: in
             pool_size=pool_size,
             max_overflow=pool_size * 2,
             poolclass=sa.pool.QueuePool,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args=SQLITE_CONNECT_ARGS,
         )
         engine.info = {"data_dir": data_dir}  # type: ignore[attr-defined]
         _install_sqlite_hooks(engine, data_dir)
@@ -94,7 +100,7 @@ def _install_sqlite_hooks(engine: Engine, data_dir: str) -> None:
         dbapi_conn.isolation_level = None  # SQLAlchemy issues BEGIN itself (below)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(SQLITE_BUSY_TIMEOUT)
         cur.close()
 
     @sa.event.listens_for(engine, "before_cursor_execute")

@@ -17,7 +17,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from app.warehouse.engine import QueryTimeout, WarehouseUnavailable, _attach_schemas, is_sqlite
+from app.warehouse.engine import (
+    SQLITE_BUSY_TIMEOUT,
+    SQLITE_CONNECT_ARGS,
+    QueryTimeout,
+    WarehouseUnavailable,
+    _attach_schemas,
+    is_sqlite,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,19 +65,21 @@ def read_only_pool(engine: Engine) -> Engine:
 
 
 def _read_only_engine(engine: Engine) -> Engine:
-    size = engine.pool.size()
+    # As many idle connections as the engine keeps, and never a wait for one (max_overflow=-1): a thread holds one
+    # at a time, so there are never more than the process's serving threads, and a wait would not count against the
+    # query's deadline (a pool exhausted for pool_timeout would even be a 500).
     read_only = sa.create_engine(
         engine.url,
-        pool_size=size,
-        max_overflow=size * 2,
+        pool_size=engine.pool.size(),
+        max_overflow=-1,
         poolclass=sa.pool.QueuePool,
-        connect_args={"check_same_thread": False, "timeout": 30},
+        connect_args=SQLITE_CONNECT_ARGS,
     )
 
     @sa.event.listens_for(read_only, "connect")
     def _open_read_only(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # no implicit transactions: each SELECT reads its own snapshot
-        dbapi_conn.execute("PRAGMA busy_timeout = 30000")
+        dbapi_conn.execute(SQLITE_BUSY_TIMEOUT)
         dbapi_conn.execute("PRAGMA query_only = ON")  # for the connection's life, attached schema files included
 
     return read_only

@@ -256,3 +256,19 @@ def test_on_sqlite_a_warehouse_that_cannot_be_opened_is_the_platforms_fault(tmp_
             run_readonly_sql(engine, "SELECT 1", (), 5)
     finally:
         engine.dispose()
+
+
+def test_on_sqlite_a_served_query_never_waits_for_a_pooled_connection(sqlite_scratch):
+    """However many threads serve at once (gunicorn's --threads is the operator's), a served query gets a connection
+    at once: a wait for one would not count against its deadline, and a pool exhausted for 30 s would be a 500."""
+    engine, scratch = sqlite_scratch  # a pool of one connection
+    pool = read_only_pool(engine)
+    held = [pool.raw_connection() for _ in range(8)]  # eight other threads' queries in flight
+    try:
+        started = time.monotonic()
+        assert run_readonly_sql(engine, _count_of(scratch, engine), (), 5)[1] == [(0,)]
+        assert time.monotonic() - started < 1
+    finally:
+        for fairy in held:
+            fairy.close()
+    assert pool.pool.checkedin() == 1, "connections beyond the pool's size are closed, not kept"
